@@ -1,0 +1,252 @@
+//! The `Region` custom resource: one deployment region and its database.
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{Condition, SecretKeyRef};
+
+/// Desired state of one deployment region.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "phoenixguardian.io",
+    version = "v1alpha1",
+    kind = "Region",
+    plural = "regions",
+    shortname = "pgregion",
+    category = "phoenixguardian",
+    status = "RegionStatus",
+    printcolumn(name = "Role", type_ = "string", json_path = ".spec.role"),
+    printcolumn(name = "AWS-Region", type_ = "string", json_path = ".spec.awsRegion"),
+    printcolumn(name = "Tenants", type_ = "integer", json_path = ".status.tenantCount"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 40").message("metadata.name must be a DNS label of at most 40 characters (it names databases and DNS records)"),
+)]
+#[x_kube(
+    validation = Rule::new("self.role == 'Replica' ? has(self.replicaOf) : !has(self.replicaOf)").message("spec.replicaOf is required when spec.role is Replica and must be absent when it is Primary"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionSpec {
+    /// AWS region this deployment region runs in, e.g. `eu-west-1`.
+    #[schemars(
+        length(min = 1, max = 32),
+        regex(pattern = r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")
+    )]
+    pub aws_region: String,
+    /// `Primary` holds writable databases; `Replica` follows `replicaOf` with a streaming
+    /// replica. Flipping Replica to Primary is a declarative regional failover.
+    #[serde(default)]
+    pub role: RegionRole,
+    /// Name of the Region this replica follows. Required when `role` is `Replica`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 40),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub replica_of: Option<String>,
+    /// Jurisdictions whose data this region may hold (`US`, `EU`, `APAC`, ...). A tenant is
+    /// only ever placed in a region that lists one of the tenant's jurisdictions.
+    #[schemars(
+        length(min = 1, max = 8),
+        inner(length(min = 2, max = 16), regex(pattern = r"^[A-Z][A-Z0-9]*$"))
+    )]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub data_residency: Vec<String>,
+    /// Where the region's PostgreSQL is: an existing writer (and readers), or an RDS
+    /// instance to create.
+    pub database: RegionDatabase,
+    /// Public ingress of the region's data plane.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<RegionIngress>,
+    /// Route53 settings for the records of this region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<RegionDns>,
+    /// How many tenants this region may hold.
+    #[serde(default)]
+    pub capacity: RegionCapacity,
+}
+
+/// Role of a region.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RegionRole {
+    /// Holds writable databases; tenants are placed here.
+    #[default]
+    Primary,
+    /// Holds a streaming replica of `replicaOf`'s database.
+    Replica,
+}
+
+/// The database of a region.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(
+    validation = Rule::new("has(self.writer) != has(self.rds)").message("set exactly one of spec.database.writer or spec.database.rds"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionDatabase {
+    /// Name of the database holding the catalog and the shared clinical schema.
+    #[serde(default = "default_database_name")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z_][a-z0-9_]*$"))]
+    pub database_name: String,
+    /// Connection to an existing writer (primary) instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<DatabaseConnection>,
+    /// Read-only endpoints (streaming replicas) the data plane reads from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub readers: Vec<DatabaseConnection>,
+    /// An RDS instance the operator creates through the RDS API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rds: Option<RdsInstance>,
+}
+
+fn default_database_name() -> String {
+    "phoenix".to_owned()
+}
+
+/// How to reach one PostgreSQL instance.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(
+    validation = Rule::new("has(self.connectionSecretRef) != has(self.host)").message("set exactly one of connectionSecretRef or host"),
+    validation = Rule::new("!has(self.host) || has(self.credentialsSecretRef)").message("credentialsSecretRef (the password) is required with host"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseConnection {
+    /// Secret key holding a full libpq connection string (URL or key=value) of an admin role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_secret_ref: Option<SecretKeyRef>,
+    /// Host name or IP address of the instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub host: Option<String>,
+    /// TCP port of the instance.
+    #[serde(default = "default_pg_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: u16,
+    /// Admin role the operator connects as.
+    #[serde(default = "default_pg_user")]
+    #[schemars(length(min = 1, max = 63))]
+    pub user: String,
+    /// Secret key holding the admin role's password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretKeyRef>,
+}
+
+fn default_pg_port() -> u16 {
+    5432
+}
+
+fn default_pg_user() -> String {
+    "postgres".to_owned()
+}
+
+/// An RDS for PostgreSQL instance created by the operator.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RdsInstance {
+    /// DB instance identifier.
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z][-a-z0-9]*$"))]
+    pub instance_identifier: String,
+    /// Instance class, e.g. `db.r6g.large`.
+    #[schemars(
+        length(min = 1, max = 64),
+        regex(pattern = r"^db\.[a-z0-9]+\.[a-z0-9]+$")
+    )]
+    pub instance_class: String,
+    /// PostgreSQL engine version, e.g. `15.6`.
+    #[serde(default = "default_engine_version")]
+    pub engine_version: String,
+    /// Allocated storage in GiB.
+    #[serde(default = "default_storage")]
+    #[schemars(range(min = 20, max = 65536))]
+    pub allocated_storage_gib: i32,
+    /// Whether the instance is deployed across availability zones.
+    #[serde(default)]
+    pub multi_az: bool,
+    /// Secret key holding the master password the operator generates or reads.
+    pub master_password_secret_ref: SecretKeyRef,
+}
+
+fn default_engine_version() -> String {
+    "15".to_owned()
+}
+
+fn default_storage() -> i32 {
+    100
+}
+
+/// Public ingress of a region's data plane.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionIngress {
+    /// Public host name of the region's data plane (target of tenants' latency records).
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub hostname: String,
+    /// Path Route53 health checks probe.
+    #[serde(default = "default_health_path")]
+    #[schemars(length(min = 1, max = 255), regex(pattern = r"^/"))]
+    pub health_check_path: String,
+}
+
+fn default_health_path() -> String {
+    "/healthz".to_owned()
+}
+
+/// Route53 settings of a region.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionDns {
+    /// Hosted zone in which tenants' records are written.
+    #[schemars(length(min = 1, max = 32), regex(pattern = r"^[A-Z0-9]+$"))]
+    pub hosted_zone_id: String,
+}
+
+/// Capacity of a region.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionCapacity {
+    /// Most tenants the placement puts in this region.
+    #[serde(default = "default_max_tenants")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub max_tenants: i32,
+}
+
+fn default_max_tenants() -> i32 {
+    500
+}
+
+impl Default for RegionCapacity {
+    fn default() -> Self {
+        Self {
+            max_tenants: default_max_tenants(),
+        }
+    }
+}
+
+/// Observed state of a region.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionStatus {
+    /// `Ready`, `Provisioning` or `Failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// `Ready`, `DatabaseReachable`, `ReplicationHealthy`.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// Replay lag of the slowest reader, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_lag_seconds: Option<f64>,
+    /// Active tenants whose home is this region.
+    #[serde(default)]
+    pub tenant_count: i32,
+    /// Catalog schema version applied to the region's database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<i32>,
+    /// The `metadata.generation` last reconciled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}

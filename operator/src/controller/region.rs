@@ -1,0 +1,445 @@
+//! The Region controller: connects to the region's database, migrates it, keeps its roles
+//! and row-level security in place and reports reachability, replication and tenant count.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Api, ResourceExt};
+use phoenix_crds::region::DatabaseConnection;
+use phoenix_crds::{Region, RegionRole, RegionStatus};
+use tracing::Instrument;
+
+use super::context::Context;
+use super::error::Error;
+use crate::conditions::{self, NewCondition, Status, types};
+use crate::db::{RegionDatabase, roles};
+use crate::secrets::generate_password;
+
+/// Finalizer guarding the region's pools and the data plane Secret.
+pub const FINALIZER: &str = "phoenixguardian.io/region-cleanup";
+
+/// Name of the Secret with the data plane's credentials for `region`.
+pub fn dataplane_secret_name(region: &str) -> String {
+    format!("phoenix-dataplane-{region}")
+}
+
+/// Resolves the connection settings of one database connection of a Region.
+async fn connection_config(
+    ctx: &Context,
+    conn: &DatabaseConnection,
+    database_name: &str,
+) -> Result<(tokio_postgres::Config, String), Error> {
+    let (mut config, fingerprint) = if let Some(r) = &conn.connection_secret_ref {
+        let dsn = ctx.secrets.get(r).await?;
+        let config: tokio_postgres::Config = dsn.parse().map_err(|_| Error::Reference {
+            reason: "InvalidConnectionString",
+            message: format!(
+                "secret {}/{} key {} is not a valid PostgreSQL connection string",
+                r.namespace, r.name, r.key
+            ),
+        })?;
+        (config, dsn)
+    } else {
+        let host = conn.host.clone().unwrap_or_default();
+        let password = match &conn.credentials_secret_ref {
+            Some(r) => ctx.secrets.get(r).await?,
+            None => String::new(),
+        };
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&host)
+            .port(conn.port)
+            .user(&conn.user)
+            .password(password.as_bytes());
+        (
+            config,
+            format!("{host}:{}:{}:{password}", conn.port, conn.user),
+        )
+    };
+    config.dbname(database_name);
+    Ok((config, format!("{fingerprint}#{database_name}")))
+}
+
+/// The writer database of `region`.
+pub async fn writer_database(ctx: &Context, region: &Region) -> Result<RegionDatabase, Error> {
+    let db = &region.spec.database;
+    let Some(writer) = &db.writer else {
+        return Err(Error::NotImplemented(
+            "creating the region database through RDS (spec.database.rds)",
+        ));
+    };
+    let (config, fingerprint) = connection_config(ctx, writer, &db.database_name).await?;
+    Ok(ctx.databases.get(
+        &region.name_any(),
+        &fingerprint,
+        config,
+        ctx.settings.db_max_connections,
+    )?)
+}
+
+/// Ensures the data plane's credentials Secret; returns its password.
+async fn dataplane_credentials(
+    ctx: &Context,
+    region: &Region,
+    db: &RegionDatabase,
+) -> Result<String, Error> {
+    let name = region.name_any();
+    let labels = BTreeMap::from([
+        (
+            "app.kubernetes.io/managed-by".to_owned(),
+            "phoenix-operator".to_owned(),
+        ),
+        ("phoenixguardian.io/region".to_owned(), name.clone()),
+    ]);
+    let endpoint = db.endpoint().to_owned();
+    let generate = move || {
+        let password = generate_password(32);
+        BTreeMap::from([
+            ("username".to_owned(), roles::DATAPLANE_ROLE.to_owned()),
+            ("password".to_owned(), password.clone()),
+            (
+                "databaseUrl".to_owned(),
+                format!("postgres://{}:{password}@{endpoint}", roles::DATAPLANE_ROLE),
+            ),
+        ])
+    };
+    let (data, created) = ctx
+        .secrets
+        .get_or_create(
+            &ctx.settings.namespace,
+            &dataplane_secret_name(&name),
+            labels,
+            &generate,
+        )
+        .await?;
+    if created {
+        ctx.event(
+            region,
+            EventType::Normal,
+            "DataplaneCredentialsCreated",
+            "CreateSecret",
+            format!(
+                "created secret {}/{}",
+                ctx.settings.namespace,
+                dataplane_secret_name(&name)
+            ),
+        )
+        .await;
+    }
+    data.get("password")
+        .cloned()
+        .ok_or_else(|| Error::Reference {
+            reason: "SecretKeyMissing",
+            message: format!(
+                "secret {}/{} has no key password; delete it and the operator generates a new one",
+                ctx.settings.namespace,
+                dataplane_secret_name(&name)
+            ),
+        })
+}
+
+/// What a successful region reconcile observed.
+struct Observed {
+    schema_version: Option<i32>,
+    tenant_count: i32,
+    lag: Option<f64>,
+    readers: usize,
+    endpoint: String,
+}
+
+async fn observe(ctx: &Context, region: &Region) -> Result<Observed, Error> {
+    let db = writer_database(ctx, region).await?;
+    let standby = db.ping().await?;
+    let mut observed = Observed {
+        schema_version: None,
+        tenant_count: 0,
+        lag: None,
+        readers: 0,
+        endpoint: db.endpoint().to_owned(),
+    };
+    match region.spec.role {
+        RegionRole::Primary => {
+            if standby {
+                return Err(Error::Reference {
+                    reason: "WriterIsStandby",
+                    message: format!(
+                        "database {} is a standby in recovery but spec.role is Primary; point spec.database.writer at the primary or set role Replica",
+                        db.endpoint()
+                    ),
+                });
+            }
+            let before = db.schema_version().await?;
+            let version = db.migrate().await?;
+            if version != before {
+                ctx.event(
+                    region,
+                    EventType::Normal,
+                    "Migrated",
+                    "Migrate",
+                    format!(
+                        "schema migrated from version {before} to {version} on {}",
+                        db.endpoint()
+                    ),
+                )
+                .await;
+            }
+            let password = dataplane_credentials(ctx, region, &db).await?;
+            db.ensure_roles(Some(&password)).await?;
+            let repairs = db.ensure_rls().await?;
+            if !repairs.is_empty() && before != 0 {
+                ctx.metrics.rls_repaired(repairs.len());
+                let what: Vec<String> = repairs
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{}: {}",
+                            r.table,
+                            r.drifts
+                                .iter()
+                                .map(ToString::to_string)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    })
+                    .collect();
+                ctx.event(
+                    region,
+                    EventType::Warning,
+                    "RLSRepaired",
+                    "RepairRLS",
+                    format!("row level security drift repaired: {}", what.join("; ")),
+                )
+                .await;
+            }
+            observed.schema_version = Some(version);
+            observed.tenant_count =
+                i32::try_from(db.tenant_count(&region.name_any()).await?).unwrap_or(i32::MAX);
+        }
+        RegionRole::Replica => {
+            if !standby {
+                return Err(Error::Reference {
+                    reason: "ReplicaNotInRecovery",
+                    message: format!(
+                        "database {} is not a standby but spec.role is Replica; point spec.database.writer at the replica or set role Primary (failover)",
+                        db.endpoint()
+                    ),
+                });
+            }
+            observed.lag = db.replay_lag_seconds().await?;
+        }
+    }
+    for (i, reader) in region.spec.database.readers.iter().enumerate() {
+        let (config, fingerprint) =
+            connection_config(ctx, reader, &region.spec.database.database_name).await?;
+        let db = ctx.databases.get(
+            &format!("{}#reader-{i}", region.name_any()),
+            &fingerprint,
+            config,
+            2,
+        )?;
+        if let Some(lag) = db.replay_lag_seconds().await? {
+            observed.lag = Some(observed.lag.map_or(lag, |l: f64| l.max(lag)));
+        }
+        observed.readers += 1;
+    }
+    Ok(observed)
+}
+
+async fn apply(region: Arc<Region>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let generation = region.metadata.generation;
+    let now = conditions::now();
+    let current = region.status.clone().unwrap_or_default();
+    match observe(&ctx, &region).await {
+        Ok(o) => {
+            let replication = match (o.lag, region.spec.role) {
+                (Some(lag), _) if lag > ctx.settings.max_replication_lag.as_secs_f64() => {
+                    NewCondition::new(
+                        types::REPLICATION_HEALTHY,
+                        Status::False,
+                        "ReplicationLagging",
+                        format!(
+                            "replicas are {lag:.1}s behind (limit {}s)",
+                            ctx.settings.max_replication_lag.as_secs()
+                        ),
+                    )
+                }
+                (Some(lag), _) => NewCondition::new(
+                    types::REPLICATION_HEALTHY,
+                    Status::True,
+                    "ReplicaStreaming",
+                    format!("{} reader(s) {lag:.1}s behind", o.readers.max(1)),
+                ),
+                (None, _) => NewCondition::new(
+                    types::REPLICATION_HEALTHY,
+                    Status::Unknown,
+                    "NoReaders",
+                    "no readers are declared in spec.database.readers",
+                ),
+            };
+            let conds = conditions::merge(
+                &current.conditions,
+                &[
+                    NewCondition::new(
+                        types::DATABASE_REACHABLE,
+                        Status::True,
+                        "Connected",
+                        format!("connected to {}", o.endpoint),
+                    ),
+                    replication,
+                    NewCondition::new(
+                        types::READY,
+                        Status::True,
+                        "Reconciled",
+                        format!(
+                            "schema version {}, {} tenant(s)",
+                            o.schema_version.unwrap_or(0),
+                            o.tenant_count
+                        ),
+                    ),
+                ],
+                generation,
+                &now,
+            );
+            let became_ready = !conditions::is_true(&current.conditions, types::READY);
+            let status = RegionStatus {
+                phase: Some("Ready".to_owned()),
+                conditions: conds,
+                replication_lag_seconds: o.lag,
+                tenant_count: o.tenant_count,
+                schema_version: o.schema_version,
+                observed_generation: generation,
+            };
+            ctx.patch_status(region.as_ref(), &status).await?;
+            if became_ready {
+                ctx.event(
+                    region.as_ref(),
+                    EventType::Normal,
+                    "Ready",
+                    "Reconcile",
+                    format!("region database {} is ready", o.endpoint),
+                )
+                .await;
+            }
+            Ok(Action::requeue(
+                ctx.settings.resync.min(std::time::Duration::from_secs(60)),
+            ))
+        }
+        Err(e) => {
+            let reachable = match &e {
+                Error::Database(_)
+                | Error::Secret(_)
+                | Error::Reference { .. }
+                | Error::NotImplemented(_) => Status::False,
+                _ => Status::Unknown,
+            };
+            let conds = conditions::merge(
+                &current.conditions,
+                &[
+                    NewCondition::new(
+                        types::DATABASE_REACHABLE,
+                        reachable,
+                        e.reason(),
+                        e.to_string(),
+                    ),
+                    NewCondition::new(types::READY, Status::False, e.reason(), e.to_string()),
+                ],
+                generation,
+                &now,
+            );
+            let status = RegionStatus {
+                phase: Some("Failed".to_owned()),
+                conditions: conds,
+                observed_generation: generation,
+                ..current
+            };
+            if let Err(pe) = ctx.patch_status(region.as_ref(), &status).await {
+                tracing::warn!(error = %pe, "could not write region status");
+            }
+            ctx.event(
+                region.as_ref(),
+                EventType::Warning,
+                e.reason(),
+                "Reconcile",
+                e.to_string(),
+            )
+            .await;
+            Err(e)
+        }
+    }
+}
+
+async fn cleanup(region: Arc<Region>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let name = region.name_any();
+    let placed = ctx
+        .tenants
+        .state()
+        .iter()
+        .filter(|t| {
+            t.status
+                .as_ref()
+                .and_then(|s| s.placement.as_ref())
+                .is_some_and(|p| p.region == name)
+        })
+        .count();
+    if placed > 0 {
+        let message = format!(
+            "region {name} still holds {placed} tenant(s); delete or migrate them before deleting the Region"
+        );
+        ctx.event(
+            region.as_ref(),
+            EventType::Warning,
+            "TenantsRemain",
+            "Delete",
+            message.clone(),
+        )
+        .await;
+        return Err(Error::Reference {
+            reason: "TenantsRemain",
+            message,
+        });
+    }
+    ctx.databases.forget(&name);
+    ctx.event(
+        region.as_ref(),
+        EventType::Normal,
+        "Deleted",
+        "Delete",
+        format!("region {name} released; its database is left untouched"),
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+/// Reconciles one Region.
+pub async fn reconcile(region: Arc<Region>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let span = tracing::info_span!("reconcile", kind = "Region", name = %region.name_any());
+    reconcile_inner(region, ctx).instrument(span).await
+}
+
+async fn reconcile_inner(region: Arc<Region>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let timer = ctx.metrics.start("region");
+    let api: Api<Region> = Api::all(ctx.client.clone());
+    let result = finalizer(&api, FINALIZER, region.clone(), |event| async {
+        match event {
+            Finalizer::Apply(r) => apply(r, ctx.clone()).await,
+            Finalizer::Cleanup(r) => cleanup(r, ctx.clone()).await,
+        }
+    })
+    .await
+    .map_err(Error::from);
+    timer.finish(result.as_ref().err().map(Error::reason));
+    if result.is_ok() {
+        ctx.backoff.succeeded(&region.uid().unwrap_or_default());
+    }
+    result
+}
+
+/// Backs off a failed Region with jitter.
+pub fn error_policy(region: Arc<Region>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff.failed(&region.uid().unwrap_or_default());
+    tracing::warn!(kind = "Region", region = %region.name_any(), reason = error.reason(), error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}

@@ -1,0 +1,519 @@
+//! The Tenant controller: places the tenant by residency and capacity, writes its catalog
+//! row, keeps row-level security enforced on the tables that hold its rows, and on deletion
+//! honours `deletionPolicy`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Api, ResourceExt};
+use phoenix_crds::tenant::TenantEndpoints;
+use phoenix_crds::{
+    DeletionPolicy, Isolation, Placement, Region, Tenant, TenantPhase, TenantStatus,
+};
+use tracing::Instrument;
+
+use super::context::Context;
+use super::error::Error;
+use super::region::writer_database;
+use crate::conditions::{self, NewCondition, Status, types};
+use crate::db::catalog::TenantRow;
+use crate::db::migrations;
+use crate::placement::{self, RegionView, TenantRequest};
+
+/// Finalizer guarding the tenant's data.
+pub const FINALIZER: &str = "phoenixguardian.io/tenant-cleanup";
+
+/// How long to wait for a Region that is not Ready yet.
+const REGION_WAIT: Duration = Duration::from_secs(10);
+
+/// The views placement needs, with counts from placed tenants plus decisions this process
+/// made that the store may not show yet.
+fn region_views(
+    regions: &[Arc<Region>],
+    tenants: &[Arc<Tenant>],
+    pending: &HashMap<String, String>,
+) -> Vec<RegionView> {
+    let mut counts: HashMap<&str, (i32, std::collections::HashSet<String>)> = HashMap::new();
+    for t in tenants {
+        if let Some(p) = t.status.as_ref().and_then(|s| s.placement.as_ref()) {
+            let e = counts.entry(p.region.as_str()).or_default();
+            e.0 += 1;
+            e.1.insert(t.uid().unwrap_or_default());
+        }
+    }
+    for (uid, region) in pending {
+        let e = counts.entry(region.as_str()).or_default();
+        if !e.1.contains(uid) {
+            e.0 += 1;
+        }
+    }
+    regions
+        .iter()
+        .filter(|r| r.metadata.deletion_timestamp.is_none())
+        .map(|r| RegionView {
+            name: r.name_any(),
+            aws_region: r.spec.aws_region.clone(),
+            role: r.spec.role,
+            data_residency: r.spec.data_residency.clone(),
+            max_tenants: r.spec.capacity.max_tenants,
+            tenant_count: counts.get(r.name_any().as_str()).map_or(0, |c| c.0),
+        })
+        .collect()
+}
+
+/// Places the tenant, serialised so that concurrent reconciles respect capacity.
+async fn place(tenant: &Tenant, ctx: &Context) -> Result<Placement, Error> {
+    let uid = tenant.uid().unwrap_or_default();
+    let current = tenant.status.as_ref().and_then(|s| s.placement.as_ref());
+    let mut pending = ctx.placements.lock().await;
+    if current.is_none()
+        && let Some(region) = pending.get(&uid)
+    {
+        // Decided earlier by this process; the status write may not be visible yet.
+        if let Some(r) = ctx.regions.state().iter().find(|r| r.name_any() == *region) {
+            let jurisdiction = tenant
+                .spec
+                .data_residency
+                .iter()
+                .find(|j| r.spec.data_residency.contains(j))
+                .cloned()
+                .unwrap_or_default();
+            return Ok(Placement {
+                region: region.clone(),
+                aws_region: r.spec.aws_region.clone(),
+                jurisdiction,
+            });
+        }
+    }
+    let views = region_views(&ctx.regions.state(), &ctx.tenants.state(), &pending);
+    let request = TenantRequest {
+        data_residency: &tenant.spec.data_residency,
+        home_region: tenant.spec.home_region.as_deref(),
+        current,
+    };
+    let placement = placement::place(&request, &views)?;
+    pending.insert(uid, placement.region.clone());
+    Ok(placement)
+}
+
+fn row(tenant: &Tenant, placement: &Placement) -> TenantRow {
+    TenantRow {
+        uid: tenant.uid().unwrap_or_default(),
+        name: tenant.name_any(),
+        display_name: tenant.spec.display_name.clone(),
+        hostname: tenant.spec.dns.hostname.to_lowercase(),
+        home_region: placement.region.clone(),
+        data_residency: tenant.spec.data_residency.clone(),
+        isolation: format!("{:?}", tenant.spec.database.isolation),
+        state: if tenant.spec.suspended {
+            "suspended"
+        } else {
+            "active"
+        },
+        requests_per_second: tenant.spec.limits.requests_per_second,
+        max_users: tenant.spec.limits.max_users,
+        generation: tenant.metadata.generation.unwrap_or(0),
+    }
+}
+
+/// The outcome of one apply, turned into status.
+enum Outcome {
+    Ready {
+        placement: Placement,
+        catalog_id: i64,
+    },
+    Waiting {
+        placement: Placement,
+        reason: &'static str,
+        message: String,
+    },
+}
+
+async fn provision(tenant: &Tenant, ctx: &Context) -> Result<Outcome, Error> {
+    if tenant.spec.database.isolation != Isolation::Shared {
+        return Err(Error::NotImplemented(
+            "spec.database.isolation Schema and Dedicated (use Shared)",
+        ));
+    }
+    let placement = place(tenant, ctx).await?;
+    let Some(region) = ctx
+        .regions
+        .get(&kube::runtime::reflector::ObjectRef::new(&placement.region))
+    else {
+        return Err(Error::Reference {
+            reason: "RegionNotFound",
+            message: format!(
+                "region {} is not declared; create a Region named {}",
+                placement.region, placement.region
+            ),
+        });
+    };
+    let region_ready = region
+        .status
+        .as_ref()
+        .is_some_and(|s| conditions::is_true(&s.conditions, types::READY));
+    if !region_ready {
+        let why = region
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == types::READY))
+            .map(|c| c.message.clone())
+            .unwrap_or_else(|| "not reconciled yet".to_owned());
+        return Ok(Outcome::Waiting {
+            placement: placement.clone(),
+            reason: "RegionNotReady",
+            message: format!("region {} is not Ready: {why}", placement.region),
+        });
+    }
+    let db = writer_database(ctx, &region).await?;
+    let version = db.schema_version().await?;
+    if version < migrations::latest_version() {
+        return Ok(Outcome::Waiting {
+            placement: placement.clone(),
+            reason: "RegionNotMigrated",
+            message: format!(
+                "region {} database is at schema version {version}, waiting for {}",
+                placement.region,
+                migrations::latest_version()
+            ),
+        });
+    }
+    let catalog_id = db.upsert_tenant(&row(tenant, &placement)).await?;
+    let repairs = db.ensure_rls().await?;
+    if !repairs.is_empty() {
+        ctx.metrics.rls_repaired(repairs.len());
+        let what: Vec<String> = repairs
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}: {}",
+                    r.table,
+                    r.drifts
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+            .collect();
+        tracing::warn!(repairs = %what.join("; "), "row level security drift repaired");
+        ctx.event(
+            tenant,
+            EventType::Warning,
+            "RLSRepaired",
+            "RepairRLS",
+            format!("row level security drift repaired: {}", what.join("; ")),
+        )
+        .await;
+    }
+    Ok(Outcome::Ready {
+        placement,
+        catalog_id,
+    })
+}
+
+async fn apply(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let generation = tenant.metadata.generation;
+    let now = conditions::now();
+    let current = tenant.status.clone().unwrap_or_default();
+    let was_ready = conditions::is_true(&current.conditions, types::READY);
+    match provision(&tenant, &ctx).await {
+        Ok(Outcome::Ready {
+            placement,
+            catalog_id,
+        }) => {
+            let (phase, ready_reason, ready_message) = if tenant.spec.suspended {
+                (
+                    TenantPhase::Suspended,
+                    "Suspended",
+                    "tenant is suspended: data kept, requests refused".to_owned(),
+                )
+            } else {
+                (
+                    TenantPhase::Active,
+                    "Reconciled",
+                    format!("serving at https://{}", tenant.spec.dns.hostname),
+                )
+            };
+            let conds = conditions::merge(
+                &current.conditions,
+                &[
+                    NewCondition::new(
+                        types::DATABASE_READY,
+                        Status::True,
+                        "CatalogEntryReady",
+                        format!("catalog id {catalog_id} in region {}", placement.region),
+                    ),
+                    NewCondition::new(
+                        types::RLS_ENFORCED,
+                        Status::True,
+                        "PoliciesEnforced",
+                        "row level security enabled and forced on every clinical table",
+                    ),
+                    NewCondition::new(types::READY, Status::True, ready_reason, ready_message),
+                ],
+                generation,
+                &now,
+            );
+            let status = TenantStatus {
+                phase: Some(phase),
+                conditions: conds,
+                endpoints: Some(TenantEndpoints {
+                    api: format!("https://{}/fhir", tenant.spec.dns.hostname),
+                    catalog_id,
+                }),
+                placement: Some(placement.clone()),
+                observed_generation: generation,
+            };
+            ctx.patch_status(tenant.as_ref(), &status).await?;
+            if !was_ready {
+                ctx.event(
+                    tenant.as_ref(),
+                    EventType::Normal,
+                    "Ready",
+                    "Provision",
+                    format!(
+                        "placed in region {} ({}), catalog id {catalog_id}",
+                        placement.region, placement.jurisdiction
+                    ),
+                )
+                .await;
+            }
+            Ok(Action::requeue(ctx.settings.resync))
+        }
+        Ok(Outcome::Waiting {
+            placement,
+            reason,
+            message,
+        }) => {
+            let conds = conditions::merge(
+                &current.conditions,
+                &[
+                    NewCondition::new(
+                        types::DATABASE_READY,
+                        Status::False,
+                        reason,
+                        message.clone(),
+                    ),
+                    NewCondition::new(types::READY, Status::False, reason, message),
+                ],
+                generation,
+                &now,
+            );
+            let status = TenantStatus {
+                phase: Some(TenantPhase::Provisioning),
+                conditions: conds,
+                placement: Some(placement),
+                observed_generation: generation,
+                ..current
+            };
+            ctx.patch_status(tenant.as_ref(), &status).await?;
+            Ok(Action::requeue(REGION_WAIT))
+        }
+        Err(e) => {
+            let mut updates = vec![NewCondition::new(
+                types::READY,
+                Status::False,
+                e.reason(),
+                e.to_string(),
+            )];
+            if !matches!(e, Error::Kube(_)) {
+                updates.push(NewCondition::new(
+                    types::DATABASE_READY,
+                    Status::False,
+                    e.reason(),
+                    e.to_string(),
+                ));
+            }
+            let conds = conditions::merge(&current.conditions, &updates, generation, &now);
+            let failed = matches!(
+                e,
+                Error::Placement(_)
+                    | Error::NotImplemented(_)
+                    | Error::Database(crate::db::DbError::HostnameTaken { .. })
+            );
+            let phase = if failed {
+                TenantPhase::Failed
+            } else {
+                current.phase.unwrap_or(TenantPhase::Provisioning)
+            };
+            let status = TenantStatus {
+                phase: Some(phase),
+                conditions: conds,
+                observed_generation: generation,
+                ..current
+            };
+            if let Err(pe) = ctx.patch_status(tenant.as_ref(), &status).await {
+                tracing::warn!(error = %pe, "could not write tenant status");
+            }
+            ctx.event(
+                tenant.as_ref(),
+                EventType::Warning,
+                e.reason(),
+                "Provision",
+                e.to_string(),
+            )
+            .await;
+            Err(e)
+        }
+    }
+}
+
+async fn cleanup(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let uid = tenant.uid().unwrap_or_default();
+    let mut status = tenant.status.clone().unwrap_or_default();
+    if status.phase != Some(TenantPhase::Deleting) {
+        status.phase = Some(TenantPhase::Deleting);
+        status.conditions = conditions::merge(
+            &status.conditions,
+            &[NewCondition::new(
+                types::READY,
+                Status::False,
+                "Deleting",
+                format!(
+                    "deleting with policy {:?}",
+                    tenant.spec.database.deletion_policy
+                ),
+            )],
+            tenant.metadata.generation,
+            &conditions::now(),
+        );
+        if let Err(e) = ctx.patch_status(tenant.as_ref(), &status).await {
+            tracing::warn!(error = %e, "could not mark the tenant Deleting");
+        }
+    }
+    // Cleanup follows what was built (status), never the spec alone.
+    let Some(placement) = status.placement.clone() else {
+        ctx.placements.lock().await.remove(&uid);
+        ctx.event(
+            tenant.as_ref(),
+            EventType::Normal,
+            "Deleted",
+            "Delete",
+            "tenant was never placed; nothing to clean up".to_owned(),
+        )
+        .await;
+        return Ok(Action::await_change());
+    };
+    let Some(region) = ctx
+        .regions
+        .get(&kube::runtime::reflector::ObjectRef::new(&placement.region))
+    else {
+        return Err(Error::Reference {
+            reason: "RegionNotFound",
+            message: format!(
+                "cannot clean up: region {} no longer exists; re-create it so the tenant's data can be handled per deletionPolicy",
+                placement.region
+            ),
+        });
+    };
+    let db = writer_database(&ctx, &region).await?;
+    let note = match tenant.spec.database.deletion_policy {
+        DeletionPolicy::Retain => {
+            let retired = db.retire_tenant(&uid).await?;
+            format!(
+                "retained the tenant's data in region {}; catalog entry {}",
+                placement.region,
+                if retired {
+                    "marked retired"
+                } else {
+                    "was already retired"
+                }
+            )
+        }
+        DeletionPolicy::Delete => {
+            let deleted = db.delete_tenant(&uid).await?;
+            format!(
+                "deleted {} clinical row(s) and the catalog entry in region {}",
+                deleted.rows, placement.region
+            )
+        }
+        DeletionPolicy::Snapshot => {
+            return Err(Error::NotImplemented(
+                "deletionPolicy Snapshot (needs isolation Dedicated)",
+            ));
+        }
+    };
+    ctx.placements.lock().await.remove(&uid);
+    tracing::info!(%note, "tenant cleaned up");
+    ctx.event(
+        tenant.as_ref(),
+        EventType::Normal,
+        "Deleted",
+        "Delete",
+        note,
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+/// Reconciles one Tenant.
+pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let span = tracing::info_span!("reconcile", kind = "Tenant", tenant = %tenant.name_any());
+    reconcile_inner(tenant, ctx).instrument(span).await
+}
+
+async fn reconcile_inner(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let timer = ctx.metrics.start("tenant");
+    let api: Api<Tenant> = Api::all(ctx.client.clone());
+    let result = finalizer(&api, FINALIZER, tenant.clone(), |event| async {
+        match event {
+            Finalizer::Apply(t) => apply(t, ctx.clone()).await,
+            Finalizer::Cleanup(t) => cleanup(t, ctx.clone()).await,
+        }
+    })
+    .await
+    .map_err(Error::from);
+    timer.finish(result.as_ref().err().map(Error::reason));
+    if result.is_ok() {
+        ctx.backoff.succeeded(&tenant.uid().unwrap_or_default());
+    }
+    result
+}
+
+/// Backs off a failed Tenant with jitter.
+pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff.failed(&tenant.uid().unwrap_or_default());
+    tracing::warn!(kind = "Tenant", tenant = %tenant.name_any(), reason = error.reason(), error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phoenix_crds::RegionSpec;
+
+    fn region(name: &str, residency: &str, max: i32) -> Arc<Region> {
+        let spec: RegionSpec = serde_json::from_value(serde_json::json!({
+            "awsRegion": "us-east-1", "dataResidency": [residency],
+            "database": {"writer": {"host": "127.0.0.1", "credentialsSecretRef": {"namespace": "n", "name": "s", "key": "k"}}},
+            "capacity": {"maxTenants": max}
+        }))
+        .expect("valid spec");
+        Arc::new(Region::new(name, spec))
+    }
+
+    #[test]
+    fn pending_decisions_count_against_capacity() {
+        let regions = vec![region("us-a", "US", 1), region("us-b", "US", 1)];
+        let pending = HashMap::from([("uid-1".to_owned(), "us-a".to_owned())]);
+        let views = region_views(&regions, &[], &pending);
+        let a = views.iter().find(|v| v.name == "us-a").expect("us-a");
+        assert_eq!(a.tenant_count, 1);
+        let r = vec!["US".to_owned()];
+        let p = placement::place(
+            &TenantRequest {
+                data_residency: &r,
+                home_region: None,
+                current: None,
+            },
+            &views,
+        )
+        .expect("placed");
+        assert_eq!(p.region, "us-b");
+    }
+}

@@ -1,0 +1,11 @@
+//! The Phoenix Guardian operator: reconciles Regions and Tenants into PostgreSQL catalogs,
+//! clinical schemas and row-level security.
+
+pub mod backoff;
+pub mod conditions;
+pub mod controller;
+pub mod db;
+pub mod http;
+pub mod metrics;
+pub mod placement;
+pub mod secrets;

@@ -1,0 +1,117 @@
+//! The operator binary.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use phoenix_operator::controller::{self, context::Settings};
+use phoenix_operator::http::{self, Probes};
+use phoenix_operator::metrics::Metrics;
+
+/// Reconciles Phoenix Guardian Regions and Tenants.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Namespace of the Secrets the operator creates.
+    #[arg(
+        long,
+        env = "OPERATOR_NAMESPACE",
+        default_value = "phoenix-system",
+        global = true
+    )]
+    namespace: String,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(
+        long,
+        env = "PROBE_ADDR",
+        default_value = "0.0.0.0:8080",
+        global = true
+    )]
+    probe_addr: SocketAddr,
+    /// Seconds between reconciles of a healthy object (drift detection).
+    #[arg(long, env = "RESYNC_SECONDS", default_value_t = 300, global = true)]
+    resync_seconds: u64,
+    /// Connections per region database.
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 8, global = true)]
+    db_max_connections: usize,
+    /// Log format: `json` or `text`.
+    #[arg(long, env = "LOG_FORMAT", default_value = "json", global = true)]
+    log_format: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the controllers (the default).
+    Run,
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,kube=warn,tower=warn,hyper=warn")
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if format == "json" {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = futures::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown requested");
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    init_tracing(&args.log_format);
+    match args.command.unwrap_or(Command::Run) {
+        Command::Run => {}
+    }
+    let client = kube::Client::try_default().await?;
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(args.probe_addr).await?;
+    tracing::info!(addr = %args.probe_addr, "serving probes and metrics");
+    let probes = http::router(Probes {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    });
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, probes).await {
+            tracing::error!(error = %e, "probe server stopped");
+        }
+    });
+    let settings = Settings {
+        namespace: args.namespace,
+        resync: Duration::from_secs(args.resync_seconds.max(1)),
+        db_max_connections: args.db_max_connections.max(1),
+        ..Settings::default()
+    };
+    controller::run(client, settings, metrics, ready, shutdown_signal()).await;
+    Ok(())
+}

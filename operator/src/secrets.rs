@@ -1,0 +1,187 @@
+//! Secrets behind a small trait, so that an external store (Vault, OpenBao) can be added
+//! without touching the reconcilers. The one implementation reads Kubernetes Secrets.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{ObjectMeta, PostParams};
+use kube::{Api, Client};
+use phoenix_crds::SecretKeyRef;
+
+/// Errors reading or writing secrets. Messages name the secret, never its value.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// The Secret does not exist.
+    #[error("secret {namespace}/{name} not found; create it or fix the reference")]
+    NotFound {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// The Secret lacks the key.
+    #[error("secret {namespace}/{name} has no key {key}; add it or fix the reference")]
+    MissingKey {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// Key.
+        key: String,
+    },
+    /// The value is not UTF-8.
+    #[error("secret {namespace}/{name} key {key} is not valid UTF-8")]
+    NotUtf8 {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// Key.
+        key: String,
+    },
+    /// The API server failed.
+    #[error("reading secret {namespace}/{name}: {source}")]
+    Api {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// Cause.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// Where secrets live.
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    /// The value of one key.
+    async fn get(&self, reference: &SecretKeyRef) -> Result<String, SecretError>;
+
+    /// Returns the secret `namespace/name`, creating it with `generate()` when missing.
+    /// The bool says whether it was created now.
+    async fn get_or_create(
+        &self,
+        namespace: &str,
+        name: &str,
+        labels: BTreeMap<String, String>,
+        generate: &(dyn Fn() -> BTreeMap<String, String> + Send + Sync),
+    ) -> Result<(BTreeMap<String, String>, bool), SecretError>;
+}
+
+/// Secrets in Kubernetes.
+#[derive(Clone)]
+pub struct KubeSecrets {
+    client: Client,
+}
+
+impl KubeSecrets {
+    /// Secrets read with `client`.
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+}
+
+fn decode(secret: &Secret) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (k, v) in secret.data.iter().flatten() {
+        if let Ok(s) = String::from_utf8(v.0.clone()) {
+            out.insert(k.clone(), s);
+        }
+    }
+    for (k, v) in secret.string_data.iter().flatten() {
+        out.insert(k.clone(), v.clone());
+    }
+    out
+}
+
+#[async_trait]
+impl SecretStore for KubeSecrets {
+    async fn get(&self, r: &SecretKeyRef) -> Result<String, SecretError> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &r.namespace);
+        let secret = api
+            .get_opt(&r.name)
+            .await
+            .map_err(|source| SecretError::Api {
+                namespace: r.namespace.clone(),
+                name: r.name.clone(),
+                source,
+            })?
+            .ok_or_else(|| SecretError::NotFound {
+                namespace: r.namespace.clone(),
+                name: r.name.clone(),
+            })?;
+        let raw = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(&r.key))
+            .ok_or_else(|| SecretError::MissingKey {
+                namespace: r.namespace.clone(),
+                name: r.name.clone(),
+                key: r.key.clone(),
+            })?;
+        String::from_utf8(raw.0.clone())
+            .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
+            .map_err(|_| SecretError::NotUtf8 {
+                namespace: r.namespace.clone(),
+                name: r.name.clone(),
+                key: r.key.clone(),
+            })
+    }
+
+    async fn get_or_create(
+        &self,
+        namespace: &str,
+        name: &str,
+        labels: BTreeMap<String, String>,
+        generate: &(dyn Fn() -> BTreeMap<String, String> + Send + Sync),
+    ) -> Result<(BTreeMap<String, String>, bool), SecretError> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let err = |source| SecretError::Api {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            source,
+        };
+        if let Some(existing) = api.get_opt(name).await.map_err(err)? {
+            return Ok((decode(&existing), false));
+        }
+        let data = generate();
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                namespace: Some(namespace.to_owned()),
+                labels: Some(labels),
+                ..Default::default()
+            },
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| (k.clone(), ByteString(v.clone().into_bytes())))
+                    .collect(),
+            ),
+            type_: Some("Opaque".to_owned()),
+            ..Default::default()
+        };
+        match api.create(&PostParams::default(), &secret).await {
+            Ok(_) => Ok((data, true)),
+            // Another replica created it first: use theirs.
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                let existing = api.get(name).await.map_err(err)?;
+                Ok((decode(&existing), false))
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+}
+
+/// A random alphanumeric password.
+pub fn generate_password(len: usize) -> String {
+    use rand::Rng;
+    use rand::distr::Alphanumeric;
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
