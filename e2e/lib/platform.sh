@@ -1,0 +1,72 @@
+# shellcheck shell=bash
+# The platform on top of the stack: CRDs, region Secrets, the operator and one data
+# plane per region. Sourced by e2e/quickstart after lib/common.sh; expects the stack's
+# env file to be sourced (KUBECONFIG, PG_ADMIN_DSN_<R>, ...).
+
+REGIONS=(us-east-1 eu-west-1 ap-southeast-1)
+OPERATOR_NAMESPACE=phoenix-system
+TARGET=${CARGO_TARGET_DIR:-$REPO/target}/debug
+
+# upper REGION: us-east-1 -> US_EAST_1
+upper() { local s=${1^^}; printf '%s' "${s//-/_}"; }
+
+install_crds() {
+  log "installing the CRDs"
+  kubectl apply --server-side --force-conflicts -f "$REPO/crds/crds.yaml" >/dev/null
+  kubectl wait --for=condition=Established crd/regions.phoenixguardian.io crd/tenants.phoenixguardian.io \
+    crd/idpconnections.phoenixguardian.io --timeout=60s >/dev/null
+}
+
+# secret_apply NAME KEY VALUE: create or update a one-key Secret in the operator namespace.
+secret_apply() {
+  kubectl -n "$OPERATOR_NAMESPACE" create secret generic "$1" --from-literal="$2=$3" \
+    --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+}
+
+# The Regions of examples/ name these Secrets for their databases' admin DSNs.
+create_region_secrets() {
+  log "creating the region database Secrets"
+  local r var
+  for r in "${REGIONS[@]}"; do
+    var="PG_ADMIN_DSN_$(upper "$r")"
+    secret_apply "region-$r-db" dsn "${!var}"
+  done
+  secret_apply region-us-east-1-replica-db dsn "$PG_REPLICA_DSN_US_EAST_1"
+}
+
+start_operator() {
+  local port
+  port=$(port_for operator-probes)
+  if running operator; then
+    log "operator already running (probes on 127.0.0.1:$port)"
+    return 0
+  fi
+  log "starting the operator (probes and metrics on http://127.0.0.1:$port)"
+  OPERATOR_NAMESPACE=$OPERATOR_NAMESPACE PROBE_ADDR=127.0.0.1:$port RESYNC_SECONDS=${RESYNC_SECONDS:-60} \
+    spawn operator "$TARGET/phoenix-operator"
+  wait_for operator 60 "$STACK_DIR/logs/operator.log" curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz"
+  set_env OPERATOR_METRICS_URL "http://127.0.0.1:$port/metrics"
+}
+
+# set_env NAME VALUE: one export line in the env file, replaced if present.
+set_env() {
+  local f="$STACK_DIR/env"
+  sed -i "/^export $1=/d" "$f"
+  printf "export %s='%s'\n" "$1" "$2" >>"$f"
+}
+
+start_dataplanes() {
+  local r R port url
+  for r in "${REGIONS[@]}"; do
+    R=$(upper "$r")
+    port=$(port_for "dataplane-$r")
+    if ! running "dataplane-$r"; then
+      # The operator generates the data plane's credentials (a role without BYPASSRLS).
+      url=$(kubectl -n "$OPERATOR_NAMESPACE" get secret "phoenix-dataplane-$r" -o jsonpath='{.data.databaseUrl}' | base64 -d)
+      log "starting the $r data plane on http://127.0.0.1:$port"
+      DATABASE_URL=$url LISTEN_ADDR=127.0.0.1:$port REGION=$r spawn "dataplane-$r" "$TARGET/phoenix-dataplane"
+      wait_for "dataplane-$r" 60 "$STACK_DIR/logs/dataplane-$r.log" curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz"
+    fi
+    set_env "DATAPLANE_URL_$R" "http://127.0.0.1:$port"
+  done
+}

@@ -1,0 +1,313 @@
+//! The harness of the end-to-end suites: the local stack (`e2e/stack up`) read from its
+//! environment, kubectl, the operator and data plane binaries as real processes, and the
+//! region databases. A missing stack fails loudly with the command that brings it up.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio_postgres::{Client, NoTls};
+
+/// The three regions of examples/.
+pub const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-southeast-1"];
+
+/// Namespace the operator keeps its Secrets in.
+pub const NAMESPACE: &str = "phoenix-system";
+
+/// One e2e scenario at a time: they share one API server and the operator they start.
+pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// An environment variable of the stack; missing means the stack is not up.
+pub fn stack_var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: the e2e suites need the local stack; run `e2e/test`, or `e2e/stack up && source .stack/env` first")
+    })
+}
+
+/// `us-east-1` -> `US_EAST_1`.
+pub fn upper(region: &str) -> String {
+    region.to_uppercase().replace('-', "_")
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("."))
+        .to_path_buf()
+}
+
+/// A workspace binary built by `cargo build --bins`.
+pub fn binary(name: &str) -> PathBuf {
+    let dir = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo().join("target"));
+    let path = dir.join("debug").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --bins` first (e2e/test does)",
+        path.display()
+    );
+    path
+}
+
+/// Runs kubectl with `args`, feeding `stdin`.
+pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Output {
+    let _ = stack_var("KUBECONFIG");
+    let mut child = Command::new("kubectl")
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl runs (the stack's env puts it on PATH)");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write manifest");
+    }
+    child.wait_with_output().expect("kubectl finishes")
+}
+
+/// Runs kubectl and fails the test when it fails.
+pub fn kubectl_ok(args: &[&str], stdin: Option<&str>) -> String {
+    let out = kubectl(args, stdin);
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Polls `check` every 250 ms until it returns Some or `timeout` passes.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A free port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// An admin connection to a region's primary.
+pub async fn pg(region: &str) -> Client {
+    let dsn = stack_var(&format!("PG_ADMIN_DSN_{}", upper(region)));
+    let (client, conn) = tokio_postgres::connect(&dsn, NoTls)
+        .await
+        .expect("connect to the region database");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+/// Installs the CRDs, the region Secrets and the example Regions (idempotent).
+pub fn install_platform() {
+    kubectl_ok(
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            &repo().join("crds/crds.yaml").display().to_string(),
+        ],
+        None,
+    );
+    kubectl_ok(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/regions.phoenixguardian.io",
+            "crd/tenants.phoenixguardian.io",
+            "--timeout=60s",
+        ],
+        None,
+    );
+    let mut secrets = String::new();
+    for region in REGIONS {
+        let dsn = stack_var(&format!("PG_ADMIN_DSN_{}", upper(region)));
+        secrets.push_str(&secret_yaml(&format!("region-{region}-db"), "dsn", &dsn));
+    }
+    secrets.push_str(&secret_yaml(
+        "region-us-east-1-replica-db",
+        "dsn",
+        &stack_var("PG_REPLICA_DSN_US_EAST_1"),
+    ));
+    kubectl_ok(&["apply", "-f", "-"], Some(&secrets));
+    kubectl_ok(
+        &[
+            "apply",
+            "-f",
+            &repo().join("examples/regions.yaml").display().to_string(),
+        ],
+        None,
+    );
+}
+
+fn secret_yaml(name: &str, key: &str, value: &str) -> String {
+    let value = serde_json::to_string(value).expect("json string");
+    format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {NAMESPACE}\nstringData:\n  {key}: {value}\n"
+    )
+}
+
+/// A process killed when dropped.
+pub struct Process {
+    child: Child,
+    /// Its log file.
+    pub log: PathBuf,
+    /// Its HTTP address.
+    pub addr: String,
+}
+
+impl Process {
+    fn spawn(name: &str, program: &Path, envs: &[(&str, String)], addr: String) -> Self {
+        let logs = PathBuf::from(stack_var("STACK_DIR")).join("logs");
+        std::fs::create_dir_all(&logs).expect("log dir");
+        let log = logs.join(format!("{name}.log"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let child = Command::new(program)
+            .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::from(file.try_clone().expect("log fd")))
+            .stderr(Stdio::from(file))
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        Self { child, log, addr }
+    }
+
+    /// Starts the operator with the given resync period.
+    pub async fn operator(resync_seconds: u64) -> Self {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let p = Self::spawn(
+            "e2e-operator",
+            &binary("phoenix-operator"),
+            &[
+                ("KUBECONFIG", stack_var("KUBECONFIG")),
+                ("OPERATOR_NAMESPACE", NAMESPACE.to_owned()),
+                ("PROBE_ADDR", addr.clone()),
+                ("RESYNC_SECONDS", resync_seconds.to_string()),
+                ("RUST_LOG", "info,kube=warn".to_owned()),
+            ],
+            addr,
+        );
+        p.wait_http("/readyz", Duration::from_secs(30)).await;
+        p
+    }
+
+    /// Starts a data plane with `database_url`.
+    pub async fn dataplane(region: &str, database_url: String) -> Self {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let p = Self::spawn(
+            &format!("e2e-dataplane-{region}"),
+            &binary("phoenix-dataplane"),
+            &[
+                ("DATABASE_URL", database_url),
+                ("LISTEN_ADDR", addr.clone()),
+                ("REGION", region.to_owned()),
+            ],
+            addr,
+        );
+        p.wait_http("/readyz", Duration::from_secs(30)).await;
+        p
+    }
+
+    async fn wait_http(&self, path: &str, timeout: Duration) {
+        let url = format!("http://{}{path}", self.addr);
+        let log = self.log.clone();
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = reqwest::get(&url).await
+                && r.status().is_success()
+            {
+                return;
+            }
+            if start.elapsed() > timeout {
+                let tail = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: String = tail
+                    .lines()
+                    .rev()
+                    .take(30)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                panic!(
+                    "{url} did not answer within {timeout:?}; log {}:\n{tail}",
+                    log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// SIGKILL, as a crash or an OOM kill would.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill_hard();
+    }
+}
+
+/// A Kubernetes client from the stack's kubeconfig.
+pub async fn kube_client() -> kube::Client {
+    let _ = stack_var("KUBECONFIG");
+    kube::Client::try_default()
+        .await
+        .expect("a client from KUBECONFIG")
+}
+
+/// A Tenant manifest.
+pub fn tenant_yaml(name: &str, residency: &str, extra: &str) -> String {
+    format!(
+        "---\napiVersion: phoenixguardian.io/v1alpha1\nkind: Tenant\nmetadata:\n  name: {name}\nspec:\n  displayName: {name} hospital\n  dataResidency: [{residency}]\n  dns:\n    hostname: {name}.e2e.phoenixguardian.test\n{extra}"
+    )
+}
+
+/// The condition `type_` of a tenant as (status, reason, message).
+pub fn condition(tenant: &phoenix_crds::Tenant, type_: &str) -> Option<(String, String, String)> {
+    tenant
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
