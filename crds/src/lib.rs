@@ -1,6 +1,9 @@
 //! Rust types of the Phoenix Guardian custom resources (`phoenixguardian.io/v1alpha1`):
 //! [`Region`], [`Tenant`] and [`IdPConnection`], and the CRD YAML generated from them.
 
+// `#[kube(printcolumn(...))]` repeats `type_ = ..` once per column by design.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod common;
 pub mod idp;
 pub mod region;

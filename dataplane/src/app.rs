@@ -1,0 +1,77 @@
+//! The axum application: shared state and the router every test and the binary serve.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::FromRef;
+use axum::middleware;
+
+use crate::catalog::Catalog;
+use crate::db::DatabaseProbe;
+use crate::metrics::{self, Metrics};
+use crate::routes;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The live tenants, by host name.
+    pub catalog: Catalog,
+    /// Answers readiness' database check.
+    pub database: Arc<dyn DatabaseProbe>,
+    /// The process's metrics.
+    pub metrics: Metrics,
+    started_at: jiff::Timestamp,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("catalog", &self.catalog)
+            .field("started_at", &self.started_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// State over `catalog`, checking readiness with `database`.
+    pub fn new(catalog: Catalog, database: Arc<dyn DatabaseProbe>, metrics: Metrics) -> Self {
+        Self {
+            catalog,
+            database,
+            metrics,
+            started_at: jiff::Timestamp::now(),
+        }
+    }
+
+    /// When this server's capabilities last changed (its start), as a FHIR dateTime.
+    pub fn fhir_date(&self) -> String {
+        self.started_at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    }
+}
+
+impl FromRef<AppState> for Catalog {
+    fn from_ref(state: &AppState) -> Self {
+        state.catalog.clone()
+    }
+}
+
+impl FromRef<AppState> for Metrics {
+    fn from_ref(state: &AppState) -> Self {
+        state.metrics.clone()
+    }
+}
+
+/// The whole HTTP API over `state`.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(routes::health::router())
+        .merge(metrics::router())
+        .merge(routes::tenant_routes(state.clone()))
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::track,
+        ))
+        .with_state(state)
+}

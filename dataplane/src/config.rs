@@ -1,0 +1,84 @@
+//! Command-line and environment configuration of the data plane binary.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use clap::Parser;
+
+/// Everything the data plane needs to run: where the region's database is and where to listen.
+#[derive(Clone, Parser)]
+#[command(name = "phoenix-dataplane", version, about)]
+pub struct Config {
+    /// libpq URL of the region's writer (primary), e.g. postgres://user:pw@host:5432/phoenix.
+    #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+
+    /// libpq URL of the region's read replica; reads use the writer when absent.
+    #[arg(
+        long = "reader-url",
+        env = "DATABASE_READER_URL",
+        hide_env_values = true
+    )]
+    pub reader_url: Option<String>,
+
+    /// Address the HTTP server binds.
+    #[arg(long = "listen", env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Region label put on every metric and log line (e.g. us-east-1).
+    #[arg(long = "region", env = "REGION")]
+    pub region: Option<String>,
+}
+
+impl Config {
+    /// A configuration for `database_url` with every other setting at its default.
+    pub fn new(database_url: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            reader_url: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            region: None,
+        }
+    }
+}
+
+// The URLs carry passwords: never print them.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &"<redacted>")
+            .field(
+                "reader_url",
+                &self.reader_url.as_ref().map(|_| "<redacted>"),
+            )
+            .field("listen", &self.listen)
+            .field("region", &self.region)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_flags_and_defaults_the_listen_address() {
+        let config = Config::try_parse_from([
+            "phoenix-dataplane",
+            "--database-url",
+            "postgres://u:secret@db/phoenix",
+            "--region",
+            "eu-west-1",
+        ])
+        .expect("valid flags");
+        assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        assert_eq!(config.region.as_deref(), Some("eu-west-1"));
+    }
+
+    #[test]
+    fn debug_output_never_contains_the_password() {
+        let mut config = Config::new("postgres://u:secret@db/phoenix");
+        config.reader_url = Some("postgres://u:secret@replica/phoenix".into());
+        assert!(!format!("{config:?}").contains("secret"));
+    }
+}

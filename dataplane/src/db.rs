@@ -1,0 +1,161 @@
+//! Connections to the region's PostgreSQL: the writer and reader pools, and the probe
+//! readiness uses.
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use futures::future::BoxFuture;
+use tokio_postgres::NoTls;
+
+use crate::config::Config;
+
+/// Connections each pool keeps at most. The data plane's queries are short; more
+/// connections than this per process would only queue in PostgreSQL.
+const POOL_SIZE: usize = 16;
+/// How long a request waits for a pooled connection, and for a new one to be made.
+const POOL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connect timeout used when the URL sets none.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the database could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// A configured URL does not parse.
+    #[error("{setting} is not a valid libpq URL")]
+    InvalidUrl {
+        /// The setting holding the URL.
+        setting: &'static str,
+        /// What is wrong with it.
+        source: tokio_postgres::Error,
+    },
+    /// The pool could not be built.
+    #[error("building the connection pool failed")]
+    Build(#[from] deadpool_postgres::BuildError),
+    /// No connection could be had from the pool.
+    #[error("no database connection")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// A statement failed.
+    #[error("query failed")]
+    Query(#[from] tokio_postgres::Error),
+}
+
+/// Parses a libpq URL (or key=value string), naming the connections `application_name`
+/// and bounding the connect time unless the URL says otherwise.
+pub fn pg_config(
+    setting: &'static str,
+    url: &str,
+    application_name: &str,
+) -> Result<tokio_postgres::Config, DbError> {
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|source| DbError::InvalidUrl { setting, source })?;
+    if config.get_application_name().is_none() {
+        config.application_name(application_name);
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    Ok(config)
+}
+
+/// Answers whether the database is up; owned by readiness, so tests can stand in for it.
+pub trait DatabaseProbe: Send + Sync + 'static {
+    /// Runs a trivial statement on the database the data plane writes to.
+    fn ping(&self) -> BoxFuture<'_, Result<(), DbError>>;
+}
+
+/// The writer pool and, when configured, the reader (replica) pool.
+#[derive(Clone, Debug)]
+pub struct Pools {
+    writer: Pool,
+    reader: Option<Pool>,
+}
+
+impl Pools {
+    /// Builds both pools from the configuration; no connection is made until one is needed.
+    pub fn new(config: &Config) -> Result<Self, DbError> {
+        let writer = pool(pg_config(
+            "DATABASE_URL",
+            &config.database_url,
+            "phoenix-dataplane",
+        )?)?;
+        let reader = config
+            .reader_url
+            .as_deref()
+            .map(|url| pg_config("DATABASE_READER_URL", url, "phoenix-dataplane-reader"))
+            .transpose()?
+            .map(pool)
+            .transpose()?;
+        Ok(Self { writer, reader })
+    }
+
+    /// The pool of the region's primary, for writes and read-your-writes.
+    pub fn writer(&self) -> &Pool {
+        &self.writer
+    }
+
+    /// The pool of the region's replica, or the writer's when no replica is configured.
+    pub fn reader(&self) -> &Pool {
+        self.reader.as_ref().unwrap_or(&self.writer)
+    }
+}
+
+fn pool(config: tokio_postgres::Config) -> Result<Pool, DbError> {
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Ok(Pool::builder(manager)
+        .max_size(POOL_SIZE)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(POOL_TIMEOUT))
+        .create_timeout(Some(POOL_TIMEOUT))
+        .recycle_timeout(Some(POOL_TIMEOUT))
+        .build()?)
+}
+
+impl DatabaseProbe for Pools {
+    // Readiness follows the writer only: reads fall back to it when the replica is down.
+    fn ping(&self) -> BoxFuture<'_, Result<(), DbError>> {
+        Box::pin(async move {
+            let client = self.writer.get().await?;
+            client.simple_query("SELECT 1").await?;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_the_connection_and_bounds_connecting_unless_the_url_does() {
+        let config =
+            pg_config("DATABASE_URL", "postgres://u:pw@db:5432/phoenix", "dp").expect("valid url");
+        assert_eq!(config.get_application_name(), Some("dp"));
+        assert_eq!(config.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
+
+        let config = pg_config(
+            "DATABASE_URL",
+            "postgres://db/phoenix?application_name=mine&connect_timeout=2",
+            "dp",
+        )
+        .expect("valid url");
+        assert_eq!(config.get_application_name(), Some("mine"));
+        assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn an_invalid_url_names_the_setting() {
+        let error = pg_config("DATABASE_READER_URL", "postgres://db:notaport/x", "dp")
+            .expect_err("invalid port");
+        assert!(
+            error.to_string().starts_with("DATABASE_READER_URL"),
+            "{error}"
+        );
+    }
+}

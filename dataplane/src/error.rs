@@ -1,0 +1,179 @@
+//! The one error type of the HTTP API; it answers with a FHIR `OperationOutcome`.
+
+use std::fmt;
+
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::db::DbError;
+use crate::fhir::{FhirJson, IssueSeverity, IssueType, OperationOutcome};
+
+/// Everything a request can fail with. Its response never carries database text.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Neither a Host header nor an absolute request URI names the host.
+    #[error("the request names no host; send the tenant's host name in the Host header")]
+    MissingHost,
+    /// The Host header is not `host[:port]`.
+    #[error("the Host header is not a valid host[:port]")]
+    InvalidHost,
+    /// No live tenant is served at this host.
+    #[error("no tenant is served at host {host}")]
+    UnknownTenant {
+        /// The requested host, lowercased and without port.
+        host: String,
+    },
+    /// The tenant at this host is suspended.
+    #[error("the tenant served at host {host} is suspended")]
+    TenantSuspended {
+        /// The requested host, lowercased and without port.
+        host: String,
+    },
+    /// No route matches the path.
+    #[error("no route for {method} {path}")]
+    RouteNotFound {
+        /// Request method.
+        method: Method,
+        /// Request path, without query.
+        path: String,
+    },
+    /// The route exists but not with this method.
+    #[error("{method} is not supported on {path}")]
+    MethodNotAllowed {
+        /// Request method.
+        method: Method,
+        /// Request path, without query.
+        path: String,
+    },
+    /// The database failed; details go to the log only.
+    #[error("database unavailable")]
+    Database(#[source] DbError),
+    /// A bug or an impossible state; the message goes to the log only.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+/// Shows an error with its chain of sources (`a: b: c`), for log lines.
+#[derive(Debug)]
+pub struct Report<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text = self.0.to_string();
+        let mut source = self.0.source();
+        while let Some(error) = source {
+            let part = error.to_string();
+            // Some errors repeat their source in their own message: say it once.
+            if !text.ends_with(&part) {
+                text.push_str(": ");
+                text.push_str(&part);
+            }
+            source = error.source();
+        }
+        f.write_str(&text)
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(error: DbError) -> Self {
+        Self::Database(error)
+    }
+}
+
+impl ApiError {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MissingHost | Self::InvalidHost => StatusCode::BAD_REQUEST,
+            Self::UnknownTenant { .. } | Self::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            Self::TenantSuspended { .. } => StatusCode::FORBIDDEN,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn issue(&self) -> (IssueSeverity, IssueType) {
+        match self {
+            Self::MissingHost => (IssueSeverity::Error, IssueType::Required),
+            Self::InvalidHost => (IssueSeverity::Error, IssueType::Value),
+            Self::UnknownTenant { .. } | Self::RouteNotFound { .. } => {
+                (IssueSeverity::Error, IssueType::NotFound)
+            }
+            Self::TenantSuspended { .. } => (IssueSeverity::Error, IssueType::Suspended),
+            Self::MethodNotAllowed { .. } => (IssueSeverity::Error, IssueType::NotSupported),
+            Self::Database(_) => (IssueSeverity::Error, IssueType::Transient),
+            Self::Internal(_) => (IssueSeverity::Fatal, IssueType::Exception),
+        }
+    }
+
+    // What the client may read. Server-side failures say only that they happened.
+    fn diagnostics(&self) -> String {
+        match self {
+            Self::Database(_) => "the database is unavailable; retry later".to_owned(),
+            Self::Internal(_) => "internal server error".to_owned(),
+            client_error => client_error.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %Report(&self), "request failed");
+        }
+        let (severity, code) = self.issue();
+        let outcome = OperationOutcome::single(severity, code, self.diagnostics());
+        (status, FhirJson(outcome)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_errors_answer_503_without_their_text() {
+        let source = "host=db port=not-a-port"
+            .parse::<tokio_postgres::Config>()
+            .expect_err("invalid port");
+        let text = source.to_string();
+        let error = ApiError::Database(DbError::InvalidUrl {
+            setting: "DATABASE_URL",
+            source,
+        });
+        assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            !error.diagnostics().contains(&text),
+            "{}",
+            error.diagnostics()
+        );
+    }
+
+    #[test]
+    fn report_shows_every_source_once() {
+        let source = "host=db port=not-a-port"
+            .parse::<tokio_postgres::Config>()
+            .expect_err("invalid port");
+        let error = ApiError::Database(DbError::InvalidUrl {
+            setting: "DATABASE_URL",
+            source,
+        });
+        assert_eq!(
+            Report(&error).to_string(),
+            "database unavailable: DATABASE_URL is not a valid libpq URL: \
+             invalid connection string: invalid value for option `port`"
+        );
+    }
+
+    #[test]
+    fn client_errors_say_what_to_fix() {
+        let error = ApiError::UnknownTenant {
+            host: "nowhere.example.org".into(),
+        };
+        assert_eq!(error.status(), StatusCode::NOT_FOUND);
+        assert_eq!(error.issue().1, IssueType::NotFound);
+        assert!(error.diagnostics().contains("nowhere.example.org"));
+    }
+}

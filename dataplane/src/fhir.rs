@@ -1,0 +1,122 @@
+//! FHIR R4 JSON on the wire: the `application/fhir+json` response and `OperationOutcome`.
+
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Media type of FHIR JSON resources.
+pub const FHIR_JSON: &str = "application/fhir+json";
+
+/// A FHIR resource answered as `application/fhir+json`.
+#[derive(Debug)]
+pub struct FhirJson<T>(pub T);
+
+impl<T: Serialize> IntoResponse for FhirJson<T> {
+    fn into_response(self) -> Response {
+        match serde_json::to_vec(&self.0) {
+            Ok(body) => (
+                [(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON))],
+                body,
+            )
+                .into_response(),
+            Err(error) => {
+                tracing::error!(%error, "serializing a FHIR resource failed");
+                crate::error::ApiError::Internal("serializing a FHIR resource failed")
+                    .into_response()
+            }
+        }
+    }
+}
+
+/// How bad an `OperationOutcome` issue is (FHIR `IssueSeverity`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IssueSeverity {
+    /// The request failed.
+    Error,
+    /// The server failed.
+    Fatal,
+}
+
+/// What went wrong, as a FHIR `IssueType` code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IssueType {
+    /// A required element (e.g. the Host header) is missing.
+    Required,
+    /// A value (e.g. the Host header) is malformed.
+    Value,
+    /// The tenant or route does not exist.
+    NotFound,
+    /// The tenant exists but is suspended.
+    Suspended,
+    /// The method is not supported on this route.
+    NotSupported,
+    /// A temporary failure (e.g. the database is unreachable); retrying may succeed.
+    Transient,
+    /// An unexpected internal error.
+    Exception,
+}
+
+/// One issue of an `OperationOutcome`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OutcomeIssue {
+    /// How bad it is.
+    pub severity: IssueSeverity,
+    /// What kind of problem it is.
+    pub code: IssueType,
+    /// Human-readable detail, safe to show to the client.
+    pub diagnostics: String,
+}
+
+/// The FHIR resource that carries errors.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationOutcome {
+    resource_type: &'static str,
+    /// What went wrong; never empty.
+    pub issue: Vec<OutcomeIssue>,
+}
+
+impl OperationOutcome {
+    /// An outcome with a single issue.
+    pub fn single(
+        severity: IssueSeverity,
+        code: IssueType,
+        diagnostics: impl Into<String>,
+    ) -> Self {
+        Self {
+            resource_type: "OperationOutcome",
+            issue: vec![OutcomeIssue {
+                severity,
+                code,
+                diagnostics: diagnostics.into(),
+            }],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_outcome_serializes_as_fhir_json() {
+        let outcome = OperationOutcome::single(
+            IssueSeverity::Error,
+            IssueType::NotFound,
+            "no tenant is served at a.example.org",
+        );
+        assert_eq!(
+            serde_json::to_value(&outcome).expect("serializes"),
+            serde_json::json!({
+                "resourceType": "OperationOutcome",
+                "issue": [{
+                    "severity": "error",
+                    "code": "not-found",
+                    "diagnostics": "no tenant is served at a.example.org",
+                }],
+            })
+        );
+    }
+}

@@ -1,0 +1,267 @@
+//! Prometheus metrics of the data plane and the `/metrics` route that exposes them.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Router, http::HeaderValue};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+/// Label of requests that matched no route, so that scanners cannot grow the label set.
+const UNMATCHED_ROUTE: &str = "unmatched";
+
+const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: Cow<'static, str>,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: Cow<'static, str>,
+    route: String,
+}
+
+fn duration_histogram() -> Histogram {
+    // 0.25 ms .. ~8 s: the latency goal is single-digit milliseconds.
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+/// The data plane's metrics; clones share the same registry.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    http_requests: Family<RequestLabels, Counter>,
+    http_request_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    catalog_tenants: Gauge,
+    catalog_reloads: Counter,
+    catalog_reload_failures: Counter,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry; every series carries `region` when one is given.
+    pub fn new(region: Option<&str>) -> Self {
+        let labels = region.map(|region| (Cow::Borrowed("region"), Cow::Owned(region.to_owned())));
+        let mut registry = Registry::with_labels(labels.into_iter());
+
+        let http_requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests served, by method, route and status",
+            http_requests.clone(),
+        );
+        let http_request_duration =
+            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                duration_histogram,
+            );
+        registry.register_with_unit(
+            "http_request_duration",
+            "Time from receiving a request to producing its response headers",
+            Unit::Seconds,
+            http_request_duration.clone(),
+        );
+        let catalog_tenants = Gauge::default();
+        registry.register(
+            "dataplane_catalog_tenants",
+            "Live tenants (active and suspended) in the in-memory catalog",
+            catalog_tenants.clone(),
+        );
+        let catalog_reloads = Counter::default();
+        registry.register(
+            "dataplane_catalog_reloads",
+            "Successful reloads of the catalog from catalog.tenants",
+            catalog_reloads.clone(),
+        );
+        let catalog_reload_failures = Counter::default();
+        registry.register(
+            "dataplane_catalog_reload_failures",
+            "Failed reloads of the catalog (the previous catalog stays in use)",
+            catalog_reload_failures.clone(),
+        );
+
+        Self {
+            registry: Arc::new(registry),
+            http_requests,
+            http_request_duration,
+            catalog_tenants,
+            catalog_reloads,
+            catalog_reload_failures,
+        }
+    }
+
+    /// Counts one served request and its duration.
+    pub fn observe_request(
+        &self,
+        method: &Method,
+        route: Option<&str>,
+        status: StatusCode,
+        elapsed: Duration,
+    ) {
+        let method = method_label(method);
+        let route = route.unwrap_or(UNMATCHED_ROUTE).to_owned();
+        self.http_request_duration
+            .get_or_create(&RouteLabels {
+                method: method.clone(),
+                route: route.clone(),
+            })
+            .observe(elapsed.as_secs_f64());
+        self.http_requests
+            .get_or_create(&RequestLabels {
+                method,
+                route,
+                status: status.as_u16(),
+            })
+            .inc();
+    }
+
+    /// Records a successful catalog reload that left `tenants` live tenants.
+    pub fn catalog_reloaded(&self, tenants: usize) {
+        self.catalog_reloads.inc();
+        self.set_catalog_tenants(tenants);
+    }
+
+    /// Records a failed catalog reload.
+    pub fn catalog_reload_failed(&self) {
+        self.catalog_reload_failures.inc();
+    }
+
+    /// Sets the live tenant gauge.
+    pub fn set_catalog_tenants(&self, tenants: usize) {
+        self.catalog_tenants
+            .set(i64::try_from(tenants).unwrap_or(i64::MAX));
+    }
+
+    /// The registry in the OpenMetrics text format.
+    pub fn encode(&self) -> Result<String, fmt::Error> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+// Only the standard methods become label values: anything else is "other".
+fn method_label(method: &Method) -> Cow<'static, str> {
+    Cow::Borrowed(match method.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
+        _ => "other",
+    })
+}
+
+/// Middleware counting every request by the route it matched (not its raw path).
+pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics.observe_request(
+        &method,
+        route.as_deref(),
+        response.status(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// The `/metrics` route.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics))
+}
+
+async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    // Read at scrape time so the gauge is right even for a catalog no follower fills.
+    state.metrics.set_catalog_tenants(state.catalog.len());
+    let text = state
+        .metrics
+        .encode()
+        .map_err(|_| ApiError::Internal("encoding metrics failed"))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(OPENMETRICS_CONTENT_TYPE),
+        )],
+        text,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_carry_the_region_and_conventional_names() {
+        let metrics = Metrics::new(Some("eu-west-1"));
+        metrics.observe_request(
+            &Method::GET,
+            Some("/fhir/metadata"),
+            StatusCode::OK,
+            Duration::from_millis(2),
+        );
+        metrics.catalog_reloaded(3);
+        let text = metrics.encode().expect("encodes");
+        assert!(text.contains(
+            r#"http_requests_total{region="eu-west-1",method="GET",route="/fhir/metadata",status="200"} 1"#
+        ), "{text}");
+        assert!(
+            text.contains("http_request_duration_seconds_bucket"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"dataplane_catalog_tenants{region="eu-west-1"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"dataplane_catalog_reloads_total{region="eu-west-1"} 1"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unknown_methods_and_routes_share_one_label_value() {
+        let method = Method::from_bytes(b"PROPFIND").expect("valid method");
+        assert_eq!(method_label(&method), "other");
+        let metrics = Metrics::new(None);
+        metrics.observe_request(&method, None, StatusCode::NOT_FOUND, Duration::ZERO);
+        let text = metrics.encode().expect("encodes");
+        assert!(
+            text.contains(
+                r#"http_requests_total{method="other",route="unmatched",status="404"} 1"#
+            ),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,148 @@
+//! Starting and stopping the whole data plane: pools, catalog follower and HTTP server.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::{JoinError, JoinHandle};
+use tracing::Instrument;
+
+use crate::app::{AppState, app};
+use crate::catalog::Catalog;
+use crate::catalog::follower::{CatalogFollower, FollowerSettings};
+use crate::config::Config;
+use crate::db::{DbError, Pools, pg_config};
+use crate::metrics::Metrics;
+
+/// Why the data plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A database URL is unusable.
+    #[error(transparent)]
+    Database(#[from] DbError),
+    /// The listen address could not be bound or read.
+    #[error("listening on {addr} failed")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+/// Why the data plane did not stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum StopError {
+    /// The HTTP server failed.
+    #[error("the HTTP server failed")]
+    Server(#[from] io::Error),
+    /// A task panicked.
+    #[error("a data plane task panicked")]
+    Task(#[from] JoinError),
+}
+
+/// A running data plane. Dropping it stops its tasks too; [`Dataplane::stop`] also waits for
+/// in-flight requests to finish.
+#[derive(Debug)]
+pub struct Dataplane {
+    local_addr: SocketAddr,
+    catalog: Catalog,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<io::Result<()>>,
+    follower: JoinHandle<()>,
+}
+
+impl Dataplane {
+    /// Binds `config.listen` and starts.
+    pub async fn bind(config: &Config) -> Result<Self, StartError> {
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: config.listen.to_string(),
+                    source,
+                })?;
+        Self::start(config, listener, FollowerSettings::default()).await
+    }
+
+    /// Starts serving on `listener` (its address, not `config.listen`, is used) and following
+    /// the catalog of `config.database_url`. Returns at once: a database that is down makes
+    /// the data plane unready, not failed.
+    pub async fn start(
+        config: &Config,
+        listener: TcpListener,
+        follower_settings: FollowerSettings,
+    ) -> Result<Self, StartError> {
+        let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: config.listen.to_string(),
+            source,
+        })?;
+        let pools = Pools::new(config)?;
+        let follower_pg = pg_config(
+            "DATABASE_URL",
+            &config.database_url,
+            "phoenix-dataplane-catalog",
+        )?;
+        let metrics = Metrics::new(config.region.as_deref());
+        let catalog = Catalog::new();
+        let (stop, stopped) = watch::channel(false);
+        let span = tracing::info_span!("dataplane", region = config.region.as_deref());
+
+        let follower = CatalogFollower::new(follower_pg, catalog.clone(), metrics.clone())
+            .with_settings(follower_settings);
+        let follower = tokio::spawn(
+            follower
+                .run(shutdown_signal(stopped.clone()))
+                .instrument(span.clone()),
+        );
+
+        let state = AppState::new(catalog.clone(), Arc::new(pools), metrics);
+        // Requests run on tasks of their own: carry the region span into each of them.
+        let request_span = span.clone();
+        let app = app(state).layer(middleware::from_fn(move |request: Request, next: Next| {
+            next.run(request).instrument(request_span.clone())
+        }));
+        let server = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal(stopped))
+            .into_future();
+        let server = tokio::spawn(server.instrument(span.clone()));
+        span.in_scope(|| tracing::info!(%local_addr, "data plane listening"));
+
+        Ok(Self {
+            local_addr,
+            catalog,
+            stop,
+            server,
+            follower,
+        })
+    }
+
+    /// The address the HTTP server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The catalog the follower keeps current.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Stops accepting connections, waits for in-flight requests, stops the follower.
+    pub async fn stop(self) -> Result<(), StopError> {
+        // Fails only when no task listens any more, which is what stopping wants.
+        let _ = self.stop.send(true);
+        let served = self.server.await;
+        self.follower.await?;
+        served??;
+        Ok(())
+    }
+}
+
+// Completes once stop is asked for, or once the Dataplane is dropped.
+async fn shutdown_signal(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}

@@ -1,0 +1,176 @@
+# shellcheck shell=bash disable=SC2034  # STARTED is read by e2e/stack
+# PostgreSQL 15 clusters of the stack: one primary per region and a streaming
+# replica of the us-east-1 primary, each on its own loopback port, data under
+# $STACK_DIR/pg/<region>/{primary,replica}. Sourced by e2e/stack.
+
+REGIONS=(us-east-1 eu-west-1 ap-southeast-1)
+
+# as_pg CMD...: run CMD as the database owner. initdb refuses root, so root
+# runs it as the `postgres` system user; anyone else runs it as themselves.
+as_pg() {
+  if [[ $EUID -eq 0 ]]; then
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+
+# pg_own PATH...: hand paths to the database owner (no-op when not root).
+pg_own() { [[ $EUID -ne 0 ]] || chown postgres:postgres "$@"; }
+
+# pg_traversable: the postgres user must be able to reach $STACK_DIR/pg, so
+# every parent directory needs the search (x) bit for it.
+pg_traversable() {
+  [[ $EUID -eq 0 ]] || return 0
+  local d=$STACK_DIR
+  while [[ "$d" != / ]]; do
+    if ! runuser -u postgres -- test -x "$d"; then
+      log "chmod o+x $d (postgres must traverse it)"
+      chmod o+x "$d"
+    fi
+    d=$(dirname "$d")
+  done
+}
+
+pg_dir() { printf '%s/pg/%s/%s' "$STACK_DIR" "$1" "$2"; }      # region role
+pg_log() { printf '%s/logs/pg-%s-%s.log' "$STACK_DIR" "$1" "$2"; }
+
+pg_is_running() { as_pg "$PG_BIN/pg_ctl" status -D "$(pg_dir "$1" "$2")" >/dev/null 2>&1; }
+
+# pg_start REGION ROLE: pg_ctl start -w, detached into its own session.
+pg_start() {
+  local dir logf
+  dir=$(pg_dir "$1" "$2")
+  logf=$(pg_log "$1" "$2")
+  touch "$logf" && pg_own "$logf"
+  if ! as_pg setsid -w "$PG_BIN/pg_ctl" start -w -t 60 -D "$dir" -l "$logf" >/dev/null; then
+    tail_log "$logf"; die "PostgreSQL $1 $2 did not start"
+  fi
+  STARTED=1
+}
+
+# psql_admin PORT SQL: run SQL as superuser postgres over TCP.
+psql_admin() {
+  PGPASSWORD=$(secret pg-password) "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 \
+    -h 127.0.0.1 -p "$1" -U postgres -d "${3:-postgres}" -c "$2"
+}
+
+ensure_primary() {
+  local region=$1 dir port pwfile
+  dir=$(pg_dir "$region" primary)
+  port=$(port_for "pg-$region-primary")
+  if [[ ! -f "$dir/PG_VERSION" ]]; then
+    log "initdb $region primary (port $port)"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    pwfile="$STACK_DIR/pg/$region/.pw"
+    secret pg-password >"$pwfile"
+    pg_own "$STACK_DIR/pg/$region" "$dir" "$pwfile"
+    chmod 700 "$dir"
+    as_pg "$PG_BIN/initdb" -D "$dir" -U postgres --pwfile "$pwfile" \
+      --auth-local scram-sha-256 --auth-host scram-sha-256 \
+      --encoding UTF8 --no-locale --no-sync >/dev/null
+    rm -f "$pwfile"
+    # Last setting wins: appended lines override the defaults above them.
+    as_pg tee -a "$dir/postgresql.conf" >/dev/null <<EOF
+
+# --- e2e/stack ---
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$STACK_DIR/pg/run'
+wal_level = replica
+max_wal_senders = 10
+wal_keep_size = '1GB'
+hot_standby = on
+max_connections = 300
+shared_buffers = 128MB
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+EOF
+    as_pg tee "$dir/pg_hba.conf" >/dev/null <<'EOF'
+# TYPE  DATABASE     USER  ADDRESS        METHOD
+local   all          all                  scram-sha-256
+host    all          all   127.0.0.1/32   scram-sha-256
+host    replication  all   127.0.0.1/32   scram-sha-256
+EOF
+  fi
+  if pg_is_running "$region" primary; then
+    log "PostgreSQL $region primary already running (port $port)"
+  else
+    log "starting PostgreSQL $region primary on 127.0.0.1:$port"
+    pg_start "$region" primary
+  fi
+  [[ "$(psql_admin "$port" "select 1 from pg_database where datname = 'phoenix'")" == 1 ]] ||
+    psql_admin "$port" 'create database phoenix' >/dev/null
+}
+
+# ensure_replica REGION: streaming replica of REGION's primary (basebackup -R).
+ensure_replica() {
+  local region=$1 dir port pport
+  dir=$(pg_dir "$region" replica)
+  port=$(port_for "pg-$region-replica")
+  pport=$(port_for "pg-$region-primary")
+  if [[ ! -f "$dir/standby.signal" ]]; then
+    log "pg_basebackup $region replica from port $pport (port $port)"
+    rm -rf "$dir"
+    # -R writes standby.signal and primary_conninfo (with the password).
+    as_pg env PGPASSWORD="$(secret pg-password)" "$PG_BIN/pg_basebackup" \
+      -h 127.0.0.1 -p "$pport" -U postgres -D "$dir" -R -X stream -c fast --no-sync
+    printf '\n# --- e2e/stack replica ---\nport = %s\nhot_standby = on\n' "$port" |
+      as_pg tee -a "$dir/postgresql.conf" >/dev/null
+  fi
+  if pg_is_running "$region" replica; then
+    log "PostgreSQL $region replica already running (port $port)"
+  else
+    log "starting PostgreSQL $region replica on 127.0.0.1:$port"
+    pg_start "$region" replica
+  fi
+  [[ "$(psql_admin "$port" 'select pg_is_in_recovery()')" == t ]] ||
+    die "PostgreSQL $region replica is not in recovery"
+}
+
+start_postgres() {
+  mkdir -p "$STACK_DIR/pg/run"
+  pg_own "$STACK_DIR/pg" "$STACK_DIR/pg/run"
+  pg_traversable
+  local r
+  for r in "${REGIONS[@]}"; do
+    mkdir -p "$STACK_DIR/pg/$r"
+    pg_own "$STACK_DIR/pg/$r"
+    ensure_primary "$r"
+  done
+  ensure_replica us-east-1
+}
+
+stop_postgres() {
+  local r role dir
+  for r in "${REGIONS[@]}"; do
+    for role in replica primary; do
+      dir=$(pg_dir "$r" "$role")
+      [[ -f "$dir/PG_VERSION" ]] || continue
+      if pg_is_running "$r" "$role"; then
+        log "stopping PostgreSQL $r $role"
+        as_pg "$PG_BIN/pg_ctl" stop -m fast -w -t 60 -D "$dir" >/dev/null ||
+          as_pg "$PG_BIN/pg_ctl" stop -m immediate -w -D "$dir" >/dev/null ||
+          log "could not stop PostgreSQL $r $role"
+      fi
+    done
+  done
+}
+
+# pg_status: one line per cluster; fails if one of them is stopped.
+pg_status() {
+  local r role rc=0
+  for r in "${REGIONS[@]}"; do
+    for role in primary replica; do
+      [[ -d "$(pg_dir "$r" "$role")" ]] || continue
+      if pg_is_running "$r" "$role"; then
+        printf '  %-32s running  127.0.0.1:%s\n' "postgres $r $role" "$(port_for "pg-$r-$role")"
+      else
+        printf '  %-32s stopped\n' "postgres $r $role"; rc=1
+      fi
+    done
+  done
+  return "$rc"
+}
