@@ -44,18 +44,26 @@ while True:
 # --- background processes ---------------------------------------------------
 pidfile() { printf '%s/pids/%s.pid' "$STACK_DIR" "$1"; }
 
+# alive PID: the process exists and is not a zombie (an exited child that
+# its parent has not reaped yet still answers kill -0).
+alive() {
+  [[ "$1" =~ ^[0-9]+$ ]] && kill -0 "$1" 2>/dev/null &&
+    [[ "$(ps -o stat= -p "$1" 2>/dev/null)" != Z* ]]
+}
+
 # running NAME: true if pids/NAME.pid names a live process.
 running() {
   local pid
   pid=$(cat "$(pidfile "$1")" 2>/dev/null) || return 1
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null
+  alive "$pid"
 }
 
 # spawn NAME CMD...: start CMD detached (own session, so that it outlives the
 # shell or CI step that ran `up`), output to logs/NAME.log, pid to pids/NAME.pid.
+# fd 9 (the stack lock, see e2e/stack) is closed so the daemon never holds it.
 spawn() {
   local name=$1; shift
-  setsid "$@" >>"$STACK_DIR/logs/$name.log" 2>&1 </dev/null &
+  setsid "$@" >>"$STACK_DIR/logs/$name.log" 2>&1 </dev/null 9>&- &
   echo $! >"$(pidfile "$name")"
 }
 
@@ -78,27 +86,38 @@ wait_for() {
   done
 }
 
-# stop_pid NAME: TERM the process of pids/NAME.pid, KILL it after 15 s. A
-# process that leads its own process group (all that spawn starts) is stopped
-# with its group, so that children (e.g. of `cargo run`) go too.
-stop_pid() {
-  local name=$1 pid target i
-  pid=$(cat "$(pidfile "$name")" 2>/dev/null) || return 0
-  if [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then
-    target=$pid
-    [[ "$(ps -o pgid= -p "$pid" | tr -d ' ')" != "$pid" ]] || target=-$pid
+# stop_pids NAME...: TERM the processes of pids/NAME.pid (all at once), KILL
+# what still runs after 15 s, remove the pid files. A process that leads its
+# own process group (all that spawn starts) is stopped with its group, so
+# that children (e.g. of `cargo run`) go too.
+stop_pids() {
+  local name pid i targets=() pids=() left mygroup
+  mygroup=$(ps -o pgid= -p $$ | tr -d ' ')
+  for name in "$@"; do
+    pid=$(cat "$(pidfile "$name")" 2>/dev/null) || continue
+    rm -f "$(pidfile "$name")"
+    alive "$pid" || continue
     log "stopping $name (pid $pid)"
-    kill -TERM -- "$target" 2>/dev/null || true
-    for ((i = 0; i < 30; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.5
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      log "$name did not stop on TERM, sending KILL"
-      kill -KILL -- "$target" 2>/dev/null || true
+    pids+=("$pid")
+    # (never our own group: `down` must not signal itself)
+    if [[ "$(ps -o pgid= -p "$pid" | tr -d ' ')" == "$pid" && "$pid" != "$mygroup" ]]; then
+      targets+=("-$pid")
+    else
+      targets+=("$pid")
     fi
-  fi
-  rm -f "$(pidfile "$name")"
+  done
+  (( ${#pids[@]} )) || return 0
+  kill -TERM -- "${targets[@]}" 2>/dev/null || true
+  for ((i = 0; i < 30; i++)); do
+    left=0
+    for pid in "${pids[@]}"; do
+      if alive "$pid"; then left=1; fi
+    done
+    (( left )) || return 0
+    sleep 0.5
+  done
+  log "still running after TERM, sending KILL: ${pids[*]}"
+  kill -KILL -- "${targets[@]}" 2>/dev/null || true
 }
 
 # --- installing what is missing ------------------------------------------------
@@ -119,7 +138,8 @@ ensure_packages() {
   command -v python3 >/dev/null || die "python3 is required"
   command -v openssl >/dev/null || apt_install openssl
   command -v curl >/dev/null || apt_install curl ca-certificates
-  command -v runuser >/dev/null || apt_install util-linux
+  command -v runuser >/dev/null || apt_install util-linux   # runuser, setsid, flock
+  command -v ps >/dev/null || apt_install procps            # ps, pgrep
   if [[ ! -x "$PG_BIN/initdb" || ! -x "$PG_BIN/pg_basebackup" || ! -x "$PG_BIN/psql" ]]; then
     # Keep the package from creating and starting its own cluster on 5432.
     mkdir -p /etc/postgresql-common

@@ -43,7 +43,8 @@ pg_start() {
   dir=$(pg_dir "$1" "$2")
   logf=$(pg_log "$1" "$2")
   touch "$logf" && pg_own "$logf"
-  if ! as_pg setsid -w "$PG_BIN/pg_ctl" start -w -t 60 -D "$dir" -l "$logf" >/dev/null; then
+  # Own session (outlives the caller); fd 9, the stack lock, is not inherited.
+  if ! as_pg setsid -w "$PG_BIN/pg_ctl" start -w -t 60 -D "$dir" -l "$logf" >/dev/null 9>&-; then
     tail_log "$logf"; die "PostgreSQL $1 $2 did not start"
   fi
   STARTED=1

@@ -188,9 +188,22 @@ async fn examples_reach_ready_and_their_hosts_are_served() {
     }
 
     let regions: Api<Region> = Api::all(kube_client().await);
-    let us = regions.get("us-east-1").await.expect("region");
-    let us_status = us.status.expect("region status");
-    assert!(us_status.tenant_count >= 2, "{us_status:?}");
+    let us_status = eventually(
+        "us-east-1 counts its tenants",
+        Duration::from_secs(30),
+        || {
+            let regions = regions.clone();
+            async move {
+                regions
+                    .get("us-east-1")
+                    .await
+                    .ok()?
+                    .status
+                    .filter(|s| s.tenant_count >= 2)
+            }
+        },
+    )
+    .await;
     assert!(
         us_status
             .conditions

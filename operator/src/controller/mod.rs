@@ -34,8 +34,18 @@ pub async fn run(
     let tenants: Api<Tenant> = Api::all(client.clone());
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
 
+    // A tenant placed in (or leaving) a region changes that region's tenant count.
     let region_controller =
-        Controller::new(regions.clone(), watcher::Config::default().any_semantic());
+        Controller::new(regions.clone(), watcher::Config::default().any_semantic()).watches(
+            tenants.clone(),
+            watcher::Config::default().any_semantic(),
+            |tenant: Tenant| {
+                tenant
+                    .status
+                    .and_then(|s| s.placement)
+                    .map(|p| ObjectRef::<Region>::new(&p.region))
+            },
+        );
     let region_store = region_controller.store();
     let tenant_controller = Controller::new(tenants, watcher::Config::default().any_semantic());
     let tenant_store = tenant_controller.store();
