@@ -123,7 +123,7 @@ pub struct DatabaseConnection {
     /// TCP port of the instance.
     #[serde(default = "default_pg_port")]
     #[schemars(range(min = 1, max = 65535))]
-    pub port: u16,
+    pub port: i32,
     /// Admin role the operator connects as.
     #[serde(default = "default_pg_user")]
     #[schemars(length(min = 1, max = 63))]
@@ -133,7 +133,7 @@ pub struct DatabaseConnection {
     pub credentials_secret_ref: Option<SecretKeyRef>,
 }
 
-fn default_pg_port() -> u16 {
+fn default_pg_port() -> i32 {
     5432
 }
 

@@ -69,6 +69,9 @@ pub trait SecretStore: Send + Sync {
         labels: BTreeMap<String, String>,
         generate: &(dyn Fn() -> BTreeMap<String, String> + Send + Sync),
     ) -> Result<(BTreeMap<String, String>, bool), SecretError>;
+
+    /// Deletes the secret `namespace/name`; a missing one is not an error.
+    async fn delete(&self, namespace: &str, name: &str) -> Result<(), SecretError>;
 }
 
 /// Secrets in Kubernetes.
@@ -171,6 +174,19 @@ impl SecretStore for KubeSecrets {
                 Ok((decode(&existing), false))
             }
             Err(e) => Err(err(e)),
+        }
+    }
+
+    async fn delete(&self, namespace: &str, name: &str) -> Result<(), SecretError> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        match api.delete(name, &kube::api::DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(source) => Err(SecretError::Api {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                source,
+            }),
         }
     }
 }

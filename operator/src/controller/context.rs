@@ -92,6 +92,31 @@ impl Context {
         }
     }
 
+    /// Reports a failed step: writes `status` (best effort, the failure is what matters) and
+    /// publishes a Warning Event with the error's reason and message.
+    pub async fn report_failure<K, S>(
+        &self,
+        obj: &K,
+        status: &S,
+        action: &str,
+        error: &super::error::Error,
+    ) where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+        S: Serialize,
+    {
+        if let Err(e) = self.patch_status(obj, status).await {
+            tracing::warn!(error = %e, "could not write status");
+        }
+        self.event(
+            obj,
+            EventType::Warning,
+            error.reason(),
+            action,
+            error.to_string(),
+        )
+        .await;
+    }
+
     /// Writes `status` of `obj` with server-side apply on the status subresource.
     pub async fn patch_status<K, S>(&self, obj: &K, status: &S) -> Result<(), kube::Error>
     where

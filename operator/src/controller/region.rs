@@ -48,10 +48,14 @@ async fn connection_config(
             Some(r) => ctx.secrets.get(r).await?,
             None => String::new(),
         };
+        let port = u16::try_from(conn.port).map_err(|_| Error::Reference {
+            reason: "InvalidPort",
+            message: format!("port {} is not a TCP port", conn.port),
+        })?;
         let mut config = tokio_postgres::Config::new();
         config
             .host(&host)
-            .port(conn.port)
+            .port(port)
             .user(&conn.user)
             .password(password.as_bytes());
         (
@@ -355,17 +359,8 @@ async fn apply(region: Arc<Region>, ctx: Arc<Context>) -> Result<Action, Error> 
                 observed_generation: generation,
                 ..current
             };
-            if let Err(pe) = ctx.patch_status(region.as_ref(), &status).await {
-                tracing::warn!(error = %pe, "could not write region status");
-            }
-            ctx.event(
-                region.as_ref(),
-                EventType::Warning,
-                e.reason(),
-                "Reconcile",
-                e.to_string(),
-            )
-            .await;
+            ctx.report_failure(region.as_ref(), &status, "Reconcile", &e)
+                .await;
             Err(e)
         }
     }
@@ -401,13 +396,16 @@ async fn cleanup(region: Arc<Region>, ctx: Arc<Context>) -> Result<Action, Error
             message,
         });
     }
+    ctx.secrets
+        .delete(&ctx.settings.namespace, &dataplane_secret_name(&name))
+        .await?;
     ctx.databases.forget(&name);
     ctx.event(
         region.as_ref(),
         EventType::Normal,
         "Deleted",
         "Delete",
-        format!("region {name} released; its database is left untouched"),
+        format!("region {name} released; its database is left untouched and the data plane credentials Secret was deleted"),
     )
     .await;
     Ok(Action::await_change())

@@ -290,6 +290,21 @@ async fn apply(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> 
             reason,
             message,
         }) => {
+            let previous = current
+                .conditions
+                .iter()
+                .find(|c| c.type_ == types::READY)
+                .map(|c| c.reason.clone());
+            if previous.as_deref() != Some(reason) {
+                ctx.event(
+                    tenant.as_ref(),
+                    EventType::Normal,
+                    reason,
+                    "Provision",
+                    message.clone(),
+                )
+                .await;
+            }
             let conds = conditions::merge(
                 &current.conditions,
                 &[
@@ -335,6 +350,7 @@ async fn apply(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> 
                 Error::Placement(_)
                     | Error::NotImplemented(_)
                     | Error::Database(crate::db::DbError::HostnameTaken { .. })
+                    | Error::Database(crate::db::DbError::NameTaken { .. })
             );
             let phase = if failed {
                 TenantPhase::Failed
@@ -347,23 +363,14 @@ async fn apply(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> 
                 observed_generation: generation,
                 ..current
             };
-            if let Err(pe) = ctx.patch_status(tenant.as_ref(), &status).await {
-                tracing::warn!(error = %pe, "could not write tenant status");
-            }
-            ctx.event(
-                tenant.as_ref(),
-                EventType::Warning,
-                e.reason(),
-                "Provision",
-                e.to_string(),
-            )
-            .await;
+            ctx.report_failure(tenant.as_ref(), &status, "Provision", &e)
+                .await;
             Err(e)
         }
     }
 }
 
-async fn cleanup(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn cleanup_steps(tenant: &Arc<Tenant>, ctx: &Arc<Context>) -> Result<Action, Error> {
     let uid = tenant.uid().unwrap_or_default();
     let mut status = tenant.status.clone().unwrap_or_default();
     if status.phase != Some(TenantPhase::Deleting) {
@@ -411,7 +418,7 @@ async fn cleanup(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error
             ),
         });
     };
-    let db = writer_database(&ctx, &region).await?;
+    let db = writer_database(ctx, &region).await?;
     let note = match tenant.spec.database.deletion_policy {
         DeletionPolicy::Retain => {
             let retired = db.retire_tenant(&uid).await?;
@@ -449,6 +456,29 @@ async fn cleanup(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error
     )
     .await;
     Ok(Action::await_change())
+}
+
+async fn cleanup(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let result = cleanup_steps(&tenant, &ctx).await;
+    if let Err(e) = &result {
+        // A deletion that cannot finish must say why where the user looks, not only in logs.
+        let mut status = tenant.status.clone().unwrap_or_default();
+        status.conditions = conditions::merge(
+            &status.conditions,
+            &[NewCondition::new(
+                types::READY,
+                Status::False,
+                e.reason(),
+                e.to_string(),
+            )],
+            tenant.metadata.generation,
+            &conditions::now(),
+        );
+        status.phase = Some(TenantPhase::Deleting);
+        ctx.report_failure(tenant.as_ref(), &status, "Delete", e)
+            .await;
+    }
+    result
 }
 
 /// Reconciles one Tenant.

@@ -94,6 +94,22 @@ impl RegionDatabase {
                     owner,
                 });
             }
+            if e.as_db_error().and_then(|d| d.constraint()) == Some("tenants_live_name") {
+                let owner_uid = client
+                    .query_opt(
+                        "SELECT uid FROM catalog.tenants WHERE name = $1 AND state <> 'retired'",
+                        &[&row.name],
+                    )
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|r| r.get::<_, String>(0))
+                    .unwrap_or_default();
+                return Err(DbError::NameTaken {
+                    name: row.name.clone(),
+                    owner_uid,
+                });
+            }
             return Err(DbError::query("writing the tenant's catalog row")(e));
         }
         let id = client

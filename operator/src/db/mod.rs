@@ -51,6 +51,17 @@ pub enum DbError {
         /// The code's checksum.
         expected: String,
     },
+    /// A live tenant of another Kubernetes object already has the name (its finalizer was
+    /// removed by hand, leaving the catalog row live).
+    #[error(
+        "a live catalog entry named {name} belongs to another Tenant object (uid {owner_uid}); retire or delete that row (runbook: finalizer removed by hand) before re-creating the tenant"
+    )]
+    NameTaken {
+        /// The tenant name.
+        name: String,
+        /// UID recorded on the live row.
+        owner_uid: String,
+    },
     /// A live tenant already uses the host name.
     #[error(
         "hostname {hostname} is already used by tenant {owner}; choose another spec.dns.hostname"
@@ -79,6 +90,7 @@ impl DbError {
             DbError::Query { .. } => "DatabaseError",
             DbError::MigrationChanged { .. } => "MigrationChanged",
             DbError::HostnameTaken { .. } => "HostnameTaken",
+            DbError::NameTaken { .. } => "NameTaken",
         }
     }
 }
