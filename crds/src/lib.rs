@@ -22,6 +22,40 @@ use kube::CustomResourceExt;
 /// Every CRD of the project, in the order they are installed.
 pub fn all() -> Vec<CustomResourceDefinition> {
     vec![Region::crd(), Tenant::crd(), IdPConnection::crd()]
+        .into_iter()
+        .map(unwrap_descriptions)
+        .collect()
+}
+
+/// Doc comments wrap at the source's line width; `kubectl explain` wraps again. Joining the
+/// lines of each paragraph keeps the explanation readable.
+fn unwrap_descriptions(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn walk(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, v) in map.iter_mut() {
+                    if key == "description"
+                        && let serde_json::Value::String(text) = v
+                    {
+                        *text = text
+                            .split("\n\n")
+                            .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
+                            .collect::<Vec<_>>()
+                            .join("\n\n");
+                    } else {
+                        walk(v);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let Ok(mut value) = serde_json::to_value(&crd) else {
+        return crd;
+    };
+    walk(&mut value);
+    serde_json::from_value(value).unwrap_or(crd)
 }
 
 /// The CRDs as one multi-document YAML stream, as committed under `crds/` and the chart.

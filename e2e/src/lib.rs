@@ -206,18 +206,25 @@ impl Process {
         Self { child, log, addr }
     }
 
-    /// Starts the operator with the given resync period.
+    /// Starts the operator with the given resync period (leader election on, 5 s lease).
     pub async fn operator(resync_seconds: u64) -> Self {
+        Self::operator_named("e2e-operator", resync_seconds).await
+    }
+
+    /// Starts an operator replica whose log is `<name>.log`.
+    pub async fn operator_named(name: &str, resync_seconds: u64) -> Self {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let p = Self::spawn(
-            "e2e-operator",
+            name,
             &binary("phoenix-operator"),
             &[
                 ("KUBECONFIG", stack_var("KUBECONFIG")),
                 ("OPERATOR_NAMESPACE", NAMESPACE.to_owned()),
                 ("PROBE_ADDR", addr.clone()),
                 ("RESYNC_SECONDS", resync_seconds.to_string()),
+                ("LEASE_SECONDS", "5".to_owned()),
+                ("POD_NAME", name.to_owned()),
                 ("RUST_LOG", "info,kube=warn".to_owned()),
             ],
             addr,
@@ -278,11 +285,47 @@ impl Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// SIGTERM, as Kubernetes stops a pod; SIGKILL if it has not exited within 10 s.
+    pub fn stop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill_hard();
+    }
+
+    /// The value of an unlabelled metric, if exposed.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = reqwest::get(format!("http://{}/metrics", self.addr))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find(|l| l.split(' ').next() == Some(name))?
+            .rsplit(' ')
+            .next()?
+            .parse()
+            .ok()
+    }
 }
 
 impl Drop for Process {
     fn drop(&mut self) {
-        self.kill_hard();
+        // Graceful, so that an operator releases its lease for the next scenario.
+        self.stop();
     }
 }
 

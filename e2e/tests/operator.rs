@@ -882,3 +882,92 @@ async fn disabling_rls_by_hand_is_repaired_with_an_event() {
     assert_eq!(event.type_.as_deref(), Some("Warning"));
     kubectl_ok(&["delete", "tenant", "e2e-drift", "--timeout=60s"], None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leader_reconciles_and_a_standby_takes_over_when_it_dies() {
+    let _serial = SERIAL.lock().await;
+    install_platform();
+    let mut a = Process::operator_named("e2e-leader-a", 10).await;
+    eventually("replica a leads", Duration::from_secs(30), || async {
+        (a.metric("phoenix_operator_leader").await == Some(1.0)).then_some(())
+    })
+    .await;
+    let mut b = Process::operator_named("e2e-leader-b", 10).await;
+    kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&tenant_yaml(
+            "e2e-failover-1",
+            "US",
+            "  database: {deletionPolicy: Delete}\n",
+        )),
+    );
+    wait_tenant("e2e-failover-1", "Ready", READY_TIMEOUT, is_ready).await;
+    assert_eq!(
+        b.metric("phoenix_operator_leader").await,
+        Some(0.0),
+        "two leaders"
+    );
+    let b_metrics = reqwest::get(format!("http://{}/metrics", b.addr))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        !b_metrics.contains("phoenix_operator_reconciles_total{"),
+        "the standby reconciled: {b_metrics}"
+    );
+
+    // The leader crashes: the standby takes over once the 5 s lease lapses.
+    a.kill_hard();
+    kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&tenant_yaml(
+            "e2e-failover-2",
+            "US",
+            "  database: {deletionPolicy: Delete}\n",
+        )),
+    );
+    wait_tenant(
+        "e2e-failover-2",
+        "Ready after failover",
+        Duration::from_secs(60),
+        is_ready,
+    )
+    .await;
+    assert_eq!(b.metric("phoenix_operator_leader").await, Some(1.0));
+
+    // A graceful stop releases the lease, so a new replica need not wait for it to lapse.
+    b.stop();
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(kube_client().await, NAMESPACE);
+    let spec = leases
+        .get("phoenix-operator")
+        .await
+        .expect("the lease exists")
+        .spec
+        .expect("lease spec");
+    assert_eq!(
+        spec.holder_identity, None,
+        "b stopped without releasing the lease"
+    );
+    assert!(
+        spec.lease_transitions.unwrap_or(0) >= 1,
+        "the failover was not recorded: {spec:?}"
+    );
+    let c = Process::operator_named("e2e-leader-c", 10).await;
+    eventually("replica c leads", Duration::from_secs(30), || async {
+        (c.metric("phoenix_operator_leader").await == Some(1.0)).then_some(())
+    })
+    .await;
+    kubectl_ok(
+        &[
+            "delete",
+            "tenant",
+            "e2e-failover-1",
+            "e2e-failover-2",
+            "--timeout=60s",
+        ],
+        None,
+    );
+}

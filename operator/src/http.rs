@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 pub struct Probes {
     /// Metrics to expose.
     pub metrics: Arc<Metrics>,
-    /// Whether the controllers run.
+    /// Whether the replica can do its job: running the controllers, or standing by for the lease.
     pub ready: Arc<AtomicBool>,
 }
 

@@ -6,6 +6,7 @@ pub mod conditions;
 pub mod controller;
 pub mod db;
 pub mod http;
+pub mod leader;
 pub mod metrics;
 pub mod placement;
 pub mod secrets;

@@ -6,8 +6,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use futures::FutureExt;
 use phoenix_operator::controller::{self, context::Settings};
 use phoenix_operator::http::{self, Probes};
+use phoenix_operator::leader::Elector;
 use phoenix_operator::metrics::Metrics;
 
 /// Reconciles Phoenix Guardian Regions and Tenants.
@@ -38,6 +40,12 @@ struct Args {
     /// Connections per region database.
     #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 8, global = true)]
     db_max_connections: usize,
+    /// Elect a leader over a Lease so that only one replica reconciles.
+    #[arg(long, env = "LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    leader_election: bool,
+    /// Seconds a leader's lease lasts without renewal.
+    #[arg(long, env = "LEASE_SECONDS", default_value_t = 15, global = true)]
+    lease_seconds: u64,
     /// Log format: `json` or `text`.
     #[arg(long, env = "LOG_FORMAT", default_value = "json", global = true)]
     log_format: String,
@@ -107,11 +115,55 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
     let settings = Settings {
-        namespace: args.namespace,
+        namespace: args.namespace.clone(),
         resync: Duration::from_secs(args.resync_seconds.max(1)),
         db_max_connections: args.db_max_connections.max(1),
         ..Settings::default()
     };
-    controller::run(client, settings, metrics, ready, shutdown_signal()).await;
+    let shutdown = shutdown_signal().boxed().shared();
+    if !args.leader_election {
+        controller::run(client, settings, metrics, ready, shutdown).await;
+        return Ok(());
+    }
+
+    let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "phoenix-operator".to_owned());
+        format!("{host}-{}", std::process::id())
+    });
+    let elector = Elector::new(
+        client.clone(),
+        &args.namespace,
+        "phoenix-operator",
+        identity,
+        Duration::from_secs(args.lease_seconds.max(3)),
+    );
+    // A standby is ready: it can take over the moment the leader goes.
+    ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::select! {
+        () = elector.acquire() => {}
+        () = shutdown.clone() => return Ok(()),
+    }
+    let lost = Arc::new(AtomicBool::new(false));
+    // The controllers stop on a signal or when the lease is lost, whichever comes first.
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    {
+        let (elector, lost, shutdown) = (elector.clone(), lost.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = elector.hold() => lost.store(true, std::sync::atomic::Ordering::SeqCst),
+            }
+            let _ = stop_tx.send(());
+        });
+    }
+    let stop = async move {
+        let _ = stop_rx.await;
+    };
+    controller::run(client, settings, metrics, ready, stop).await;
+    if lost.load(std::sync::atomic::Ordering::SeqCst) {
+        // Another replica may already reconcile: exit rather than risk two writers.
+        return Err("lost the leader lease; exiting so that only the new leader reconciles".into());
+    }
+    elector.release().await;
     Ok(())
 }

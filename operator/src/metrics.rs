@@ -43,6 +43,7 @@ pub struct Metrics {
     duration: Family<ControllerLabels, Histogram>,
     in_flight: Family<ControllerLabels, Gauge>,
     rls_repairs: Counter,
+    leading: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -61,6 +62,7 @@ impl Default for Metrics {
         });
         let in_flight = Family::<ControllerLabels, Gauge>::default();
         let rls_repairs = Counter::default();
+        let leading = Gauge::default();
         registry.register(
             "reconciles",
             "Reconciles by controller and result",
@@ -86,6 +88,11 @@ impl Default for Metrics {
             "Tables whose row level security drifted and was repaired",
             rls_repairs.clone(),
         );
+        registry.register(
+            "leader",
+            "1 while this replica holds the lease and runs the controllers",
+            leading.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             reconciles,
@@ -93,6 +100,7 @@ impl Default for Metrics {
             duration,
             in_flight,
             rls_repairs,
+            leading,
         }
     }
 }
@@ -110,6 +118,11 @@ impl Metrics {
             controller,
             started: std::time::Instant::now(),
         }
+    }
+
+    /// Records whether this replica runs the controllers.
+    pub fn set_leading(&self, leading: bool) {
+        self.leading.set(i64::from(leading));
     }
 
     /// Counts a repaired table.

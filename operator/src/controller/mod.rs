@@ -111,8 +111,10 @@ pub async fn run(
         .run(tenant::reconcile, tenant::error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
     ready.store(true, Ordering::SeqCst);
+    ctx.metrics.set_leading(true);
     tracing::info!("controllers started");
     futures::join!(regions_done, tenants_done);
     ready.store(false, Ordering::SeqCst);
+    ctx.metrics.set_leading(false);
     tracing::info!("controllers stopped");
 }
