@@ -971,3 +971,128 @@ async fn one_leader_reconciles_and_a_standby_takes_over_when_it_dies() {
         None,
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_region_database_is_reported_and_blocks_nothing_else() {
+    let _serial = SERIAL.lock().await;
+    install_platform();
+    let _operator = Process::operator(10).await;
+    let port = free_port(); // nothing listens there
+    let secret = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: e2e-dead-db\n  namespace: {NAMESPACE}\nstringData:\n  dsn: postgres://postgres:x@127.0.0.1:{port}/phoenix\n"
+    );
+    kubectl_ok(&["apply", "-f", "-"], Some(&secret));
+    kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(
+            "apiVersion: phoenixguardian.io/v1alpha1\nkind: Region\nmetadata:\n  name: e2e-dead\nspec:\n  awsRegion: sa-east-1\n  dataResidency: [ZZ]\n  database:\n    writer: {connectionSecretRef: {namespace: phoenix-system, name: e2e-dead-db, key: dsn}}\n",
+        ),
+    );
+    kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&tenant_yaml("e2e-waits", "ZZ", "")),
+    );
+
+    let regions: Api<Region> = Api::all(kube_client().await);
+    let dead = eventually(
+        "e2e-dead reports its database unreachable",
+        READY_TIMEOUT,
+        || {
+            let regions = regions.clone();
+            async move {
+                let r = regions.get("e2e-dead").await.ok()?;
+                r.status?
+                    .conditions
+                    .into_iter()
+                    .find(|c| c.type_ == "DatabaseReachable" && c.status == "False")
+            }
+        },
+    )
+    .await;
+    assert_eq!(dead.reason, "DatabaseUnreachable");
+    assert!(
+        dead.message
+            .contains(&format!("cannot connect to 127.0.0.1:{port}/phoenix")),
+        "{}",
+        dead.message
+    );
+    assert!(
+        !dead.message.contains("postgres:x@"),
+        "credentials in a condition: {}",
+        dead.message
+    );
+
+    // The tenant is placed by residency but waits, saying on what.
+    let waiting = wait_tenant("e2e-waits", "waiting on its region", READY_TIMEOUT, |t| {
+        condition(t, "Ready").is_some_and(|c| c.1 == "RegionNotReady")
+    })
+    .await;
+    let (_, _, message) = condition(&waiting, "Ready").expect("condition");
+    assert!(
+        message.contains("region e2e-dead is not Ready") && message.contains("cannot connect"),
+        "{message}"
+    );
+    assert_eq!(
+        waiting.status.as_ref().and_then(|s| s.phase),
+        Some(TenantPhase::Provisioning)
+    );
+    assert_eq!(
+        waiting
+            .status
+            .as_ref()
+            .and_then(|s| s.placement.as_ref())
+            .map(|p| p.region.as_str()),
+        Some("e2e-dead")
+    );
+
+    // Other tenants are unaffected.
+    kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&tenant_yaml(
+            "e2e-unaffected",
+            "EU",
+            "  database: {deletionPolicy: Delete}\n",
+        )),
+    );
+    wait_tenant("e2e-unaffected", "Ready", READY_TIMEOUT, is_ready).await;
+
+    // Deleting it cannot clean up its data: the finalizer holds and says why.
+    kubectl_ok(&["delete", "tenant", "e2e-waits", "--wait=false"], None);
+    let stuck = wait_tenant(
+        "e2e-waits",
+        "deletion blocked with a reason",
+        READY_TIMEOUT,
+        |t| {
+            t.status.as_ref().and_then(|s| s.phase) == Some(TenantPhase::Deleting)
+                && condition(t, "Ready").is_some_and(|c| c.1 == "DatabaseUnreachable")
+        },
+    )
+    .await;
+    assert!(stuck.metadata.deletion_timestamp.is_some());
+    assert!(
+        !events_with_reason("DatabaseUnreachable").await.is_empty(),
+        "no Warning event for the blocked deletion"
+    );
+    // The runbook's way out: remove the finalizer by hand.
+    kubectl_ok(
+        &[
+            "patch",
+            "tenant",
+            "e2e-waits",
+            "--type=json",
+            "-p",
+            r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+        ],
+        None,
+    );
+    kubectl_ok(
+        &["wait", "--for=delete", "tenant/e2e-waits", "--timeout=30s"],
+        None,
+    );
+    kubectl_ok(
+        &["delete", "tenant", "e2e-unaffected", "--timeout=60s"],
+        None,
+    );
+    kubectl_ok(&["delete", "region", "e2e-dead", "--timeout=60s"], None);
+    kubectl_ok(&["-n", NAMESPACE, "delete", "secret", "e2e-dead-db"], None);
+}
