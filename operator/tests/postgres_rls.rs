@@ -471,3 +471,32 @@ async fn a_live_hostname_cannot_be_taken_twice() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_missing_region_database_is_created_then_migrated() {
+    let admin: tokio_postgres::Config = support::admin_dsn().parse().expect("dsn");
+    let name = format!("rls_fresh_{}", support::rand_suffix());
+    let mut config = admin.clone();
+    config.dbname(&name);
+    let region = RegionDatabase::new(config, 2).expect("pool");
+    let err = region
+        .ping()
+        .await
+        .expect_err("the database does not exist yet");
+    assert!(err.is_missing_database(), "{err}");
+    assert!(region.create_if_missing().await.expect("create"));
+    assert!(
+        !region.create_if_missing().await.expect("create again"),
+        "created twice"
+    );
+    assert_eq!(
+        region.migrate().await.expect("migrate"),
+        migrations::latest_version()
+    );
+    drop(region);
+    let server = support::connect(&admin).await;
+    server
+        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .await
+        .expect("drop");
+}

@@ -156,7 +156,21 @@ struct Observed {
 
 async fn observe(ctx: &Context, region: &Region) -> Result<Observed, Error> {
     let db = writer_database(ctx, region).await?;
-    let standby = db.ping().await?;
+    let standby = match db.ping().await {
+        Err(e) if e.is_missing_database() && region.spec.role == RegionRole::Primary => {
+            db.create_if_missing().await?;
+            ctx.event(
+                region,
+                EventType::Normal,
+                "DatabaseCreated",
+                "CreateDatabase",
+                format!("created database {}", db.endpoint()),
+            )
+            .await;
+            db.ping().await?
+        }
+        other => other?,
+    };
     let mut observed = Observed {
         schema_version: None,
         tenant_count: 0,

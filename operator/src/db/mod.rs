@@ -82,6 +82,11 @@ impl DbError {
         }
     }
 
+    /// Whether the server answered that the database does not exist (SQLSTATE 3D000).
+    pub fn is_missing_database(&self) -> bool {
+        matches!(self, DbError::Connect { reason, .. } if reason.ends_with("(3D000)"))
+    }
+
     /// Condition reason for this error.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -145,6 +150,7 @@ pub struct Repair {
 pub struct RegionDatabase {
     pool: Pool,
     endpoint: String,
+    config: tokio_postgres::Config,
 }
 
 impl std::fmt::Debug for RegionDatabase {
@@ -165,7 +171,7 @@ impl RegionDatabase {
         config.application_name("phoenix-operator");
         let endpoint = endpoint_of(&config);
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -178,7 +184,11 @@ impl RegionDatabase {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| DbError::InvalidDsn(e.to_string()))?;
-        Ok(Self { pool, endpoint })
+        Ok(Self {
+            pool,
+            endpoint,
+            config,
+        })
     }
 
     /// `host:port/dbname`.
@@ -191,6 +201,40 @@ impl RegionDatabase {
             .get()
             .await
             .map_err(|e| pool_error(&self.endpoint, e))
+    }
+
+    /// Creates the database when the server has none of that name (a fresh RDS instance
+    /// or server); returns whether it did. Connects to the `postgres` maintenance database.
+    pub async fn create_if_missing(&self) -> Result<bool, DbError> {
+        let name = self.config.get_dbname().unwrap_or("postgres").to_owned();
+        let mut maintenance = self.config.clone();
+        maintenance.dbname("postgres");
+        let (client, connection) =
+            maintenance
+                .connect(NoTls)
+                .await
+                .map_err(|e| DbError::Connect {
+                    endpoint: endpoint_of(&maintenance),
+                    reason: describe(&e),
+                })?;
+        let driver = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let exists = client
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+            .await
+            .map_err(DbError::query("looking up the database"))?
+            .is_some();
+        if !exists {
+            client
+                .batch_execute(&format!("CREATE DATABASE {}", rls::quote_ident(&name)))
+                .await
+                .map_err(DbError::query("creating the database"))?;
+            tracing::info!(database = %name, endpoint = %self.endpoint, "created the region database");
+        }
+        drop(client);
+        let _ = driver.await;
+        Ok(!exists)
     }
 
     /// Checks that the database answers; returns whether it is a standby.
