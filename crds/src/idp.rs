@@ -85,8 +85,14 @@ pub enum Protocol {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OidcSettings {
-    /// Issuer URL; `<issuer>/.well-known/openid-configuration` must serve discovery.
-    #[schemars(length(min = 8, max = 2048), regex(pattern = r"^https?://[^\s]+$"))]
+    /// Issuer URL; `<issuer>/.well-known/openid-configuration` must serve discovery. HTTPS,
+    /// or plain HTTP on loopback only (a local IdP in development).
+    #[schemars(
+        length(min = 8, max = 2048),
+        regex(
+            pattern = r"^(https://[^\s]+|http://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]+)?(/[^\s]*)?)$"
+        )
+    )]
     pub issuer_url: String,
     /// OAuth 2.0 client id of the platform at the IdP.
     #[schemars(length(min = 1, max = 255))]
@@ -152,9 +158,14 @@ impl Default for ClaimMapping {
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SamlSettings {
-    /// URL of the IdP's SAML metadata.
+    /// URL of the IdP's SAML metadata: HTTPS, or plain HTTP on loopback only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 8, max = 2048), regex(pattern = r"^https?://[^\s]+$"))]
+    #[schemars(
+        length(min = 8, max = 2048),
+        regex(
+            pattern = r"^(https://[^\s]+|http://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]+)?(/[^\s]*)?)$"
+        )
+    )]
     pub metadata_url: Option<String>,
     /// The IdP's SAML metadata document, inline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -221,7 +232,7 @@ pub struct ScimSettings {
 }
 
 /// Observed state of an IdP connection.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IdPConnectionStatus {
     /// `Ready`, `Invalid` or `Pending`.
@@ -229,6 +240,7 @@ pub struct IdPConnectionStatus {
     pub phase: Option<String>,
     /// `Ready`, `DiscoveryValid`, `CertificateValid`, `Published`.
     #[serde(default)]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
     /// RFC 3339 expiry of the IdP's signing certificate (SAML).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -228,7 +228,7 @@ impl Default for RegionCapacity {
 }
 
 /// Observed state of a region.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegionStatus {
     /// `Ready`, `Provisioning` or `Failed`.
@@ -236,6 +236,7 @@ pub struct RegionStatus {
     pub phase: Option<String>,
     /// `Ready`, `DatabaseReachable`, `ReplicationHealthy`.
     #[serde(default)]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
     /// Replay lag of the slowest reader, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -187,7 +187,7 @@ pub enum TenantPhase {
 }
 
 /// Observed state of a tenant.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TenantStatus {
     /// Lifecycle phase.
@@ -195,6 +195,7 @@ pub struct TenantStatus {
     pub phase: Option<TenantPhase>,
     /// `Ready`, `DatabaseReady`, `RLSEnforced`, `DNSReady`, `SSOReady`.
     #[serde(default)]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
     /// Where the tenant lives. Set once; never changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -410,6 +410,11 @@ fn invalid_manifests() -> Vec<(&'static str, String, &'static str)> {
             "spec.oidc is required when protocol is OIDC and must be absent",
         ),
         (
+            "plain-HTTP issuer off loopback",
+            idp("  protocol: OIDC\n  oidc: {issuerUrl: 'http://idp.example.org', clientId: x}\n"),
+            "spec.oidc.issuerUrl",
+        ),
+        (
             "unknown protocol",
             idp("  protocol: LDAP\n"),
             "spec.protocol",

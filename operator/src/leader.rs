@@ -192,23 +192,28 @@ impl Elector {
         }
     }
 
-    /// Renews the lease until a renewal has failed for longer than the lease lasts (or
-    /// another holder took it); returns then, and the caller must stop reconciling.
+    /// Renews the lease until it can no longer be sure it holds it: another holder took
+    /// it, or no renewal succeeded within the lease's duration less one renewal period
+    /// (each attempt is bounded, so a hung connection cannot stretch that). Returns then,
+    /// and the caller must stop reconciling at once.
     pub async fn hold(&self) {
         let renew_every = self.duration / 3;
-        let mut last_renewed = tokio::time::Instant::now();
+        // Counted from the start of the last successful attempt: the renewTime it wrote
+        // is no later than that.
+        let mut held_since = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(renew_every).await;
-            match self.try_acquire_or_renew().await {
-                Ok(true) => last_renewed = tokio::time::Instant::now(),
-                Ok(false) => {
+            let attempt_started = tokio::time::Instant::now();
+            match tokio::time::timeout(renew_every, self.try_acquire_or_renew()).await {
+                Ok(Ok(true)) => held_since = attempt_started,
+                Ok(Ok(false)) => {
                     tracing::error!(identity = %self.identity, "lost the lease to another replica");
                     return;
                 }
-                Err(e) => tracing::warn!(error = %e, "could not renew the lease"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "could not renew the lease"),
+                Err(_) => tracing::warn!("renewing the lease timed out"),
             }
-            // Stop before the lease can expire: another replica may take over at expiry.
-            if last_renewed.elapsed() > self.duration.saturating_sub(renew_every) {
+            if held_since.elapsed() >= self.duration.saturating_sub(renew_every) {
                 tracing::error!(identity = %self.identity, "could not renew the lease in time");
                 return;
             }

@@ -143,15 +143,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         () = elector.acquire() => {}
         () = shutdown.clone() => return Ok(()),
     }
-    let lost = Arc::new(AtomicBool::new(false));
-    // The controllers stop on a signal or when the lease is lost, whichever comes first.
+    // The controllers stop on a signal; losing the lease ends the process at once.
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     {
-        let (elector, lost, shutdown) = (elector.clone(), lost.clone(), shutdown.clone());
+        let (elector, shutdown) = (elector.clone(), shutdown.clone());
         tokio::spawn(async move {
             tokio::select! {
                 () = shutdown => {}
-                () = elector.hold() => lost.store(true, std::sync::atomic::Ordering::SeqCst),
+                () = elector.hold() => {
+                    // Another replica may take over any moment now: stop writing at once
+                    // rather than wait for in-flight reconciles to finish.
+                    tracing::error!("lost the leader lease; exiting so that only the new leader reconciles");
+                    std::process::exit(1);
+                }
             }
             let _ = stop_tx.send(());
         });
@@ -160,10 +164,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _ = stop_rx.await;
     };
     controller::run(client, settings, metrics, ready, stop).await;
-    if lost.load(std::sync::atomic::Ordering::SeqCst) {
-        // Another replica may already reconcile: exit rather than risk two writers.
-        return Err("lost the leader lease; exiting so that only the new leader reconciles".into());
-    }
     elector.release().await;
     Ok(())
 }

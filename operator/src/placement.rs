@@ -18,6 +18,8 @@ pub struct RegionView {
     pub max_tenants: i32,
     /// Tenants already placed there.
     pub tenant_count: i32,
+    /// False while the Region is being deleted: it keeps its tenants but takes no new ones.
+    pub accepting: bool,
 }
 
 /// What placement needs to know about a Tenant.
@@ -52,6 +54,21 @@ pub enum PlacementError {
         "region {0} is a Replica and holds no writable data; set spec.homeRegion to a Primary region"
     )]
     RegionIsReplica(String),
+    /// `homeRegion` names a Region being deleted.
+    #[error("region {0} is being deleted and takes no new tenants; choose another spec.homeRegion")]
+    RegionDeleting(String),
+    /// The tenant's residency no longer allows the region it lives in.
+    #[error(
+        "the tenant lives in region {region}, which holds {holds:?}, but spec.dataResidency is now {wanted:?}; data is never moved silently: restore spec.dataResidency (or the Region's) or migrate the tenant to a new Tenant"
+    )]
+    ResidencyViolation {
+        /// Where the tenant lives.
+        region: String,
+        /// What that region holds.
+        holds: Vec<String>,
+        /// What the tenant now allows.
+        wanted: Vec<String>,
+    },
     /// `homeRegion`'s residency does not match the tenant's.
     #[error(
         "region {region} holds {holds:?} but the tenant's dataResidency is {wanted:?}; pick a region of that residency"
@@ -83,6 +100,8 @@ impl PlacementError {
             PlacementError::NoRegionForResidency { .. } => "NoRegionForResidency",
             PlacementError::RegionNotFound(_) => "RegionNotFound",
             PlacementError::RegionIsReplica(_) => "RegionIsReplica",
+            PlacementError::RegionDeleting(_) => "RegionDeleting",
+            PlacementError::ResidencyViolation { .. } => "ResidencyViolation",
             PlacementError::ResidencyMismatch { .. } => "ResidencyMismatch",
             PlacementError::CapacityExhausted { .. } => "CapacityExhausted",
         }
@@ -114,13 +133,26 @@ pub fn place(
     tenant: &TenantRequest<'_>,
     regions: &[RegionView],
 ) -> Result<Placement, PlacementError> {
-    if let Some(current) = tenant.current {
-        return match regions.iter().find(|r| r.name == current.region) {
-            Some(_) => Ok(current.clone()),
-            None => Err(PlacementError::RegionNotFound(current.region.clone())),
-        };
-    }
     let wanted = tenant.data_residency;
+    if let Some(current) = tenant.current {
+        // Kept even when the region is full or being deleted; but residency is re-checked,
+        // since both sides of it can be edited after placement.
+        let region = regions
+            .iter()
+            .find(|r| r.name == current.region)
+            .ok_or_else(|| PlacementError::RegionNotFound(current.region.clone()))?;
+        let jurisdiction = matching_jurisdiction(region, wanted).ok_or_else(|| {
+            PlacementError::ResidencyViolation {
+                region: region.name.clone(),
+                holds: region.data_residency.clone(),
+                wanted: wanted.to_vec(),
+            }
+        })?;
+        return Ok(Placement {
+            jurisdiction,
+            ..current.clone()
+        });
+    }
     if let Some(name) = tenant.home_region {
         let region = regions
             .iter()
@@ -128,6 +160,9 @@ pub fn place(
             .ok_or_else(|| PlacementError::RegionNotFound(name.to_owned()))?;
         if region.role != RegionRole::Primary {
             return Err(PlacementError::RegionIsReplica(name.to_owned()));
+        }
+        if !region.accepting {
+            return Err(PlacementError::RegionDeleting(name.to_owned()));
         }
         let jurisdiction = matching_jurisdiction(region, wanted).ok_or_else(|| {
             PlacementError::ResidencyMismatch {
@@ -140,7 +175,7 @@ pub fn place(
     }
     let mut eligible: Vec<(&RegionView, String)> = regions
         .iter()
-        .filter(|r| r.role == RegionRole::Primary)
+        .filter(|r| r.role == RegionRole::Primary && r.accepting)
         .filter_map(|r| matching_jurisdiction(r, wanted).map(|j| (r, j)))
         .collect();
     if eligible.is_empty() {
@@ -176,6 +211,17 @@ pub fn place(
     }
 }
 
+/// Jurisdictions a replica would receive that its own residency does not allow: a
+/// streaming replica carries every row of its source, so the source's residency must be
+/// a subset of the replica's.
+pub fn replica_residency_violations(source: &[String], replica: &[String]) -> Vec<String> {
+    source
+        .iter()
+        .filter(|j| !replica.contains(j))
+        .cloned()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +234,7 @@ mod tests {
             data_residency: residency.iter().map(|s| (*s).to_owned()).collect(),
             max_tenants: max,
             tenant_count: count,
+            accepting: true,
         }
     }
 
@@ -409,5 +456,78 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err, PlacementError::RegionNotFound("gone".into()));
+    }
+
+    #[test]
+    fn a_region_being_deleted_keeps_its_tenants_but_takes_no_new_ones() {
+        let mut going = region("us-a", &["US"], 1, 100);
+        going.accepting = false;
+        let rs = vec![going, region("us-b", &["US"], 50, 100)];
+        let r = residency(&["US"]);
+        let current = Placement {
+            region: "us-a".into(),
+            aws_region: "us-a".into(),
+            jurisdiction: "US".into(),
+        };
+        let kept = place(
+            &TenantRequest {
+                data_residency: &r,
+                home_region: None,
+                current: Some(&current),
+            },
+            &rs,
+        );
+        assert_eq!(kept, Ok(current));
+        let new = place(
+            &TenantRequest {
+                data_residency: &r,
+                home_region: None,
+                current: None,
+            },
+            &rs,
+        )
+        .expect("placed");
+        assert_eq!(new.region, "us-b");
+        let pinned = place(
+            &TenantRequest {
+                data_residency: &r,
+                home_region: Some("us-a"),
+                current: None,
+            },
+            &rs,
+        );
+        assert_eq!(pinned.map_err(|e| e.reason()), Err("RegionDeleting"));
+    }
+
+    #[test]
+    fn residency_changed_after_placement_is_a_violation_not_a_move() {
+        let current = Placement {
+            region: "us-east-1".into(),
+            aws_region: "us-east-1".into(),
+            jurisdiction: "US".into(),
+        };
+        let r = residency(&["EU"]);
+        let err = place(
+            &TenantRequest {
+                data_residency: &r,
+                home_region: None,
+                current: Some(&current),
+            },
+            &regions(),
+        )
+        .unwrap_err();
+        assert_eq!(err.reason(), "ResidencyViolation");
+        assert!(err.to_string().contains("never moved silently"), "{err}");
+    }
+
+    #[test]
+    fn a_replica_may_only_follow_a_region_whose_data_it_may_hold() {
+        let eu = residency(&["EU"]);
+        let us_eu = residency(&["US", "EU"]);
+        assert!(replica_residency_violations(&eu, &us_eu).is_empty());
+        assert_eq!(
+            replica_residency_violations(&us_eu, &eu),
+            residency(&["US"])
+        );
     }
 }

@@ -31,7 +31,7 @@ fn tenant(name: &str) -> TenantRow {
 async fn two_tenants(db: &TestDb, rows: i64) -> (RegionDatabase, i64, i64) {
     let region = db.region();
     region.migrate().await.expect("migrate");
-    region.ensure_roles(None).await.expect("roles");
+    region.ensure_roles().await.expect("roles");
     region.ensure_rls().await.expect("rls");
     let a = region
         .upsert_tenant(&tenant("alpha"))
@@ -315,8 +315,8 @@ async fn migrations_and_rls_are_idempotent() {
         region.migrate().await.expect("second"),
         migrations::latest_version()
     );
-    region.ensure_roles(None).await.expect("roles");
-    region.ensure_roles(None).await.expect("roles again");
+    region.ensure_roles().await.expect("roles");
+    region.ensure_roles().await.expect("roles again");
     let first = region.ensure_rls().await.expect("rls");
     assert_eq!(
         first.len(),
@@ -388,7 +388,7 @@ async fn delete_policy_removes_rows_and_retain_keeps_them_retired() {
     let db = TestDb::new("rls_delete").await;
     let region = db.region();
     region.migrate().await.expect("migrate");
-    region.ensure_roles(None).await.expect("roles");
+    region.ensure_roles().await.expect("roles");
     let keep = tenant("keep");
     let gone = tenant("gone");
     let keep_id = region.upsert_tenant(&keep).await.expect("keep");

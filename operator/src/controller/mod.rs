@@ -10,13 +10,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use phoenix_crds::{Region, Tenant};
 
 use crate::backoff::Backoff;
-use crate::conditions::{self, types};
+use crate::conditions::types;
 use crate::db::Databases;
 use crate::metrics::Metrics;
 use crate::secrets::KubeSecrets;
@@ -46,9 +46,32 @@ pub async fn run(
                     .map(|p| ObjectRef::<Region>::new(&p.region))
             },
         );
-    let region_store = region_controller.store();
-    let tenant_controller = Controller::new(tenants, watcher::Config::default().any_semantic());
-    let tenant_store = tenant_controller.store();
+    let tenant_controller =
+        Controller::new(tenants.clone(), watcher::Config::default().any_semantic());
+
+    // Each controller reads the other kind too, so the caches the reconcilers read are
+    // our own, driven here and loaded before any controller starts: a restart must not
+    // decide anything from a half-loaded list (no tenants, or no regions).
+    let (region_store, drive_regions) = cache(regions.clone());
+    let (tenant_store, drive_tenants) = cache(tenants);
+    let drivers = [tokio::spawn(drive_regions), tokio::spawn(drive_tenants)];
+    let loaded = async {
+        // One waiter per cache: the readiness signal wakes a single task.
+        let _ = region_store.wait_until_ready().await;
+        let _ = tenant_store.wait_until_ready().await;
+    };
+    tokio::select! {
+        () = loaded => {}
+        () = shutdown.clone() => {
+            drivers.iter().for_each(|d| d.abort());
+            return;
+        }
+    }
+    tracing::info!(
+        regions = region_store.state().len(),
+        tenants = tenant_store.state().len(),
+        "caches loaded"
+    );
 
     let reporter = Reporter {
         controller: "phoenix-operator".to_owned(),
@@ -70,7 +93,9 @@ pub async fn run(
         placements: tokio::sync::Mutex::new(Default::default()),
     });
 
-    // A Region that changes wakes the tenants waiting on it or living in it.
+    // A Region that changes wakes only the tenants that wait on Regions: those placed there
+    // and waiting for it, and those no Region could take yet. Tenants merely provisioning
+    // are not re-queued, so thousands converging do not wake each other on every count.
     let waiting = tenant_store.clone();
     let tenant_controller = tenant_controller.watches(
         regions,
@@ -80,23 +105,7 @@ pub async fn run(
             waiting
                 .state()
                 .into_iter()
-                .filter(|t| {
-                    let placed_here = t
-                        .status
-                        .as_ref()
-                        .and_then(|s| s.placement.as_ref())
-                        .is_some_and(|p| p.region == name);
-                    let ready = t
-                        .status
-                        .as_ref()
-                        .is_some_and(|s| conditions::is_true(&s.conditions, types::READY));
-                    !ready
-                        && (placed_here
-                            || t.status
-                                .as_ref()
-                                .and_then(|s| s.placement.as_ref())
-                                .is_none())
-                })
+                .filter(|t| waits_on_region(t, &name))
                 .map(|t| ObjectRef::from_obj(t.as_ref()))
                 .collect::<Vec<_>>()
         },
@@ -114,7 +123,133 @@ pub async fn run(
     ctx.metrics.set_leading(true);
     tracing::info!("controllers started");
     futures::join!(regions_done, tenants_done);
+    drivers.iter().for_each(|d| d.abort());
     ready.store(false, Ordering::SeqCst);
     ctx.metrics.set_leading(false);
     tracing::info!("controllers stopped");
+}
+
+/// A reflector cache of `K` and the future that keeps it current.
+fn cache<K>(
+    api: Api<K>,
+) -> (
+    Store<K>,
+    impl std::future::Future<Output = ()> + Send + 'static,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let drive = reflector::reflector(
+        writer,
+        watcher::watcher(api, watcher::Config::default().any_semantic()),
+    )
+    .default_backoff()
+    .for_each(|_| futures::future::ready(()));
+    (reader, drive)
+}
+
+/// Whether a change of Region `region` may unblock `tenant`.
+fn waits_on_region(tenant: &Tenant, region: &str) -> bool {
+    let Some(status) = tenant.status.as_ref() else {
+        return false;
+    };
+    let reason = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == types::READY && c.status != "True")
+        .map(|c| c.reason.as_str());
+    let placed_here = status
+        .placement
+        .as_ref()
+        .is_some_and(|p| p.region == region);
+    match reason {
+        Some(
+            "RegionNotReady"
+            | "RegionNotMigrated"
+            | "RegionNotFound"
+            | "DatabaseUnreachable"
+            | "DatabaseError"
+            | "SecretNotFound"
+            | "SecretKeyMissing",
+        ) => placed_here || status.placement.is_none(),
+        Some(
+            "NoRegionForResidency"
+            | "CapacityExhausted"
+            | "RegionDeleting"
+            | "ResidencyViolation"
+            | "ResidencyMismatch"
+            | "RegionIsReplica",
+        ) => true,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phoenix_crds::{Condition, Placement, TenantStatus};
+
+    fn tenant(reason: &str, status: &str, placed: Option<&str>) -> Tenant {
+        let spec = serde_json::from_value(serde_json::json!({
+            "displayName": "x", "dataResidency": ["US"], "dns": {"hostname": "x.example.test"}
+        }))
+        .expect("spec");
+        let mut t = Tenant::new("t", spec);
+        t.status = Some(TenantStatus {
+            conditions: vec![Condition {
+                type_: "Ready".into(),
+                status: status.into(),
+                reason: reason.into(),
+                message: String::new(),
+                last_transition_time: "t".into(),
+                observed_generation: None,
+            }],
+            placement: placed.map(|r| Placement {
+                region: r.into(),
+                aws_region: r.into(),
+                jurisdiction: "US".into(),
+            }),
+            ..Default::default()
+        });
+        t
+    }
+
+    #[test]
+    fn only_tenants_blocked_on_regions_are_woken() {
+        assert!(waits_on_region(
+            &tenant("RegionNotReady", "False", Some("us")),
+            "us"
+        ));
+        assert!(!waits_on_region(
+            &tenant("RegionNotReady", "False", Some("eu")),
+            "us"
+        ));
+        assert!(waits_on_region(
+            &tenant("NoRegionForResidency", "False", None),
+            "us"
+        ));
+        assert!(!waits_on_region(
+            &tenant("Reconciled", "True", Some("us")),
+            "us"
+        ));
+        assert!(waits_on_region(
+            &tenant("DatabaseUnreachable", "False", Some("us")),
+            "us"
+        ));
+        assert!(!waits_on_region(
+            &tenant("HostnameTaken", "False", Some("us")),
+            "us"
+        ));
+        assert!(
+            !waits_on_region(&tenant("Reconciled", "False", None), "us"),
+            "a tenant in flight is not re-queued"
+        );
+    }
 }

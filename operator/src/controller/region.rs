@@ -89,7 +89,7 @@ async fn dataplane_credentials(
     ctx: &Context,
     region: &Region,
     db: &RegionDatabase,
-) -> Result<String, Error> {
+) -> Result<(String, bool), Error> {
     let name = region.name_any();
     let labels = BTreeMap::from([
         (
@@ -135,6 +135,7 @@ async fn dataplane_credentials(
     }
     data.get("password")
         .cloned()
+        .map(|p| (p, created))
         .ok_or_else(|| Error::Reference {
             reason: "SecretKeyMissing",
             message: format!(
@@ -147,6 +148,8 @@ async fn dataplane_credentials(
 
 /// What a successful region reconcile observed.
 struct Observed {
+    /// Why a reader is unhealthy; the writer still serves, so the Region stays Ready.
+    replication_error: Option<String>,
     schema_version: Option<i32>,
     tenant_count: i32,
     lag: Option<f64>,
@@ -172,6 +175,7 @@ async fn observe(ctx: &Context, region: &Region) -> Result<Observed, Error> {
         other => other?,
     };
     let mut observed = Observed {
+        replication_error: None,
         schema_version: None,
         tenant_count: 0,
         lag: None,
@@ -204,9 +208,14 @@ async fn observe(ctx: &Context, region: &Region) -> Result<Observed, Error> {
                 )
                 .await;
             }
-            let password = dataplane_credentials(ctx, region, &db).await?;
-            db.ensure_roles(Some(&password)).await?;
+            // Isolation before access: RLS is in place before the data plane role is granted
+            // anything on the tables.
             let repairs = db.ensure_rls().await?;
+            let (password, secret_created) = dataplane_credentials(ctx, region, &db).await?;
+            let role_created = db.ensure_roles().await?;
+            if secret_created || role_created {
+                db.set_dataplane_password(&password).await?;
+            }
             if !repairs.is_empty() && before != 0 {
                 ctx.metrics.rls_repaired(repairs.len());
                 let what: Vec<String> = repairs
@@ -237,6 +246,32 @@ async fn observe(ctx: &Context, region: &Region) -> Result<Observed, Error> {
                 i32::try_from(db.tenant_count(&region.name_any()).await?).unwrap_or(i32::MAX);
         }
         RegionRole::Replica => {
+            let source_name = region.spec.replica_of.clone().unwrap_or_default();
+            let Some(source) = ctx
+                .regions
+                .get(&kube::runtime::reflector::ObjectRef::new(&source_name))
+            else {
+                return Err(Error::Reference {
+                    reason: "RegionNotFound",
+                    message: format!(
+                        "spec.replicaOf names region {source_name}, which is not declared; create it or fix spec.replicaOf"
+                    ),
+                });
+            };
+            let outside = crate::placement::replica_residency_violations(
+                &source.spec.data_residency,
+                &region.spec.data_residency,
+            );
+            if !outside.is_empty() {
+                return Err(Error::Reference {
+                    reason: "ReplicaResidencyViolation",
+                    message: format!(
+                        "region {source_name} holds {outside:?} data, which region {} may not hold (spec.dataResidency {:?}); a replica would carry it out of its residency",
+                        region.name_any(),
+                        region.spec.data_residency
+                    ),
+                });
+            }
             if !standby {
                 return Err(Error::Reference {
                     reason: "ReplicaNotInRecovery",
@@ -250,16 +285,25 @@ async fn observe(ctx: &Context, region: &Region) -> Result<Observed, Error> {
         }
     }
     for (i, reader) in region.spec.database.readers.iter().enumerate() {
-        let (config, fingerprint) =
-            connection_config(ctx, reader, &region.spec.database.database_name).await?;
-        let db = ctx.databases.get(
-            &format!("{}#reader-{i}", region.name_any()),
-            &fingerprint,
-            config,
-            2,
-        )?;
-        if let Some(lag) = db.replay_lag_seconds().await? {
-            observed.lag = Some(observed.lag.map_or(lag, |l: f64| l.max(lag)));
+        let measured = async {
+            let (config, fingerprint) =
+                connection_config(ctx, reader, &region.spec.database.database_name).await?;
+            let db = ctx.databases.get(
+                &format!("{}#reader-{i}", region.name_any()),
+                &fingerprint,
+                config,
+                2,
+            )?;
+            Ok::<_, Error>(db.replay_lag_seconds().await?)
+        };
+        match measured.await {
+            Ok(Some(lag)) => observed.lag = Some(observed.lag.map_or(lag, |l: f64| l.max(lag))),
+            Ok(None) => {
+                observed.replication_error = Some(format!(
+                    "spec.database.readers[{i}] is not a standby (not in recovery)"
+                ));
+            }
+            Err(e) => observed.replication_error = Some(format!("spec.database.readers[{i}]: {e}")),
         }
         observed.readers += 1;
     }
@@ -273,6 +317,12 @@ async fn apply(region: Arc<Region>, ctx: Arc<Context>) -> Result<Action, Error> 
     match observe(&ctx, &region).await {
         Ok(o) => {
             let replication = match (o.lag, region.spec.role) {
+                _ if o.replication_error.is_some() => NewCondition::new(
+                    types::REPLICATION_HEALTHY,
+                    Status::False,
+                    "ReplicaUnhealthy",
+                    o.replication_error.clone().unwrap_or_default(),
+                ),
                 (Some(lag), _) if lag > ctx.settings.max_replication_lag.as_secs_f64() => {
                     NewCondition::new(
                         types::REPLICATION_HEALTHY,
@@ -396,6 +446,28 @@ async fn cleanup(region: Arc<Region>, ctx: Arc<Context>) -> Result<Action, Error
     if placed > 0 {
         let message = format!(
             "region {name} still holds {placed} tenant(s); delete or migrate them before deleting the Region"
+        );
+        ctx.event(
+            region.as_ref(),
+            EventType::Warning,
+            "TenantsRemain",
+            "Delete",
+            message.clone(),
+        )
+        .await;
+        return Err(Error::Reference {
+            reason: "TenantsRemain",
+            message,
+        });
+    }
+    // The database has the last word: a tenant placed there whose Tenant object is gone
+    // without cleanup (finalizer removed by hand) still lives in the catalog.
+    if let Ok(db) = writer_database(&ctx, &region).await
+        && let Ok(live) = db.tenant_count(&name).await
+        && live > 0
+    {
+        let message = format!(
+            "region {name}'s catalog still holds {live} live tenant(s); retire or delete them (docs/runbooks.md) before deleting the Region"
         );
         ctx.event(
             region.as_ref(),

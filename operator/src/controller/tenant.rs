@@ -53,8 +53,8 @@ fn region_views(
     }
     regions
         .iter()
-        .filter(|r| r.metadata.deletion_timestamp.is_none())
         .map(|r| RegionView {
+            accepting: r.metadata.deletion_timestamp.is_none(),
             name: r.name_any(),
             aws_region: r.spec.aws_region.clone(),
             role: r.spec.role,
@@ -68,36 +68,57 @@ fn region_views(
 /// Places the tenant, serialised so that concurrent reconciles respect capacity.
 async fn place(tenant: &Tenant, ctx: &Context) -> Result<Placement, Error> {
     let uid = tenant.uid().unwrap_or_default();
-    let current = tenant.status.as_ref().and_then(|s| s.placement.as_ref());
     let mut pending = ctx.placements.lock().await;
-    if current.is_none()
-        && let Some(region) = pending.get(&uid)
-    {
-        // Decided earlier by this process; the status write may not be visible yet.
-        if let Some(r) = ctx.regions.state().iter().find(|r| r.name_any() == *region) {
-            let jurisdiction = tenant
-                .spec
-                .data_residency
-                .iter()
-                .find(|j| r.spec.data_residency.contains(j))
-                .cloned()
-                .unwrap_or_default();
-            return Ok(Placement {
-                region: region.clone(),
-                aws_region: r.spec.aws_region.clone(),
-                jurisdiction,
-            });
-        }
-    }
+    // A decision this process made whose status write the store may not show yet counts
+    // as the current placement, unless the user pinned another region meanwhile.
+    let pending_placement = pending.get(&uid).and_then(|region| {
+        let pinned_elsewhere = tenant
+            .spec
+            .home_region
+            .as_deref()
+            .is_some_and(|h| h != region);
+        let r = ctx
+            .regions
+            .get(&kube::runtime::reflector::ObjectRef::new(region))?;
+        (!pinned_elsewhere).then(|| Placement {
+            region: region.clone(),
+            aws_region: r.spec.aws_region.clone(),
+            jurisdiction: String::new(),
+        })
+    });
+    let current = tenant
+        .status
+        .as_ref()
+        .and_then(|s| s.placement.clone())
+        .or(pending_placement);
     let views = region_views(&ctx.regions.state(), &ctx.tenants.state(), &pending);
     let request = TenantRequest {
         data_residency: &tenant.spec.data_residency,
         home_region: tenant.spec.home_region.as_deref(),
-        current,
+        current: current.as_ref(),
     };
     let placement = placement::place(&request, &views)?;
     pending.insert(uid, placement.region.clone());
     Ok(placement)
+}
+
+/// A host name must be unique across every region, not only within one region's catalog:
+/// the oldest Tenant claiming it keeps it.
+fn hostname_owner(tenant: &Tenant, tenants: &[Arc<Tenant>]) -> Option<String> {
+    let host = tenant.spec.dns.hostname.to_lowercase();
+    let key = |t: &Tenant| {
+        (
+            t.metadata.creation_timestamp.clone().map(|c| c.0),
+            t.name_any(),
+        )
+    };
+    tenants
+        .iter()
+        .filter(|t| t.uid() != tenant.uid() && t.metadata.deletion_timestamp.is_none())
+        .filter(|t| t.spec.dns.hostname.to_lowercase() == host)
+        .filter(|t| key(t) < key(tenant))
+        .map(|t| t.name_any())
+        .min()
 }
 
 fn row(tenant: &Tenant, placement: &Placement) -> TenantRow {
@@ -133,13 +154,33 @@ enum Outcome {
     },
 }
 
-async fn provision(tenant: &Tenant, ctx: &Context) -> Result<Outcome, Error> {
+async fn provision(
+    tenant: &Tenant,
+    ctx: &Context,
+    placed: &mut Option<Placement>,
+) -> Result<Outcome, Error> {
     if tenant.spec.database.isolation != Isolation::Shared {
         return Err(Error::NotImplemented(
             "spec.database.isolation Schema and Dedicated (use Shared)",
         ));
     }
+    if let Some(owner) = hostname_owner(tenant, &ctx.tenants.state()) {
+        return Err(Error::Database(crate::db::DbError::HostnameTaken {
+            hostname: tenant.spec.dns.hostname.clone(),
+            owner,
+        }));
+    }
     let placement = place(tenant, ctx).await?;
+    *placed = Some(placement.clone());
+    // Record the placement before anything is written anywhere: a crash after this point
+    // resumes in the same region, and cleanup knows where to look.
+    let recorded = tenant.status.as_ref().and_then(|s| s.placement.as_ref());
+    if recorded != Some(&placement) {
+        let mut status = tenant.status.clone().unwrap_or_default();
+        status.placement = Some(placement.clone());
+        status.phase = status.phase.or(Some(TenantPhase::Provisioning));
+        ctx.patch_status(tenant, &status).await?;
+    }
     let Some(region) = ctx
         .regions
         .get(&kube::runtime::reflector::ObjectRef::new(&placement.region))
@@ -182,7 +223,7 @@ async fn provision(tenant: &Tenant, ctx: &Context) -> Result<Outcome, Error> {
             ),
         });
     }
-    let catalog_id = db.upsert_tenant(&row(tenant, &placement)).await?;
+    // Isolation first: the catalog row makes the data plane serve the tenant.
     let repairs = db.ensure_rls().await?;
     if !repairs.is_empty() {
         ctx.metrics.rls_repaired(repairs.len());
@@ -210,6 +251,7 @@ async fn provision(tenant: &Tenant, ctx: &Context) -> Result<Outcome, Error> {
         )
         .await;
     }
+    let catalog_id = db.upsert_tenant(&row(tenant, &placement)).await?;
     Ok(Outcome::Ready {
         placement,
         catalog_id,
@@ -221,7 +263,8 @@ async fn apply(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> 
     let now = conditions::now();
     let current = tenant.status.clone().unwrap_or_default();
     let was_ready = conditions::is_true(&current.conditions, types::READY);
-    match provision(&tenant, &ctx).await {
+    let mut placed = None;
+    match provision(&tenant, &ctx, &mut placed).await {
         Ok(Outcome::Ready {
             placement,
             catalog_id,
@@ -357,10 +400,13 @@ async fn apply(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> 
             } else {
                 current.phase.unwrap_or(TenantPhase::Provisioning)
             };
+            // Status is written whole (server-side apply): keep a placement made in this
+            // reconcile, or the write would take it away again.
             let status = TenantStatus {
                 phase: Some(phase),
                 conditions: conds,
                 observed_generation: generation,
+                placement: placed.or(current.placement.clone()),
                 ..current
             };
             ctx.report_failure(tenant.as_ref(), &status, "Provision", &e)
@@ -394,7 +440,16 @@ async fn cleanup_steps(tenant: &Arc<Tenant>, ctx: &Arc<Context>) -> Result<Actio
         }
     }
     // Cleanup follows what was built (status), never the spec alone.
-    let Some(placement) = status.placement.clone() else {
+    let pending = ctx.placements.lock().await.get(&uid).cloned();
+    let placement = status.placement.clone().or_else(|| {
+        let region = pending?;
+        Some(Placement {
+            aws_region: String::new(),
+            jurisdiction: String::new(),
+            region,
+        })
+    });
+    let Some(placement) = placement else {
         ctx.placements.lock().await.remove(&uid);
         ctx.event(
             tenant.as_ref(),

@@ -51,6 +51,16 @@ pub enum DbError {
         /// The code's checksum.
         expected: String,
     },
+    /// The database was migrated by a newer operator.
+    #[error(
+        "database schema version {found} is newer than this operator knows ({known}); upgrade the operator instead of letting it rewrite a newer schema"
+    )]
+    SchemaNewer {
+        /// Version in the database.
+        found: i32,
+        /// Latest version this operator has.
+        known: i32,
+    },
     /// A live tenant of another Kubernetes object already has the name (its finalizer was
     /// removed by hand, leaving the catalog row live).
     #[error(
@@ -96,6 +106,7 @@ impl DbError {
             DbError::MigrationChanged { .. } => "MigrationChanged",
             DbError::HostnameTaken { .. } => "HostnameTaken",
             DbError::NameTaken { .. } => "NameTaken",
+            DbError::SchemaNewer { .. } => "SchemaNewer",
         }
     }
 }
@@ -169,6 +180,10 @@ impl RegionDatabase {
     ) -> Result<Self, DbError> {
         config.connect_timeout(Duration::from_secs(5));
         config.application_name("phoenix-operator");
+        // Never queue behind clinical traffic for long: fail the reconcile and retry.
+        if config.get_options().is_none() {
+            config.options("-c lock_timeout=10s");
+        }
         let endpoint = endpoint_of(&config);
         let manager = Manager::from_config(
             config.clone(),
@@ -270,6 +285,14 @@ impl RegionDatabase {
             .into_iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
+        if let Some(newest) = applied.keys().max()
+            && *newest > migrations::latest_version()
+        {
+            return Err(DbError::SchemaNewer {
+                found: *newest,
+                known: migrations::latest_version(),
+            });
+        }
         for m in MIGRATIONS {
             match applied.get(&m.version) {
                 Some(found) if *found == m.checksum() => continue,
@@ -324,10 +347,18 @@ impl RegionDatabase {
         Ok(row.get(0))
     }
 
-    /// Creates or repairs the owner and data plane roles and their grants. With a password,
-    /// sets the data plane role's password (done when its Secret is created).
-    pub async fn ensure_roles(&self, dataplane_password: Option<&str>) -> Result<(), DbError> {
+    /// Creates or repairs the owner and data plane roles and their grants; returns whether
+    /// the data plane role was created now (and so has no password yet).
+    pub async fn ensure_roles(&self) -> Result<bool, DbError> {
         let client = self.client().await?;
+        let existed: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
+                &[&roles::DATAPLANE_ROLE],
+            )
+            .await
+            .map_err(DbError::query("looking up roles"))?
+            .get(0);
         // Roles are cluster-wide: another database's reconcile may alter them at the same
         // moment ("tuple concurrently updated"), which is worth a short retry.
         let mut attempt = 0;
@@ -345,13 +376,17 @@ impl RegionDatabase {
             .batch_execute(&roles::grants_sql(&TENANT_TABLES))
             .await
             .map_err(DbError::query("granting privileges"))?;
-        if let Some(password) = dataplane_password {
-            client
-                .batch_execute(&roles::set_password_sql(password))
-                .await
-                .map_err(DbError::query("setting the data plane password"))?;
-        }
-        Ok(())
+        Ok(!existed)
+    }
+
+    /// Sets the data plane role's password. Called only when the role or its Secret is new,
+    /// so the statement (which carries the password) is not sent on every reconcile.
+    pub async fn set_dataplane_password(&self, password: &str) -> Result<(), DbError> {
+        let client = self.client().await?;
+        client
+            .batch_execute(&roles::set_password_sql(password))
+            .await
+            .map_err(DbError::query("setting the data plane password"))
     }
 
     /// Reads the RLS state of every tenant table.
@@ -422,20 +457,36 @@ impl RegionDatabase {
         Ok(repairs)
     }
 
-    /// Replay lag of this (standby) database in seconds: 0 when it has replayed all it
-    /// received, else the age of the last replayed transaction. None on a primary.
+    /// Replay lag of this (standby) database in whole seconds: 0 when it has replayed all it
+    /// received, else the age of the last replayed transaction. None on a primary. A
+    /// standby whose WAL receiver is not streaming is an error: it would otherwise look
+    /// caught up with what it last received, however long ago.
     pub async fn replay_lag_seconds(&self) -> Result<Option<f64>, DbError> {
         let client = self.client().await?;
         let row = client
             .query_one(
-                "SELECT CASE WHEN NOT pg_is_in_recovery() THEN NULL
-                             WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0::float8
-                             ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END",
+                "SELECT pg_is_in_recovery(),
+                        coalesce((SELECT status FROM pg_stat_wal_receiver LIMIT 1), 'stopped'),
+                        CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0::float8
+                             ELSE round(extract(epoch FROM now() - pg_last_xact_replay_timestamp()))::float8 END",
                 &[],
             )
             .await
             .map_err(DbError::query("measuring replication lag"))?;
-        Ok(row.get(0))
+        let (standby, receiver, lag): (bool, String, Option<f64>) =
+            (row.get(0), row.get(1), row.get(2));
+        if !standby {
+            return Ok(None);
+        }
+        if receiver != "streaming" {
+            return Err(DbError::Query {
+                context: "checking replication",
+                reason: format!(
+                    "the standby's WAL receiver is {receiver}, not streaming from its primary"
+                ),
+            });
+        }
+        Ok(Some(lag.unwrap_or(0.0)))
     }
 }
 

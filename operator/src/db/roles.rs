@@ -28,19 +28,38 @@ ALTER ROLE {DATAPLANE_ROLE} NOSUPERUSER NOBYPASSRLS LOGIN NOCREATEDB NOCREATEROL
     )
 }
 
-/// Ownership and grants inside one database.
+/// Ownership and grants inside one database. Ownership is changed only where it differs:
+/// `ALTER .. OWNER` takes an ACCESS EXCLUSIVE lock even when nothing changes, which would
+/// stall clinical traffic on every reconcile.
 pub fn grants_sql(tables: &[&str]) -> String {
+    let list = tables
+        .iter()
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut sql = format!(
-        "GRANT USAGE ON SCHEMA catalog, clinical TO {DATAPLANE_ROLE};
+        "DO $$
+DECLARE t text;
+BEGIN
+    IF (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'clinical') <> '{OWNER_ROLE}' THEN
+        ALTER SCHEMA clinical OWNER TO {OWNER_ROLE};
+    END IF;
+    FOREACH t IN ARRAY ARRAY[{list}] LOOP
+        IF (SELECT relowner::regrole::text FROM pg_class WHERE oid = t::regclass) <> '{OWNER_ROLE}' THEN
+            EXECUTE format('ALTER TABLE %s OWNER TO {OWNER_ROLE}', t);
+        END IF;
+    END LOOP;
+END
+$$;
+GRANT USAGE ON SCHEMA catalog, clinical TO {DATAPLANE_ROLE};
 GRANT SELECT ON catalog.tenants TO {DATAPLANE_ROLE};
 REVOKE CREATE ON SCHEMA clinical, catalog FROM PUBLIC;
-ALTER SCHEMA clinical OWNER TO {OWNER_ROLE};
 GRANT USAGE ON SCHEMA catalog TO {OWNER_ROLE};
 GRANT SELECT, REFERENCES ON catalog.tenants TO {OWNER_ROLE};\n"
     );
     for table in tables {
         sql.push_str(&format!(
-            "ALTER TABLE {table} OWNER TO {OWNER_ROLE};\nGRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {DATAPLANE_ROLE};\n"
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {DATAPLANE_ROLE};\n"
         ));
     }
     sql
