@@ -26,6 +26,15 @@ async fn ready(client: &reqwest::Client, dataplane: &Dataplane) {
     .await;
 }
 
+/// A fresh database with a data plane started on it, ready.
+async fn started() -> (TestDb, Dataplane, reqwest::Client) {
+    let db = TestDb::create().await;
+    let dataplane = start_dataplane(&db).await;
+    let client = http();
+    ready(&client, &dataplane).await;
+    (db, dataplane, client)
+}
+
 async fn served_as(
     client: &reqwest::Client,
     dataplane: &Dataplane,
@@ -63,10 +72,7 @@ async fn readyz_is_200_once_the_catalog_has_loaded() {
 
 #[tokio::test]
 async fn an_inserted_tenant_is_served_within_one_second() {
-    let db = TestDb::create().await;
-    let dataplane = start_dataplane(&db).await;
-    let client = http();
-    ready(&client, &dataplane).await;
+    let (db, dataplane, client) = started().await;
     let (status, _) = get(
         &client,
         &dataplane,
@@ -97,10 +103,7 @@ async fn an_inserted_tenant_is_served_within_one_second() {
 
 #[tokio::test]
 async fn a_deleted_tenant_is_404_within_one_second() {
-    let db = TestDb::create().await;
-    let dataplane = start_dataplane(&db).await;
-    let client = http();
-    ready(&client, &dataplane).await;
+    let (db, dataplane, client) = started().await;
     db.insert_tenant("mercy", "mercy.example.org").await;
     db.insert_tenant("stjude", "stjude.example.org").await;
     served_as(&client, &dataplane, "mercy.example.org", 200, PROPAGATION).await;
@@ -124,10 +127,7 @@ async fn a_deleted_tenant_is_404_within_one_second() {
 
 #[tokio::test]
 async fn a_retired_tenant_is_404_and_a_suspended_one_403_within_one_second() {
-    let db = TestDb::create().await;
-    let dataplane = start_dataplane(&db).await;
-    let client = http();
-    ready(&client, &dataplane).await;
+    let (db, dataplane, client) = started().await;
     db.insert_tenant("mercy", "mercy.example.org").await;
     db.insert_tenant("stjude", "stjude.example.org").await;
     served_as(&client, &dataplane, "mercy.example.org", 200, PROPAGATION).await;
@@ -148,10 +148,7 @@ async fn a_retired_tenant_is_404_and_a_suspended_one_403_within_one_second() {
 
 #[tokio::test]
 async fn changes_made_while_the_follower_is_disconnected_are_healed_on_reconnect() {
-    let db = TestDb::create().await;
-    let dataplane = start_dataplane(&db).await;
-    let client = http();
-    ready(&client, &dataplane).await;
+    let (db, dataplane, client) = started().await;
 
     // Kill the follower's LISTEN connection and change the catalog before it is back.
     let killed = db

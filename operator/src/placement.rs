@@ -238,6 +238,18 @@ mod tests {
         }
     }
 
+    fn req<'a>(
+        residency: &'a [String],
+        home: Option<&'a str>,
+        current: Option<&'a Placement>,
+    ) -> TenantRequest<'a> {
+        TenantRequest {
+            data_residency: residency,
+            home_region: home,
+            current,
+        }
+    }
+
     fn residency(r: &[&str]) -> Vec<String> {
         r.iter().map(|s| (*s).to_owned()).collect()
     }
@@ -253,15 +265,7 @@ mod tests {
     #[test]
     fn eu_tenant_is_placed_only_in_an_eu_region() {
         let r = residency(&["EU"]);
-        let p = place(
-            &TenantRequest {
-                data_residency: &r,
-                home_region: None,
-                current: None,
-            },
-            &regions(),
-        )
-        .expect("placed");
+        let p = place(&req(&r, None, None), &regions()).expect("placed");
         assert_eq!(p.region, "eu-west-1");
         assert_eq!(p.jurisdiction, "EU");
     }
@@ -269,15 +273,7 @@ mod tests {
     #[test]
     fn residency_no_region_satisfies_is_refused_not_placed_elsewhere() {
         let r = residency(&["CA"]);
-        let err = place(
-            &TenantRequest {
-                data_residency: &r,
-                home_region: None,
-                current: None,
-            },
-            &regions(),
-        )
-        .unwrap_err();
+        let err = place(&req(&r, None, None), &regions()).unwrap_err();
         assert_eq!(err.reason(), "NoRegionForResidency");
         assert!(err.to_string().contains("\"CA\""), "{err}");
     }
@@ -290,15 +286,7 @@ mod tests {
             region("us-c", &["US"], 5, 5),
         ];
         let r = residency(&["US"]);
-        let p = place(
-            &TenantRequest {
-                data_residency: &r,
-                home_region: None,
-                current: None,
-            },
-            &rs,
-        )
-        .expect("placed");
+        let p = place(&req(&r, None, None), &rs).expect("placed");
         assert_eq!(p.region, "us-b");
     }
 
@@ -309,15 +297,7 @@ mod tests {
             region("us-a", &["US"], 0, 10),
         ];
         let r = residency(&["US"]);
-        let p = place(
-            &TenantRequest {
-                data_residency: &r,
-                home_region: None,
-                current: None,
-            },
-            &rs,
-        )
-        .expect("placed");
+        let p = place(&req(&r, None, None), &rs).expect("placed");
         assert_eq!(p.region, "us-a");
     }
 
@@ -325,15 +305,7 @@ mod tests {
     fn all_eligible_regions_full_is_capacity_exhausted() {
         let rs = vec![region("us-a", &["US"], 3, 3), region("eu", &["EU"], 0, 3)];
         let r = residency(&["US"]);
-        let err = place(
-            &TenantRequest {
-                data_residency: &r,
-                home_region: None,
-                current: None,
-            },
-            &rs,
-        )
-        .unwrap_err();
+        let err = place(&req(&r, None, None), &rs).unwrap_err();
         assert_eq!(err.reason(), "CapacityExhausted");
         assert!(err.to_string().contains("us-a (3/3)"), "{err}");
     }
@@ -343,25 +315,9 @@ mod tests {
         let mut replica = region("eu-replica", &["EU"], 0, 100);
         replica.role = RegionRole::Replica;
         let r = residency(&["EU"]);
-        let err = place(
-            &TenantRequest {
-                data_residency: &r,
-                home_region: None,
-                current: None,
-            },
-            &[replica.clone()],
-        )
-        .unwrap_err();
+        let err = place(&req(&r, None, None), &[replica.clone()]).unwrap_err();
         assert_eq!(err.reason(), "NoRegionForResidency");
-        let pinned = place(
-            &TenantRequest {
-                data_residency: &r,
-                home_region: Some("eu-replica"),
-                current: None,
-            },
-            &[replica],
-        )
-        .unwrap_err();
+        let pinned = place(&req(&r, Some("eu-replica"), None), &[replica]).unwrap_err();
         assert_eq!(pinned.reason(), "RegionIsReplica");
     }
 
@@ -372,45 +328,21 @@ mod tests {
             region("us-b", &["US"], 0, 100),
         ];
         let r = residency(&["US"]);
-        let p = place(
-            &TenantRequest {
-                data_residency: &r,
-                home_region: Some("us-a"),
-                current: None,
-            },
-            &rs,
-        )
-        .expect("placed");
+        let p = place(&req(&r, Some("us-a"), None), &rs).expect("placed");
         assert_eq!(p.region, "us-a");
     }
 
     #[test]
     fn home_region_must_exist_and_match_residency() {
         let r = residency(&["EU"]);
-        let missing = place(
-            &TenantRequest {
-                data_residency: &r,
-                home_region: Some("eu-central-1"),
-                current: None,
-            },
-            &regions(),
-        )
-        .unwrap_err();
+        let missing = place(&req(&r, Some("eu-central-1"), None), &regions()).unwrap_err();
         assert_eq!(missing.reason(), "RegionNotFound");
         assert!(
             missing
                 .to_string()
                 .contains("create a Region named eu-central-1")
         );
-        let mismatch = place(
-            &TenantRequest {
-                data_residency: &r,
-                home_region: Some("us-east-1"),
-                current: None,
-            },
-            &regions(),
-        )
-        .unwrap_err();
+        let mismatch = place(&req(&r, Some("us-east-1"), None), &regions()).unwrap_err();
         assert_eq!(mismatch.reason(), "ResidencyMismatch");
     }
 
@@ -426,15 +358,7 @@ mod tests {
             region("us-west-2", &["US"], 0, 100),
         ];
         let r = residency(&["US"]);
-        let p = place(
-            &TenantRequest {
-                data_residency: &r,
-                home_region: None,
-                current: Some(&current),
-            },
-            &rs,
-        )
-        .expect("kept");
+        let p = place(&req(&r, None, Some(&current)), &rs).expect("kept");
         assert_eq!(p, current);
     }
 
@@ -446,15 +370,7 @@ mod tests {
             jurisdiction: "US".into(),
         };
         let r = residency(&["US"]);
-        let err = place(
-            &TenantRequest {
-                data_residency: &r,
-                home_region: None,
-                current: Some(&current),
-            },
-            &regions(),
-        )
-        .unwrap_err();
+        let err = place(&req(&r, None, Some(&current)), &regions()).unwrap_err();
         assert_eq!(err, PlacementError::RegionNotFound("gone".into()));
     }
 
@@ -469,33 +385,11 @@ mod tests {
             aws_region: "us-a".into(),
             jurisdiction: "US".into(),
         };
-        let kept = place(
-            &TenantRequest {
-                data_residency: &r,
-                home_region: None,
-                current: Some(&current),
-            },
-            &rs,
-        );
+        let kept = place(&req(&r, None, Some(&current)), &rs);
         assert_eq!(kept, Ok(current));
-        let new = place(
-            &TenantRequest {
-                data_residency: &r,
-                home_region: None,
-                current: None,
-            },
-            &rs,
-        )
-        .expect("placed");
+        let new = place(&req(&r, None, None), &rs).expect("placed");
         assert_eq!(new.region, "us-b");
-        let pinned = place(
-            &TenantRequest {
-                data_residency: &r,
-                home_region: Some("us-a"),
-                current: None,
-            },
-            &rs,
-        );
+        let pinned = place(&req(&r, Some("us-a"), None), &rs);
         assert_eq!(pinned.map_err(|e| e.reason()), Err("RegionDeleting"));
     }
 
@@ -507,15 +401,7 @@ mod tests {
             jurisdiction: "US".into(),
         };
         let r = residency(&["EU"]);
-        let err = place(
-            &TenantRequest {
-                data_residency: &r,
-                home_region: None,
-                current: Some(&current),
-            },
-            &regions(),
-        )
-        .unwrap_err();
+        let err = place(&req(&r, None, Some(&current)), &regions()).unwrap_err();
         assert_eq!(err.reason(), "ResidencyViolation");
         assert!(err.to_string().contains("never moved silently"), "{err}");
     }

@@ -430,6 +430,22 @@ async fn apply(region: Arc<Region>, ctx: Arc<Context>) -> Result<Action, Error> 
     }
 }
 
+/// Refuses a Region's deletion with a Warning Event saying why.
+async fn refuse_deletion(ctx: &Context, region: &Region, message: String) -> Error {
+    ctx.event(
+        region,
+        EventType::Warning,
+        "TenantsRemain",
+        "Delete",
+        message.clone(),
+    )
+    .await;
+    Error::Reference {
+        reason: "TenantsRemain",
+        message,
+    }
+}
+
 async fn cleanup(region: Arc<Region>, ctx: Arc<Context>) -> Result<Action, Error> {
     let name = region.name_any();
     let placed = ctx
@@ -447,18 +463,7 @@ async fn cleanup(region: Arc<Region>, ctx: Arc<Context>) -> Result<Action, Error
         let message = format!(
             "region {name} still holds {placed} tenant(s); delete or migrate them before deleting the Region"
         );
-        ctx.event(
-            region.as_ref(),
-            EventType::Warning,
-            "TenantsRemain",
-            "Delete",
-            message.clone(),
-        )
-        .await;
-        return Err(Error::Reference {
-            reason: "TenantsRemain",
-            message,
-        });
+        return Err(refuse_deletion(&ctx, &region, message).await);
     }
     // The database has the last word: a tenant placed there whose Tenant object is gone
     // without cleanup (finalizer removed by hand) still lives in the catalog.
@@ -469,18 +474,7 @@ async fn cleanup(region: Arc<Region>, ctx: Arc<Context>) -> Result<Action, Error
         let message = format!(
             "region {name}'s catalog still holds {live} live tenant(s); retire or delete them (docs/runbooks.md) before deleting the Region"
         );
-        ctx.event(
-            region.as_ref(),
-            EventType::Warning,
-            "TenantsRemain",
-            "Delete",
-            message.clone(),
-        )
-        .await;
-        return Err(Error::Reference {
-            reason: "TenantsRemain",
-            message,
-        });
+        return Err(refuse_deletion(&ctx, &region, message).await);
     }
     ctx.secrets
         .delete(&ctx.settings.namespace, &dataplane_secret_name(&name))
