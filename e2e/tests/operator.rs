@@ -1101,3 +1101,77 @@ async fn an_unreachable_region_database_is_reported_and_blocks_nothing_else() {
     kubectl_ok(&["delete", "region", "e2e-dead", "--timeout=60s"], None);
     kubectl_ok(&["-n", NAMESPACE, "delete", "secret", "e2e-dead-db"], None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_dataplane_secret_rotates_the_password_at_once() {
+    let _serial = SERIAL.lock().await;
+    install_platform();
+    // A long resync (Regions: 60 s), so only the Secret watch can explain a quick rotation.
+    let _operator = Process::operator(3600).await;
+    let out = kubectl(
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "region/us-east-1",
+            "--timeout=120s",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secrets: Api<Secret> = Api::namespaced(kube_client().await, NAMESPACE);
+    let before = eventually("the data plane Secret", READY_TIMEOUT, || {
+        let secrets = secrets.clone();
+        async move {
+            secrets
+                .get_opt("phoenix-dataplane-us-east-1")
+                .await
+                .ok()
+                .flatten()
+        }
+    })
+    .await;
+    let old_url = dataplane_url("us-east-1").await;
+    kubectl_ok(
+        &[
+            "-n",
+            NAMESPACE,
+            "delete",
+            "secret",
+            "phoenix-dataplane-us-east-1",
+        ],
+        None,
+    );
+    let after = eventually(
+        "a regenerated data plane Secret",
+        Duration::from_secs(30),
+        || {
+            let secrets = secrets.clone();
+            let old_uid = before.metadata.uid.clone();
+            async move {
+                secrets
+                    .get_opt("phoenix-dataplane-us-east-1")
+                    .await
+                    .ok()
+                    .flatten()
+                    .filter(|s| s.metadata.uid != old_uid)
+            }
+        },
+    )
+    .await;
+    assert!(after.metadata.uid.is_some());
+    let new_url = dataplane_url("us-east-1").await;
+    assert_ne!(old_url, new_url, "the password was not rotated");
+    // The role's password follows: a data plane with the new credentials becomes ready,
+    // one with the old ones cannot log in.
+    let _dp = Process::dataplane("us-east-1", new_url).await;
+    let (old, conn) = tokio_postgres::connect(&old_url, tokio_postgres::NoTls)
+        .await
+        .map(|(c, conn)| (Some(c), Some(conn)))
+        .unwrap_or((None, None));
+    drop(conn);
+    assert!(old.is_none(), "the old data plane password still logs in");
+}

@@ -34,26 +34,46 @@ pub async fn run(
     let tenants: Api<Tenant> = Api::all(client.clone());
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
 
-    // A tenant placed in (or leaving) a region changes that region's tenant count.
-    let region_controller =
-        Controller::new(regions.clone(), watcher::Config::default().any_semantic()).watches(
-            tenants.clone(),
-            watcher::Config::default().any_semantic(),
-            |tenant: Tenant| {
-                tenant
-                    .status
-                    .and_then(|s| s.placement)
-                    .map(|p| ObjectRef::<Region>::new(&p.region))
-            },
-        );
-    let tenant_controller =
-        Controller::new(tenants.clone(), watcher::Config::default().any_semantic());
-
     // Each controller reads the other kind too, so the caches the reconcilers read are
     // our own, driven here and loaded before any controller starts: a restart must not
     // decide anything from a half-loaded list (no tenants, or no regions).
     let (region_store, drive_regions) = cache(regions.clone());
-    let (tenant_store, drive_tenants) = cache(tenants);
+    let (tenant_store, drive_tenants) = cache(tenants.clone());
+    // A tenant placed in (or leaving) a region changes that region's tenant count; a Secret
+    // in the operator namespace that a Region references (or the data plane Secret it
+    // generated) changing is acted on at once, not at the next retry or resync.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), &settings.namespace);
+    let referencing = region_store.clone();
+    let namespace = settings.namespace.clone();
+    let region_controller =
+        Controller::new(regions.clone(), watcher::Config::default().any_semantic())
+            .watches(
+                tenants.clone(),
+                watcher::Config::default().any_semantic(),
+                |tenant: Tenant| {
+                    tenant
+                        .status
+                        .and_then(|s| s.placement)
+                        .map(|p| ObjectRef::<Region>::new(&p.region))
+                },
+            )
+            .watches(
+                secrets,
+                watcher::Config::default(),
+                move |secret: k8s_openapi::api::core::v1::Secret| {
+                    let name = secret.metadata.name.unwrap_or_default();
+                    region::regions_using_secret(
+                        &referencing.state(),
+                        &namespace,
+                        &name,
+                        &namespace,
+                    )
+                },
+            );
+    let tenant_controller =
+        Controller::new(tenants.clone(), watcher::Config::default().any_semantic());
+
     let drivers = [tokio::spawn(drive_regions), tokio::spawn(drive_tenants)];
     let loaded = async {
         // One waiter per cache: the readiness signal wakes a single task.

@@ -26,6 +26,36 @@ pub fn dataplane_secret_name(region: &str) -> String {
     format!("phoenix-dataplane-{region}")
 }
 
+/// The Regions a change of Secret `namespace/name` concerns: those whose spec references it,
+/// and the one whose data plane credentials it holds.
+pub fn regions_using_secret(
+    regions: &[Arc<Region>],
+    namespace: &str,
+    name: &str,
+    operator_namespace: &str,
+) -> Vec<kube::runtime::reflector::ObjectRef<Region>> {
+    let is_it = |r: &phoenix_crds::SecretKeyRef| r.namespace == namespace && r.name == name;
+    regions
+        .iter()
+        .filter(|region| {
+            let db = &region.spec.database;
+            let connections = db.writer.iter().chain(db.readers.iter());
+            let referenced = connections
+                .flat_map(|c| {
+                    c.connection_secret_ref
+                        .iter()
+                        .chain(c.credentials_secret_ref.iter())
+                })
+                .chain(db.rds.iter().map(|r| &r.master_password_secret_ref))
+                .any(is_it);
+            let generated = namespace == operator_namespace
+                && name == dataplane_secret_name(&region.name_any());
+            referenced || generated
+        })
+        .map(|region| kube::runtime::reflector::ObjectRef::from_obj(region.as_ref()))
+        .collect()
+}
+
 /// Resolves the connection settings of one database connection of a Region.
 async fn connection_config(
     ctx: &Context,
@@ -520,4 +550,37 @@ pub fn error_policy(region: Arc<Region>, error: &Error, ctx: Arc<Context>) -> Ac
     let delay = ctx.backoff.failed(&region.uid().unwrap_or_default());
     tracing::warn!(kind = "Region", region = %region.name_any(), reason = error.reason(), error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region(name: &str, secret: &str) -> Arc<Region> {
+        let spec: phoenix_crds::RegionSpec = serde_json::from_value(serde_json::json!({
+            "awsRegion": "eu-west-1", "dataResidency": ["EU"],
+            "database": {
+                "writer": {"connectionSecretRef": {"namespace": "ops", "name": secret, "key": "dsn"}},
+                "readers": [{"host": "replica", "credentialsSecretRef": {"namespace": "db", "name": "replica-pw", "key": "pw"}}]
+            }
+        }))
+        .expect("valid spec");
+        Arc::new(Region::new(name, spec))
+    }
+
+    #[test]
+    fn a_secret_wakes_the_regions_that_reference_or_own_it() {
+        let regions = vec![region("eu", "eu-db"), region("us", "us-db")];
+        let names = |ns: &str, name: &str| {
+            regions_using_secret(&regions, ns, name, "ops")
+                .into_iter()
+                .map(|r| r.name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names("ops", "eu-db"), ["eu"]);
+        assert_eq!(names("db", "replica-pw"), ["eu", "us"]);
+        assert_eq!(names("ops", "phoenix-dataplane-us"), ["us"]);
+        assert!(names("other", "eu-db").is_empty(), "namespace ignored");
+        assert!(names("ops", "unrelated").is_empty());
+    }
 }
