@@ -39,12 +39,6 @@ impl Status {
     }
 }
 
-impl From<bool> for Status {
-    fn from(ok: bool) -> Self {
-        if ok { Status::True } else { Status::False }
-    }
-}
-
 /// A condition about to be set, before the transition time is decided.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewCondition {

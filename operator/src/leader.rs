@@ -105,11 +105,6 @@ impl Elector {
         }
     }
 
-    /// This candidate's identity.
-    pub fn identity(&self) -> &str {
-        &self.identity
-    }
-
     fn spec(&self, now: Timestamp, transitions: i32, acquire: Option<MicroTime>) -> LeaseSpec {
         LeaseSpec {
             holder_identity: Some(self.identity.clone()),

@@ -223,8 +223,10 @@ async fn observe(ctx: &Context, region: &Region) -> Result<Observed, Error> {
                     ),
                 });
             }
-            let before = db.schema_version().await?;
-            let version = db.migrate().await?;
+            let crate::db::Migrated {
+                from: before,
+                to: version,
+            } = db.migrate().await?;
             if version != before {
                 ctx.event(
                     region,

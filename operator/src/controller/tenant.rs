@@ -2,7 +2,6 @@
 //! row, keeps row-level security enforced on the tables that hold its rows, and on deletion
 //! honours `deletionPolicy`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,9 +10,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Api, ResourceExt};
 use phoenix_crds::tenant::TenantEndpoints;
-use phoenix_crds::{
-    DeletionPolicy, Isolation, Placement, Region, Tenant, TenantPhase, TenantStatus,
-};
+use phoenix_crds::{DeletionPolicy, Isolation, Placement, Tenant, TenantPhase, TenantStatus};
 use tracing::Instrument;
 
 use super::context::Context;
@@ -22,104 +19,16 @@ use super::region::writer_database;
 use crate::conditions::{self, NewCondition, Status, types};
 use crate::db::catalog::TenantRow;
 use crate::db::migrations;
-use crate::placement::{self, RegionView, TenantRequest};
+
+mod placing;
+
+use placing::{hostname_owner, place};
 
 /// Finalizer guarding the tenant's data.
 pub const FINALIZER: &str = "phoenixguardian.io/tenant-cleanup";
 
 /// How long to wait for a Region that is not Ready yet.
 const REGION_WAIT: Duration = Duration::from_secs(10);
-
-/// The views placement needs, with counts from placed tenants plus decisions this process
-/// made that the store may not show yet.
-fn region_views(
-    regions: &[Arc<Region>],
-    tenants: &[Arc<Tenant>],
-    pending: &HashMap<String, String>,
-) -> Vec<RegionView> {
-    let mut counts: HashMap<&str, (i32, std::collections::HashSet<String>)> = HashMap::new();
-    for t in tenants {
-        if let Some(p) = t.status.as_ref().and_then(|s| s.placement.as_ref()) {
-            let e = counts.entry(p.region.as_str()).or_default();
-            e.0 += 1;
-            e.1.insert(t.uid().unwrap_or_default());
-        }
-    }
-    for (uid, region) in pending {
-        let e = counts.entry(region.as_str()).or_default();
-        if !e.1.contains(uid) {
-            e.0 += 1;
-        }
-    }
-    regions
-        .iter()
-        .map(|r| RegionView {
-            accepting: r.metadata.deletion_timestamp.is_none(),
-            name: r.name_any(),
-            aws_region: r.spec.aws_region.clone(),
-            role: r.spec.role,
-            data_residency: r.spec.data_residency.clone(),
-            max_tenants: r.spec.capacity.max_tenants,
-            tenant_count: counts.get(r.name_any().as_str()).map_or(0, |c| c.0),
-        })
-        .collect()
-}
-
-/// Places the tenant, serialised so that concurrent reconciles respect capacity.
-async fn place(tenant: &Tenant, ctx: &Context) -> Result<Placement, Error> {
-    let uid = tenant.uid().unwrap_or_default();
-    let mut pending = ctx.placements.lock().await;
-    // A decision this process made whose status write the store may not show yet counts
-    // as the current placement, unless the user pinned another region meanwhile.
-    let pending_placement = pending.get(&uid).and_then(|region| {
-        let pinned_elsewhere = tenant
-            .spec
-            .home_region
-            .as_deref()
-            .is_some_and(|h| h != region);
-        let r = ctx
-            .regions
-            .get(&kube::runtime::reflector::ObjectRef::new(region))?;
-        (!pinned_elsewhere).then(|| Placement {
-            region: region.clone(),
-            aws_region: r.spec.aws_region.clone(),
-            jurisdiction: String::new(),
-        })
-    });
-    let current = tenant
-        .status
-        .as_ref()
-        .and_then(|s| s.placement.clone())
-        .or(pending_placement);
-    let views = region_views(&ctx.regions.state(), &ctx.tenants.state(), &pending);
-    let request = TenantRequest {
-        data_residency: &tenant.spec.data_residency,
-        home_region: tenant.spec.home_region.as_deref(),
-        current: current.as_ref(),
-    };
-    let placement = placement::place(&request, &views)?;
-    pending.insert(uid, placement.region.clone());
-    Ok(placement)
-}
-
-/// A host name must be unique across every region, not only within one region's catalog:
-/// the oldest Tenant claiming it keeps it.
-fn hostname_owner(tenant: &Tenant, tenants: &[Arc<Tenant>]) -> Option<String> {
-    let host = tenant.spec.dns.hostname.to_lowercase();
-    let key = |t: &Tenant| {
-        (
-            t.metadata.creation_timestamp.clone().map(|c| c.0),
-            t.name_any(),
-        )
-    };
-    tenants
-        .iter()
-        .filter(|t| t.uid() != tenant.uid() && t.metadata.deletion_timestamp.is_none())
-        .filter(|t| t.spec.dns.hostname.to_lowercase() == host)
-        .filter(|t| key(t) < key(tenant))
-        .map(|t| t.name_any())
-        .min()
-}
 
 fn row(tenant: &Tenant, placement: &Placement) -> TenantRow {
     TenantRow {
@@ -565,40 +474,4 @@ pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Ac
     let delay = ctx.backoff.failed(&tenant.uid().unwrap_or_default());
     tracing::warn!(kind = "Tenant", tenant = %tenant.name_any(), reason = error.reason(), error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use phoenix_crds::RegionSpec;
-
-    fn region(name: &str, residency: &str, max: i32) -> Arc<Region> {
-        let spec: RegionSpec = serde_json::from_value(serde_json::json!({
-            "awsRegion": "us-east-1", "dataResidency": [residency],
-            "database": {"writer": {"host": "127.0.0.1", "credentialsSecretRef": {"namespace": "n", "name": "s", "key": "k"}}},
-            "capacity": {"maxTenants": max}
-        }))
-        .expect("valid spec");
-        Arc::new(Region::new(name, spec))
-    }
-
-    #[test]
-    fn pending_decisions_count_against_capacity() {
-        let regions = vec![region("us-a", "US", 1), region("us-b", "US", 1)];
-        let pending = HashMap::from([("uid-1".to_owned(), "us-a".to_owned())]);
-        let views = region_views(&regions, &[], &pending);
-        let a = views.iter().find(|v| v.name == "us-a").expect("us-a");
-        assert_eq!(a.tenant_count, 1);
-        let r = vec!["US".to_owned()];
-        let p = placement::place(
-            &TenantRequest {
-                data_residency: &r,
-                home_region: None,
-                current: None,
-            },
-            &views,
-        )
-        .expect("placed");
-        assert_eq!(p.region, "us-b");
-    }
 }

@@ -147,6 +147,15 @@ pub fn endpoint_of(config: &tokio_postgres::Config) -> String {
     )
 }
 
+/// Schema versions before and after [`RegionDatabase::migrate`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Migrated {
+    /// Version found (0 on a fresh database).
+    pub from: i32,
+    /// Version left.
+    pub to: i32,
+}
+
 /// RLS drift found and repaired on one table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Repair {
@@ -262,8 +271,8 @@ impl RegionDatabase {
         Ok(row.get(0))
     }
 
-    /// Applies pending migrations under an advisory lock; returns the schema version.
-    pub async fn migrate(&self) -> Result<i32, DbError> {
+    /// Applies pending migrations under an advisory lock; returns the versions before and after.
+    pub async fn migrate(&self) -> Result<Migrated, DbError> {
         let mut client = self.client().await?;
         let tx = client
             .transaction()
@@ -320,7 +329,10 @@ impl RegionDatabase {
         tx.commit()
             .await
             .map_err(DbError::query("committing migrations"))?;
-        Ok(migrations::latest_version())
+        Ok(Migrated {
+            from: applied.keys().copied().max().unwrap_or(0),
+            to: migrations::latest_version(),
+        })
     }
 
     /// The applied schema version, 0 when the ledger does not exist.

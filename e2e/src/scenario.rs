@@ -1,0 +1,97 @@
+//! Helpers the scenarios share: reading Tenants, the catalogs, the data planes and Events.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::events::v1::Event;
+use kube::Api;
+use kube::api::ListParams;
+use phoenix_crds::Tenant;
+
+use crate::{NAMESPACE, Process, condition, eventually, kube_client, pg};
+
+/// How long a scenario waits for something to become Ready.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The Tenants API.
+pub async fn tenants() -> Api<Tenant> {
+    Api::all(kube_client().await)
+}
+
+/// Waits until tenant `name` satisfies `pred`.
+pub async fn wait_tenant<F>(name: &str, what: &str, timeout: Duration, pred: F) -> Tenant
+where
+    F: Fn(&Tenant) -> bool,
+{
+    let api = tenants().await;
+    eventually(&format!("tenant {name}: {what}"), timeout, || {
+        let api = api.clone();
+        let name = name.to_owned();
+        let pred = &pred;
+        async move { api.get_opt(&name).await.ok().flatten().filter(|t| pred(t)) }
+    })
+    .await
+}
+
+/// Whether the tenant's Ready condition is True.
+pub fn is_ready(t: &Tenant) -> bool {
+    condition(t, "Ready").is_some_and(|c| c.0 == "True")
+}
+
+/// `(name, uid, state)` of the catalog rows of `region` whose name is LIKE `like`.
+pub async fn catalog_names(region: &str, like: &str) -> Vec<(String, String, String)> {
+    pg(region)
+        .await
+        .query(
+            "SELECT name, uid, state FROM catalog.tenants WHERE name LIKE $1 ORDER BY name",
+            &[&like],
+        )
+        .await
+        .expect("catalog query")
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+/// The data plane connection string the operator generated for `region`.
+pub async fn dataplane_url(region: &str) -> String {
+    let secrets: Api<Secret> = Api::namespaced(kube_client().await, NAMESPACE);
+    let secret = secrets
+        .get(&format!("phoenix-dataplane-{region}"))
+        .await
+        .expect("the operator created the data plane Secret");
+    let data = secret.data.expect("secret data");
+    String::from_utf8(data["databaseUrl"].0.clone()).expect("utf-8 url")
+}
+
+/// Status and body of `/fhir/metadata` on `dataplane` for `host`.
+pub async fn get_metadata(dataplane: &Process, host: &str) -> (u16, String) {
+    let res = reqwest::Client::new()
+        .get(format!("http://{}/fhir/metadata", dataplane.addr))
+        .header("Host", host)
+        .send()
+        .await
+        .expect("data plane answers");
+    let status = res.status().as_u16();
+    (status, res.text().await.unwrap_or_default())
+}
+
+/// Events (in `default`, where cluster-scoped objects' go) with `reason`.
+pub async fn events_with_reason(reason: &str) -> Vec<Event> {
+    let api: Api<Event> = Api::namespaced(kube_client().await, "default");
+    api.list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .collect()
+}
+
+/// Waits until `dataplane` answers `/fhir/metadata` for `host` with `status`.
+pub async fn served_as(dataplane: &Process, host: &str, status: u16, timeout: Duration) {
+    eventually(&format!("{host} answered {status}"), timeout, || async {
+        (get_metadata(dataplane, host).await.0 == status).then_some(())
+    })
+    .await;
+}

@@ -1,0 +1,217 @@
+//! Invalid manifests are refused by the API server, naming the field.
+//! Scenarios run one at a time (they share the API server and the operator they start).
+
+use phoenix_e2e::*;
+
+/// (manifest, a fragment the refusal must contain)
+fn invalid_manifests() -> Vec<(&'static str, String, &'static str)> {
+    let t = |name: &str, spec: &str| {
+        format!(
+            "apiVersion: phoenixguardian.io/v1alpha1\nkind: Tenant\nmetadata:\n  name: {name}\nspec:\n{spec}"
+        )
+    };
+    let base =
+        "  displayName: X\n  dataResidency: [US]\n  dns: {hostname: x.e2e.phoenixguardian.test}\n";
+    let r = |spec: &str| {
+        format!(
+            "apiVersion: phoenixguardian.io/v1alpha1\nkind: Region\nmetadata:\n  name: e2e-bad-region\nspec:\n{spec}"
+        )
+    };
+    let writer =
+        "    writer: {connectionSecretRef: {namespace: phoenix-system, name: x, key: dsn}}\n";
+    let idp = |spec: &str| {
+        format!(
+            "apiVersion: phoenixguardian.io/v1alpha1\nkind: IdPConnection\nmetadata:\n  name: e2e-bad-idp\nspec:\n  tenantRef: mercy-general\n{spec}"
+        )
+    };
+    vec![
+        ("uppercase name", t("Bad_Name", base), "metadata.name"),
+        (
+            "name with a dot",
+            t("bad.name", base),
+            "metadata.name must be a DNS label",
+        ),
+        (
+            "empty residency",
+            t(
+                "e2e-bad",
+                "  displayName: X\n  dataResidency: []\n  dns: {hostname: x.e2e.phoenixguardian.test}\n",
+            ),
+            "spec.dataResidency",
+        ),
+        (
+            "lowercase jurisdiction",
+            t(
+                "e2e-bad",
+                "  displayName: X\n  dataResidency: [eu]\n  dns: {hostname: x.e2e.phoenixguardian.test}\n",
+            ),
+            "spec.dataResidency[0]",
+        ),
+        (
+            "unknown isolation",
+            t(
+                "e2e-bad",
+                &format!("{base}  database: {{isolation: Partitioned}}\n"),
+            ),
+            "spec.database.isolation",
+        ),
+        (
+            "snapshot of shared data",
+            t(
+                "e2e-bad",
+                &format!("{base}  database: {{isolation: Shared, deletionPolicy: Snapshot}}\n"),
+            ),
+            "deletionPolicy Snapshot requires isolation Dedicated",
+        ),
+        (
+            "missing dns",
+            t("e2e-bad", "  displayName: X\n  dataResidency: [US]\n"),
+            "spec.dns",
+        ),
+        (
+            "hostname with spaces",
+            t(
+                "e2e-bad",
+                "  displayName: X\n  dataResidency: [US]\n  dns: {hostname: not a host}\n",
+            ),
+            "spec.dns.hostname",
+        ),
+        (
+            "zero rate limit",
+            t(
+                "e2e-bad",
+                &format!("{base}  limits: {{requestsPerSecond: 0}}\n"),
+            ),
+            "spec.limits.requestsPerSecond",
+        ),
+        (
+            "homeRegion not a DNS label",
+            t("e2e-bad", &format!("{base}  homeRegion: US_EAST\n")),
+            "spec.homeRegion",
+        ),
+        (
+            "empty display name",
+            t(
+                "e2e-bad",
+                "  displayName: \"\"\n  dataResidency: [US]\n  dns: {hostname: x.e2e.phoenixguardian.test}\n",
+            ),
+            "spec.displayName",
+        ),
+        (
+            "replica without replicaOf",
+            r(&format!(
+                "  awsRegion: eu-west-1\n  role: Replica\n  dataResidency: [EU]\n  database:\n{writer}"
+            )),
+            "spec.replicaOf is required",
+        ),
+        (
+            "writer and rds",
+            r(&format!(
+                "  awsRegion: eu-west-1\n  dataResidency: [EU]\n  database:\n{writer}    rds: {{instanceIdentifier: db1, instanceClass: db.r6g.large, masterPasswordSecretRef: {{namespace: a, name: b, key: c}}}}\n"
+            )),
+            "exactly one of spec.database.writer or spec.database.rds",
+        ),
+        (
+            "bad aws region",
+            r(&format!(
+                "  awsRegion: mars\n  dataResidency: [EU]\n  database:\n{writer}"
+            )),
+            "spec.awsRegion",
+        ),
+        (
+            "host without credentials",
+            r(
+                "  awsRegion: eu-west-1\n  dataResidency: [EU]\n  database:\n    writer: {host: db.internal}\n",
+            ),
+            "credentialsSecretRef",
+        ),
+        (
+            "OIDC without oidc",
+            idp("  protocol: OIDC\n"),
+            "spec.oidc is required",
+        ),
+        (
+            "SAML with oidc",
+            idp(
+                "  protocol: SAML\n  oidc: {issuerUrl: 'https://idp.example', clientId: x}\n  saml: {metadataUrl: 'https://idp.example/md', entityId: e}\n",
+            ),
+            "spec.oidc is required when protocol is OIDC and must be absent",
+        ),
+        (
+            "plain-HTTP issuer off loopback",
+            idp("  protocol: OIDC\n  oidc: {issuerUrl: 'http://idp.example.org', clientId: x}\n"),
+            "spec.oidc.issuerUrl",
+        ),
+        (
+            "unknown protocol",
+            idp("  protocol: LDAP\n"),
+            "spec.protocol",
+        ),
+        (
+            "unknown platform role",
+            idp(
+                "  protocol: OIDC\n  oidc: {issuerUrl: 'https://idp.example', clientId: x}\n  roleMapping: [{group: docs, role: surgeon}]\n",
+            ),
+            "spec.roleMapping[0].role",
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_manifests_are_refused_at_admission_naming_the_field() {
+    let _serial = SERIAL.lock().await;
+    install_platform();
+    let cases = invalid_manifests();
+    assert!(cases.len() >= 10);
+    let mut failures = Vec::new();
+    for (what, manifest, fragment) in &cases {
+        let out = kubectl(&["apply", "-f", "-"], Some(manifest));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            failures.push(format!("{what}: accepted"));
+        } else if !stderr.contains(fragment) {
+            failures.push(format!(
+                "{what}: refused without naming {fragment:?}: {stderr}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    for kind in [
+        "tenant/e2e-bad",
+        "region/e2e-bad-region",
+        "idpconnection/e2e-bad-idp",
+    ] {
+        let out = kubectl(&["get", kind], None);
+        assert!(!out.status.success(), "{kind} exists although refused");
+    }
+
+    // homeRegion is immutable once set (no operator runs here, so no finalizer either).
+    kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&tenant_yaml(
+            "e2e-pinned",
+            "US",
+            "  homeRegion: us-east-1\n",
+        )),
+    );
+    let out = kubectl(
+        &["apply", "-f", "-"],
+        Some(&tenant_yaml(
+            "e2e-pinned",
+            "US",
+            "  homeRegion: eu-west-1\n",
+        )),
+    );
+    assert!(!out.status.success(), "homeRegion changed");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("spec.homeRegion is immutable"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    kubectl_ok(&["delete", "tenant", "e2e-pinned", "--wait=false"], None);
+    let _operator = Process::operator(10).await; // lets the finalizer (if any) finish
+    kubectl_ok(
+        &["wait", "--for=delete", "tenant/e2e-pinned", "--timeout=60s"],
+        None,
+    );
+}

@@ -1,0 +1,369 @@
+//! Deletion, bad references and unreachable databases: what the user sees.
+//! Scenarios run one at a time (they share the API server and the operator they start).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kube::Api;
+use phoenix_crds::{Region, TenantPhase};
+use phoenix_e2e::scenario::*;
+use phoenix_e2e::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_tenant_runs_the_finalizer_per_deletion_policy() {
+    let _serial = SERIAL.lock().await;
+    install_platform();
+    let _operator = Process::operator(10).await;
+    kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(
+            &(tenant_yaml(
+                "e2e-del-delete",
+                "US",
+                "  database: {deletionPolicy: Delete}\n",
+            ) + &tenant_yaml(
+                "e2e-del-retain",
+                "US",
+                "  database: {deletionPolicy: Retain}\n",
+            )),
+        ),
+    );
+    let mut ids = BTreeMap::new();
+    for name in ["e2e-del-delete", "e2e-del-retain"] {
+        let t = wait_tenant(name, "Ready", READY_TIMEOUT, is_ready).await;
+        let finalizers = t.metadata.finalizers.clone().unwrap_or_default();
+        assert!(
+            finalizers
+                .iter()
+                .any(|f| f == "phoenixguardian.io/tenant-cleanup"),
+            "{finalizers:?}"
+        );
+        let id = t
+            .status
+            .and_then(|s| s.endpoints)
+            .map(|e| e.catalog_id)
+            .expect("catalog id in status");
+        ids.insert(name, id);
+    }
+    let db = pg("us-east-1").await;
+    for id in ids.values() {
+        db.execute("INSERT INTO clinical.patients (tenant_id, resource) VALUES ($1, '{}'), ($1, '{}'), ($1, '{}')", &[id]).await.expect("seed");
+    }
+    kubectl_ok(
+        &[
+            "delete",
+            "tenant",
+            "e2e-del-delete",
+            "e2e-del-retain",
+            "--timeout=90s",
+        ],
+        None,
+    );
+    let count = |id: i64| {
+        let db = &db;
+        async move {
+            db.query_one(
+                "SELECT count(*) FROM clinical.patients WHERE tenant_id = $1",
+                &[&id],
+            )
+            .await
+            .expect("count")
+            .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(
+        count(ids["e2e-del-delete"]).await,
+        0,
+        "Delete left clinical rows"
+    );
+    assert_eq!(
+        count(ids["e2e-del-retain"]).await,
+        3,
+        "Retain lost clinical rows"
+    );
+    let rows = catalog_names("us-east-1", "e2e-del-%").await;
+    assert_eq!(
+        rows.iter()
+            .map(|r| (r.0.as_str(), r.2.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("e2e-del-retain", "retired")]
+    );
+    assert!(
+        !events_with_reason("Deleted").await.is_empty(),
+        "no Deleted event"
+    );
+    // Leave the shared database as we found it.
+    db.execute(
+        "DELETE FROM clinical.patients WHERE tenant_id = $1",
+        &[&ids["e2e-del-retain"]],
+    )
+    .await
+    .expect("tidy");
+    db.execute(
+        "DELETE FROM catalog.tenants WHERE id = $1",
+        &[&ids["e2e-del-retain"]],
+    )
+    .await
+    .expect("tidy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_references_get_a_condition_an_event_and_backoff_not_a_crash() {
+    let _serial = SERIAL.lock().await;
+    install_platform();
+    let operator = Process::operator(10).await;
+    kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(
+            &(tenant_yaml("e2e-canada", "CA", "")
+                + &tenant_yaml("e2e-nowhere", "EU", "  homeRegion: eu-central-9\n")),
+        ),
+    );
+    kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(
+            "apiVersion: phoenixguardian.io/v1alpha1\nkind: Region\nmetadata:\n  name: e2e-broken\nspec:\n  awsRegion: sa-east-1\n  dataResidency: [BR]\n  database:\n    writer: {connectionSecretRef: {namespace: phoenix-system, name: e2e-missing-secret, key: dsn}}\n",
+        ),
+    );
+    let canada = wait_tenant("e2e-canada", "Ready=False", READY_TIMEOUT, |t| {
+        condition(t, "Ready").is_some_and(|c| c.0 == "False")
+    })
+    .await;
+    let (_, reason, message) = condition(&canada, "Ready").expect("condition");
+    assert_eq!(reason, "NoRegionForResidency");
+    assert!(
+        message.contains("\"CA\"") && message.contains("create a Region"),
+        "{message}"
+    );
+    assert!(
+        canada
+            .status
+            .as_ref()
+            .and_then(|s| s.placement.as_ref())
+            .is_none(),
+        "placed somewhere anyway"
+    );
+    assert_eq!(
+        canada.status.as_ref().and_then(|s| s.phase),
+        Some(TenantPhase::Failed)
+    );
+    let nowhere = wait_tenant("e2e-nowhere", "Ready=False", READY_TIMEOUT, |t| {
+        condition(t, "Ready").is_some_and(|c| c.0 == "False")
+    })
+    .await;
+    let (_, reason, message) = condition(&nowhere, "Ready").expect("condition");
+    assert_eq!(reason, "RegionNotFound");
+    assert!(
+        message.contains("create a Region named eu-central-9"),
+        "{message}"
+    );
+    for region in REGIONS {
+        assert!(
+            catalog_names(region, "e2e-canada").await.is_empty(),
+            "e2e-canada in {region}"
+        );
+    }
+
+    let regions: Api<Region> = Api::all(kube_client().await);
+    let broken = eventually("e2e-broken Ready=False", READY_TIMEOUT, || {
+        let regions = regions.clone();
+        async move {
+            regions.get("e2e-broken").await.ok().filter(|r| {
+                r.status.as_ref().is_some_and(|s| {
+                    s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "DatabaseReachable" && c.status == "False")
+                })
+            })
+        }
+    })
+    .await;
+    let reachable = broken
+        .status
+        .expect("status")
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "DatabaseReachable")
+        .expect("condition");
+    assert_eq!(reachable.reason, "SecretNotFound");
+    assert!(
+        reachable
+            .message
+            .contains("phoenix-system/e2e-missing-secret"),
+        "{}",
+        reachable.message
+    );
+    assert!(
+        !events_with_reason("NoRegionForResidency").await.is_empty(),
+        "no event for the unplaceable tenant"
+    );
+    assert!(
+        !events_with_reason("SecretNotFound").await.is_empty(),
+        "no event for the broken region"
+    );
+
+    // Backoff, not a hot loop: a few seconds later the failure count grew only a little.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let metrics = reqwest::get(format!("http://{}/metrics", operator.addr))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let errors: f64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("phoenix_operator_reconcile_errors_total{")
+                && l.contains("NoRegionForResidency")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        (1.0..=10.0).contains(&errors),
+        "unplaceable tenant reconciled {errors} times in seconds: {metrics}"
+    );
+    let ready = reqwest::get(format!("http://{}/readyz", operator.addr))
+        .await
+        .expect("readyz");
+    assert!(
+        ready.status().is_success(),
+        "the operator is not ready after bad input"
+    );
+
+    kubectl_ok(
+        &[
+            "delete",
+            "tenant",
+            "e2e-canada",
+            "e2e-nowhere",
+            "--timeout=60s",
+        ],
+        None,
+    );
+    kubectl_ok(&["delete", "region", "e2e-broken", "--timeout=60s"], None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_region_database_is_reported_and_blocks_nothing_else() {
+    let _serial = SERIAL.lock().await;
+    install_platform();
+    let _operator = Process::operator(10).await;
+    let port = free_port(); // nothing listens there
+    let secret = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: e2e-dead-db\n  namespace: {NAMESPACE}\nstringData:\n  dsn: postgres://postgres:x@127.0.0.1:{port}/phoenix\n"
+    );
+    kubectl_ok(&["apply", "-f", "-"], Some(&secret));
+    kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(
+            "apiVersion: phoenixguardian.io/v1alpha1\nkind: Region\nmetadata:\n  name: e2e-dead\nspec:\n  awsRegion: sa-east-1\n  dataResidency: [ZZ]\n  database:\n    writer: {connectionSecretRef: {namespace: phoenix-system, name: e2e-dead-db, key: dsn}}\n",
+        ),
+    );
+    kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&tenant_yaml("e2e-waits", "ZZ", "")),
+    );
+
+    let regions: Api<Region> = Api::all(kube_client().await);
+    let dead = eventually(
+        "e2e-dead reports its database unreachable",
+        READY_TIMEOUT,
+        || {
+            let regions = regions.clone();
+            async move {
+                let r = regions.get("e2e-dead").await.ok()?;
+                r.status?
+                    .conditions
+                    .into_iter()
+                    .find(|c| c.type_ == "DatabaseReachable" && c.status == "False")
+            }
+        },
+    )
+    .await;
+    assert_eq!(dead.reason, "DatabaseUnreachable");
+    assert!(
+        dead.message
+            .contains(&format!("cannot connect to 127.0.0.1:{port}/phoenix")),
+        "{}",
+        dead.message
+    );
+    assert!(
+        !dead.message.contains("postgres:x@"),
+        "credentials in a condition: {}",
+        dead.message
+    );
+
+    // The tenant is placed by residency but waits, saying on what.
+    let waiting = wait_tenant("e2e-waits", "waiting on its region", READY_TIMEOUT, |t| {
+        condition(t, "Ready").is_some_and(|c| c.1 == "RegionNotReady")
+    })
+    .await;
+    let (_, _, message) = condition(&waiting, "Ready").expect("condition");
+    assert!(
+        message.contains("region e2e-dead is not Ready") && message.contains("cannot connect"),
+        "{message}"
+    );
+    assert_eq!(
+        waiting.status.as_ref().and_then(|s| s.phase),
+        Some(TenantPhase::Provisioning)
+    );
+    assert_eq!(
+        waiting
+            .status
+            .as_ref()
+            .and_then(|s| s.placement.as_ref())
+            .map(|p| p.region.as_str()),
+        Some("e2e-dead")
+    );
+
+    // Other tenants are unaffected.
+    kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&tenant_yaml(
+            "e2e-unaffected",
+            "EU",
+            "  database: {deletionPolicy: Delete}\n",
+        )),
+    );
+    wait_tenant("e2e-unaffected", "Ready", READY_TIMEOUT, is_ready).await;
+
+    // Deleting it cannot clean up its data: the finalizer holds and says why.
+    kubectl_ok(&["delete", "tenant", "e2e-waits", "--wait=false"], None);
+    let stuck = wait_tenant(
+        "e2e-waits",
+        "deletion blocked with a reason",
+        READY_TIMEOUT,
+        |t| {
+            t.status.as_ref().and_then(|s| s.phase) == Some(TenantPhase::Deleting)
+                && condition(t, "Ready").is_some_and(|c| c.1 == "DatabaseUnreachable")
+        },
+    )
+    .await;
+    assert!(stuck.metadata.deletion_timestamp.is_some());
+    assert!(
+        !events_with_reason("DatabaseUnreachable").await.is_empty(),
+        "no Warning event for the blocked deletion"
+    );
+    // The runbook's way out: remove the finalizer by hand.
+    kubectl_ok(
+        &[
+            "patch",
+            "tenant",
+            "e2e-waits",
+            "--type=json",
+            "-p",
+            r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+        ],
+        None,
+    );
+    kubectl_ok(
+        &["wait", "--for=delete", "tenant/e2e-waits", "--timeout=30s"],
+        None,
+    );
+    kubectl_ok(
+        &["delete", "tenant", "e2e-unaffected", "--timeout=60s"],
+        None,
+    );
+    kubectl_ok(&["delete", "region", "e2e-dead", "--timeout=60s"], None);
+    kubectl_ok(&["-n", NAMESPACE, "delete", "secret", "e2e-dead-db"], None);
+}
