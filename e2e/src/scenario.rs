@@ -95,3 +95,12 @@ pub async fn served_as(dataplane: &Process, host: &str, status: u16, timeout: Du
     })
     .await;
 }
+
+/// Applies a Tenant (see [`crate::tenant_yaml`]) and waits until it is Ready.
+pub async fn apply_ready_tenant(name: &str, residency: &str, extra: &str) -> Tenant {
+    crate::kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&crate::tenant_yaml(name, residency, extra)),
+    );
+    wait_tenant(name, "Ready", READY_TIMEOUT, is_ready).await
+}

@@ -317,15 +317,12 @@ async fn an_unreachable_region_database_is_reported_and_blocks_nothing_else() {
     );
 
     // Other tenants are unaffected.
-    kubectl_ok(
-        &["apply", "-f", "-"],
-        Some(&tenant_yaml(
-            "e2e-unaffected",
-            "EU",
-            "  database: {deletionPolicy: Delete}\n",
-        )),
-    );
-    wait_tenant("e2e-unaffected", "Ready", READY_TIMEOUT, is_ready).await;
+    apply_ready_tenant(
+        "e2e-unaffected",
+        "EU",
+        "  database: {deletionPolicy: Delete}\n",
+    )
+    .await;
 
     // Deleting it cannot clean up its data: the finalizer holds and says why.
     kubectl_ok(&["delete", "tenant", "e2e-waits", "--wait=false"], None);

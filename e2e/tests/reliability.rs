@@ -127,15 +127,7 @@ async fn disabling_rls_by_hand_is_repaired_with_an_event() {
     let _serial = SERIAL.lock().await;
     install_platform();
     let _operator = Process::operator(3).await;
-    kubectl_ok(
-        &["apply", "-f", "-"],
-        Some(&tenant_yaml(
-            "e2e-drift",
-            "US",
-            "  database: {deletionPolicy: Delete}\n",
-        )),
-    );
-    wait_tenant("e2e-drift", "Ready", READY_TIMEOUT, is_ready).await;
+    apply_ready_tenant("e2e-drift", "US", "  database: {deletionPolicy: Delete}\n").await;
     let before: HashSet<String> = events_with_reason("RLSRepaired")
         .await
         .into_iter()
@@ -186,15 +178,12 @@ async fn one_leader_reconciles_and_a_standby_takes_over_when_it_dies() {
     })
     .await;
     let mut b = Process::operator_named("e2e-leader-b", 10).await;
-    kubectl_ok(
-        &["apply", "-f", "-"],
-        Some(&tenant_yaml(
-            "e2e-failover-1",
-            "US",
-            "  database: {deletionPolicy: Delete}\n",
-        )),
-    );
-    wait_tenant("e2e-failover-1", "Ready", READY_TIMEOUT, is_ready).await;
+    apply_ready_tenant(
+        "e2e-failover-1",
+        "US",
+        "  database: {deletionPolicy: Delete}\n",
+    )
+    .await;
     assert_eq!(
         b.metric("phoenix_operator_leader").await,
         Some(0.0),
