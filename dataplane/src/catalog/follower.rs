@@ -17,7 +17,7 @@ use crate::error::Report;
 use crate::metrics::Metrics;
 
 /// The channel the operator's trigger notifies on every change to `catalog.tenants`.
-pub const CHANNEL: &str = "catalog_tenants";
+pub const CHANNEL: &str = phoenix_catalog::NOTIFY_CHANNEL;
 
 /// A session that lasted this long resets the reconnect backoff.
 const STABLE_SESSION: Duration = Duration::from_secs(10);

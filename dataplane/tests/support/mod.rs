@@ -13,8 +13,8 @@ use tokio_postgres::config::Host;
 use tokio_postgres::{Client, NoTls};
 
 const ADMIN_DSN_VAR: &str = "PG_ADMIN_DSN_US_EAST_1";
-const CATALOG_MIGRATION: &str = include_str!("../../../operator/migrations/0001_catalog.sql");
-const CLINICAL_MIGRATION: &str = include_str!("../../../operator/migrations/0002_clinical.sql");
+const CATALOG_MIGRATION: &str = phoenix_catalog::MIGRATIONS[0].sql;
+const CLINICAL_MIGRATION: &str = phoenix_catalog::MIGRATIONS[1].sql;
 
 /// The admin DSN of the stack's us-east-1 primary; panics with how to get one.
 pub fn admin_dsn() -> String {

@@ -38,11 +38,15 @@ fn row(tenant: &Tenant, placement: &Placement) -> TenantRow {
         hostname: tenant.spec.dns.hostname.to_lowercase(),
         home_region: placement.region.clone(),
         data_residency: tenant.spec.data_residency.clone(),
-        isolation: format!("{:?}", tenant.spec.database.isolation),
+        isolation: match tenant.spec.database.isolation {
+            Isolation::Shared => phoenix_catalog::Isolation::Shared,
+            Isolation::Schema => phoenix_catalog::Isolation::Schema,
+            Isolation::Dedicated => phoenix_catalog::Isolation::Dedicated,
+        },
         state: if tenant.spec.suspended {
-            "suspended"
+            phoenix_catalog::TenantState::Suspended
         } else {
-            "active"
+            phoenix_catalog::TenantState::Active
         },
         requests_per_second: tenant.spec.limits.requests_per_second,
         max_users: tenant.spec.limits.max_users,

@@ -2,32 +2,7 @@
 
 use super::{DbError, RegionDatabase};
 
-/// Desired catalog row of a tenant.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TenantRow {
-    /// Kubernetes UID: the stable key, so a re-created Tenant never inherits retired data.
-    pub uid: String,
-    /// Tenant name.
-    pub name: String,
-    /// Display name.
-    pub display_name: String,
-    /// Host name the data plane resolves.
-    pub hostname: String,
-    /// Home region.
-    pub home_region: String,
-    /// Jurisdictions.
-    pub data_residency: Vec<String>,
-    /// `Shared`, `Schema` or `Dedicated`.
-    pub isolation: String,
-    /// `active` or `suspended`.
-    pub state: &'static str,
-    /// Rate limit.
-    pub requests_per_second: i32,
-    /// User limit.
-    pub max_users: i32,
-    /// `metadata.generation`.
-    pub generation: i64,
-}
+pub use phoenix_catalog::TenantRow;
 
 /// What deleting a tenant did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,13 +24,7 @@ WHERE (t.display_name, t.hostname, t.data_residency, t.state, t.requests_per_sec
       IS DISTINCT FROM
       (EXCLUDED.display_name, EXCLUDED.hostname, EXCLUDED.data_residency, EXCLUDED.state, EXCLUDED.requests_per_second, EXCLUDED.max_users)";
 
-/// Child tables first, so foreign keys hold while deleting.
-const DELETE_ORDER: [&str; 4] = [
-    "clinical.medication_requests",
-    "clinical.document_references",
-    "clinical.encounters",
-    "clinical.patients",
-];
+use phoenix_catalog::rls::DELETE_ORDER;
 
 impl RegionDatabase {
     /// Creates or updates the tenant's catalog row (touching it only when something
@@ -72,8 +41,8 @@ impl RegionDatabase {
                     &row.hostname,
                     &row.home_region,
                     &row.data_residency,
-                    &row.isolation,
-                    &row.state,
+                    &row.isolation.as_str(),
+                    &row.state.as_str(),
                     &row.requests_per_second,
                     &row.max_users,
                     &row.generation,

@@ -2,26 +2,7 @@
 //! inspection that detects drift, and the repair. Decisions are pure and unit-tested; the
 //! I/O lives in [`crate::db::RegionDatabase`].
 
-/// The session setting the data plane sets per transaction (`set_config(.., true)`).
-pub const TENANT_SETTING: &str = "app.tenant_id";
-
-/// Name of the isolation policy on every tenant table.
-pub const POLICY_NAME: &str = "phoenix_tenant_isolation";
-
-/// Tables that hold tenants' rows and must be under forced RLS.
-pub const TENANT_TABLES: [&str; 4] = [
-    "clinical.patients",
-    "clinical.encounters",
-    "clinical.document_references",
-    "clinical.medication_requests",
-];
-
-/// The predicate of the policy. `current_setting(.., true)` is NULL on a connection that
-/// never set it but the empty string on a pooled connection after a transaction that set it
-/// locally; `nullif` makes both mean "no tenant", so nothing is visible (TESTBED.md).
-pub fn tenant_predicate() -> String {
-    format!("tenant_id = nullif(current_setting('{TENANT_SETTING}', true), '')::bigint")
-}
+pub use phoenix_catalog::rls::{POLICY_NAME, TENANT_SETTING, TENANT_TABLES, tenant_predicate};
 
 /// Statements that make `table` enforce tenant isolation, from any prior state.
 pub fn enforce_sql(table: &str) -> Vec<String> {
@@ -187,14 +168,6 @@ mod tests {
                 with_check: Some(deparsed),
             }],
         }
-    }
-
-    #[test]
-    fn predicate_treats_empty_setting_as_unset() {
-        assert_eq!(
-            tenant_predicate(),
-            "tenant_id = nullif(current_setting('app.tenant_id', true), '')::bigint"
-        );
     }
 
     #[test]

@@ -1,0 +1,67 @@
+//! Row-level security of the shared clinical tables as both sides see it: the setting the
+//! data plane sets per transaction and the predicate the operator's policy enforces on it.
+
+/// The setting the data plane sets per transaction (`set_config(.., true)`); the policy
+/// reads it.
+pub const TENANT_SETTING: &str = "app.tenant_id";
+
+/// Name of the isolation policy on every tenant table.
+pub const POLICY_NAME: &str = "phoenix_tenant_isolation";
+
+/// Tables that hold tenants' rows and must be under forced RLS.
+pub const TENANT_TABLES: [&str; 4] = [
+    "clinical.patients",
+    "clinical.encounters",
+    "clinical.document_references",
+    "clinical.medication_requests",
+];
+
+/// Tables holding tenants' rows, children first, so that foreign keys hold while deleting.
+pub const DELETE_ORDER: [&str; 4] = [
+    "clinical.medication_requests",
+    "clinical.document_references",
+    "clinical.encounters",
+    "clinical.patients",
+];
+
+/// The predicate of the policy. `current_setting(.., true)` is NULL on a connection that
+/// never set it but the empty string on a pooled connection after a transaction that set it
+/// locally; `nullif` makes both mean "no tenant", so nothing is visible (TESTBED.md).
+pub fn tenant_predicate() -> String {
+    format!("tenant_id = nullif(current_setting('{TENANT_SETTING}', true), '')::bigint")
+}
+
+/// The statement that sets the tenant for the current transaction only; `$1` is the
+/// tenant's catalog id as text.
+pub const SET_TENANT_SQL: &str = "SELECT set_config('app.tenant_id', $1, true)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predicate_treats_empty_setting_as_unset() {
+        assert_eq!(
+            tenant_predicate(),
+            "tenant_id = nullif(current_setting('app.tenant_id', true), '')::bigint"
+        );
+    }
+
+    #[test]
+    fn the_set_statement_sets_the_setting_the_policy_reads_locally() {
+        assert!(SET_TENANT_SQL.contains(&format!("'{TENANT_SETTING}'")));
+        assert!(
+            SET_TENANT_SQL.ends_with("true)"),
+            "must be transaction-local"
+        );
+    }
+
+    #[test]
+    fn delete_order_covers_every_tenant_table() {
+        let mut a = TENANT_TABLES.to_vec();
+        let mut b = DELETE_ORDER.to_vec();
+        a.sort_unstable();
+        b.sort_unstable();
+        assert_eq!(a, b);
+    }
+}

@@ -1,0 +1,213 @@
+//! `catalog.tenants`: one row per tenant a region serves. The operator writes
+//! [`TenantRow`]s; both sides read [`TenantRecord`]s.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A string the catalog holds that this version does not know (written by a newer
+/// operator, or by hand).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{column} = {value:?} is not a value this version knows")]
+pub struct UnknownValue {
+    /// Column holding the value.
+    pub column: &'static str,
+    /// The value.
+    pub value: String,
+}
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident, $column:literal, { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The form stored in the catalog: a contract, never a `Debug` output.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownValue;
+
+            fn from_str(s: &str) -> Result<Self, UnknownValue> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(UnknownValue { column: $column, value: other.to_owned() }),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// How a tenant's clinical rows are kept apart from other tenants'.
+    Isolation, "isolation", {
+        /// Rows in the shared clinical tables, separated by row-level security.
+        Shared => "Shared",
+        /// A schema of its own.
+        Schema => "Schema",
+        /// A database (or RDS instance) of its own.
+        Dedicated => "Dedicated",
+    }
+);
+
+string_enum!(
+    /// Whether a tenant is served.
+    TenantState, "state", {
+        /// Served.
+        Active => "active",
+        /// Known, but refused until the operator reactivates it; data kept.
+        Suspended => "suspended",
+        /// Deleted with `deletionPolicy: Retain`: data kept, name and host name freed.
+        Retired => "retired",
+    }
+);
+
+/// The catalog row of a tenant as the operator wants it (the database assigns the id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantRow {
+    /// Kubernetes UID: the stable key, so a re-created Tenant never inherits retired data.
+    pub uid: String,
+    /// Tenant name (a DNS label).
+    pub name: String,
+    /// Human name of the hospital system.
+    pub display_name: String,
+    /// Host name the data plane resolves, lowercased.
+    pub hostname: String,
+    /// Region that holds the tenant's primary data.
+    pub home_region: String,
+    /// Jurisdictions the tenant's data may live in.
+    pub data_residency: Vec<String>,
+    /// How its rows are isolated.
+    pub isolation: Isolation,
+    /// Whether it is served.
+    pub state: TenantState,
+    /// Request rate limit.
+    pub requests_per_second: i32,
+    /// User limit.
+    pub max_users: i32,
+    /// `metadata.generation` of the Tenant the row was written from.
+    pub generation: i64,
+}
+
+/// A row of `catalog.tenants` as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantRecord {
+    /// Catalog id; the value of the tenant setting under row-level security.
+    pub id: i64,
+    /// Everything else.
+    pub row: TenantRow,
+}
+
+impl std::ops::Deref for TenantRecord {
+    type Target = TenantRow;
+
+    fn deref(&self) -> &TenantRow {
+        &self.row
+    }
+}
+
+/// Why a row could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum RowError {
+    /// A column is missing or has another type than this version expects.
+    #[error("catalog.tenants has an unexpected column: {0}")]
+    Column(#[from] tokio_postgres::Error),
+    /// A value this version does not know.
+    #[error("catalog.tenants row {id}: {source}")]
+    Unknown {
+        /// Catalog id of the row.
+        id: i64,
+        /// The value.
+        #[source]
+        source: UnknownValue,
+    },
+}
+
+/// The columns [`TenantRecord::from_row`] reads, for `SELECT {COLUMNS} FROM catalog.tenants`.
+pub const COLUMNS: &str = "id, uid, name, display_name, hostname, home_region, data_residency, \
+     isolation, state, requests_per_second, max_users, generation";
+
+impl TenantRecord {
+    /// Reads a row selected with [`COLUMNS`]; every column with `try_get`, so a schema
+    /// surprise is an error, never a panic.
+    pub fn from_row(row: &tokio_postgres::Row) -> Result<Self, RowError> {
+        let id: i64 = row.try_get("id")?;
+        let parse = |column: &str| -> Result<String, RowError> { Ok(row.try_get(column)?) };
+        let isolation = parse("isolation")?
+            .parse()
+            .map_err(|source| RowError::Unknown { id, source })?;
+        let state = parse("state")?
+            .parse()
+            .map_err(|source| RowError::Unknown { id, source })?;
+        Ok(TenantRecord {
+            id,
+            row: TenantRow {
+                uid: row.try_get("uid")?,
+                name: row.try_get("name")?,
+                display_name: row.try_get("display_name")?,
+                hostname: row.try_get("hostname")?,
+                home_region: row.try_get("home_region")?,
+                data_residency: row.try_get("data_residency")?,
+                isolation,
+                state,
+                requests_per_second: row.try_get("requests_per_second")?,
+                max_users: row.try_get("max_users")?,
+                generation: row.try_get("generation")?,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_forms_round_trip_and_unknown_values_are_named() {
+        for i in Isolation::ALL {
+            assert_eq!(i.as_str().parse::<Isolation>(), Ok(*i));
+        }
+        for s in TenantState::ALL {
+            assert_eq!(s.as_str().parse::<TenantState>(), Ok(*s));
+        }
+        let err = "Partitioned".parse::<Isolation>().unwrap_err();
+        assert_eq!(err.column, "isolation");
+        assert!(err.to_string().contains("\"Partitioned\""), "{err}");
+        assert!("Active".parse::<TenantState>().is_err(), "case matters");
+    }
+
+    #[test]
+    fn string_forms_are_the_stored_contract() {
+        // These strings are in databases in production: changing one is a migration.
+        assert_eq!(
+            Isolation::ALL
+                .iter()
+                .map(|i| i.as_str())
+                .collect::<Vec<_>>(),
+            ["Shared", "Schema", "Dedicated"]
+        );
+        assert_eq!(
+            TenantState::ALL
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>(),
+            ["active", "suspended", "retired"]
+        );
+    }
+}
