@@ -1,53 +1,53 @@
-//! Exponential backoff with jitter for failed reconciles, per object.
+//! Exponential backoff with jitter for failed reconciles, per object. The delays come from
+//! `backon` (the maintained implementation kube-runtime uses too); this keeps one sequence
+//! per object and resets it on success.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Failure counts per object, reset on success.
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+
+/// Failure sequences per object, reset on success.
 #[derive(Debug)]
 pub struct Backoff {
-    base: Duration,
+    builder: ExponentialBuilder,
     max: Duration,
-    failures: Mutex<HashMap<String, u32>>,
+    sequences: Mutex<HashMap<String, ExponentialBackoff>>,
 }
 
 impl Backoff {
-    /// Backoff starting at `base`, capped at `max`.
+    /// Backoff starting at `base` and doubling up to `max`; each delay is stretched by a
+    /// random jitter of up to 100 %, so that many failing objects do not retry in lockstep.
     pub fn new(base: Duration, max: Duration) -> Self {
         Self {
-            base,
+            builder: ExponentialBuilder::default()
+                .with_min_delay(base)
+                .with_max_delay(max)
+                .with_factor(2.0)
+                .with_jitter()
+                .without_max_times(),
             max,
-            failures: Mutex::new(HashMap::new()),
+            sequences: Mutex::new(HashMap::new()),
         }
     }
 
     /// Records a failure of `key` and returns how long to wait before retrying.
     pub fn failed(&self, key: &str) -> Duration {
-        let n = {
-            let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-            let n = map.entry(key.to_owned()).or_insert(0);
-            *n = n.saturating_add(1);
-            *n
-        };
-        let jitter: f64 = rand::random_range(0.8..1.2);
-        delay(self.base, self.max, n, jitter)
+        let mut map = self.sequences.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(key.to_owned())
+            .or_insert_with(|| self.builder.build())
+            .next()
+            .unwrap_or(self.max)
     }
 
     /// Forgets the failures of `key`.
     pub fn succeeded(&self, key: &str) {
-        self.failures
+        self.sequences
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
     }
-}
-
-/// `base * 2^(attempt-1)`, capped at `max`, scaled by `jitter`.
-pub fn delay(base: Duration, max: Duration, attempt: u32, jitter: f64) -> Duration {
-    let exp = attempt.saturating_sub(1).min(30);
-    let raw = base.saturating_mul(1u32 << exp).min(max);
-    raw.mul_f64(jitter.clamp(0.5, 1.5))
 }
 
 #[cfg(test)]
@@ -55,23 +55,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn delay_doubles_and_is_capped() {
-        let b = Duration::from_secs(2);
-        let m = Duration::from_secs(300);
-        assert_eq!(delay(b, m, 1, 1.0), Duration::from_secs(2));
-        assert_eq!(delay(b, m, 2, 1.0), Duration::from_secs(4));
-        assert_eq!(delay(b, m, 5, 1.0), Duration::from_secs(32));
-        assert_eq!(delay(b, m, 40, 1.0), m);
+    fn delays_double_within_their_jitter_and_are_capped() {
+        let backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(30));
+        let delays: Vec<Duration> = (0..8).map(|_| backoff.failed("t")).collect();
+        for (i, d) in delays.iter().take(4).enumerate() {
+            let base = Duration::from_secs(2 << i);
+            assert!(*d >= base && *d < base * 2, "attempt {i}: {d:?}");
+        }
+        // Jitter never makes a retry sooner than the previous one while doubling.
+        assert!(delays.windows(2).take(3).all(|w| w[1] > w[0]), "{delays:?}");
+        assert!(delays[7] >= Duration::from_secs(30) && delays[7] < Duration::from_secs(60));
     }
 
     #[test]
-    fn failures_grow_until_success_resets_them() {
+    fn success_resets_and_objects_are_independent() {
         let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
-        let first = backoff.failed("t");
-        let _ = backoff.failed("t");
-        let third = backoff.failed("t");
-        assert!(third > first, "{third:?} should exceed {first:?}");
-        backoff.succeeded("t");
-        assert!(backoff.failed("t") <= Duration::from_millis(1200));
+        for _ in 0..4 {
+            backoff.failed("a");
+        }
+        assert!(
+            backoff.failed("b") < Duration::from_secs(2),
+            "b inherited a's failures"
+        );
+        backoff.succeeded("a");
+        assert!(backoff.failed("a") < Duration::from_secs(2));
     }
 }

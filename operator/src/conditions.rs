@@ -3,6 +3,8 @@
 
 use phoenix_crds::Condition;
 
+use crate::reason::Reason;
+
 /// Condition types shared by the resources.
 pub mod types {
     /// The resource is fully reconciled.
@@ -46,8 +48,8 @@ pub struct NewCondition {
     pub type_: &'static str,
     /// Its status.
     pub status: Status,
-    /// PascalCase reason.
-    pub reason: String,
+    /// Why.
+    pub reason: Reason,
     /// What happened and, on failure, what to fix.
     pub message: String,
 }
@@ -57,13 +59,13 @@ impl NewCondition {
     pub fn new(
         type_: &'static str,
         status: Status,
-        reason: impl Into<String>,
+        reason: Reason,
         message: impl Into<String>,
     ) -> Self {
         Self {
             type_,
             status,
-            reason: reason.into(),
+            reason,
             message: message.into(),
         }
     }
@@ -87,14 +89,14 @@ pub fn merge(
                     current.status = status.to_owned();
                     current.last_transition_time = now.to_owned();
                 }
-                current.reason.clone_from(&update.reason);
+                current.reason = update.reason.as_str().to_owned();
                 current.message.clone_from(&update.message);
                 current.observed_generation = generation;
             }
             None => out.push(Condition {
                 type_: update.type_.to_owned(),
                 status: status.to_owned(),
-                reason: update.reason.clone(),
+                reason: update.reason.as_str().to_owned(),
                 message: update.message.clone(),
                 last_transition_time: now.to_owned(),
                 observed_generation: generation,
@@ -111,6 +113,15 @@ pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
         .any(|c| c.type_ == type_ && c.status == "True")
 }
 
+/// The reason of the condition of `type_` when its status is not `True`, if this version
+/// knows it.
+pub fn blocked_reason(conditions: &[Condition], type_: &str) -> Option<Reason> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status != "True")
+        .and_then(|c| Reason::parse(&c.reason))
+}
+
 /// The current time in the RFC 3339 form Kubernetes uses (seconds precision, UTC).
 pub fn now() -> String {
     jiff::Timestamp::now()
@@ -123,7 +134,7 @@ pub fn now() -> String {
 mod tests {
     use super::*;
 
-    fn ready(status: Status, reason: &str) -> NewCondition {
+    fn ready(status: Status, reason: Reason) -> NewCondition {
         NewCondition::new(types::READY, status, reason, format!("because {reason}"))
     }
 
@@ -131,7 +142,7 @@ mod tests {
     fn new_condition_gets_the_current_time() {
         let out = merge(
             &[],
-            &[ready(Status::True, "Reconciled")],
+            &[ready(Status::True, Reason::Reconciled)],
             Some(3),
             "2026-01-01T00:00:00Z",
         );
@@ -145,13 +156,13 @@ mod tests {
     fn unchanged_status_keeps_last_transition_time_but_updates_message() {
         let first = merge(
             &[],
-            &[ready(Status::False, "RegionNotReady")],
+            &[ready(Status::False, Reason::RegionNotReady)],
             Some(1),
             "2026-01-01T00:00:00Z",
         );
         let second = merge(
             &first,
-            &[ready(Status::False, "DatabaseUnreachable")],
+            &[ready(Status::False, Reason::DatabaseUnreachable)],
             Some(2),
             "2026-01-01T00:05:00Z",
         );
@@ -165,13 +176,13 @@ mod tests {
     fn changed_status_moves_last_transition_time() {
         let first = merge(
             &[],
-            &[ready(Status::False, "RegionNotReady")],
+            &[ready(Status::False, Reason::RegionNotReady)],
             Some(1),
             "2026-01-01T00:00:00Z",
         );
         let second = merge(
             &first,
-            &[ready(Status::True, "Reconciled")],
+            &[ready(Status::True, Reason::Reconciled)],
             Some(1),
             "2026-01-01T00:05:00Z",
         );
@@ -184,13 +195,23 @@ mod tests {
         let first = merge(
             &[],
             &[
-                ready(Status::True, "Reconciled"),
-                NewCondition::new(types::RLS_ENFORCED, Status::True, "Enforced", ""),
+                ready(Status::True, Reason::Reconciled),
+                NewCondition::new(
+                    types::RLS_ENFORCED,
+                    Status::True,
+                    Reason::PoliciesEnforced,
+                    "",
+                ),
             ],
             Some(1),
             "t0",
         );
-        let second = merge(&first, &[ready(Status::False, "Deleting")], Some(1), "t1");
+        let second = merge(
+            &first,
+            &[ready(Status::False, Reason::Deleting)],
+            Some(1),
+            "t1",
+        );
         assert_eq!(second.len(), 2);
         assert!(is_true(&second, types::RLS_ENFORCED));
         assert!(!is_true(&second, types::READY));

@@ -1,5 +1,6 @@
 //! The Phoenix Guardian operator: reconciles Regions and Tenants into PostgreSQL catalogs,
-//! clinical schemas and row-level security.
+//! clinical schemas and row-level security; `plan` shows what applying manifests would
+//! change without changing anything.
 
 pub mod backoff;
 pub mod conditions;
@@ -9,4 +10,6 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod placement;
+pub mod plan;
+pub mod reason;
 pub mod secrets;

@@ -55,6 +55,16 @@ struct Args {
 enum Command {
     /// Run the controllers (the default).
     Run,
+    /// Show what applying manifests would change, without changing anything. Exit code 0:
+    /// no changes, 2: changes, 1: an object cannot be planned or would be refused.
+    Plan {
+        /// Manifest files or directories (YAML, multi-document, or JSON).
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<std::path::PathBuf>,
+        /// Output: `text` or `json`.
+        #[arg(short = 'o', long = "output", default_value = "text", value_parser = ["text", "json"])]
+        output: String,
+    },
 }
 
 fn init_tracing(format: &str) {
@@ -94,12 +104,65 @@ async fn shutdown_signal() {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::parse();
-    init_tracing(&args.log_format);
-    match args.command.unwrap_or(Command::Run) {
-        Command::Run => {}
+async fn main() -> std::process::ExitCode {
+    let mut args = Args::parse();
+    match args.command.take().unwrap_or(Command::Run) {
+        Command::Run => {
+            init_tracing(&args.log_format);
+            match run(args).await {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "operator failed");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Plan { files, output } => {
+            // Plans print to stdout; logs (warnings only) go to stderr.
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_env_filter(tracing_subscriber::EnvFilter::new("warn,kube=error"))
+                .init();
+            plan(&args, &files, &output).await
+        }
     }
+}
+
+async fn plan(args: &Args, files: &[std::path::PathBuf], output: &str) -> std::process::ExitCode {
+    let settings = Settings {
+        namespace: args.namespace.clone(),
+        ..Settings::default()
+    };
+    let result = async {
+        let client = kube::Client::try_default().await?;
+        Ok::<_, Box<dyn std::error::Error>>(
+            phoenix_operator::plan::plan(client, files, &settings).await?,
+        )
+    }
+    .await;
+    match result {
+        Ok(report) => {
+            if output == "json" {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(json) => println!("{json}"),
+                    Err(e) => {
+                        eprintln!("plan: {e}");
+                        return std::process::ExitCode::from(1);
+                    }
+                }
+            } else {
+                print!("{}", report.text());
+            }
+            std::process::ExitCode::from(report.exit_code())
+        }
+        Err(e) => {
+            eprintln!("plan: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let client = kube::Client::try_default().await?;
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));

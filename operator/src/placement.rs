@@ -3,6 +3,8 @@
 
 use phoenix_crds::{Placement, RegionRole};
 
+use crate::reason::Reason;
+
 /// What placement needs to know about a Region.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RegionView {
@@ -95,15 +97,15 @@ pub enum PlacementError {
 
 impl PlacementError {
     /// The condition reason for this error.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            PlacementError::NoRegionForResidency { .. } => "NoRegionForResidency",
-            PlacementError::RegionNotFound(_) => "RegionNotFound",
-            PlacementError::RegionIsReplica(_) => "RegionIsReplica",
-            PlacementError::RegionDeleting(_) => "RegionDeleting",
-            PlacementError::ResidencyViolation { .. } => "ResidencyViolation",
-            PlacementError::ResidencyMismatch { .. } => "ResidencyMismatch",
-            PlacementError::CapacityExhausted { .. } => "CapacityExhausted",
+            PlacementError::NoRegionForResidency { .. } => Reason::NoRegionForResidency,
+            PlacementError::RegionNotFound(_) => Reason::RegionNotFound,
+            PlacementError::RegionIsReplica(_) => Reason::RegionIsReplica,
+            PlacementError::RegionDeleting(_) => Reason::RegionDeleting,
+            PlacementError::ResidencyViolation { .. } => Reason::ResidencyViolation,
+            PlacementError::ResidencyMismatch { .. } => Reason::ResidencyMismatch,
+            PlacementError::CapacityExhausted { .. } => Reason::CapacityExhausted,
         }
     }
 }
@@ -274,7 +276,7 @@ mod tests {
     fn residency_no_region_satisfies_is_refused_not_placed_elsewhere() {
         let r = residency(&["CA"]);
         let err = place(&req(&r, None, None), &regions()).unwrap_err();
-        assert_eq!(err.reason(), "NoRegionForResidency");
+        assert_eq!(err.reason(), Reason::NoRegionForResidency);
         assert!(err.to_string().contains("\"CA\""), "{err}");
     }
 
@@ -306,7 +308,7 @@ mod tests {
         let rs = vec![region("us-a", &["US"], 3, 3), region("eu", &["EU"], 0, 3)];
         let r = residency(&["US"]);
         let err = place(&req(&r, None, None), &rs).unwrap_err();
-        assert_eq!(err.reason(), "CapacityExhausted");
+        assert_eq!(err.reason(), Reason::CapacityExhausted);
         assert!(err.to_string().contains("us-a (3/3)"), "{err}");
     }
 
@@ -316,9 +318,9 @@ mod tests {
         replica.role = RegionRole::Replica;
         let r = residency(&["EU"]);
         let err = place(&req(&r, None, None), &[replica.clone()]).unwrap_err();
-        assert_eq!(err.reason(), "NoRegionForResidency");
+        assert_eq!(err.reason(), Reason::NoRegionForResidency);
         let pinned = place(&req(&r, Some("eu-replica"), None), &[replica]).unwrap_err();
-        assert_eq!(pinned.reason(), "RegionIsReplica");
+        assert_eq!(pinned.reason(), Reason::RegionIsReplica);
     }
 
     #[test]
@@ -336,14 +338,14 @@ mod tests {
     fn home_region_must_exist_and_match_residency() {
         let r = residency(&["EU"]);
         let missing = place(&req(&r, Some("eu-central-1"), None), &regions()).unwrap_err();
-        assert_eq!(missing.reason(), "RegionNotFound");
+        assert_eq!(missing.reason(), Reason::RegionNotFound);
         assert!(
             missing
                 .to_string()
                 .contains("create a Region named eu-central-1")
         );
         let mismatch = place(&req(&r, Some("us-east-1"), None), &regions()).unwrap_err();
-        assert_eq!(mismatch.reason(), "ResidencyMismatch");
+        assert_eq!(mismatch.reason(), Reason::ResidencyMismatch);
     }
 
     #[test]
@@ -390,7 +392,7 @@ mod tests {
         let new = place(&req(&r, None, None), &rs).expect("placed");
         assert_eq!(new.region, "us-b");
         let pinned = place(&req(&r, Some("us-a"), None), &rs);
-        assert_eq!(pinned.map_err(|e| e.reason()), Err("RegionDeleting"));
+        assert_eq!(pinned.map_err(|e| e.reason()), Err(Reason::RegionDeleting));
     }
 
     #[test]
@@ -402,7 +404,7 @@ mod tests {
         };
         let r = residency(&["EU"]);
         let err = place(&req(&r, None, Some(&current)), &regions()).unwrap_err();
-        assert_eq!(err.reason(), "ResidencyViolation");
+        assert_eq!(err.reason(), Reason::ResidencyViolation);
         assert!(err.to_string().contains("never moved silently"), "{err}");
     }
 

@@ -41,6 +41,14 @@ pub enum SecretError {
         /// Key.
         key: String,
     },
+    /// A write was asked of a read-only store (`plan`).
+    #[error("writing secret {namespace}/{name} refused: this store is read-only")]
+    ReadOnly {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
     /// The API server failed.
     #[error("reading secret {namespace}/{name}: {source}")]
     Api {
@@ -60,14 +68,21 @@ pub trait SecretStore: Send + Sync {
     /// The value of one key.
     async fn get(&self, reference: &SecretKeyRef) -> Result<String, SecretError>;
 
-    /// Returns the secret `namespace/name`, creating it with `generate()` when missing.
-    /// The bool says whether it was created now.
-    async fn get_or_create(
+    /// The data of the secret `namespace/name`, or `None` when it does not exist.
+    async fn read(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, SecretError>;
+
+    /// Creates the secret `namespace/name` with `data`; when another writer created it
+    /// first, returns theirs. The bool says whether this call created it.
+    async fn create(
         &self,
         namespace: &str,
         name: &str,
         labels: BTreeMap<String, String>,
-        generate: &(dyn Fn() -> BTreeMap<String, String> + Send + Sync),
+        data: BTreeMap<String, String>,
     ) -> Result<(BTreeMap<String, String>, bool), SecretError>;
 
     /// Deletes the secret `namespace/name`; a missing one is not an error.
@@ -134,12 +149,26 @@ impl SecretStore for KubeSecrets {
             })
     }
 
-    async fn get_or_create(
+    async fn read(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, SecretError> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let secret = api.get_opt(name).await.map_err(|source| SecretError::Api {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            source,
+        })?;
+        Ok(secret.as_ref().map(decode))
+    }
+
+    async fn create(
         &self,
         namespace: &str,
         name: &str,
         labels: BTreeMap<String, String>,
-        generate: &(dyn Fn() -> BTreeMap<String, String> + Send + Sync),
+        data: BTreeMap<String, String>,
     ) -> Result<(BTreeMap<String, String>, bool), SecretError> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
         let err = |source| SecretError::Api {
@@ -147,10 +176,6 @@ impl SecretStore for KubeSecrets {
             name: name.to_owned(),
             source,
         };
-        if let Some(existing) = api.get_opt(name).await.map_err(err)? {
-            return Ok((decode(&existing), false));
-        }
-        let data = generate();
         let secret = Secret {
             metadata: ObjectMeta {
                 name: Some(name.to_owned()),
@@ -188,6 +213,44 @@ impl SecretStore for KubeSecrets {
                 source,
             }),
         }
+    }
+}
+
+/// A store that reads through another and refuses every write: what `plan` uses.
+pub struct ReadOnlySecrets<S>(pub S);
+
+#[async_trait]
+impl<S: SecretStore> SecretStore for ReadOnlySecrets<S> {
+    async fn get(&self, reference: &SecretKeyRef) -> Result<String, SecretError> {
+        self.0.get(reference).await
+    }
+
+    async fn read(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, SecretError> {
+        self.0.read(namespace, name).await
+    }
+
+    async fn create(
+        &self,
+        namespace: &str,
+        name: &str,
+        _labels: BTreeMap<String, String>,
+        _data: BTreeMap<String, String>,
+    ) -> Result<(BTreeMap<String, String>, bool), SecretError> {
+        Err(SecretError::ReadOnly {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+
+    async fn delete(&self, namespace: &str, name: &str) -> Result<(), SecretError> {
+        Err(SecretError::ReadOnly {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        })
     }
 }
 

@@ -4,10 +4,15 @@
 
 mod support;
 
-use phoenix_operator::db::catalog::TenantRow;
+use std::sync::Arc;
+
+use phoenix_catalog::TenantRow;
+use phoenix_catalog::migrations;
+use phoenix_operator::controller::providers::Database;
+use phoenix_operator::controller::region::apply::provision;
 use phoenix_operator::db::rls::{Drift, POLICY_NAME};
 use phoenix_operator::db::roles::{DATAPLANE_ROLE, OWNER_ROLE};
-use phoenix_operator::db::{RegionDatabase, migrations};
+use phoenix_operator::db::{DbError, PgDatabase};
 use support::TestDb;
 use tokio_postgres::Client;
 
@@ -28,11 +33,9 @@ fn tenant(name: &str) -> TenantRow {
 }
 
 /// A migrated database with two tenants, each with `rows` patients.
-async fn two_tenants(db: &TestDb, rows: i64) -> (RegionDatabase, i64, i64) {
+async fn two_tenants(db: &TestDb, rows: i64) -> (Arc<dyn Database>, i64, i64) {
     let region = db.region();
-    region.migrate().await.expect("migrate");
-    region.ensure_roles().await.expect("roles");
-    region.ensure_rls().await.expect("rls");
+    provision(&*region, None).await.expect("provision");
     let a = region
         .upsert_tenant(&tenant("alpha"))
         .await
@@ -303,26 +306,31 @@ async fn table_owner_is_subject_to_forced_rls() {
 }
 
 #[tokio::test]
-async fn migrations_and_rls_are_idempotent() {
+async fn provisioning_is_idempotent_and_a_converged_database_gets_no_ddl() {
     let db = TestDb::new("rls_idem").await;
     let region = db.region();
     assert_eq!(region.schema_version().await.expect("version"), 0);
     let latest = migrations::latest_version();
-    let first = region.migrate().await.expect("first");
-    assert_eq!((first.from, first.to), (0, latest));
-    let second = region.migrate().await.expect("second");
-    assert_eq!((second.from, second.to), (latest, latest));
-    region.ensure_roles().await.expect("roles");
-    region.ensure_roles().await.expect("roles again");
-    let first = region.ensure_rls().await.expect("rls");
+    let first = provision(&*region, None).await.expect("first");
+    let m = first.migrated.expect("migrated");
+    assert_eq!((m.from, m.to), (0, latest));
     assert_eq!(
-        first.len(),
+        first.rls_drift.len(),
         4,
         "a fresh database has every table enforced once"
     );
     assert!(
-        region.ensure_rls().await.expect("rls again").is_empty(),
-        "a second pass repaired something: the drift check disagrees with what it created"
+        first
+            .ddl
+            .iter()
+            .any(|d| d.sql.iter().any(|s| s.starts_with("GRANT")))
+    );
+    let second = provision(&*region, None).await.expect("second");
+    assert_eq!(second.migrated, None);
+    assert!(
+        second.ddl.is_empty(),
+        "a converged database got DDL: the observation disagrees with what was created: {:#?}",
+        second.ddl
     );
     let admin = db.admin().await;
     let ledger: i64 = admin
@@ -331,6 +339,100 @@ async fn migrations_and_rls_are_idempotent() {
         .expect("ledger")
         .get(0);
     assert_eq!(ledger, i64::from(migrations::latest_version()));
+}
+
+#[tokio::test]
+async fn lost_grants_a_foreign_owner_and_public_create_are_repaired() {
+    let db = TestDb::new("grant_drift").await;
+    let region = db.region();
+    provision(&*region, None).await.expect("provision");
+    let admin = db.admin().await;
+    admin
+        .batch_execute(&format!(
+            "REVOKE INSERT ON clinical.encounters FROM {DATAPLANE_ROLE};
+             GRANT CREATE ON SCHEMA clinical TO PUBLIC;
+             ALTER TABLE clinical.patients OWNER TO postgres"
+        ))
+        .await
+        .expect("drift");
+    let repaired = provision(&*region, None).await.expect("repair");
+    let sql: Vec<String> = repaired.ddl.iter().flat_map(|d| d.sql.clone()).collect();
+    assert!(
+        sql.contains(&"ALTER TABLE clinical.patients OWNER TO phoenix_owner".to_owned())
+            && sql.contains(&format!(
+                "GRANT INSERT ON TABLE clinical.encounters TO {DATAPLANE_ROLE}"
+            ))
+            && sql.contains(&"REVOKE CREATE ON SCHEMA clinical FROM PUBLIC".to_owned()),
+        "{sql:#?}"
+    );
+    let can_insert: bool = admin
+        .query_one(
+            "SELECT has_table_privilege($1, 'clinical.encounters', 'INSERT')",
+            &[&DATAPLANE_ROLE],
+        )
+        .await
+        .expect("privilege")
+        .get(0);
+    assert!(can_insert);
+    assert!(
+        provision(&*region, None)
+            .await
+            .expect("again")
+            .ddl
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_verifier_set_by_the_operator_logs_in_and_matches_postgresql_s_own() {
+    use phoenix_operator::db::scram;
+    let db = TestDb::new("scram").await;
+    let admin = db.admin().await;
+    let role = format!("scram_{}", support::rand_suffix());
+    let password = format!("pw-{}", support::rand_suffix());
+    let verifier = scram::verifier(&password);
+    admin
+        .batch_execute(&format!("CREATE ROLE {role} LOGIN PASSWORD '{verifier}'"))
+        .await
+        .expect("role with a verifier");
+    let stored: String = admin
+        .query_one(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
+            &[&role],
+        )
+        .await
+        .expect("stored")
+        .get(0);
+    assert_eq!(stored, verifier, "PostgreSQL re-hashed our verifier");
+    assert!(scram::matches(&stored, &password));
+    let mut config = db.config.clone();
+    config.user(&role).password(password.as_bytes());
+    let (c, conn) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("the password logs in");
+    drop(c);
+    drop(conn);
+    // PostgreSQL's own verifier of a password is recognised too.
+    admin
+        .batch_execute(&format!("ALTER ROLE {role} PASSWORD 'other {password}'"))
+        .await
+        .expect("clear text set by hand");
+    let theirs: String = admin
+        .query_one(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
+            &[&role],
+        )
+        .await
+        .expect("stored")
+        .get(0);
+    assert!(scram::matches(&theirs, &format!("other {password}")));
+    assert!(!scram::matches(&theirs, &password));
+    drop(db);
+    let server = support::connect(&support::admin_dsn().parse().expect("dsn")).await;
+    let _ = server
+        .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
+        .await;
 }
 
 #[tokio::test]
@@ -363,9 +465,9 @@ async fn disabled_rls_or_a_dropped_policy_or_an_open_policy_is_repaired() {
         "precondition: disabling RLS exposes every tenant"
     );
 
-    let repairs = region.ensure_rls().await.expect("repair");
+    let repairs = provision(&*region, None).await.expect("repair");
     let by_table: std::collections::HashMap<String, Vec<Drift>> =
-        repairs.into_iter().map(|r| (r.table, r.drifts)).collect();
+        repairs.rls_drift.into_iter().collect();
     assert_eq!(by_table["clinical.patients"], vec![Drift::Disabled]);
     assert_eq!(by_table["clinical.encounters"], vec![Drift::NotForced]);
     assert_eq!(
@@ -377,15 +479,20 @@ async fn disabled_rls_or_a_dropped_policy_or_an_open_policy_is_repaired() {
         vec![Drift::ForeignPermissivePolicy("open_door".to_owned())]
     );
     assert_eq!(visible(&c).await, 0, "still exposed after repair");
-    assert!(region.ensure_rls().await.expect("again").is_empty());
+    assert!(
+        provision(&*region, None)
+            .await
+            .expect("again")
+            .ddl
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn delete_policy_removes_rows_and_retain_keeps_them_retired() {
     let db = TestDb::new("rls_delete").await;
     let region = db.region();
-    region.migrate().await.expect("migrate");
-    region.ensure_roles().await.expect("roles");
+    provision(&*region, None).await.expect("provision");
     let keep = tenant("keep");
     let gone = tenant("gone");
     let keep_id = region.upsert_tenant(&keep).await.expect("keep");
@@ -453,7 +560,7 @@ async fn delete_policy_removes_rows_and_retain_keeps_them_retired() {
 async fn a_live_hostname_cannot_be_taken_twice() {
     let db = TestDb::new("rls_host").await;
     let region = db.region();
-    region.migrate().await.expect("migrate");
+    provision(&*region, None).await.expect("provision");
     let first = tenant("first");
     region.upsert_tenant(&first).await.expect("first");
     let mut second = tenant("second");
@@ -462,7 +569,7 @@ async fn a_live_hostname_cannot_be_taken_twice() {
         .upsert_tenant(&second)
         .await
         .expect_err("duplicate host name accepted");
-    assert_eq!(err.reason(), "HostnameTaken");
+    assert!(matches!(err, DbError::HostnameTaken { .. }), "{err}");
     assert!(
         err.to_string().contains("already used by tenant first"),
         "{err}"
@@ -475,17 +582,18 @@ async fn a_missing_region_database_is_created_then_migrated() {
     let name = format!("rls_fresh_{}", support::rand_suffix());
     let mut config = admin.clone();
     config.dbname(&name);
-    let region = RegionDatabase::new(config, 2).expect("pool");
-    let err = region
-        .ping()
-        .await
-        .expect_err("the database does not exist yet");
-    assert!(err.is_missing_database(), "{err}");
-    assert!(region.create_if_missing().await.expect("create"));
+    let region = PgDatabase::new(config, 2, false).expect("pool");
+    assert_eq!(
+        region.probe().await.expect("probe"),
+        None,
+        "the database does not exist yet"
+    );
+    assert!(region.create_database().await.expect("create"));
     assert!(
-        !region.create_if_missing().await.expect("create again"),
+        !region.create_database().await.expect("create again"),
         "created twice"
     );
+    assert_eq!(region.probe().await.expect("probe"), Some(false));
     assert_eq!(
         region.migrate().await.expect("migrate").to,
         migrations::latest_version()

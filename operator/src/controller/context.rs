@@ -1,4 +1,5 @@
-//! What every reconcile shares: clients, stores, providers, metrics, settings.
+//! What every reconcile shares: the client, the providers, the caches, metrics, settings;
+//! and the two ways a reconcile speaks to users: status and Events.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,10 +12,10 @@ use phoenix_crds::{Region, Tenant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::providers::Providers;
 use crate::backoff::Backoff;
-use crate::db::Databases;
 use crate::metrics::Metrics;
-use crate::secrets::SecretStore;
+use crate::reason::Reason;
 
 /// Field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "phoenix-operator";
@@ -43,23 +44,56 @@ impl Default for Settings {
     }
 }
 
+/// An Event a status step decided to publish.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventSpec {
+    /// Normal or Warning.
+    pub warning: bool,
+    /// Why.
+    pub reason: Reason,
+    /// What the operator did (`Reconcile`, `Provision`, `Delete`, ...).
+    pub action: &'static str,
+    /// What happened, for people (never a secret).
+    pub note: String,
+}
+
+impl EventSpec {
+    /// A Normal Event.
+    pub fn normal(reason: Reason, action: &'static str, note: impl Into<String>) -> Self {
+        Self {
+            warning: false,
+            reason,
+            action,
+            note: note.into(),
+        }
+    }
+
+    /// A Warning Event.
+    pub fn warning(reason: Reason, action: &'static str, note: impl Into<String>) -> Self {
+        Self {
+            warning: true,
+            reason,
+            action,
+            note: note.into(),
+        }
+    }
+}
+
 /// Shared by all reconciles.
 pub struct Context {
     /// Kubernetes client.
     pub client: Client,
     /// Publishes Events.
     pub recorder: Recorder,
-    /// Where secrets live.
-    pub secrets: Arc<dyn SecretStore>,
-    /// Region database pools.
-    pub databases: Databases,
+    /// Databases and secrets.
+    pub providers: Providers,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Settings.
     pub settings: Settings,
-    /// Regions, as the Region controller sees them.
+    /// Regions, as the operator sees them.
     pub regions: Store<Region>,
-    /// Tenants, as the Tenant controller sees them.
+    /// Tenants, as the operator sees them.
     pub tenants: Store<Tenant>,
     /// Backoff of failing objects.
     pub backoff: Backoff,
@@ -69,52 +103,27 @@ pub struct Context {
 }
 
 impl Context {
-    /// Publishes an Event about `obj`; failures are logged, never fatal.
-    pub async fn event<K>(
-        &self,
-        obj: &K,
-        type_: EventType,
-        reason: &str,
-        action: &str,
-        note: String,
-    ) where
+    /// Publishes Events about `obj`; failures are logged, never fatal.
+    pub async fn publish_events<K>(&self, obj: &K, events: &[EventSpec])
+    where
         K: Resource<DynamicType = ()>,
     {
-        let event = Event {
-            type_,
-            reason: reason.to_owned(),
-            note: Some(truncate(note, 1000)),
-            action: action.to_owned(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
-            tracing::warn!(error = %e, reason, "could not publish event");
+        for e in events {
+            let event = Event {
+                type_: if e.warning {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
+                reason: e.reason.as_str().to_owned(),
+                note: Some(truncate(e.note.clone(), 1000)),
+                action: e.action.to_owned(),
+                secondary: None,
+            };
+            if let Err(err) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+                tracing::warn!(error = %err, reason = %e.reason, "could not publish event");
+            }
         }
-    }
-
-    /// Reports a failed step: writes `status` (best effort, the failure is what matters) and
-    /// publishes a Warning Event with the error's reason and message.
-    pub async fn report_failure<K, S>(
-        &self,
-        obj: &K,
-        status: &S,
-        action: &str,
-        error: &super::error::Error,
-    ) where
-        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
-        S: Serialize,
-    {
-        if let Err(e) = self.patch_status(obj, status).await {
-            tracing::warn!(error = %e, "could not write status");
-        }
-        self.event(
-            obj,
-            EventType::Warning,
-            error.reason(),
-            action,
-            error.to_string(),
-        )
-        .await;
     }
 
     /// Writes `status` of `obj` with server-side apply on the status subresource.
@@ -137,6 +146,23 @@ impl Context {
         )
         .await?;
         Ok(())
+    }
+
+    /// Writes status and publishes Events. A status write that fails after a failed step is
+    /// only logged: the step's error is what the reconcile reports.
+    pub async fn publish<K, S>(
+        &self,
+        obj: &K,
+        status: &S,
+        events: &[EventSpec],
+    ) -> Result<(), kube::Error>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+        S: Serialize,
+    {
+        let written = self.patch_status(obj, status).await;
+        self.publish_events(obj, events).await;
+        written
     }
 }
 

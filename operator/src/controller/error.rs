@@ -1,54 +1,184 @@
-//! Errors of a reconcile. Each carries what the user must do and a condition reason.
+//! Errors of a reconcile, one enum per step. Each carries what the user must do and maps
+//! to one typed [`Reason`].
 
 use crate::db::DbError;
 use crate::placement::PlacementError;
+use crate::reason::Reason;
 use crate::secrets::SecretError;
+
+/// Fetching what the spec points to (secrets, regions, database state) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DerefError {
+    /// A secret could not be read.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// A database could not be read.
+    #[error(transparent)]
+    Database(#[from] DbError),
+    /// A connection string does not parse.
+    #[error("{0}")]
+    InvalidConnectionString(String),
+    /// A port is not a TCP port.
+    #[error("port {0} is not a TCP port")]
+    InvalidPort(i32),
+    /// A referenced Region does not exist.
+    #[error("{0}")]
+    RegionNotFound(String),
+    /// The spec asks for something this version does not do yet.
+    #[error("{0} is not implemented yet in this operator version")]
+    NotImplemented(&'static str),
+}
+
+/// The desired state cannot be reached from what was observed; the user must act.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The tenant cannot be placed.
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
+    /// Another tenant owns the host name.
+    #[error(
+        "hostname {hostname} is already used by tenant {owner}; choose another spec.dns.hostname"
+    )]
+    HostnameTaken {
+        /// The host name.
+        hostname: String,
+        /// Its owner.
+        owner: String,
+    },
+    /// A live catalog row of another Tenant object has the name.
+    #[error(
+        "a live catalog entry named {name} belongs to another Tenant object (uid {owner_uid}); retire or delete that row (runbook: finalizer removed by hand) before re-creating the tenant"
+    )]
+    NameTaken {
+        /// The name.
+        name: String,
+        /// UID on the live row.
+        owner_uid: String,
+    },
+    /// A Primary Region's writer is a standby.
+    #[error(
+        "database {0} is a standby in recovery but spec.role is Primary; point spec.database.writer at the primary or set role Replica"
+    )]
+    WriterIsStandby(String),
+    /// A Replica Region's database is not a standby.
+    #[error(
+        "database {0} is not a standby but spec.role is Replica; point spec.database.writer at the replica or set role Primary (failover)"
+    )]
+    ReplicaNotInRecovery(String),
+    /// A replica would carry data outside its residency.
+    #[error(
+        "region {source_region} holds {outside:?} data, which region {region} may not hold (spec.dataResidency {residency:?}); a replica would carry it out of its residency"
+    )]
+    ReplicaResidencyViolation {
+        /// The followed region.
+        source_region: String,
+        /// Jurisdictions that would leave their residency.
+        outside: Vec<String>,
+        /// The replica region.
+        region: String,
+        /// Its residency.
+        residency: Vec<String>,
+    },
+    /// The Region still holds tenants.
+    #[error("{0}")]
+    TenantsRemain(String),
+    /// The spec asks for something this version does not do yet.
+    #[error("{0} is not implemented yet in this operator version")]
+    NotImplemented(&'static str),
+}
+
+/// Making the planned changes failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// A database statement failed.
+    #[error(transparent)]
+    Database(#[from] DbError),
+    /// A secret could not be written.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// The Kubernetes API failed (recording placement).
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
 
 /// Why a reconcile failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The Kubernetes API failed.
-    #[error("kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
-    /// A region database failed.
+    /// Dereferencing failed.
     #[error(transparent)]
-    Database(#[from] DbError),
-    /// A secret could not be read.
+    Deref(#[from] DerefError),
+    /// Planning found something the user must fix.
     #[error(transparent)]
-    Secret(#[from] SecretError),
-    /// The tenant cannot be placed.
+    Plan(#[from] PlanError),
+    /// Applying failed.
     #[error(transparent)]
-    Placement(#[from] PlacementError),
-    /// A referenced object does not exist or is not usable.
-    #[error("{message}")]
-    Reference {
-        /// Condition reason.
-        reason: &'static str,
-        /// What to fix.
-        message: String,
-    },
-    /// The spec asks for something this version does not do yet.
-    #[error("{0} is not implemented yet in this operator version")]
-    NotImplemented(&'static str),
+    Apply(#[from] ApplyError),
+    /// Writing status failed.
+    #[error("writing status: {0}")]
+    Status(#[source] kube::Error),
     /// The finalizer machinery failed.
     #[error("finalizer: {0}")]
     Finalizer(String),
 }
 
+/// The reason of a database error.
+pub fn db_reason(e: &DbError) -> Reason {
+    match e {
+        DbError::InvalidDsn(_) => Reason::InvalidConnectionString,
+        DbError::Connect { .. } => Reason::DatabaseUnreachable,
+        DbError::Query { .. } | DbError::ReadOnly(_) => Reason::DatabaseError,
+        DbError::MigrationChanged { .. } => Reason::MigrationChanged,
+        DbError::SchemaNewer { .. } => Reason::SchemaNewer,
+        DbError::HostnameTaken { .. } => Reason::HostnameTaken,
+        DbError::NameTaken { .. } => Reason::NameTaken,
+    }
+}
+
+fn secret_reason(e: &SecretError) -> Reason {
+    match e {
+        SecretError::NotFound { .. } => Reason::SecretNotFound,
+        SecretError::MissingKey { .. } => Reason::SecretKeyMissing,
+        _ => Reason::SecretError,
+    }
+}
+
 impl Error {
     /// The condition reason and metric label.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Error::Kube(_) => "KubernetesAPIError",
-            Error::Database(e) => e.reason(),
-            Error::Secret(SecretError::NotFound { .. }) => "SecretNotFound",
-            Error::Secret(SecretError::MissingKey { .. }) => "SecretKeyMissing",
-            Error::Secret(_) => "SecretError",
-            Error::Placement(e) => e.reason(),
-            Error::Reference { reason, .. } => reason,
-            Error::NotImplemented(_) => "NotImplemented",
-            Error::Finalizer(_) => "FinalizerError",
+            Error::Deref(e) => match e {
+                DerefError::Secret(s) => secret_reason(s),
+                DerefError::Database(d) => db_reason(d),
+                DerefError::InvalidConnectionString(_) => Reason::InvalidConnectionString,
+                DerefError::InvalidPort(_) => Reason::InvalidPort,
+                DerefError::RegionNotFound(_) => Reason::RegionNotFound,
+                DerefError::NotImplemented(_) => Reason::NotImplemented,
+            },
+            Error::Plan(e) => match e {
+                PlanError::Placement(p) => p.reason(),
+                PlanError::HostnameTaken { .. } => Reason::HostnameTaken,
+                PlanError::NameTaken { .. } => Reason::NameTaken,
+                PlanError::WriterIsStandby(_) => Reason::WriterIsStandby,
+                PlanError::ReplicaNotInRecovery(_) => Reason::ReplicaNotInRecovery,
+                PlanError::ReplicaResidencyViolation { .. } => Reason::ReplicaResidencyViolation,
+                PlanError::TenantsRemain(_) => Reason::TenantsRemain,
+                PlanError::NotImplemented(_) => Reason::NotImplemented,
+            },
+            Error::Apply(e) => match e {
+                ApplyError::Database(d) => db_reason(d),
+                ApplyError::Secret(s) => secret_reason(s),
+                ApplyError::Kube(_) => Reason::KubernetesAPIError,
+            },
+            Error::Status(_) => Reason::KubernetesAPIError,
+            Error::Finalizer(_) => Reason::FinalizerError,
         }
+    }
+
+    /// Whether the user must change something (the object is Failed), rather than wait.
+    pub fn needs_user(&self) -> bool {
+        matches!(self, Error::Plan(_))
+            || matches!(self.reason(), Reason::HostnameTaken | Reason::NameTaken)
+            || matches!(self, Error::Deref(DerefError::NotImplemented(_)))
     }
 }
 

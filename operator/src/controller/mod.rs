@@ -1,14 +1,20 @@
-//! The controllers and how they are wired together.
+//! The controllers and how they are wired together. Each kind's reconcile reads as its
+//! steps (`region/`, `tenant/`); [`skeleton`] runs them all the same way.
 
 pub mod context;
 pub mod error;
+pub mod providers;
 pub mod region;
+pub mod skeleton;
 pub mod tenant;
+pub mod world;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
@@ -16,11 +22,14 @@ use kube::{Api, Client, ResourceExt};
 use phoenix_crds::{Region, Tenant};
 
 use crate::backoff::Backoff;
-use crate::conditions::types;
-use crate::db::Databases;
+use crate::conditions::{blocked_reason, types};
+use crate::db::PgDatabases;
 use crate::metrics::Metrics;
+use crate::reason::RegionWait;
 use crate::secrets::KubeSecrets;
 use context::{Context, Settings};
+use providers::Providers;
+use skeleton::{error_policy, reconcile};
 
 /// Runs the Region and Tenant controllers until `shutdown` resolves.
 pub async fn run(
@@ -39,41 +48,6 @@ pub async fn run(
     // decide anything from a half-loaded list (no tenants, or no regions).
     let (region_store, drive_regions) = cache(regions.clone());
     let (tenant_store, drive_tenants) = cache(tenants.clone());
-    // A tenant placed in (or leaving) a region changes that region's tenant count; a Secret
-    // in the operator namespace that a Region references (or the data plane Secret it
-    // generated) changing is acted on at once, not at the next retry or resync.
-    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
-        Api::namespaced(client.clone(), &settings.namespace);
-    let referencing = region_store.clone();
-    let namespace = settings.namespace.clone();
-    let region_controller =
-        Controller::new(regions.clone(), watcher::Config::default().any_semantic())
-            .watches(
-                tenants.clone(),
-                watcher::Config::default().any_semantic(),
-                |tenant: Tenant| {
-                    tenant
-                        .status
-                        .and_then(|s| s.placement)
-                        .map(|p| ObjectRef::<Region>::new(&p.region))
-                },
-            )
-            .watches(
-                secrets,
-                watcher::Config::default(),
-                move |secret: k8s_openapi::api::core::v1::Secret| {
-                    let name = secret.metadata.name.unwrap_or_default();
-                    region::regions_using_secret(
-                        &referencing.state(),
-                        &namespace,
-                        &name,
-                        &namespace,
-                    )
-                },
-            );
-    let tenant_controller =
-        Controller::new(tenants.clone(), watcher::Config::default().any_semantic());
-
     let drivers = [tokio::spawn(drive_regions), tokio::spawn(drive_tenants)];
     let loaded = async {
         // One waiter per cache: the readiness signal wakes a single task.
@@ -93,6 +67,38 @@ pub async fn run(
         "caches loaded"
     );
 
+    // A Secret a Region references (in any namespace) or the data plane Secret it generated
+    // changing is acted on at once. Only metadata is watched: the operator never holds
+    // every Secret of the cluster in memory, and reads a value only when it needs it.
+    let secrets: Api<PartialObjectMeta<Secret>> = Api::all(client.clone());
+    let referencing = region_store.clone();
+    let namespace = settings.namespace.clone();
+    let region_controller =
+        Controller::new(regions.clone(), watcher::Config::default().any_semantic())
+            // A tenant placed in (or leaving) a region changes that region's tenant count.
+            .watches(
+                tenants.clone(),
+                watcher::Config::default().any_semantic(),
+                |tenant: Tenant| {
+                    tenant
+                        .status
+                        .and_then(|s| s.placement)
+                        .map(|p| ObjectRef::<Region>::new(&p.region))
+                },
+            )
+            .watches(
+                secrets,
+                watcher::Config::default(),
+                move |secret: PartialObjectMeta<Secret>| {
+                    region::regions_using_secret(
+                        &referencing.state(),
+                        &secret.namespace().unwrap_or_default(),
+                        &secret.name_any(),
+                        &namespace,
+                    )
+                },
+            );
+
     let reporter = Reporter {
         controller: "phoenix-operator".to_owned(),
         instance: std::env::var("POD_NAME").ok(),
@@ -100,8 +106,10 @@ pub async fn run(
     let ctx = Arc::new(Context {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
-        secrets: Arc::new(KubeSecrets::new(client.clone())),
-        databases: Databases::default(),
+        providers: Providers {
+            databases: Arc::new(PgDatabases::new()),
+            secrets: Arc::new(KubeSecrets::new(client.clone())),
+        },
         metrics,
         settings,
         regions: region_store,
@@ -117,27 +125,28 @@ pub async fn run(
     // and waiting for it, and those no Region could take yet. Tenants merely provisioning
     // are not re-queued, so thousands converging do not wake each other on every count.
     let waiting = tenant_store.clone();
-    let tenant_controller = tenant_controller.watches(
-        regions,
-        watcher::Config::default().any_semantic(),
-        move |region: Region| {
-            let name = region.name_any();
-            waiting
-                .state()
-                .into_iter()
-                .filter(|t| waits_on_region(t, &name))
-                .map(|t| ObjectRef::from_obj(t.as_ref()))
-                .collect::<Vec<_>>()
-        },
-    );
+    let tenant_controller = Controller::new(tenants, watcher::Config::default().any_semantic())
+        .watches(
+            regions,
+            watcher::Config::default().any_semantic(),
+            move |region: Region| {
+                let name = region.name_any();
+                waiting
+                    .state()
+                    .into_iter()
+                    .filter(|t| waits_on_region(t, &name))
+                    .map(|t| ObjectRef::from_obj(t.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        );
 
     let regions_done = region_controller
         .graceful_shutdown_on(shutdown.clone())
-        .run(region::reconcile, region::error_policy, ctx.clone())
+        .run(reconcile::<Region>, error_policy::<Region>, ctx.clone())
         .for_each(|_| futures::future::ready(()));
     let tenants_done = tenant_controller
         .graceful_shutdown_on(shutdown)
-        .run(tenant::reconcile, tenant::error_policy, ctx.clone())
+        .run(reconcile::<Tenant>, error_policy::<Tenant>, ctx.clone())
         .for_each(|_| futures::future::ready(()));
     ready.store(true, Ordering::SeqCst);
     ctx.metrics.set_leading(true);
@@ -175,48 +184,27 @@ where
     (reader, drive)
 }
 
-/// Whether a change of Region `region` may unblock `tenant`.
+/// Whether a change of Region `region` may unblock `tenant`, judged by the typed reason of
+/// its `Ready` condition when that is not True.
 fn waits_on_region(tenant: &Tenant, region: &str) -> bool {
     let Some(status) = tenant.status.as_ref() else {
         return false;
     };
-    let reason = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == types::READY && c.status != "True")
-        .map(|c| c.reason.as_str());
-    let placed_here = status
-        .placement
-        .as_ref()
-        .is_some_and(|p| p.region == region);
-    match reason {
-        Some(
-            "RegionNotReady"
-            | "RegionNotMigrated"
-            | "RegionNotFound"
-            | "DatabaseUnreachable"
-            | "DatabaseError"
-            | "SecretNotFound"
-            | "SecretKeyMissing",
-        ) => placed_here || status.placement.is_none(),
-        Some(
-            "NoRegionForResidency"
-            | "CapacityExhausted"
-            | "RegionDeleting"
-            | "ResidencyViolation"
-            | "ResidencyMismatch"
-            | "RegionIsReplica",
-        ) => true,
-        _ => false,
+    let placed = status.placement.as_ref();
+    match blocked_reason(&status.conditions, types::READY).map(|r| r.region_wait()) {
+        Some(RegionWait::Placed) => placed.is_none_or(|p| p.region == region),
+        Some(RegionWait::Any) => true,
+        Some(RegionWait::No) | None => false,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reason::Reason;
     use phoenix_crds::{Condition, Placement, TenantStatus};
 
-    fn tenant(reason: &str, status: &str, placed: Option<&str>) -> Tenant {
+    fn tenant(reason: Reason, status: &str, placed: Option<&str>) -> Tenant {
         let spec = serde_json::from_value(serde_json::json!({
             "displayName": "x", "dataResidency": ["US"], "dns": {"hostname": "x.example.test"}
         }))
@@ -226,7 +214,7 @@ mod tests {
             conditions: vec![Condition {
                 type_: "Ready".into(),
                 status: status.into(),
-                reason: reason.into(),
+                reason: reason.as_str().into(),
                 message: String::new(),
                 last_transition_time: "t".into(),
                 observed_generation: None,
@@ -243,33 +231,63 @@ mod tests {
 
     #[test]
     fn only_tenants_blocked_on_regions_are_woken() {
+        use Reason::*;
         assert!(waits_on_region(
-            &tenant("RegionNotReady", "False", Some("us")),
+            &tenant(RegionNotReady, "False", Some("us")),
             "us"
         ));
         assert!(!waits_on_region(
-            &tenant("RegionNotReady", "False", Some("eu")),
+            &tenant(RegionNotReady, "False", Some("eu")),
             "us"
         ));
         assert!(waits_on_region(
-            &tenant("NoRegionForResidency", "False", None),
+            &tenant(NoRegionForResidency, "False", None),
             "us"
         ));
         assert!(!waits_on_region(
-            &tenant("Reconciled", "True", Some("us")),
+            &tenant(Reconciled, "True", Some("us")),
             "us"
         ));
         assert!(waits_on_region(
-            &tenant("DatabaseUnreachable", "False", Some("us")),
+            &tenant(DatabaseUnreachable, "False", Some("us")),
+            "us"
+        ));
+        assert!(waits_on_region(
+            &tenant(RLSDrift, "False", Some("us")),
             "us"
         ));
         assert!(!waits_on_region(
-            &tenant("HostnameTaken", "False", Some("us")),
+            &tenant(HostnameTaken, "False", Some("us")),
             "us"
         ));
         assert!(
-            !waits_on_region(&tenant("Reconciled", "False", None), "us"),
+            !waits_on_region(&tenant(Reconciled, "False", None), "us"),
             "a tenant in flight is not re-queued"
         );
+    }
+
+    #[test]
+    fn every_reason_a_tenant_can_wait_with_on_a_region_wakes_it() {
+        // The reasons the Tenant's plan and errors produce while blocked on a Region:
+        // classifying one of them as No would leave such tenants asleep until resync.
+        for r in [
+            Reason::RegionNotReady,
+            Reason::RegionNotMigrated,
+            Reason::RegionNotFound,
+            Reason::RLSDrift,
+            Reason::SecretNotFound,
+        ] {
+            assert_eq!(r.region_wait(), RegionWait::Placed, "{r}");
+        }
+        for e in [
+            crate::placement::PlacementError::CapacityExhausted {
+                wanted: vec![],
+                regions: String::new(),
+            }
+            .reason(),
+            crate::placement::PlacementError::RegionDeleting(String::new()).reason(),
+        ] {
+            assert_eq!(e.region_wait(), RegionWait::Any, "{e}");
+        }
     }
 }

@@ -1,8 +1,12 @@
 //! The catalog rows of tenants: what the data plane reads to serve them.
 
-use super::{DbError, RegionDatabase};
+use phoenix_catalog::rls::DELETE_ORDER;
+use phoenix_catalog::tenants::COLUMNS;
+use phoenix_catalog::{TenantRecord, TenantRow, TenantState};
+use tokio_postgres::Client;
 
-pub use phoenix_catalog::TenantRow;
+use super::{DbError, col};
+use crate::controller::providers::RowsSeen;
 
 /// What deleting a tenant did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,127 +28,166 @@ WHERE (t.display_name, t.hostname, t.data_residency, t.state, t.requests_per_sec
       IS DISTINCT FROM
       (EXCLUDED.display_name, EXCLUDED.hostname, EXCLUDED.data_residency, EXCLUDED.state, EXCLUDED.requests_per_second, EXCLUDED.max_users)";
 
-use phoenix_catalog::rls::DELETE_ORDER;
+const RETIRED: &str = TenantState::Retired.as_str();
 
-impl RegionDatabase {
-    /// Creates or updates the tenant's catalog row (touching it only when something
-    /// changed, so that the data plane is not notified for nothing); returns its id.
-    pub async fn upsert_tenant(&self, row: &TenantRow) -> Result<i64, DbError> {
-        let client = self.client().await?;
-        let result = client
-            .execute(
-                UPSERT,
-                &[
-                    &row.uid,
-                    &row.name,
-                    &row.display_name,
-                    &row.hostname,
-                    &row.home_region,
-                    &row.data_residency,
-                    &row.isolation.as_str(),
-                    &row.state.as_str(),
-                    &row.requests_per_second,
-                    &row.max_users,
-                    &row.generation,
-                ],
-            )
-            .await;
-        if let Err(e) = result {
-            if e.as_db_error().and_then(|d| d.constraint()) == Some("tenants_live_hostname") {
-                let owner = client
-                    .query_opt("SELECT name FROM catalog.tenants WHERE hostname = $1 AND state <> 'retired'", &[&row.hostname])
-                    .await
-                    .ok()
-                    .flatten()
-                    .map(|r| r.get::<_, String>(0))
-                    .unwrap_or_else(|| "another tenant".to_owned());
+fn converge_map_err(e: tokio_postgres::Error) -> DbError {
+    DbError::query("writing the tenant's catalog row")(e)
+}
+
+/// Creates or updates the tenant's catalog row (touching it only when something changed,
+/// so that the data plane is not notified for nothing); returns its id.
+pub async fn upsert(client: &Client, row: &TenantRow) -> Result<i64, DbError> {
+    let result = client
+        .execute(
+            UPSERT,
+            &[
+                &row.uid,
+                &row.name,
+                &row.display_name,
+                &row.hostname,
+                &row.home_region,
+                &row.data_residency,
+                &row.isolation.as_str(),
+                &row.state.as_str(),
+                &row.requests_per_second,
+                &row.max_users,
+                &row.generation,
+            ],
+        )
+        .await;
+    if let Err(e) = result {
+        // A concurrent writer took a name between our read and this write.
+        let constraint = e
+            .as_db_error()
+            .and_then(|d| d.constraint())
+            .map(str::to_owned);
+        if matches!(
+            constraint.as_deref(),
+            Some("tenants_live_hostname" | "tenants_live_name")
+        ) {
+            let seen = rows_seen(client, row).await?;
+            if let Some(owner) = seen.hostname_owner {
                 return Err(DbError::HostnameTaken {
                     hostname: row.hostname.clone(),
                     owner,
                 });
             }
-            if e.as_db_error().and_then(|d| d.constraint()) == Some("tenants_live_name") {
-                let owner_uid = client
-                    .query_opt(
-                        "SELECT uid FROM catalog.tenants WHERE name = $1 AND state <> 'retired'",
-                        &[&row.name],
-                    )
-                    .await
-                    .ok()
-                    .flatten()
-                    .map(|r| r.get::<_, String>(0))
-                    .unwrap_or_default();
+            if let Some(owner_uid) = seen.name_owner {
                 return Err(DbError::NameTaken {
                     name: row.name.clone(),
                     owner_uid,
                 });
             }
-            return Err(DbError::query("writing the tenant's catalog row")(e));
         }
-        let id = client
-            .query_one("SELECT id FROM catalog.tenants WHERE uid = $1", &[&row.uid])
-            .await
-            .map_err(DbError::query("reading the tenant's catalog id"))?;
-        Ok(id.get(0))
+        return Err(converge_map_err(e));
     }
+    let id = client
+        .query_one("SELECT id FROM catalog.tenants WHERE uid = $1", &[&row.uid])
+        .await
+        .map_err(DbError::query("reading the tenant's catalog id"))?;
+    col(&id, 0)
+}
 
-    /// Marks the tenant retired, keeping its rows. Returns whether a live row was retired.
-    pub async fn retire_tenant(&self, uid: &str) -> Result<bool, DbError> {
-        let client = self.client().await?;
-        let n = client
-            .execute("UPDATE catalog.tenants SET state = 'retired', retired_at = now(), updated_at = now() WHERE uid = $1 AND state <> 'retired'", &[&uid])
-            .await
-            .map_err(DbError::query("retiring the tenant"))?;
-        Ok(n > 0)
-    }
-
-    /// Deletes the tenant's clinical rows and catalog row in one transaction.
-    pub async fn delete_tenant(&self, uid: &str) -> Result<Deleted, DbError> {
-        let mut client = self.client().await?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(DbError::query("starting the tenant deletion"))?;
-        let id: Option<i64> = tx
-            .query_opt(
-                "SELECT id FROM catalog.tenants WHERE uid = $1 FOR UPDATE",
-                &[&uid],
-            )
-            .await
-            .map_err(DbError::query("finding the tenant"))?
-            .map(|r| r.get(0));
-        let Some(id) = id else {
-            return Ok(Deleted {
-                rows: 0,
-                existed: false,
-            });
-        };
-        let mut rows = 0;
-        for table in DELETE_ORDER {
-            rows += tx
-                .execute(&format!("DELETE FROM {table} WHERE tenant_id = $1"), &[&id])
-                .await
-                .map_err(DbError::query("deleting the tenant's clinical rows"))?;
+/// The tenant's own row and the live rows of others that claim its name or host name.
+pub async fn rows_seen(client: &Client, row: &TenantRow) -> Result<RowsSeen, DbError> {
+    let own = client
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM catalog.tenants WHERE uid = $1"),
+            &[&row.uid],
+        )
+        .await
+        .map_err(DbError::query("reading the tenant's catalog row"))?
+        .map(|r| TenantRecord::from_row(&r))
+        .transpose()
+        .map_err(|e| DbError::Query {
+            context: "reading the tenant's catalog row",
+            reason: e.to_string(),
+        })?;
+    let others = client
+        .query(
+            "SELECT uid, name, hostname = $3 FROM catalog.tenants
+             WHERE uid <> $1 AND state <> $4 AND (name = $2 OR hostname = $3)",
+            &[&row.uid, &row.name, &row.hostname, &RETIRED],
+        )
+        .await
+        .map_err(DbError::query(
+            "looking for catalog rows claiming the tenant's names",
+        ))?;
+    let mut seen = RowsSeen {
+        own,
+        ..RowsSeen::default()
+    };
+    for r in &others {
+        let (uid, name, same_host): (String, String, bool) = (col(r, 0)?, col(r, 1)?, col(r, 2)?);
+        if same_host {
+            seen.hostname_owner = Some(name.clone());
         }
-        tx.execute("DELETE FROM catalog.tenants WHERE id = $1", &[&id])
-            .await
-            .map_err(DbError::query("deleting the tenant's catalog row"))?;
-        tx.commit()
-            .await
-            .map_err(DbError::query("committing the tenant deletion"))?;
-        Ok(Deleted {
-            rows,
-            existed: true,
-        })
+        if name == row.name {
+            seen.name_owner = Some(uid);
+        }
     }
+    Ok(seen)
+}
 
-    /// Live tenants whose home is `region`.
-    pub async fn tenant_count(&self, region: &str) -> Result<i64, DbError> {
-        let client = self.client().await?;
-        let row = client
-            .query_one("SELECT count(*) FROM catalog.tenants WHERE home_region = $1 AND state <> 'retired'", &[&region])
+/// Marks the tenant retired, keeping its rows. Returns whether a live row was retired.
+pub async fn retire(client: &Client, uid: &str) -> Result<bool, DbError> {
+    let n = client
+        .execute(
+            "UPDATE catalog.tenants SET state = $2, retired_at = now(), updated_at = now() WHERE uid = $1 AND state <> $2",
+            &[&uid, &RETIRED],
+        )
+        .await
+        .map_err(DbError::query("retiring the tenant"))?;
+    Ok(n > 0)
+}
+
+/// Deletes the tenant's clinical rows and catalog row in one transaction.
+pub async fn delete(client: &mut Client, uid: &str) -> Result<Deleted, DbError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(DbError::query("starting the tenant deletion"))?;
+    let found = tx
+        .query_opt(
+            "SELECT id FROM catalog.tenants WHERE uid = $1 FOR UPDATE",
+            &[&uid],
+        )
+        .await
+        .map_err(DbError::query("finding the tenant"))?;
+    let Some(found) = found else {
+        return Ok(Deleted {
+            rows: 0,
+            existed: false,
+        });
+    };
+    let id: i64 = col(&found, 0)?;
+    let mut rows = 0;
+    for table in DELETE_ORDER {
+        rows += tx
+            .execute(&format!("DELETE FROM {table} WHERE tenant_id = $1"), &[&id])
             .await
-            .map_err(DbError::query("counting tenants"))?;
-        Ok(row.get(0))
+            .map_err(DbError::query("deleting the tenant's clinical rows"))?;
     }
+    tx.execute("DELETE FROM catalog.tenants WHERE id = $1", &[&id])
+        .await
+        .map_err(DbError::query("deleting the tenant's catalog row"))?;
+    tx.commit()
+        .await
+        .map_err(DbError::query("committing the tenant deletion"))?;
+    Ok(Deleted {
+        rows,
+        existed: true,
+    })
+}
+
+/// Live tenants whose home is `region`.
+pub async fn tenant_count(client: &Client, region: &str) -> Result<i64, DbError> {
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM catalog.tenants WHERE home_region = $1 AND state <> $2",
+            &[&region, &RETIRED],
+        )
+        .await
+        .map_err(DbError::query("counting tenants"))?;
+    col(&row, 0)
 }

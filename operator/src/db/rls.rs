@@ -1,6 +1,6 @@
 //! Row-level security of the shared clinical tables: the SQL that enforces it, the
 //! inspection that detects drift, and the repair. Decisions are pure and unit-tested; the
-//! I/O lives in [`crate::db::RegionDatabase`].
+//! queries live in [`super::observe`].
 
 pub use phoenix_catalog::rls::{POLICY_NAME, TENANT_SETTING, TENANT_TABLES, tenant_predicate};
 
@@ -140,6 +140,38 @@ pub fn repair_sql(table: &str, drifts: &[Drift]) -> Vec<String> {
         .any(|d| !matches!(d, Drift::ForeignPermissivePolicy(_)))
     {
         out.extend(enforce_sql(table));
+    }
+    out
+}
+
+/// RLS changes for the tenant tables: each table whose state drifted, or that is not
+/// observed because it is about to be created, with what was wrong.
+pub fn rls_changes(observed: &[TableState]) -> Vec<(super::roles::Ddl, Vec<Drift>)> {
+    let mut out = Vec::new();
+    for table in TENANT_TABLES {
+        let (drifts, summary) = match observed.iter().find(|s| s.table == table) {
+            Some(state) => {
+                let drifts = drift(state);
+                let what = drifts.iter().map(ToString::to_string).collect::<Vec<_>>();
+                (drifts, format!("repair {table}: {}", what.join(", ")))
+            }
+            None => (
+                vec![Drift::Disabled, Drift::NotForced, Drift::PolicyMissing],
+                format!("enable and force row level security on {table} with policy {POLICY_NAME}"),
+            ),
+        };
+        if drifts.is_empty() {
+            continue;
+        }
+        out.push((
+            super::roles::Ddl {
+                kind: super::roles::DdlKind::Rls,
+                target: format!("table {table}"),
+                summary,
+                sql: repair_sql(table, &drifts),
+            },
+            drifts,
+        ));
     }
     out
 }

@@ -1,74 +1,336 @@
-//! Roles of a region database: the owner of the clinical tables and the data plane's login
-//! role, which owns nothing and never bypasses row-level security.
+//! Roles, ownership and grants of a region database: what must exist, and the DDL that
+//! takes an observed [`DbState`] there. Pure: the statements are computed, not sent, so a
+//! converged database yields none and `plan` can print them.
+
+use phoenix_catalog::TENANT_TABLES;
+
+use super::rls::quote_ident;
+use super::state::{DbState, Grant, RoleState};
 
 /// Owns the clinical tables; cannot log in.
 pub const OWNER_ROLE: &str = "phoenix_owner";
 
-/// The data plane's login role.
+/// The data plane's login role: owns nothing, never bypasses row-level security.
 pub const DATAPLANE_ROLE: &str = "phoenix_dataplane";
 
-/// Creates the roles if missing (tolerating a concurrent creator) and resets their
-/// attributes, so that a role someone granted BYPASSRLS or SUPERUSER is repaired.
-pub fn ensure_roles_sql() -> String {
-    format!(
-        "DO $$
-BEGIN
-    BEGIN
-        CREATE ROLE {OWNER_ROLE} NOLOGIN;
-    EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
-    END;
-    BEGIN
-        CREATE ROLE {DATAPLANE_ROLE} LOGIN;
-    EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
-    END;
-END
-$$;
-ALTER ROLE {OWNER_ROLE} NOSUPERUSER NOBYPASSRLS NOLOGIN NOCREATEDB NOCREATEROLE;
-ALTER ROLE {DATAPLANE_ROLE} NOSUPERUSER NOBYPASSRLS LOGIN NOCREATEDB NOCREATEROLE NOINHERIT;"
-    )
+/// Schemas whose ownership and grants the operator manages.
+pub const MANAGED_SCHEMAS: [&str; 2] = ["catalog", "clinical"];
+
+/// What a piece of DDL changes, for plans, Events and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DdlKind {
+    /// Row-level security of a table.
+    Rls,
+    /// A role or its attributes.
+    Role,
+    /// Who owns a schema or table.
+    Ownership,
+    /// Privileges granted or revoked.
+    Grant,
 }
 
-/// Ownership and grants inside one database. Ownership is changed only where it differs:
-/// `ALTER .. OWNER` takes an ACCESS EXCLUSIVE lock even when nothing changes, which would
-/// stall clinical traffic on every reconcile.
-pub fn grants_sql(tables: &[&str]) -> String {
-    let list = tables
-        .iter()
-        .map(|t| format!("'{t}'"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let mut sql = format!(
-        "DO $$
-DECLARE t text;
-BEGIN
-    IF (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'clinical') <> '{OWNER_ROLE}' THEN
-        ALTER SCHEMA clinical OWNER TO {OWNER_ROLE};
-    END IF;
-    FOREACH t IN ARRAY ARRAY[{list}] LOOP
-        IF (SELECT relowner::regrole::text FROM pg_class WHERE oid = t::regclass) <> '{OWNER_ROLE}' THEN
-            EXECUTE format('ALTER TABLE %s OWNER TO {OWNER_ROLE}', t);
-        END IF;
-    END LOOP;
-END
-$$;
-GRANT USAGE ON SCHEMA catalog, clinical TO {DATAPLANE_ROLE};
-GRANT SELECT ON catalog.tenants TO {DATAPLANE_ROLE};
-REVOKE CREATE ON SCHEMA clinical, catalog FROM PUBLIC;
-GRANT USAGE ON SCHEMA catalog TO {OWNER_ROLE};
-GRANT SELECT, REFERENCES ON catalog.tenants TO {OWNER_ROLE};\n"
-    );
-    for table in tables {
-        sql.push_str(&format!(
-            "GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {DATAPLANE_ROLE};\n"
-        ));
+impl DdlKind {
+    /// Lower-case name used in plans.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DdlKind::Rls => "rls",
+            DdlKind::Role => "role",
+            DdlKind::Ownership => "ownership",
+            DdlKind::Grant => "grant",
+        }
     }
-    sql
 }
 
-/// `ALTER ROLE .. PASSWORD` for a generated password (utility statements take no parameters).
-pub fn set_password_sql(password: &str) -> String {
+/// One change to a database: what and why, and the statements that make it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ddl {
+    /// Kind of change.
+    pub kind: DdlKind,
+    /// The object changed (`role phoenix_dataplane`, `table clinical.patients`, ...).
+    pub target: String,
+    /// What changes, for people.
+    pub summary: String,
+    /// The statements, run in one transaction with the others of the pass.
+    pub sql: Vec<String>,
+}
+
+fn desired_role(name: &str) -> RoleState {
+    let dataplane = name == DATAPLANE_ROLE;
+    RoleState {
+        name: name.to_owned(),
+        superuser: false,
+        bypass_rls: false,
+        login: dataplane,
+        create_db: false,
+        create_role: false,
+        // The data plane must not inherit a privileged role someone grants it.
+        inherit: !dataplane,
+    }
+}
+
+fn attributes(r: &RoleState) -> String {
+    let flag = |on: bool, name: &str| format!("{}{name}", if on { "" } else { "NO" });
+    [
+        flag(r.superuser, "SUPERUSER"),
+        flag(r.bypass_rls, "BYPASSRLS"),
+        flag(r.login, "LOGIN"),
+        flag(r.create_db, "CREATEDB"),
+        flag(r.create_role, "CREATEROLE"),
+        flag(r.inherit, "INHERIT"),
+    ]
+    .join(" ")
+}
+
+/// Creates missing roles and resets attributes that drifted (a role someone granted
+/// BYPASSRLS or SUPERUSER is repaired).
+pub fn role_changes(state: &DbState) -> Vec<Ddl> {
+    let mut out = Vec::new();
+    for name in [OWNER_ROLE, DATAPLANE_ROLE] {
+        let want = desired_role(name);
+        let attrs = attributes(&want);
+        match state.role(name) {
+            None => out.push(Ddl {
+                kind: DdlKind::Role,
+                target: format!("role {name}"),
+                summary: format!("create role {name} ({attrs})"),
+                // Tolerates a concurrent creator (another region on the same server).
+                sql: vec![
+                    format!(
+                        "DO $$ BEGIN CREATE ROLE {name}; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+                    ),
+                    format!("ALTER ROLE {name} {attrs}"),
+                ],
+            }),
+            Some(have) if *have != want => out.push(Ddl {
+                kind: DdlKind::Role,
+                target: format!("role {name}"),
+                summary: format!("reset attributes of role {name} (had {})", attributes(have)),
+                sql: vec![format!("ALTER ROLE {name} {attrs}")],
+            }),
+            Some(_) => {}
+        }
+    }
+    out
+}
+
+/// Hands the clinical schema and tables to the owner role. Only where it differs:
+/// `ALTER .. OWNER` takes an ACCESS EXCLUSIVE lock even when nothing changes.
+pub fn ownership_changes(state: &DbState) -> Vec<Ddl> {
+    let objects = std::iter::once("schema clinical".to_owned())
+        .chain(TENANT_TABLES.iter().map(|t| format!("table {t}")));
+    objects
+        .filter(|o| state.owners.get(o).map(String::as_str) != Some(OWNER_ROLE))
+        .map(|object| {
+            let (kind, name) = object.split_once(' ').unwrap_or(("table", &object));
+            Ddl {
+                kind: DdlKind::Ownership,
+                summary: format!(
+                    "{object} owned by {OWNER_ROLE} (now {})",
+                    state
+                        .owners
+                        .get(&object)
+                        .map_or("not created yet", String::as_str)
+                ),
+                sql: vec![format!(
+                    "ALTER {} {name} OWNER TO {OWNER_ROLE}",
+                    kind.to_uppercase()
+                )],
+                target: object.clone(),
+            }
+        })
+        .collect()
+}
+
+/// Privileges the operator's roles must have.
+pub fn desired_grants() -> Vec<Grant> {
+    let mut out = vec![
+        Grant::new("schema catalog", DATAPLANE_ROLE, "USAGE"),
+        Grant::new("schema clinical", DATAPLANE_ROLE, "USAGE"),
+        Grant::new("schema catalog", OWNER_ROLE, "USAGE"),
+        Grant::new("table catalog.tenants", DATAPLANE_ROLE, "SELECT"),
+        Grant::new("table catalog.tenants", OWNER_ROLE, "REFERENCES"),
+        Grant::new("table catalog.tenants", OWNER_ROLE, "SELECT"),
+    ];
+    for table in TENANT_TABLES {
+        for privilege in ["DELETE", "INSERT", "SELECT", "UPDATE"] {
+            out.push(Grant::new(
+                &format!("table {table}"),
+                DATAPLANE_ROLE,
+                privilege,
+            ));
+        }
+    }
+    out
+}
+
+/// Privileges nobody may have: creating objects in the managed schemas.
+pub fn forbidden_grants() -> Vec<Grant> {
+    MANAGED_SCHEMAS
+        .iter()
+        .map(|s| Grant::new(&format!("schema {s}"), "PUBLIC", "CREATE"))
+        .collect()
+}
+
+/// Grants what is missing and revokes what is forbidden, one statement per object and role.
+pub fn grant_changes(state: &DbState) -> Vec<Ddl> {
+    let mut missing: std::collections::BTreeMap<(String, String), Vec<String>> = Default::default();
+    for g in desired_grants() {
+        if !state.grants.contains(&g) {
+            missing
+                .entry((g.object, g.grantee))
+                .or_default()
+                .push(g.privilege);
+        }
+    }
+    let mut out: Vec<Ddl> = missing
+        .into_iter()
+        .map(|((object, grantee), privileges)| {
+            let list = privileges.join(", ");
+            Ddl {
+                kind: DdlKind::Grant,
+                summary: format!("grant {list} on {object} to {grantee}"),
+                sql: vec![format!("GRANT {list} ON {} TO {grantee}", on(&object))],
+                target: object,
+            }
+        })
+        .collect();
+    for g in forbidden_grants() {
+        if state.grants.contains(&g) {
+            out.push(Ddl {
+                kind: DdlKind::Grant,
+                summary: format!("revoke {} on {} from {}", g.privilege, g.object, g.grantee),
+                sql: vec![format!(
+                    "REVOKE {} ON {} FROM {}",
+                    g.privilege,
+                    on(&g.object),
+                    g.grantee
+                )],
+                target: g.object,
+            });
+        }
+    }
+    out
+}
+
+// `schema x` -> `SCHEMA x`; `table s.t` -> `TABLE s.t`.
+fn on(object: &str) -> String {
+    match object.split_once(' ') {
+        Some((kind, name)) => format!("{} {name}", kind.to_uppercase()),
+        None => object.to_owned(),
+    }
+}
+
+/// Sets the data plane role's password to a SCRAM verifier computed by the operator: the
+/// clear text never appears in a statement.
+pub fn set_password_sql(verifier: &str) -> String {
     format!(
-        "ALTER ROLE {DATAPLANE_ROLE} PASSWORD '{}'",
-        password.replace('\'', "''")
+        "ALTER ROLE {} PASSWORD '{}'",
+        quote_ident(DATAPLANE_ROLE),
+        verifier.replace('\'', "''")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn converged() -> DbState {
+        let mut s = DbState::empty();
+        s.roles = vec![desired_role(OWNER_ROLE), desired_role(DATAPLANE_ROLE)];
+        s.owners.insert("schema clinical".into(), OWNER_ROLE.into());
+        for t in TENANT_TABLES {
+            s.owners.insert(format!("table {t}"), OWNER_ROLE.into());
+        }
+        s.grants = desired_grants().into_iter().collect();
+        s
+    }
+
+    #[test]
+    fn a_converged_database_needs_no_ddl() {
+        let s = converged();
+        assert!(role_changes(&s).is_empty());
+        assert!(ownership_changes(&s).is_empty());
+        assert!(grant_changes(&s).is_empty());
+    }
+
+    #[test]
+    fn an_empty_database_gets_roles_owners_and_every_grant() {
+        let s = DbState::empty();
+        let roles = role_changes(&s);
+        assert_eq!(roles.len(), 2);
+        assert!(
+            roles[1].sql[1].contains("NOBYPASSRLS LOGIN"),
+            "{:?}",
+            roles[1]
+        );
+        assert!(roles[1].sql[1].ends_with("NOINHERIT"));
+        assert_eq!(ownership_changes(&s).len(), 1 + TENANT_TABLES.len());
+        let grants = grant_changes(&s);
+        assert!(
+            grants
+                .iter()
+                .any(|g| g.sql[0] == "GRANT DELETE, INSERT, SELECT, UPDATE ON TABLE clinical.patients TO phoenix_dataplane"),
+            "{grants:#?}"
+        );
+    }
+
+    #[test]
+    fn bypassrls_granted_by_hand_is_reset() {
+        let mut s = converged();
+        s.roles[1].bypass_rls = true;
+        let changes = role_changes(&s);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(
+            changes[0].sql,
+            [
+                "ALTER ROLE phoenix_dataplane NOSUPERUSER NOBYPASSRLS LOGIN NOCREATEDB NOCREATEROLE NOINHERIT"
+            ]
+        );
+        assert!(
+            changes[0].summary.contains("had NOSUPERUSER BYPASSRLS"),
+            "{}",
+            changes[0].summary
+        );
+    }
+
+    #[test]
+    fn a_lost_grant_is_granted_and_public_create_is_revoked() {
+        let mut s = converged();
+        s.grants.remove(&Grant::new(
+            "table clinical.encounters",
+            DATAPLANE_ROLE,
+            "INSERT",
+        ));
+        s.grants
+            .insert(Grant::new("schema clinical", "PUBLIC", "CREATE"));
+        let sql: Vec<String> = grant_changes(&s).into_iter().flat_map(|c| c.sql).collect();
+        assert_eq!(
+            sql,
+            [
+                "GRANT INSERT ON TABLE clinical.encounters TO phoenix_dataplane",
+                "REVOKE CREATE ON SCHEMA clinical FROM PUBLIC"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_table_handed_to_another_owner_is_taken_back() {
+        let mut s = converged();
+        s.owners
+            .insert("table clinical.patients".into(), "mallory".into());
+        let changes = ownership_changes(&s);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(
+            changes[0].sql,
+            ["ALTER TABLE clinical.patients OWNER TO phoenix_owner"]
+        );
+    }
+
+    #[test]
+    fn the_password_statement_carries_only_the_verifier() {
+        let v = super::super::scram::verifier("s3cret'pw");
+        let sql = set_password_sql(&v);
+        assert!(!sql.contains("s3cret"), "{sql}");
+        assert!(sql.starts_with("ALTER ROLE \"phoenix_dataplane\" PASSWORD 'SCRAM-SHA-256$4096:"));
+    }
 }

@@ -2,7 +2,10 @@
 
 #![allow(dead_code)]
 
-use phoenix_operator::db::RegionDatabase;
+use std::sync::Arc;
+
+use phoenix_operator::controller::providers::Database;
+use phoenix_operator::db::PgDatabase;
 use tokio_postgres::{Client, NoTls};
 
 /// Admin DSN of the test PostgreSQL; a missing stack is a failure, never a skip.
@@ -49,9 +52,9 @@ impl TestDb {
         }
     }
 
-    /// A region database over it.
-    pub fn region(&self) -> RegionDatabase {
-        RegionDatabase::new(self.config.clone(), 4).expect("pool")
+    /// A region database over it, as the operator's provider opens one.
+    pub fn region(&self) -> Arc<dyn Database> {
+        Arc::new(PgDatabase::new(self.config.clone(), 4, false).expect("pool"))
     }
 
     /// An admin (superuser) client on it.

@@ -9,8 +9,7 @@ use kube::ResourceExt;
 use phoenix_crds::{Placement, Region, Tenant};
 
 use crate::controller::context::Context;
-use crate::controller::error::Error;
-use crate::placement::{self, RegionView, TenantRequest};
+use crate::placement::{self, PlacementError, RegionView, TenantRequest};
 
 /// The views placement needs, with counts from placed tenants plus decisions this process
 /// made that the store may not show yet.
@@ -47,10 +46,15 @@ fn region_views(
         .collect()
 }
 
-/// Places the tenant, serialised so that concurrent reconciles respect capacity.
-pub(super) async fn place(tenant: &Tenant, ctx: &Context) -> Result<Placement, Error> {
+/// Places the tenant against `regions` and `tenants`, counting the decisions in `pending`
+/// (by UID) that the caches may not show yet, and records the decision there.
+pub fn place_in(
+    tenant: &Tenant,
+    regions: &[Arc<Region>],
+    tenants: &[Arc<Tenant>],
+    pending: &mut HashMap<String, String>,
+) -> Result<Placement, PlacementError> {
     let uid = tenant.uid().unwrap_or_default();
-    let mut pending = ctx.placements.lock().await;
     // A decision this process made whose status write the store may not show yet counts
     // as the current placement, unless the user pinned another region meanwhile.
     let pending_placement = pending.get(&uid).and_then(|region| {
@@ -59,9 +63,7 @@ pub(super) async fn place(tenant: &Tenant, ctx: &Context) -> Result<Placement, E
             .home_region
             .as_deref()
             .is_some_and(|h| h != region);
-        let r = ctx
-            .regions
-            .get(&kube::runtime::reflector::ObjectRef::new(region))?;
+        let r = regions.iter().find(|r| r.name_any() == *region)?;
         (!pinned_elsewhere).then(|| Placement {
             region: region.clone(),
             aws_region: r.spec.aws_region.clone(),
@@ -73,7 +75,7 @@ pub(super) async fn place(tenant: &Tenant, ctx: &Context) -> Result<Placement, E
         .as_ref()
         .and_then(|s| s.placement.clone())
         .or(pending_placement);
-    let views = region_views(&ctx.regions.state(), &ctx.tenants.state(), &pending);
+    let views = region_views(regions, tenants, pending);
     let request = TenantRequest {
         data_residency: &tenant.spec.data_residency,
         home_region: tenant.spec.home_region.as_deref(),
@@ -84,23 +86,15 @@ pub(super) async fn place(tenant: &Tenant, ctx: &Context) -> Result<Placement, E
     Ok(placement)
 }
 
-/// A host name must be unique across every region, not only within one region's catalog:
-/// the oldest Tenant claiming it keeps it.
-pub(super) fn hostname_owner(tenant: &Tenant, tenants: &[Arc<Tenant>]) -> Option<String> {
-    let host = tenant.spec.dns.hostname.to_lowercase();
-    let key = |t: &Tenant| {
-        (
-            t.metadata.creation_timestamp.clone().map(|c| c.0),
-            t.name_any(),
-        )
-    };
-    tenants
-        .iter()
-        .filter(|t| t.uid() != tenant.uid() && t.metadata.deletion_timestamp.is_none())
-        .filter(|t| t.spec.dns.hostname.to_lowercase() == host)
-        .filter(|t| key(t) < key(tenant))
-        .map(|t| t.name_any())
-        .min()
+/// Places the tenant, serialised so that concurrent reconciles respect capacity.
+pub(super) async fn place(tenant: &Tenant, ctx: &Context) -> Result<Placement, PlacementError> {
+    let mut pending = ctx.placements.lock().await;
+    place_in(
+        tenant,
+        &ctx.regions.state(),
+        &ctx.tenants.state(),
+        &mut pending,
+    )
 }
 
 #[cfg(test)]

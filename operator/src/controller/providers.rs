@@ -1,0 +1,98 @@
+//! The providers the reconcilers drive, behind small traits the reconcilers own, gathered
+//! in [`Providers`]. Each has one real implementation (PostgreSQL in [`crate::db`],
+//! Kubernetes Secrets in [`crate::secrets`]); `plan` runs the same reconcilers over
+//! read-only instances. Route53, RDS and the IdP join here.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use phoenix_catalog::{TenantRecord, TenantRow};
+
+use crate::db::rls::TableState;
+use crate::db::state::DbState;
+use crate::db::{DbError, Deleted, Migrated};
+use crate::secrets::SecretStore;
+
+/// Every provider a reconcile may use.
+#[derive(Clone)]
+pub struct Providers {
+    /// Region databases.
+    pub databases: Arc<dyn Databases>,
+    /// Secrets (Kubernetes today; Vault or OpenBao later).
+    pub secrets: Arc<dyn SecretStore>,
+}
+
+/// How to reach one PostgreSQL database, as dereferenced from a Region.
+#[derive(Clone)]
+pub struct DbTarget {
+    /// Connection settings (may hold a password: never logged).
+    pub config: tokio_postgres::Config,
+    /// Identifies the settings; a change rebuilds the pool.
+    pub fingerprint: String,
+}
+
+impl std::fmt::Debug for DbTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbTarget")
+            .field("endpoint", &crate::db::endpoint_of(&self.config))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens region databases (pooled, by key).
+pub trait Databases: Send + Sync {
+    /// The database at `target`, pooled under `key` (a region, or a region's reader).
+    fn open(
+        &self,
+        key: &str,
+        target: &DbTarget,
+        max_connections: usize,
+    ) -> Result<Arc<dyn Database>, DbError>;
+
+    /// Forgets the pools of a region (when the Region is deleted).
+    fn forget(&self, region: &str);
+}
+
+/// What the live catalog holds about a tenant and its name and host name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RowsSeen {
+    /// The tenant's own row, by UID.
+    pub own: Option<TenantRecord>,
+    /// UID of another live row with the tenant's name.
+    pub name_owner: Option<String>,
+    /// Name of another live tenant with the tenant's host name.
+    pub hostname_owner: Option<String>,
+}
+
+/// One region database. Reads never write; writes fail on a read-only instance.
+#[async_trait]
+pub trait Database: Send + Sync {
+    /// `host:port/dbname`, for messages.
+    fn endpoint(&self) -> &str;
+    /// Whether the server is a standby, or `None` when the database does not exist.
+    async fn probe(&self) -> Result<Option<bool>, DbError>;
+    /// The state the Region plan needs.
+    async fn state(&self) -> Result<DbState, DbError>;
+    /// RLS of the tenant tables that exist.
+    async fn rls_state(&self) -> Result<Vec<TableState>, DbError>;
+    /// Applied schema version.
+    async fn schema_version(&self) -> Result<i32, DbError>;
+    /// Replay lag of a standby in seconds; `None` on a primary.
+    async fn replay_lag(&self) -> Result<Option<f64>, DbError>;
+    /// Live tenants whose home is `region`.
+    async fn tenant_count(&self, region: &str) -> Result<i64, DbError>;
+    /// The catalog rows that concern `row` (its own, and live rows claiming its names).
+    async fn tenant_rows(&self, row: &TenantRow) -> Result<RowsSeen, DbError>;
+    /// Creates the database when the server has none of that name; whether it did.
+    async fn create_database(&self) -> Result<bool, DbError>;
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<Migrated, DbError>;
+    /// Runs DDL statements in one transaction.
+    async fn execute(&self, statements: &[String]) -> Result<(), DbError>;
+    /// Creates or updates a catalog row; its id.
+    async fn upsert_tenant(&self, row: &TenantRow) -> Result<i64, DbError>;
+    /// Marks a tenant retired, keeping its rows; whether a live row was retired.
+    async fn retire_tenant(&self, uid: &str) -> Result<bool, DbError>;
+    /// Deletes a tenant's clinical rows and catalog row.
+    async fn delete_tenant(&self, uid: &str) -> Result<Deleted, DbError>;
+}

@@ -1,0 +1,185 @@
+//! Dereference of a Region: the Secrets its spec points to, the Region it follows, its
+//! data plane Secret, and what its databases look like now. Reads only.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kube::ResourceExt;
+use phoenix_crds::region::DatabaseConnection;
+use phoenix_crds::{Region, RegionRole};
+
+use super::dataplane_secret_name;
+use crate::controller::error::DerefError;
+use crate::controller::providers::{Database, DbTarget};
+use crate::controller::world::World;
+use crate::db::state::DbState;
+use crate::secrets::SecretError;
+
+/// Connections per reader pool (the operator only measures lag there).
+const READER_POOL: usize = 2;
+
+/// What one reader looked like.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ReaderSeen {
+    /// A streaming standby this many seconds behind.
+    Lag(f64),
+    /// Not a standby.
+    NotStandby,
+    /// Could not be measured.
+    Failed(String),
+}
+
+/// Everything a Region's plan needs.
+pub struct RegionRefs {
+    /// The writer's `host:port/dbname`.
+    pub endpoint: String,
+    /// Whether the writer is a standby; `None` when its database does not exist yet.
+    pub standby: Option<bool>,
+    /// The writer's state (Primary regions whose database exists).
+    pub state: Option<DbState>,
+    /// Replay lag of the writer when it is a standby (Replica regions).
+    pub own_lag: Option<f64>,
+    /// The Region a Replica follows.
+    pub source: Option<Arc<Region>>,
+    /// The data plane Secret's data, if it exists.
+    pub dataplane_secret: Option<BTreeMap<String, String>>,
+    /// The declared readers, in order.
+    pub readers: Vec<ReaderSeen>,
+    /// Live tenants in the catalog whose home is this region.
+    pub tenant_count: i64,
+}
+
+/// Resolves the connection settings of one database connection of a Region.
+pub async fn target(
+    world: &World<'_>,
+    conn: &DatabaseConnection,
+    database_name: &str,
+) -> Result<DbTarget, DerefError> {
+    let secrets = &world.providers.secrets;
+    let (mut config, fingerprint) = if let Some(r) = &conn.connection_secret_ref {
+        let dsn = secrets.get(r).await?;
+        let config: tokio_postgres::Config = dsn.parse().map_err(|_| {
+            DerefError::InvalidConnectionString(format!(
+                "secret {}/{} key {} is not a valid PostgreSQL connection string",
+                r.namespace, r.name, r.key
+            ))
+        })?;
+        (config, dsn)
+    } else {
+        let host = conn.host.clone().unwrap_or_default();
+        let password = match &conn.credentials_secret_ref {
+            Some(r) => secrets.get(r).await?,
+            None => String::new(),
+        };
+        let port = u16::try_from(conn.port).map_err(|_| DerefError::InvalidPort(conn.port))?;
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&host)
+            .port(port)
+            .user(&conn.user)
+            .password(password.as_bytes());
+        (
+            config,
+            format!("{host}:{}:{}:{password}", conn.port, conn.user),
+        )
+    };
+    config.dbname(database_name);
+    Ok(DbTarget {
+        config,
+        fingerprint: format!("{fingerprint}#{database_name}"),
+    })
+}
+
+/// The writer database of `region`.
+pub async fn writer(world: &World<'_>, region: &Region) -> Result<Arc<dyn Database>, DerefError> {
+    let db = &region.spec.database;
+    let Some(writer) = &db.writer else {
+        return Err(DerefError::NotImplemented(
+            "creating the region database through RDS (spec.database.rds)",
+        ));
+    };
+    let target = target(world, writer, &db.database_name).await?;
+    Ok(world.providers.databases.open(
+        &region.name_any(),
+        &target,
+        world.settings.db_max_connections,
+    )?)
+}
+
+/// Reads everything the Region's plan needs; returns the writer too, for apply.
+pub async fn dereference(
+    region: &Region,
+    world: &World<'_>,
+) -> Result<(Arc<dyn Database>, RegionRefs), DerefError> {
+    let name = region.name_any();
+    let writer = writer(world, region).await?;
+    let standby = writer.probe().await?;
+    let source = match (&region.spec.role, &region.spec.replica_of) {
+        (RegionRole::Replica, Some(source)) => Some(world.region(source).ok_or_else(|| {
+            DerefError::RegionNotFound(format!(
+                "spec.replicaOf names region {source}, which is not declared; create it or fix spec.replicaOf"
+            ))
+        })?),
+        _ => None,
+    };
+    let (state, tenant_count) = match (region.spec.role, standby) {
+        (RegionRole::Primary, Some(false)) => {
+            let state = writer.state().await?;
+            let count = if state.schema_version > 0 {
+                writer.tenant_count(&name).await?
+            } else {
+                0
+            };
+            (Some(state), count)
+        }
+        _ => (None, 0),
+    };
+    let own_lag = match standby {
+        Some(true) => writer.replay_lag().await?,
+        _ => None,
+    };
+    let secret_name = dataplane_secret_name(&name);
+    let dataplane_secret = world
+        .providers
+        .secrets
+        .read(&world.settings.namespace, &secret_name)
+        .await?;
+    if let Some(data) = &dataplane_secret
+        && !data.contains_key("password")
+    {
+        return Err(SecretError::MissingKey {
+            namespace: world.settings.namespace.clone(),
+            name: format!("{secret_name} (delete it and the operator generates a new one)"),
+            key: "password".to_owned(),
+        }
+        .into());
+    }
+    let mut readers = Vec::new();
+    for (i, reader) in region.spec.database.readers.iter().enumerate() {
+        let measured = async {
+            let target = target(world, reader, &region.spec.database.database_name).await?;
+            let db = world.providers.databases.open(
+                &format!("{name}#reader-{i}"),
+                &target,
+                READER_POOL,
+            )?;
+            Ok::<_, DerefError>(db.replay_lag().await?)
+        };
+        readers.push(match measured.await {
+            Ok(Some(lag)) => ReaderSeen::Lag(lag),
+            Ok(None) => ReaderSeen::NotStandby,
+            Err(e) => ReaderSeen::Failed(e.to_string()),
+        });
+    }
+    let refs = RegionRefs {
+        endpoint: writer.endpoint().to_owned(),
+        standby,
+        state,
+        own_lag,
+        source,
+        dataplane_secret,
+        readers,
+        tenant_count,
+    };
+    Ok((writer, refs))
+}

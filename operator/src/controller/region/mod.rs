@@ -1,0 +1,236 @@
+//! The Region controller: dereference (secrets, the followed region, the database's state)
+//! -> plan (pure) -> apply (create, migrate, repair; the data plane Secret and password)
+//! -> status (pure), and on deletion a cleanup that refuses while tenants remain.
+
+pub mod apply;
+pub mod deref;
+pub mod plan;
+pub mod status;
+
+use std::sync::Arc;
+
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use phoenix_crds::{Region, SecretKeyRef};
+
+use super::context::{Context, EventSpec};
+use super::error::{Error, PlanError};
+use super::skeleton::Reconciled;
+use super::world::World;
+use crate::conditions;
+use crate::reason::Reason;
+
+/// Finalizer guarding the region's pools and the data plane Secret.
+pub const FINALIZER: &str = "phoenixguardian.io/region-cleanup";
+
+/// Name of the Secret with the data plane's credentials for `region`.
+pub fn dataplane_secret_name(region: &str) -> String {
+    format!("phoenix-dataplane-{region}")
+}
+
+/// The Secrets a Region's spec references.
+pub fn referenced_secrets(region: &Region) -> impl Iterator<Item = &SecretKeyRef> {
+    let db = &region.spec.database;
+    db.writer
+        .iter()
+        .chain(db.readers.iter())
+        .flat_map(|c| {
+            c.connection_secret_ref
+                .iter()
+                .chain(c.credentials_secret_ref.iter())
+        })
+        .chain(db.rds.iter().map(|r| &r.master_password_secret_ref))
+}
+
+/// The Regions a change of Secret `namespace/name` concerns: those whose spec references it,
+/// and the one whose data plane credentials it holds.
+pub fn regions_using_secret(
+    regions: &[Arc<Region>],
+    namespace: &str,
+    name: &str,
+    operator_namespace: &str,
+) -> Vec<ObjectRef<Region>> {
+    regions
+        .iter()
+        .filter(|region| {
+            let referenced =
+                referenced_secrets(region).any(|r| r.namespace == namespace && r.name == name);
+            let generated = namespace == operator_namespace
+                && name == dataplane_secret_name(&region.name_any());
+            referenced || generated
+        })
+        .map(|region| ObjectRef::from_obj(region.as_ref()))
+        .collect()
+}
+
+async fn converge(region: &Region, ctx: &Context) -> Result<Action, Error> {
+    let world = World::of(ctx);
+    let now = conditions::now();
+    let outcome = async {
+        let (db, refs) = deref::dereference(region, &world).await?;
+        let plan = plan::plan(region, &refs)?;
+        let applied = apply::apply(region, &world, &db, &refs, &plan).await?;
+        if !applied.rls_drift.is_empty() && !applied.fresh() {
+            ctx.metrics.rls_repaired(applied.rls_drift.len());
+        }
+        // Counts and versions as they are after the pass.
+        let (schema_version, tenant_count) =
+            if region.spec.role == phoenix_crds::RegionRole::Primary {
+                let v = db
+                    .schema_version()
+                    .await
+                    .map_err(super::error::ApplyError::from)?;
+                let n = db
+                    .tenant_count(&region.name_any())
+                    .await
+                    .map_err(super::error::ApplyError::from)?;
+                (Some(v), n)
+            } else {
+                (None, 0)
+            };
+        let refs = deref::RegionRefs {
+            tenant_count,
+            ..refs
+        };
+        Ok::<_, Error>(status::ready(
+            region,
+            &refs,
+            &applied,
+            schema_version,
+            ctx.settings.max_replication_lag,
+            &ctx.settings.namespace,
+            &now,
+        ))
+    }
+    .await;
+    match outcome {
+        Ok((status, events)) => {
+            ctx.publish(region, &status, &events)
+                .await
+                .map_err(Error::Status)?;
+            Ok(Action::requeue(
+                ctx.settings.resync.min(std::time::Duration::from_secs(60)),
+            ))
+        }
+        Err(e) => {
+            let (status, events) = status::failed(region, &e, &now);
+            if let Err(w) = ctx.publish(region, &status, &events).await {
+                tracing::warn!(error = %w, "could not write status");
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn refuse_deletion(ctx: &Context, region: &Region, message: String) -> Error {
+    ctx.publish_events(
+        region,
+        &[EventSpec::warning(
+            Reason::TenantsRemain,
+            "Delete",
+            message.clone(),
+        )],
+    )
+    .await;
+    PlanError::TenantsRemain(message).into()
+}
+
+async fn release(region: &Region, ctx: &Context) -> Result<Action, Error> {
+    let name = region.name_any();
+    let placed = ctx
+        .tenants
+        .state()
+        .iter()
+        .filter(|t| {
+            t.status
+                .as_ref()
+                .and_then(|s| s.placement.as_ref())
+                .is_some_and(|p| p.region == name)
+        })
+        .count();
+    if placed > 0 {
+        let message = format!(
+            "region {name} still holds {placed} tenant(s); delete or migrate them before deleting the Region"
+        );
+        return Err(refuse_deletion(ctx, region, message).await);
+    }
+    // The database has the last word: a tenant placed there whose Tenant object is gone
+    // without cleanup (finalizer removed by hand) still lives in the catalog.
+    let world = World::of(ctx);
+    if let Ok(db) = deref::writer(&world, region).await
+        && let Ok(live) = db.tenant_count(&name).await
+        && live > 0
+    {
+        let message = format!(
+            "region {name}'s catalog still holds {live} live tenant(s); retire or delete them (docs/runbooks.md) before deleting the Region"
+        );
+        return Err(refuse_deletion(ctx, region, message).await);
+    }
+    ctx.providers
+        .secrets
+        .delete(&ctx.settings.namespace, &dataplane_secret_name(&name))
+        .await
+        .map_err(super::error::ApplyError::from)?;
+    ctx.providers.databases.forget(&name);
+    ctx.publish_events(
+        region,
+        &[EventSpec::normal(
+            Reason::Deleted,
+            "Delete",
+            format!("region {name} released; its database is left untouched and the data plane credentials Secret was deleted"),
+        )],
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+impl Reconciled for Region {
+    const CONTROLLER: &'static str = "region";
+    const FINALIZER: &'static str = FINALIZER;
+
+    fn span(&self) -> tracing::Span {
+        tracing::info_span!("reconcile", kind = "Region", region = %self.name_any())
+    }
+
+    async fn apply(obj: Arc<Self>, ctx: Arc<Context>) -> Result<Action, Error> {
+        converge(&obj, &ctx).await
+    }
+
+    async fn cleanup(obj: Arc<Self>, ctx: Arc<Context>) -> Result<Action, Error> {
+        release(&obj, &ctx).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region(name: &str, secret: &str) -> Arc<Region> {
+        let spec: phoenix_crds::RegionSpec = serde_json::from_value(serde_json::json!({
+            "awsRegion": "eu-west-1", "dataResidency": ["EU"],
+            "database": {
+                "writer": {"connectionSecretRef": {"namespace": "ops", "name": secret, "key": "dsn"}},
+                "readers": [{"host": "replica", "credentialsSecretRef": {"namespace": "db", "name": "replica-pw", "key": "pw"}}]
+            }
+        }))
+        .expect("valid spec");
+        Arc::new(Region::new(name, spec))
+    }
+
+    #[test]
+    fn a_secret_wakes_the_regions_that_reference_or_own_it() {
+        let regions = vec![region("eu", "eu-db"), region("us", "us-db")];
+        let names = |ns: &str, name: &str| {
+            regions_using_secret(&regions, ns, name, "ops")
+                .into_iter()
+                .map(|r| r.name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names("ops", "eu-db"), ["eu"]);
+        assert_eq!(names("db", "replica-pw"), ["eu", "us"]);
+        assert_eq!(names("ops", "phoenix-dataplane-us"), ["us"]);
+        assert!(names("other", "eu-db").is_empty(), "namespace ignored");
+        assert!(names("ops", "unrelated").is_empty());
+    }
+}

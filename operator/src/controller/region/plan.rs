@@ -1,0 +1,298 @@
+//! The Region's plan: pure. From what dereference observed, the database objects to create
+//! or repair (in order: database, migrations, RLS, roles, ownership, grants), the data plane
+//! Secret and password. A converged region plans nothing, so a pass sends no DDL.
+
+use kube::ResourceExt;
+use phoenix_crds::{Region, RegionRole};
+
+use super::deref::RegionRefs;
+use crate::controller::error::PlanError;
+use crate::db::rls::{Drift, rls_changes};
+use crate::db::roles::{DATAPLANE_ROLE, Ddl, grant_changes, ownership_changes, role_changes};
+use crate::db::scram;
+use crate::db::state::{DbState, Verifier};
+use crate::placement::replica_residency_violations;
+
+/// Why the data plane role's password is (re)set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PasswordWhy {
+    /// Its Secret is created now.
+    NewSecret,
+    /// The role is created now and its verifier cannot be read (managed service).
+    NewRole,
+    /// The role has no password.
+    Missing,
+    /// The stored verifier does not match the Secret (rotated, or changed by hand).
+    Differs,
+}
+
+impl PasswordWhy {
+    /// For plans and Events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PasswordWhy::NewSecret => "its Secret is new",
+            PasswordWhy::NewRole => "the role is new",
+            PasswordWhy::Missing => "the role has no password",
+            PasswordWhy::Differs => "the role's password differs from its Secret",
+        }
+    }
+}
+
+/// What a Region's reconcile changes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RegionPlan {
+    /// Create the database on the server.
+    pub create_database: bool,
+    /// Migrations to apply, `(version, name)`.
+    pub migrations: Vec<(i32, &'static str)>,
+    /// Statements to run, with what each changes.
+    pub ddl: Vec<Ddl>,
+    /// RLS drift the DDL repairs, by table.
+    pub rls_drift: Vec<(String, Vec<Drift>)>,
+    /// Create the data plane Secret.
+    pub create_secret: bool,
+    /// Set the data plane role's password from its Secret.
+    pub set_password: Option<PasswordWhy>,
+}
+
+impl RegionPlan {
+    /// Whether the pass changes nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == RegionPlan::default()
+    }
+}
+
+/// The DDL that takes `state` to the desired database: isolation first (RLS), then roles,
+/// ownership and grants, so the data plane is never granted access to an unprotected table.
+pub fn database_changes(state: &DbState) -> (Vec<Ddl>, Vec<(String, Vec<Drift>)>) {
+    let mut ddl = Vec::new();
+    let mut drift = Vec::new();
+    for (change, drifts) in rls_changes(&state.rls) {
+        drift.push((
+            change.target.trim_start_matches("table ").to_owned(),
+            drifts,
+        ));
+        ddl.push(change);
+    }
+    ddl.extend(role_changes(state));
+    ddl.extend(ownership_changes(state));
+    ddl.extend(grant_changes(state));
+    (ddl, drift)
+}
+
+/// Whether and why the data plane role's password must be set.
+pub fn password_change(state: &DbState, secret_password: Option<&str>) -> Option<PasswordWhy> {
+    let Some(password) = secret_password else {
+        return Some(PasswordWhy::NewSecret);
+    };
+    match &state.dataplane_verifier {
+        Verifier::Present(v) if scram::matches(v, password) => None,
+        Verifier::Present(_) => Some(PasswordWhy::Differs),
+        Verifier::Missing => Some(PasswordWhy::Missing),
+        Verifier::Unreadable if state.role(DATAPLANE_ROLE).is_none() => Some(PasswordWhy::NewRole),
+        Verifier::Unreadable => None,
+    }
+}
+
+/// Plans a Region's pass.
+pub fn plan(region: &Region, refs: &RegionRefs) -> Result<RegionPlan, PlanError> {
+    let endpoint = refs.endpoint.clone();
+    match region.spec.role {
+        RegionRole::Replica => {
+            if let Some(source) = &refs.source {
+                let outside = replica_residency_violations(
+                    &source.spec.data_residency,
+                    &region.spec.data_residency,
+                );
+                if !outside.is_empty() {
+                    return Err(PlanError::ReplicaResidencyViolation {
+                        source_region: source.name_any(),
+                        outside,
+                        region: region.name_any(),
+                        residency: region.spec.data_residency.clone(),
+                    });
+                }
+            }
+            if refs.standby != Some(true) {
+                return Err(PlanError::ReplicaNotInRecovery(endpoint));
+            }
+            Ok(RegionPlan::default())
+        }
+        RegionRole::Primary => {
+            if refs.standby == Some(true) {
+                return Err(PlanError::WriterIsStandby(endpoint));
+            }
+            let empty = DbState::empty();
+            let state = refs.state.as_ref().unwrap_or(&empty);
+            let (ddl, rls_drift) = database_changes(state);
+            let password = refs
+                .dataplane_secret
+                .as_ref()
+                .and_then(|d| d.get("password"))
+                .map(String::as_str);
+            Ok(RegionPlan {
+                create_database: refs.standby.is_none(),
+                migrations: phoenix_catalog::migrations::pending(state.schema_version)
+                    .map(|m| (m.version, m.name))
+                    .collect(),
+                ddl,
+                rls_drift,
+                create_secret: refs.dataplane_secret.is_none(),
+                set_password: password_change(state, password),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::db::roles::desired_grants;
+
+    fn region(role: &str) -> Region {
+        let mut spec = serde_json::json!({
+            "awsRegion": "eu-west-1", "dataResidency": ["EU"],
+            "database": {"writer": {"connectionSecretRef": {"namespace": "ops", "name": "db", "key": "dsn"}}}
+        });
+        if role == "Replica" {
+            spec["role"] = "Replica".into();
+            spec["replicaOf"] = "us-east-1".into();
+        }
+        Region::new("eu-west-1", serde_json::from_value(spec).expect("spec"))
+    }
+
+    fn refs(standby: Option<bool>, state: Option<DbState>) -> RegionRefs {
+        RegionRefs {
+            endpoint: "db:5432/phoenix".into(),
+            standby,
+            state,
+            own_lag: None,
+            source: None,
+            dataplane_secret: Some(BTreeMap::from([("password".into(), "pw".into())])),
+            readers: Vec::new(),
+            tenant_count: 0,
+        }
+    }
+
+    /// The state a fully provisioned database reports.
+    fn converged() -> DbState {
+        let mut s = DbState::empty();
+        s.schema_version = phoenix_catalog::latest_version();
+        let (ddl, _) = database_changes(&DbState::empty());
+        assert!(!ddl.is_empty());
+        s.roles = ["phoenix_owner", "phoenix_dataplane"]
+            .iter()
+            .map(|n| crate::db::state::RoleState {
+                name: (*n).into(),
+                superuser: false,
+                bypass_rls: false,
+                login: *n == "phoenix_dataplane",
+                create_db: false,
+                create_role: false,
+                inherit: *n != "phoenix_dataplane",
+            })
+            .collect();
+        s.owners
+            .insert("schema clinical".into(), "phoenix_owner".into());
+        for t in phoenix_catalog::TENANT_TABLES {
+            s.owners
+                .insert(format!("table {t}"), "phoenix_owner".into());
+        }
+        s.grants = desired_grants().into_iter().collect();
+        s.rls = phoenix_catalog::TENANT_TABLES
+            .iter()
+            .map(|t| crate::db::rls::TableState {
+                table: (*t).into(),
+                enabled: true,
+                forced: true,
+                policies: vec![crate::db::rls::PolicyState {
+                    name: phoenix_catalog::POLICY_NAME.into(),
+                    permissive: true,
+                    command: "ALL".into(),
+                    roles: vec!["public".into()],
+                    using: Some("(tenant_id = (NULLIF(current_setting('app.tenant_id'::text, true), ''::text))::bigint)".into()),
+                    with_check: Some("(tenant_id = (NULLIF(current_setting('app.tenant_id'::text, true), ''::text))::bigint)".into()),
+                }],
+            })
+            .collect();
+        s.dataplane_verifier = Verifier::Present(scram::verifier("pw"));
+        s
+    }
+
+    #[test]
+    fn a_converged_region_plans_nothing() {
+        let plan = plan(&region("Primary"), &refs(Some(false), Some(converged()))).expect("plan");
+        assert!(plan.is_empty(), "{plan:#?}");
+    }
+
+    #[test]
+    fn a_missing_database_plans_everything_in_isolation_first_order() {
+        let mut r = refs(None, None);
+        r.dataplane_secret = None;
+        let plan = plan(&region("Primary"), &r).expect("plan");
+        assert!(plan.create_database && plan.create_secret);
+        assert_eq!(plan.migrations.len(), phoenix_catalog::MIGRATIONS.len());
+        assert_eq!(plan.set_password, Some(PasswordWhy::NewSecret));
+        let kinds: Vec<_> = plan.ddl.iter().map(|d| d.kind).collect();
+        let mut sorted = kinds.clone();
+        sorted.sort();
+        assert_eq!(
+            kinds, sorted,
+            "RLS before roles before ownership before grants"
+        );
+        assert_eq!(plan.rls_drift.len(), 4);
+    }
+
+    #[test]
+    fn drift_is_planned_with_what_was_found() {
+        let mut s = converged();
+        s.rls[1].enabled = false;
+        s.roles[1].bypass_rls = true;
+        let plan = plan(&region("Primary"), &refs(Some(false), Some(s))).expect("plan");
+        assert_eq!(
+            plan.rls_drift,
+            vec![("clinical.encounters".to_owned(), vec![Drift::Disabled])]
+        );
+        assert_eq!(plan.ddl.len(), 2, "{:#?}", plan.ddl);
+        assert!(plan.migrations.is_empty() && !plan.create_database);
+    }
+
+    #[test]
+    fn a_password_that_differs_from_the_secret_is_reset_and_an_unreadable_one_left_alone() {
+        let mut s = converged();
+        s.dataplane_verifier = Verifier::Present(scram::verifier("old"));
+        assert_eq!(password_change(&s, Some("pw")), Some(PasswordWhy::Differs));
+        s.dataplane_verifier = Verifier::Missing;
+        assert_eq!(password_change(&s, Some("pw")), Some(PasswordWhy::Missing));
+        s.dataplane_verifier = Verifier::Unreadable;
+        assert_eq!(password_change(&s, Some("pw")), None);
+        s.roles.clear();
+        assert_eq!(password_change(&s, Some("pw")), Some(PasswordWhy::NewRole));
+    }
+
+    #[test]
+    fn a_primary_whose_writer_is_a_standby_is_refused() {
+        let err = plan(&region("Primary"), &refs(Some(true), None)).unwrap_err();
+        assert!(matches!(err, PlanError::WriterIsStandby(_)));
+        let err = plan(&region("Replica"), &refs(Some(false), None)).unwrap_err();
+        assert!(matches!(err, PlanError::ReplicaNotInRecovery(_)));
+        assert!(
+            plan(&region("Replica"), &refs(Some(true), None))
+                .expect("ok")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_replica_of_a_region_with_other_residency_is_refused() {
+        let us = region("Primary");
+        let mut us = us.clone();
+        us.spec.data_residency = vec!["US".into(), "EU".into()];
+        let mut r = refs(Some(true), None);
+        r.source = Some(std::sync::Arc::new(us));
+        let err = plan(&region("Replica"), &r).unwrap_err();
+        assert!(err.to_string().contains("[\"US\"]"), "{err}");
+    }
+}

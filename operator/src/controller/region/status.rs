@@ -1,0 +1,231 @@
+//! A Region's status and Events: pure, from the plan's outcome.
+
+use std::time::Duration;
+
+use phoenix_crds::{Region, RegionStatus};
+
+use super::apply::Applied;
+use super::dataplane_secret_name;
+use super::deref::{ReaderSeen, RegionRefs};
+use crate::conditions::{self, NewCondition, Status, types};
+use crate::controller::context::EventSpec;
+use crate::controller::error::Error;
+use crate::reason::Reason;
+
+/// The `ReplicationHealthy` condition from the readers (and, on a Replica, its own lag).
+pub fn replication(refs: &RegionRefs, max_lag: Duration) -> (NewCondition, Option<f64>) {
+    let mut lag = refs.own_lag;
+    let mut problem = None;
+    for (i, reader) in refs.readers.iter().enumerate() {
+        match reader {
+            ReaderSeen::Lag(l) => lag = Some(lag.map_or(*l, |m: f64| m.max(*l))),
+            ReaderSeen::NotStandby => {
+                problem = Some(format!(
+                    "spec.database.readers[{i}] is not a standby (not in recovery)"
+                ));
+            }
+            ReaderSeen::Failed(e) => problem = Some(format!("spec.database.readers[{i}]: {e}")),
+        }
+    }
+    let t = types::REPLICATION_HEALTHY;
+    let condition = match (problem, lag) {
+        (Some(p), _) => NewCondition::new(t, Status::False, Reason::ReplicaUnhealthy, p),
+        (None, Some(l)) if l > max_lag.as_secs_f64() => NewCondition::new(
+            t,
+            Status::False,
+            Reason::ReplicationLagging,
+            format!("replicas are {l:.1}s behind (limit {}s)", max_lag.as_secs()),
+        ),
+        (None, Some(l)) => NewCondition::new(
+            t,
+            Status::True,
+            Reason::ReplicaStreaming,
+            format!("{} reader(s) {l:.1}s behind", refs.readers.len().max(1)),
+        ),
+        (None, None) => NewCondition::new(
+            t,
+            Status::Unknown,
+            Reason::NoReaders,
+            "no readers are declared in spec.database.readers",
+        ),
+    };
+    (condition, lag)
+}
+
+/// Events saying what a pass changed.
+pub fn change_events(region: &str, namespace: &str, endpoint: &str, a: &Applied) -> Vec<EventSpec> {
+    let mut out = Vec::new();
+    if a.created_database {
+        out.push(EventSpec::normal(
+            Reason::DatabaseCreated,
+            "CreateDatabase",
+            format!("created database {endpoint}"),
+        ));
+    }
+    if let Some(m) = a.migrated.filter(|m| m.from != m.to) {
+        out.push(EventSpec::normal(
+            Reason::Migrated,
+            "Migrate",
+            format!(
+                "schema migrated from version {} to {} on {endpoint}",
+                m.from, m.to
+            ),
+        ));
+    }
+    if a.secret_created {
+        out.push(EventSpec::normal(
+            Reason::DataplaneCredentialsCreated,
+            "CreateSecret",
+            format!(
+                "created secret {namespace}/{}",
+                dataplane_secret_name(region)
+            ),
+        ));
+    }
+    if a.fresh() {
+        if !a.ddl.is_empty() {
+            out.push(EventSpec::normal(
+                Reason::Provisioned,
+                "Provision",
+                format!(
+                    "{} change(s): roles, ownership, grants and row level security on every clinical table",
+                    a.ddl.len()
+                ),
+            ));
+        }
+    } else {
+        if !a.rls_drift.is_empty() {
+            let what: Vec<String> = a
+                .rls_drift
+                .iter()
+                .map(|(table, drifts)| {
+                    let d: Vec<String> = drifts.iter().map(ToString::to_string).collect();
+                    format!("{table}: {}", d.join(", "))
+                })
+                .collect();
+            out.push(EventSpec::warning(
+                Reason::RLSRepaired,
+                "RepairRLS",
+                format!("row level security drift repaired: {}", what.join("; ")),
+            ));
+        }
+        let other: Vec<&str> = a
+            .ddl
+            .iter()
+            .filter(|d| d.kind != crate::db::roles::DdlKind::Rls)
+            .map(|d| d.summary.as_str())
+            .collect();
+        if !other.is_empty() {
+            out.push(EventSpec::warning(
+                Reason::DatabaseDriftRepaired,
+                "Repair",
+                format!("database drift repaired: {}", other.join("; ")),
+            ));
+        }
+    }
+    if let Some(why) = a.password_set.filter(|_| !a.secret_created) {
+        out.push(EventSpec::normal(
+            Reason::DataplanePasswordSet,
+            "SetPassword",
+            format!(
+                "set the password of the data plane role from secret {namespace}/{} ({})",
+                dataplane_secret_name(region),
+                why.as_str()
+            ),
+        ));
+    }
+    out
+}
+
+/// Status of a Region whose pass succeeded, and the Events to publish.
+pub fn ready(
+    region: &Region,
+    refs: &RegionRefs,
+    applied: &Applied,
+    schema_version: Option<i32>,
+    max_lag: Duration,
+    namespace: &str,
+    now: &str,
+) -> (RegionStatus, Vec<EventSpec>) {
+    let current = region.status.clone().unwrap_or_default();
+    let generation = region.metadata.generation;
+    let name = region.metadata.name.clone().unwrap_or_default();
+    let (replication, lag) = replication(refs, max_lag);
+    let tenants = i32::try_from(refs.tenant_count).unwrap_or(i32::MAX);
+    let conds = conditions::merge(
+        &current.conditions,
+        &[
+            NewCondition::new(
+                types::DATABASE_REACHABLE,
+                Status::True,
+                Reason::Connected,
+                format!("connected to {}", refs.endpoint),
+            ),
+            replication,
+            NewCondition::new(
+                types::READY,
+                Status::True,
+                Reason::Reconciled,
+                format!(
+                    "schema version {}, {tenants} tenant(s)",
+                    schema_version.unwrap_or(0)
+                ),
+            ),
+        ],
+        generation,
+        now,
+    );
+    let mut events = change_events(&name, namespace, &refs.endpoint, applied);
+    if !conditions::is_true(&current.conditions, types::READY) {
+        events.push(EventSpec::normal(
+            Reason::Ready,
+            "Reconcile",
+            format!("region database {} is ready", refs.endpoint),
+        ));
+    }
+    let status = RegionStatus {
+        phase: Some("Ready".to_owned()),
+        conditions: conds,
+        replication_lag_seconds: lag,
+        tenant_count: tenants,
+        schema_version,
+        observed_generation: generation,
+    };
+    (status, events)
+}
+
+/// Status of a Region whose pass failed, and the Warning Event saying why.
+pub fn failed(region: &Region, error: &Error, now: &str) -> (RegionStatus, Vec<EventSpec>) {
+    let current = region.status.clone().unwrap_or_default();
+    let generation = region.metadata.generation;
+    // Whether the database itself is the problem, or we could not even tell.
+    let reachable = match error {
+        Error::Deref(_) | Error::Plan(_) | Error::Apply(_) => Status::False,
+        Error::Status(_) | Error::Finalizer(_) => Status::Unknown,
+    };
+    let reason = error.reason();
+    let conds = conditions::merge(
+        &current.conditions,
+        &[
+            NewCondition::new(
+                types::DATABASE_REACHABLE,
+                reachable,
+                reason,
+                error.to_string(),
+            ),
+            NewCondition::new(types::READY, Status::False, reason, error.to_string()),
+        ],
+        generation,
+        now,
+    );
+    let status = RegionStatus {
+        phase: Some("Failed".to_owned()),
+        conditions: conds,
+        observed_generation: generation,
+        ..current
+    };
+    (
+        status,
+        vec![EventSpec::warning(reason, "Reconcile", error.to_string())],
+    )
+}

@@ -1,0 +1,80 @@
+//! Dereference of a Tenant: its Region and, once that is Ready, what the region's catalog
+//! holds about it and the state of RLS on the shared tables. Reads only.
+
+use std::sync::Arc;
+
+use phoenix_catalog::TenantRow;
+use phoenix_crds::{Placement, Region};
+
+use crate::conditions::{self, types};
+use crate::controller::error::DerefError;
+use crate::controller::providers::{Database, RowsSeen};
+use crate::controller::region::deref::writer;
+use crate::controller::world::World;
+use crate::db::rls::TableState;
+
+/// What the region database shows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Seen {
+    /// Applied schema version.
+    pub schema_version: i32,
+    /// RLS of the shared tables.
+    pub rls: Vec<TableState>,
+    /// The tenant's row and rows claiming its names.
+    pub rows: RowsSeen,
+}
+
+/// Everything a Tenant's plan needs besides the tenant itself.
+#[derive(Clone, Debug)]
+pub struct TenantRefs {
+    /// The tenant's Region.
+    pub region: Arc<Region>,
+    /// Why the Region is not Ready, if it is not.
+    pub region_not_ready: Option<String>,
+    /// The region database, when the Region is Ready.
+    pub seen: Option<Seen>,
+}
+
+/// Reads what the plan needs; returns the region database too, for apply.
+pub async fn dereference(
+    placement: &Placement,
+    desired: &TenantRow,
+    world: &World<'_>,
+) -> Result<(Option<Arc<dyn Database>>, TenantRefs), DerefError> {
+    let name = &placement.region;
+    let region = world.region(name).ok_or_else(|| {
+        DerefError::RegionNotFound(format!(
+            "region {name} is not declared; create a Region named {name}"
+        ))
+    })?;
+    let status = region.status.as_ref();
+    if !status.is_some_and(|s| conditions::is_true(&s.conditions, types::READY)) {
+        let why = status
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == types::READY))
+            .map(|c| c.message.clone())
+            .unwrap_or_else(|| "not reconciled yet".to_owned());
+        let refs = TenantRefs {
+            region,
+            region_not_ready: Some(why),
+            seen: None,
+        };
+        return Ok((None, refs));
+    }
+    let db = writer(world, &region).await?;
+    let schema_version = db.schema_version().await?;
+    let (rls, rows) = if schema_version >= phoenix_catalog::latest_version() {
+        (db.rls_state().await?, db.tenant_rows(desired).await?)
+    } else {
+        (Vec::new(), RowsSeen::default())
+    };
+    let refs = TenantRefs {
+        region,
+        region_not_ready: None,
+        seen: Some(Seen {
+            schema_version,
+            rls,
+            rows,
+        }),
+    };
+    Ok((Some(db), refs))
+}

@@ -1,0 +1,190 @@
+//! The Tenant controller: place (by residency and capacity) -> dereference (its Region and
+//! catalog rows) -> plan (pure: the catalog row and what the tenant waits on) -> apply
+//! (placement recorded first, then the row) -> status (pure); on deletion, the data is
+//! handled per `deletionPolicy`. RLS on the shared tables is the Region's work: a tenant
+//! only checks it is in force before its row makes the data plane serve it.
+
+pub mod apply;
+pub mod deref;
+pub mod placing;
+pub mod plan;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use phoenix_crds::{DeletionPolicy, Placement, Tenant, TenantPhase};
+
+use super::context::{Context, EventSpec};
+use super::error::{DerefError, Error};
+use super::region::deref::writer;
+use super::skeleton::Reconciled;
+use super::world::World;
+use crate::conditions;
+use crate::reason::Reason;
+use plan::TenantPlan;
+
+/// Finalizer guarding the tenant's data.
+pub const FINALIZER: &str = "phoenixguardian.io/tenant-cleanup";
+
+/// How long to wait for a Region that is not Ready yet (or for RLS to be repaired).
+const REGION_WAIT: Duration = Duration::from_secs(10);
+
+async fn converge(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
+    let now = conditions::now();
+    let mut placed = None;
+    let result = async {
+        plan::precheck(tenant, &ctx.tenants.state())?;
+        let placement = placing::place(tenant, ctx)
+            .await
+            .map_err(super::error::PlanError::from)?;
+        placed = Some(placement.clone());
+        apply::record_placement(tenant, &placement, ctx).await?;
+        let world = World::of(ctx);
+        let desired = plan::catalog_row(tenant, &placement);
+        let (db, refs) = deref::dereference(&placement, &desired, &world).await?;
+        let plan = plan::plan(tenant, &placement, &refs)?;
+        let catalog_id = apply::apply(db.as_ref(), &plan).await?;
+        Ok::<_, Error>((placement, plan, catalog_id))
+    }
+    .await;
+    match result {
+        Ok((placement, TenantPlan::Converge { .. }, Some(catalog_id))) => {
+            let (status, events) = status::ready(tenant, &placement, catalog_id, &now);
+            ctx.publish(tenant, &status, &events)
+                .await
+                .map_err(Error::Status)?;
+            Ok(Action::requeue(ctx.settings.resync))
+        }
+        Ok((placement, plan, _)) => {
+            let (reason, message) = match plan {
+                TenantPlan::Wait { reason, message } => (reason, message),
+                TenantPlan::Converge { .. } => (
+                    Reason::RegionNotReady,
+                    format!("region {} database was not reached", placement.region),
+                ),
+            };
+            let (status, events) = status::waiting(tenant, &placement, reason, &message, &now);
+            ctx.publish(tenant, &status, &events)
+                .await
+                .map_err(Error::Status)?;
+            Ok(Action::requeue(REGION_WAIT))
+        }
+        Err(e) => {
+            let (status, events) = status::failed(tenant, placed, &e, &now);
+            if let Err(w) = ctx.publish(tenant, &status, &events).await {
+                tracing::warn!(error = %w, "could not write status");
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn release(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
+    let uid = tenant.uid().unwrap_or_default();
+    if tenant.status.as_ref().and_then(|s| s.phase) != Some(TenantPhase::Deleting) {
+        let status = status::deleting(tenant, None, &conditions::now());
+        if let Err(e) = ctx.patch_status(tenant, &status).await {
+            tracing::warn!(error = %e, "could not mark the tenant Deleting");
+        }
+    }
+    // Cleanup follows what was built (status), never the spec alone.
+    let pending = ctx.placements.lock().await.get(&uid).cloned();
+    let placement = tenant
+        .status
+        .as_ref()
+        .and_then(|s| s.placement.clone())
+        .or_else(|| {
+            Some(Placement {
+                region: pending?,
+                aws_region: String::new(),
+                jurisdiction: String::new(),
+            })
+        });
+    let Some(placement) = placement else {
+        ctx.placements.lock().await.remove(&uid);
+        ctx.publish_events(
+            tenant,
+            &[EventSpec::normal(
+                Reason::Deleted,
+                "Delete",
+                "tenant was never placed; nothing to clean up",
+            )],
+        )
+        .await;
+        return Ok(Action::await_change());
+    };
+    let world = World::of(ctx);
+    let Some(region) = world.region(&placement.region) else {
+        return Err(DerefError::RegionNotFound(format!(
+            "cannot clean up: region {} no longer exists; re-create it so the tenant's data can be handled per deletionPolicy",
+            placement.region
+        ))
+        .into());
+    };
+    let db = writer(&world, &region).await?;
+    let apply_err = super::error::ApplyError::from;
+    let note = match tenant.spec.database.deletion_policy {
+        DeletionPolicy::Retain => {
+            let retired = db.retire_tenant(&uid).await.map_err(apply_err)?;
+            format!(
+                "retained the tenant's data in region {}; catalog entry {}",
+                placement.region,
+                if retired {
+                    "marked retired"
+                } else {
+                    "was already retired"
+                }
+            )
+        }
+        DeletionPolicy::Delete => {
+            let deleted = db.delete_tenant(&uid).await.map_err(apply_err)?;
+            format!(
+                "deleted {} clinical row(s) and the catalog entry in region {}",
+                deleted.rows, placement.region
+            )
+        }
+        DeletionPolicy::Snapshot => {
+            return Err(DerefError::NotImplemented(
+                "deletionPolicy Snapshot (needs isolation Dedicated)",
+            )
+            .into());
+        }
+    };
+    ctx.placements.lock().await.remove(&uid);
+    tracing::info!(%note, "tenant cleaned up");
+    ctx.publish_events(
+        tenant,
+        &[EventSpec::normal(Reason::Deleted, "Delete", note)],
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+impl Reconciled for Tenant {
+    const CONTROLLER: &'static str = "tenant";
+    const FINALIZER: &'static str = FINALIZER;
+
+    fn span(&self) -> tracing::Span {
+        tracing::info_span!("reconcile", kind = "Tenant", tenant = %self.name_any())
+    }
+
+    async fn apply(obj: Arc<Self>, ctx: Arc<Context>) -> Result<Action, Error> {
+        converge(&obj, &ctx).await
+    }
+
+    async fn cleanup(obj: Arc<Self>, ctx: Arc<Context>) -> Result<Action, Error> {
+        let result = release(&obj, &ctx).await;
+        if let Err(e) = &result {
+            // A deletion that cannot finish must say why where the user looks.
+            let status = status::deleting(&obj, Some(e), &conditions::now());
+            let event = EventSpec::warning(e.reason(), "Delete", e.to_string());
+            if let Err(w) = ctx.publish(obj.as_ref(), &status, &[event]).await {
+                tracing::warn!(error = %w, "could not write status");
+            }
+        }
+        result
+    }
+}

@@ -1,0 +1,203 @@
+//! A Tenant's status and Events: pure, from its plan and what applying it did.
+
+use phoenix_crds::tenant::TenantEndpoints;
+use phoenix_crds::{Placement, Tenant, TenantPhase, TenantStatus};
+
+use crate::conditions::{self, NewCondition, Status, types};
+use crate::controller::context::EventSpec;
+use crate::controller::error::Error;
+use crate::reason::Reason;
+
+fn current(tenant: &Tenant) -> TenantStatus {
+    tenant.status.clone().unwrap_or_default()
+}
+
+/// Status of a tenant whose catalog row is in place.
+pub fn ready(
+    tenant: &Tenant,
+    placement: &Placement,
+    catalog_id: i64,
+    now: &str,
+) -> (TenantStatus, Vec<EventSpec>) {
+    let current = current(tenant);
+    let host = &tenant.spec.dns.hostname;
+    let (phase, reason, message) = if tenant.spec.suspended {
+        (
+            TenantPhase::Suspended,
+            Reason::Suspended,
+            "tenant is suspended: data kept, requests refused".to_owned(),
+        )
+    } else {
+        (
+            TenantPhase::Active,
+            Reason::Reconciled,
+            format!("serving at https://{host}"),
+        )
+    };
+    let conds = conditions::merge(
+        &current.conditions,
+        &[
+            NewCondition::new(
+                types::DATABASE_READY,
+                Status::True,
+                Reason::CatalogEntryReady,
+                format!("catalog id {catalog_id} in region {}", placement.region),
+            ),
+            NewCondition::new(
+                types::RLS_ENFORCED,
+                Status::True,
+                Reason::PoliciesEnforced,
+                "row level security enabled and forced on every clinical table",
+            ),
+            NewCondition::new(types::READY, Status::True, reason, message),
+        ],
+        tenant.metadata.generation,
+        now,
+    );
+    let mut events = Vec::new();
+    if !conditions::is_true(&current.conditions, types::READY) {
+        events.push(EventSpec::normal(
+            Reason::Ready,
+            "Provision",
+            format!(
+                "placed in region {} ({}), catalog id {catalog_id}",
+                placement.region, placement.jurisdiction
+            ),
+        ));
+    }
+    let status = TenantStatus {
+        phase: Some(phase),
+        conditions: conds,
+        endpoints: Some(TenantEndpoints {
+            api: format!("https://{host}/fhir"),
+            catalog_id,
+        }),
+        placement: Some(placement.clone()),
+        observed_generation: tenant.metadata.generation,
+    };
+    (status, events)
+}
+
+/// Status of a placed tenant that waits (on its Region, or for RLS to be repaired).
+pub fn waiting(
+    tenant: &Tenant,
+    placement: &Placement,
+    reason: Reason,
+    message: &str,
+    now: &str,
+) -> (TenantStatus, Vec<EventSpec>) {
+    let current = current(tenant);
+    let previous = current
+        .conditions
+        .iter()
+        .find(|c| c.type_ == types::READY)
+        .map(|c| c.reason.clone());
+    let mut updates = vec![NewCondition::new(
+        types::READY,
+        Status::False,
+        reason,
+        message,
+    )];
+    updates.push(if reason == Reason::RLSDrift {
+        NewCondition::new(types::RLS_ENFORCED, Status::False, reason, message)
+    } else {
+        NewCondition::new(types::DATABASE_READY, Status::False, reason, message)
+    });
+    let conds = conditions::merge(
+        &current.conditions,
+        &updates,
+        tenant.metadata.generation,
+        now,
+    );
+    let events = if previous.as_deref() == Some(reason.as_str()) {
+        Vec::new()
+    } else {
+        vec![EventSpec::normal(reason, "Provision", message)]
+    };
+    let phase = match current.phase {
+        // A served tenant whose isolation drifted keeps its phase; its conditions say why.
+        Some(p @ (TenantPhase::Active | TenantPhase::Suspended)) if reason == Reason::RLSDrift => p,
+        _ => TenantPhase::Provisioning,
+    };
+    let status = TenantStatus {
+        phase: Some(phase),
+        conditions: conds,
+        placement: Some(placement.clone()),
+        observed_generation: tenant.metadata.generation,
+        ..current
+    };
+    (status, events)
+}
+
+/// Status of a tenant whose pass failed, and the Warning Event saying why. `placed` is a
+/// placement made in this pass: status is written whole, so it must be kept.
+pub fn failed(
+    tenant: &Tenant,
+    placed: Option<Placement>,
+    error: &Error,
+    now: &str,
+) -> (TenantStatus, Vec<EventSpec>) {
+    let current = current(tenant);
+    let reason = error.reason();
+    let mut updates = vec![NewCondition::new(
+        types::READY,
+        Status::False,
+        reason,
+        error.to_string(),
+    )];
+    if reason != Reason::KubernetesAPIError {
+        updates.push(NewCondition::new(
+            types::DATABASE_READY,
+            Status::False,
+            reason,
+            error.to_string(),
+        ));
+    }
+    let conds = conditions::merge(
+        &current.conditions,
+        &updates,
+        tenant.metadata.generation,
+        now,
+    );
+    let phase = if error.needs_user() {
+        TenantPhase::Failed
+    } else {
+        current.phase.unwrap_or(TenantPhase::Provisioning)
+    };
+    let status = TenantStatus {
+        phase: Some(phase),
+        conditions: conds,
+        observed_generation: tenant.metadata.generation,
+        placement: placed.or(current.placement.clone()),
+        ..current
+    };
+    (
+        status,
+        vec![EventSpec::warning(reason, "Provision", error.to_string())],
+    )
+}
+
+/// Status of a tenant being deleted; `why` is the reason deletion waits, if it does.
+pub fn deleting(tenant: &Tenant, why: Option<&Error>, now: &str) -> TenantStatus {
+    let mut status = current(tenant);
+    let update = match why {
+        Some(e) => NewCondition::new(types::READY, Status::False, e.reason(), e.to_string()),
+        None => NewCondition::new(
+            types::READY,
+            Status::False,
+            Reason::Deleting,
+            format!(
+                "deleting with policy {:?}",
+                tenant.spec.database.deletion_policy
+            ),
+        ),
+    };
+    status.conditions = conditions::merge(
+        &status.conditions,
+        &[update],
+        tenant.metadata.generation,
+        now,
+    );
+    status.phase = Some(TenantPhase::Deleting);
+    status
+}

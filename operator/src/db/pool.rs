@@ -1,0 +1,195 @@
+//! Connection pools to region databases, cached by region and rebuilt when the connection
+//! settings change. A read-only instance (for `plan`) opens every session read-only and
+//! refuses writes before sending them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use sha2::{Digest, Sha256};
+use tokio_postgres::NoTls;
+
+use super::{DbError, describe, endpoint_of, rls::quote_ident};
+use crate::controller::providers::{Database, Databases, DbTarget};
+
+/// One region database over a pool; connections are made lazily.
+#[derive(Clone)]
+pub struct PgDatabase {
+    pool: Pool,
+    endpoint: String,
+    config: tokio_postgres::Config,
+    read_only: bool,
+}
+
+impl std::fmt::Debug for PgDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgDatabase")
+            .field("endpoint", &self.endpoint)
+            .field("read_only", &self.read_only)
+            .finish()
+    }
+}
+
+impl PgDatabase {
+    /// A pool for `config`. Read-only pools set `default_transaction_read_only`, so even a
+    /// statement that slipped through would be refused by PostgreSQL.
+    pub fn new(
+        mut config: tokio_postgres::Config,
+        max_connections: usize,
+        read_only: bool,
+    ) -> Result<Self, DbError> {
+        config.connect_timeout(Duration::from_secs(5));
+        config.application_name(if read_only {
+            "phoenix-operator-plan"
+        } else {
+            "phoenix-operator"
+        });
+        // Never queue behind clinical traffic for long: fail the reconcile and retry.
+        let mut options = config
+            .get_options()
+            .unwrap_or("-c lock_timeout=10s")
+            .to_owned();
+        if read_only {
+            options.push_str(" -c default_transaction_read_only=on");
+        }
+        config.options(&options);
+        let endpoint = endpoint_of(&config);
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_connections)
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| DbError::InvalidDsn(e.to_string()))?;
+        Ok(Self {
+            pool,
+            endpoint,
+            config,
+            read_only,
+        })
+    }
+
+    /// `host:port/dbname`.
+    pub fn endpoint_str(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// A pooled connection.
+    pub async fn client(&self) -> Result<deadpool_postgres::Object, DbError> {
+        self.pool.get().await.map_err(|e| {
+            let reason = match &e {
+                deadpool_postgres::PoolError::Backend(pg) => describe(pg),
+                other => other.to_string(),
+            };
+            DbError::Connect {
+                endpoint: self.endpoint.clone(),
+                reason,
+            }
+        })
+    }
+
+    /// Refuses `what` on a read-only instance.
+    pub fn writable(&self, what: &'static str) -> Result<(), DbError> {
+        if self.read_only {
+            Err(DbError::ReadOnly(what))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Creates the database when the server has none of that name (a fresh RDS instance
+    /// or server); returns whether it did. Connects to the `postgres` maintenance database.
+    pub async fn create_if_missing(&self) -> Result<bool, DbError> {
+        let name = self.config.get_dbname().unwrap_or("postgres").to_owned();
+        let mut maintenance = self.config.clone();
+        maintenance.dbname("postgres");
+        let (client, connection) =
+            maintenance
+                .connect(NoTls)
+                .await
+                .map_err(|e| DbError::Connect {
+                    endpoint: endpoint_of(&maintenance),
+                    reason: describe(&e),
+                })?;
+        let driver = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let exists = client
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+            .await
+            .map_err(DbError::query("looking up the database"))?
+            .is_some();
+        if !exists {
+            client
+                .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
+                .await
+                .map_err(DbError::query("creating the database"))?;
+            tracing::info!(database = %name, endpoint = %self.endpoint, "created the region database");
+        }
+        drop(client);
+        let _ = driver.await;
+        Ok(!exists)
+    }
+}
+
+/// Region databases by key, rebuilt when the connection settings change.
+#[derive(Default)]
+pub struct PgDatabases {
+    read_only: bool,
+    by_key: Mutex<HashMap<String, (String, Arc<PgDatabase>)>>,
+}
+
+impl PgDatabases {
+    /// Databases the reconcilers may change.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Databases that are only read (`plan`).
+    pub fn read_only() -> Self {
+        Self {
+            read_only: true,
+            ..Self::default()
+        }
+    }
+}
+
+impl Databases for PgDatabases {
+    fn open(
+        &self,
+        key: &str,
+        target: &DbTarget,
+        max_connections: usize,
+    ) -> Result<Arc<dyn Database>, DbError> {
+        let fingerprint = hex::encode(Sha256::digest(target.fingerprint.as_bytes()));
+        let mut map = self.by_key.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((fp, db)) = map.get(key)
+            && *fp == fingerprint
+        {
+            return Ok(db.clone());
+        }
+        let db = Arc::new(PgDatabase::new(
+            target.config.clone(),
+            max_connections,
+            self.read_only,
+        )?);
+        map.insert(key.to_owned(), (fingerprint, db.clone()));
+        Ok(db)
+    }
+
+    fn forget(&self, region: &str) {
+        let prefix = format!("{region}#");
+        self.by_key
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|k, _| k != region && !k.starts_with(&prefix));
+    }
+}

@@ -1,0 +1,321 @@
+//! `phoenix-operator plan -f <file or dir>`: runs the reconcilers' own dereference and plan
+//! steps against the live cluster and databases through read-only providers, and reports
+//! per object what applying the manifests would change. It never writes: the manifests are
+//! admitted with a server-side dry run, database sessions are read-only, and the secret
+//! store refuses writes.
+
+pub mod manifests;
+pub mod report;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+use phoenix_crds::{Region, Tenant};
+use serde::de::DeserializeOwned;
+
+use crate::controller::context::Settings;
+use crate::controller::error::Error;
+use crate::controller::providers::Providers;
+use crate::controller::region::{self, plan::RegionPlan};
+use crate::controller::tenant::plan::{RowChange, TenantPlan};
+use crate::controller::tenant::{self, placing::place_in};
+use crate::controller::world::World;
+use crate::db::PgDatabases;
+use crate::secrets::{KubeSecrets, ReadOnlySecrets};
+use manifests::Manifest;
+use report::{Change, ObjectPlan, Report};
+
+/// Why a plan could not be made at all.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanCmdError {
+    /// A manifest file could not be read.
+    #[error("reading {path}: {reason}")]
+    Read {
+        /// The path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A document is not a manifest.
+    #[error("{origin}: {reason}")]
+    Parse {
+        /// `file:document`.
+        origin: String,
+        /// Why.
+        reason: String,
+    },
+    /// The cluster could not be read.
+    #[error("reading the cluster: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// A manifest as the API server would admit it.
+enum Admitted {
+    Region(Arc<Region>),
+    Tenant(Arc<Tenant>),
+    Done(ObjectPlan),
+}
+
+const PLAN_MANAGER: &str = "phoenix-operator-plan";
+
+/// The object `m` would become: a server-side dry-run apply (admission, defaults, CEL,
+/// the live status), or, where dry runs are forbidden, the manifest parsed locally with the
+/// live object's identity and status.
+async fn admit<K>(client: &Client, m: &Manifest, live: &[Arc<K>]) -> Result<Arc<K>, String>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::ClusterResourceScope>
+        + Clone
+        + DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::all(client.clone());
+    let params = PatchParams::apply(PLAN_MANAGER).dry_run().force();
+    match api.patch(&m.name, &params, &Patch::Apply(&m.value)).await {
+        Ok(obj) => Ok(Arc::new(obj)),
+        Err(kube::Error::Api(s)) if s.code == 403 => {
+            let mut obj: K = serde_json::from_value(m.value.clone())
+                .map_err(|e| format!("{}: {e}", m.source))?;
+            if let Some(l) = live.iter().find(|l| l.name_any() == m.name) {
+                let meta = obj.meta_mut();
+                meta.uid = l.meta().uid.clone();
+                meta.creation_timestamp = l.meta().creation_timestamp.clone();
+                let mut value = serde_json::to_value(&obj).map_err(|e| e.to_string())?;
+                let status = serde_json::to_value(l.as_ref())
+                    .ok()
+                    .and_then(|v| v.get("status").cloned());
+                if let (Some(status), Some(map)) = (status, value.as_object_mut()) {
+                    map.insert("status".to_owned(), status);
+                }
+                obj = serde_json::from_value(value).map_err(|e| e.to_string())?;
+            }
+            Ok(Arc::new(obj))
+        }
+        Err(kube::Error::Api(s)) => Err(format!("refused by the API server: {}", s.message)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Lays `planned` over `live`: same-named live objects are replaced.
+fn overlay<K: kube::Resource<DynamicType = ()>>(
+    live: Vec<Arc<K>>,
+    planned: &[Arc<K>],
+) -> Vec<Arc<K>> {
+    let names: Vec<String> = planned.iter().map(|p| p.name_any()).collect();
+    live.into_iter()
+        .filter(|l| !names.contains(&l.name_any()))
+        .chain(planned.iter().cloned())
+        .collect()
+}
+
+fn failed(kind: &str, name: &str, e: impl Into<Error>) -> ObjectPlan {
+    let e: Error = e.into();
+    ObjectPlan::error(kind, name, format!("{}: {e}", e.reason()))
+}
+
+fn region_changes(name: &str, settings: &Settings, endpoint: &str, p: &RegionPlan) -> Vec<Change> {
+    let mut out = Vec::new();
+    if p.create_database {
+        out.push(Change::new(
+            "create",
+            format!("database {endpoint}"),
+            "the server has none of that name",
+        ));
+    }
+    for (version, migration) in &p.migrations {
+        out.push(Change::new(
+            "apply",
+            format!("migration {version}"),
+            *migration,
+        ));
+    }
+    for d in &p.ddl {
+        out.push(Change::new(
+            if p.create_database || !p.migrations.is_empty() {
+                "create"
+            } else {
+                "repair"
+            },
+            format!("{} {}", d.kind.as_str(), d.target),
+            d.summary.clone(),
+        ));
+    }
+    if p.create_secret {
+        out.push(Change::new(
+            "create",
+            format!(
+                "secret {}/{}",
+                settings.namespace,
+                region::dataplane_secret_name(name)
+            ),
+            "the data plane's credentials (generated)",
+        ));
+    }
+    if let Some(why) = p.set_password {
+        out.push(Change::new(
+            "set",
+            "password of role phoenix_dataplane",
+            why.as_str(),
+        ));
+    }
+    out
+}
+
+async fn plan_region(r: &Region, world: &World<'_>) -> ObjectPlan {
+    let name = r.name_any();
+    let (db, refs) = match region::deref::dereference(r, world).await {
+        Ok(x) => x,
+        Err(e) => return failed("Region", &name, e),
+    };
+    match region::plan::plan(r, &refs) {
+        Ok(p) => ObjectPlan::with(
+            "Region",
+            &name,
+            region_changes(&name, world.settings, db.endpoint(), &p),
+        ),
+        Err(e) => failed("Region", &name, e),
+    }
+}
+
+async fn plan_tenant(
+    t: &Tenant,
+    world: &World<'_>,
+    pending: &mut HashMap<String, String>,
+) -> ObjectPlan {
+    let name = t.name_any();
+    if let Err(e) = tenant::plan::precheck(t, &world.tenants) {
+        return failed("Tenant", &name, e);
+    }
+    let placement = match place_in(t, &world.regions, &world.tenants, pending) {
+        Ok(p) => p,
+        Err(e) => {
+            return failed(
+                "Tenant",
+                &name,
+                crate::controller::error::PlanError::from(e),
+            );
+        }
+    };
+    let mut changes = Vec::new();
+    let recorded = t.status.as_ref().and_then(|s| s.placement.as_ref());
+    if recorded != Some(&placement) {
+        changes.push(Change::new(
+            "create",
+            "placement",
+            format!(
+                "region {} (AWS {}, jurisdiction {})",
+                placement.region, placement.aws_region, placement.jurisdiction
+            ),
+        ));
+    }
+    let desired = tenant::plan::catalog_row(t, &placement);
+    let refs = match tenant::deref::dereference(&placement, &desired, world).await {
+        Ok((_, refs)) => refs,
+        Err(e) => return failed("Tenant", &name, e),
+    };
+    let target = format!("catalog row in {}", placement.region);
+    match tenant::plan::plan(t, &placement, &refs) {
+        Err(e) => return failed("Tenant", &name, e),
+        Ok(TenantPlan::Wait { reason, message }) => {
+            changes.push(Change::new("wait", target, format!("{reason}: {message}")));
+        }
+        Ok(TenantPlan::Converge { row, change, .. }) => match change {
+            RowChange::Insert => changes.push(Change::new(
+                "create",
+                target,
+                format!(
+                    "name={} hostname={} isolation={} state={} requestsPerSecond={} maxUsers={} (RLS on the shared tables: in force)",
+                    row.name, row.hostname, row.isolation, row.state, row.requests_per_second, row.max_users
+                ),
+            )),
+            RowChange::Update(fields) => {
+                changes.push(Change::new("update", target, fields.join(", ")));
+            }
+            RowChange::Unchanged => {}
+        },
+    }
+    ObjectPlan::with("Tenant", &name, changes)
+}
+
+/// Plans `paths` against the cluster of `client` and the databases it points to.
+pub async fn plan(
+    client: Client,
+    paths: &[PathBuf],
+    settings: &Settings,
+) -> Result<Report, PlanCmdError> {
+    let manifests = manifests::load(paths)?;
+    let live_regions: Vec<Arc<Region>> = Api::<Region>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    let live_tenants: Vec<Arc<Tenant>> = Api::<Tenant>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    let mut admitted = Vec::new();
+    for m in &manifests {
+        admitted.push(match m.kind.as_str() {
+            "Region" => match admit(&client, m, &live_regions).await {
+                Ok(r) => Admitted::Region(r),
+                Err(e) => Admitted::Done(ObjectPlan::error("Region", &m.name, e)),
+            },
+            "Tenant" => match admit(&client, m, &live_tenants).await {
+                Ok(t) => Admitted::Tenant(t),
+                Err(e) => Admitted::Done(ObjectPlan::error("Tenant", &m.name, e)),
+            },
+            "IdPConnection" => Admitted::Done(ObjectPlan::skipped(
+                "IdPConnection",
+                &m.name,
+                "not planned: the IdPConnection controller is not implemented in this version",
+            )),
+            other => Admitted::Done(ObjectPlan::skipped(
+                other,
+                &m.name,
+                "not managed by the operator",
+            )),
+        });
+    }
+    let planned_regions: Vec<Arc<Region>> = admitted
+        .iter()
+        .filter_map(|a| match a {
+            Admitted::Region(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect();
+    let planned_tenants: Vec<Arc<Tenant>> = admitted
+        .iter()
+        .filter_map(|a| match a {
+            Admitted::Tenant(t) => Some(t.clone()),
+            _ => None,
+        })
+        .collect();
+    let providers = Providers {
+        databases: Arc::new(PgDatabases::read_only()),
+        secrets: Arc::new(ReadOnlySecrets(KubeSecrets::new(client.clone()))),
+    };
+    let world = World {
+        providers: &providers,
+        settings,
+        regions: overlay(live_regions, &planned_regions),
+        tenants: overlay(live_tenants, &planned_tenants),
+    };
+    let mut pending = HashMap::new();
+    let mut objects = Vec::new();
+    for a in admitted {
+        objects.push(match a {
+            Admitted::Region(r) => plan_region(&r, &world).await,
+            Admitted::Tenant(t) => plan_tenant(&t, &world, &mut pending).await,
+            Admitted::Done(o) => o,
+        });
+    }
+    Ok(Report::new(objects))
+}

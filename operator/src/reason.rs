@@ -1,0 +1,191 @@
+//! Every reason a condition or an Event can carry, as one typed enum.
+//!
+//! Reasons are an API: users `kubectl wait` on them, alerts match them, and the operator
+//! itself decides from them which Tenants a Region change wakes. Matching strings would
+//! let a rename silently break that; matching this enum cannot.
+
+use std::fmt;
+
+/// What a change of some Region means to a Tenant whose `Ready` carries this reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegionWait {
+    /// Nothing: the tenant does not wait on Regions.
+    No,
+    /// Only a change of the Region it is placed in (or of any Region if not placed yet).
+    Placed,
+    /// A change of any Region may unblock it (placement failed).
+    Any,
+}
+
+macro_rules! reasons {
+    ($($(#[$meta:meta])* $variant:ident => $wait:ident,)+) => {
+        /// A PascalCase condition or Event reason.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Reason {
+            $($(#[$meta])* $variant,)+
+        }
+
+        impl Reason {
+            /// Every reason, in declaration order.
+            pub const ALL: &'static [Reason] = &[$(Reason::$variant,)+];
+
+            /// The string written to conditions and Events.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Reason::$variant => stringify!($variant),)+
+                }
+            }
+
+            /// The reason written as `s`, if this version knows it.
+            pub fn parse(s: &str) -> Option<Reason> {
+                match s {
+                    $(stringify!($variant) => Some(Reason::$variant),)+
+                    _ => None,
+                }
+            }
+
+            /// Which Region changes may unblock a Tenant not Ready for this reason.
+            pub const fn region_wait(self) -> RegionWait {
+                match self {
+                    $(Reason::$variant => RegionWait::$wait,)+
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    // Success and progress.
+    /// Fully reconciled.
+    Reconciled => No,
+    /// The region database answers.
+    Connected => No,
+    /// Readers stream from the writer.
+    ReplicaStreaming => No,
+    /// No readers are declared.
+    NoReaders => No,
+    /// The tenant's catalog entry exists.
+    CatalogEntryReady => No,
+    /// RLS is enabled, forced and its policy in place on every clinical table.
+    PoliciesEnforced => No,
+    /// The tenant is suspended: data kept, requests refused.
+    Suspended => No,
+    /// Being deleted.
+    Deleting => No,
+    /// Became Ready (Event).
+    Ready => No,
+    /// The region database was created (Event).
+    DatabaseCreated => No,
+    /// Migrations were applied (Event).
+    Migrated => No,
+    /// Roles, grants and RLS were created on a fresh database (Event).
+    Provisioned => No,
+    /// The data plane credentials Secret was created (Event).
+    DataplaneCredentialsCreated => No,
+    /// The data plane role's password was set from its Secret (Event).
+    DataplanePasswordSet => No,
+    /// Cleanup finished (Event).
+    Deleted => No,
+    // Drift found and repaired.
+    /// RLS on the shared tables had drifted and was repaired.
+    RLSRepaired => No,
+    /// Roles, ownership or grants had drifted and were repaired.
+    DatabaseDriftRepaired => No,
+    /// RLS on the shared tables has drifted; the Region repairs it.
+    RLSDrift => Placed,
+    // Waiting on a Region.
+    /// The tenant's Region is not Ready.
+    RegionNotReady => Placed,
+    /// The tenant's Region database is not migrated yet.
+    RegionNotMigrated => Placed,
+    /// A referenced Region does not exist.
+    RegionNotFound => Placed,
+    /// The database cannot be reached.
+    DatabaseUnreachable => Placed,
+    /// A statement failed.
+    DatabaseError => Placed,
+    /// A referenced Secret does not exist.
+    SecretNotFound => Placed,
+    /// A referenced Secret lacks the key.
+    SecretKeyMissing => Placed,
+    /// A Secret could not be read.
+    SecretError => Placed,
+    // Placement.
+    /// No Region holds the tenant's residency.
+    NoRegionForResidency => Any,
+    /// Every eligible Region is full.
+    CapacityExhausted => Any,
+    /// The pinned Region is being deleted.
+    RegionDeleting => Any,
+    /// The tenant's residency no longer allows its Region.
+    ResidencyViolation => Any,
+    /// The pinned Region's residency does not match.
+    ResidencyMismatch => Any,
+    /// The pinned Region is a Replica.
+    RegionIsReplica => Any,
+    // The user must fix something.
+    /// Another Tenant owns the host name.
+    HostnameTaken => No,
+    /// A live catalog row of another Tenant object has the name.
+    NameTaken => No,
+    /// A connection string does not parse.
+    InvalidConnectionString => No,
+    /// A port is not a TCP port.
+    InvalidPort => No,
+    /// An applied migration was edited.
+    MigrationChanged => No,
+    /// The database was migrated by a newer operator.
+    SchemaNewer => No,
+    /// The Region's writer is a standby but the Region is Primary.
+    WriterIsStandby => No,
+    /// The Replica Region's database is not in recovery.
+    ReplicaNotInRecovery => No,
+    /// A replica would carry data outside its residency.
+    ReplicaResidencyViolation => No,
+    /// Readers are unhealthy.
+    ReplicaUnhealthy => No,
+    /// Readers lag beyond the limit.
+    ReplicationLagging => No,
+    /// The Region still holds tenants and cannot be deleted.
+    TenantsRemain => No,
+    /// The spec asks for something this version does not do yet.
+    NotImplemented => No,
+    // The operator's own trouble.
+    /// The Kubernetes API failed.
+    KubernetesAPIError => No,
+    /// The finalizer machinery failed.
+    FinalizerError => No,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_round_trips_through_its_string() {
+        for r in Reason::ALL {
+            assert_eq!(Reason::parse(r.as_str()), Some(*r), "{r:?}");
+        }
+        assert_eq!(Reason::parse("NoSuchReason"), None);
+    }
+
+    #[test]
+    fn reasons_are_unique_pascal_case() {
+        let mut seen = std::collections::HashSet::new();
+        for r in Reason::ALL {
+            let s = r.as_str();
+            assert!(seen.insert(s), "{s} twice");
+            assert!(
+                s.chars().next().is_some_and(|c| c.is_ascii_uppercase()),
+                "{s}"
+            );
+            assert!(s.chars().all(|c| c.is_ascii_alphanumeric()), "{s}");
+        }
+    }
+}
