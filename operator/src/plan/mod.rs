@@ -139,7 +139,7 @@ fn region_changes(name: &str, settings: &Settings, endpoint: &str, p: &RegionPla
             } else {
                 "repair"
             },
-            format!("{} {}", d.kind.as_str(), d.target),
+            d.target.clone(),
             d.summary.clone(),
         ));
     }

@@ -229,3 +229,179 @@ pub fn failed(region: &Region, error: &Error, now: &str) -> (RegionStatus, Vec<E
         vec![EventSpec::warning(reason, "Reconcile", error.to_string())],
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::region::plan::PasswordWhy;
+    use crate::db::Migrated;
+    use crate::db::rls::Drift;
+    use crate::db::roles::{Ddl, DdlKind};
+
+    fn refs(readers: Vec<ReaderSeen>) -> RegionRefs {
+        RegionRefs {
+            endpoint: "db:5432/phoenix".into(),
+            standby: Some(false),
+            state: None,
+            own_lag: None,
+            source: None,
+            dataplane_secret: None,
+            readers,
+            tenant_count: 3,
+        }
+    }
+
+    fn reason_of(c: &NewCondition) -> (Status, Reason) {
+        (c.status, c.reason)
+    }
+
+    #[test]
+    fn replication_health_follows_the_slowest_reader_and_the_limit() {
+        let max = Duration::from_secs(30);
+        let (c, lag) = replication(&refs(vec![]), max);
+        assert_eq!(
+            (reason_of(&c), lag),
+            ((Status::Unknown, Reason::NoReaders), None)
+        );
+        let (c, lag) = replication(&refs(vec![ReaderSeen::Lag(2.0), ReaderSeen::Lag(5.0)]), max);
+        assert_eq!(
+            (reason_of(&c), lag),
+            ((Status::True, Reason::ReplicaStreaming), Some(5.0))
+        );
+        let (c, _) = replication(&refs(vec![ReaderSeen::Lag(45.0)]), max);
+        assert_eq!(reason_of(&c), (Status::False, Reason::ReplicationLagging));
+        assert!(
+            c.message.contains("45.0s behind (limit 30s)"),
+            "{}",
+            c.message
+        );
+        let (c, _) = replication(
+            &refs(vec![ReaderSeen::Lag(1.0), ReaderSeen::NotStandby]),
+            max,
+        );
+        assert_eq!(reason_of(&c), (Status::False, Reason::ReplicaUnhealthy));
+        assert!(
+            c.message.contains("readers[1] is not a standby"),
+            "{}",
+            c.message
+        );
+    }
+
+    fn ddl(kind: DdlKind, summary: &str) -> Ddl {
+        Ddl {
+            kind,
+            target: "t".into(),
+            summary: summary.into(),
+            sql: vec![],
+        }
+    }
+
+    #[test]
+    fn a_fresh_region_reports_provisioning_and_a_repair_reports_drift_as_warnings() {
+        let fresh = Applied {
+            created_database: true,
+            migrated: Some(Migrated { from: 0, to: 2 }),
+            ddl: vec![ddl(DdlKind::Rls, "x"), ddl(DdlKind::Role, "create role")],
+            rls_drift: vec![("clinical.patients".into(), vec![Drift::Disabled])],
+            secret_created: true,
+            password_set: Some(PasswordWhy::NewSecret),
+        };
+        let reasons: Vec<Reason> = change_events("us", "ns", "db", &fresh)
+            .iter()
+            .map(|e| e.reason)
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                Reason::DatabaseCreated,
+                Reason::Migrated,
+                Reason::DataplaneCredentialsCreated,
+                Reason::Provisioned
+            ]
+        );
+        let repair = Applied {
+            ddl: vec![
+                ddl(DdlKind::Rls, "x"),
+                ddl(
+                    DdlKind::Grant,
+                    "grant INSERT on table clinical.encounters to phoenix_dataplane",
+                ),
+            ],
+            rls_drift: vec![("clinical.encounters".into(), vec![Drift::Disabled])],
+            password_set: Some(PasswordWhy::Differs),
+            ..Applied::default()
+        };
+        let events = change_events("us", "ns", "db", &repair);
+        assert_eq!(events[0].reason, Reason::RLSRepaired);
+        assert!(events[0].warning);
+        assert_eq!(
+            events[0].note,
+            "row level security drift repaired: clinical.encounters: row level security was disabled"
+        );
+        assert_eq!(events[1].reason, Reason::DatabaseDriftRepaired);
+        assert!(
+            events[1].note.contains("grant INSERT"),
+            "{}",
+            events[1].note
+        );
+        assert_eq!(events[2].reason, Reason::DataplanePasswordSet);
+        assert!(
+            events[2].note.contains("differs from its Secret"),
+            "{}",
+            events[2].note
+        );
+        assert!(
+            change_events("us", "ns", "db", &Applied::default()).is_empty(),
+            "a converged pass is silent"
+        );
+    }
+
+    #[test]
+    fn becoming_ready_is_announced_once_and_failure_keeps_the_last_counts() {
+        let spec: phoenix_crds::RegionSpec = serde_json::from_value(serde_json::json!({
+            "awsRegion": "us-east-1", "dataResidency": ["US"],
+            "database": {"writer": {"connectionSecretRef": {"namespace": "n", "name": "s", "key": "k"}}}
+        }))
+        .expect("spec");
+        let mut region = Region::new("us", spec);
+        let (status, events) = ready(
+            &region,
+            &refs(vec![]),
+            &Applied::default(),
+            Some(2),
+            Duration::from_secs(30),
+            "ns",
+            "t0",
+        );
+        assert_eq!(
+            events.iter().map(|e| e.reason).collect::<Vec<_>>(),
+            [Reason::Ready]
+        );
+        assert_eq!((status.tenant_count, status.schema_version), (3, Some(2)));
+        region.status = Some(status);
+        let (_, events) = ready(
+            &region,
+            &refs(vec![]),
+            &Applied::default(),
+            Some(2),
+            Duration::from_secs(30),
+            "ns",
+            "t1",
+        );
+        assert!(events.is_empty(), "{events:?}");
+        let error: Error = crate::controller::error::DerefError::InvalidPort(70000).into();
+        let (status, events) = failed(&region, &error, "t2");
+        assert_eq!(status.phase.as_deref(), Some("Failed"));
+        assert_eq!(status.tenant_count, 3, "the last count is kept");
+        assert_eq!(events[0].reason, Reason::InvalidPort);
+        let ready = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .expect("Ready");
+        assert_eq!(
+            (ready.status.as_str(), ready.last_transition_time.as_str()),
+            ("False", "t2")
+        );
+    }
+}

@@ -210,3 +210,200 @@ pub fn plan(
         change,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::providers::RowsSeen;
+    use crate::controller::tenant::deref::Seen;
+    use crate::db::rls::{PolicyState, TableState};
+    use phoenix_catalog::{POLICY_NAME, TENANT_TABLES};
+
+    fn tenant(extra: serde_json::Value) -> Tenant {
+        let mut spec = serde_json::json!({
+            "displayName": "Mercy", "dataResidency": ["US"],
+            "dns": {"hostname": "Mercy.Example.test"}, "limits": {"requestsPerSecond": 50, "maxUsers": 10}
+        });
+        if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+            s.extend(e.clone());
+        }
+        let mut t = Tenant::new("mercy", serde_json::from_value(spec).expect("spec"));
+        t.metadata.uid = Some("uid-1".into());
+        t.metadata.generation = Some(3);
+        t
+    }
+
+    fn placement() -> Placement {
+        Placement {
+            region: "us-east-1".into(),
+            aws_region: "us-east-1".into(),
+            jurisdiction: "US".into(),
+        }
+    }
+
+    fn healthy_rls() -> Vec<TableState> {
+        let q = "(tenant_id = (NULLIF(current_setting('app.tenant_id'::text, true), ''::text))::bigint)";
+        TENANT_TABLES
+            .iter()
+            .map(|t| TableState {
+                table: (*t).into(),
+                enabled: true,
+                forced: true,
+                policies: vec![PolicyState {
+                    name: POLICY_NAME.into(),
+                    permissive: true,
+                    command: "ALL".into(),
+                    roles: vec!["public".into()],
+                    using: Some(q.into()),
+                    with_check: Some(q.into()),
+                }],
+            })
+            .collect()
+    }
+
+    fn refs(rows: RowsSeen) -> TenantRefs {
+        let region: phoenix_crds::RegionSpec = serde_json::from_value(serde_json::json!({
+            "awsRegion": "us-east-1", "dataResidency": ["US"],
+            "database": {"writer": {"connectionSecretRef": {"namespace": "n", "name": "s", "key": "k"}}}
+        }))
+        .expect("region");
+        TenantRefs {
+            region: Arc::new(phoenix_crds::Region::new("us-east-1", region)),
+            region_not_ready: None,
+            seen: Some(Seen {
+                schema_version: phoenix_catalog::latest_version(),
+                rls: healthy_rls(),
+                rows,
+            }),
+        }
+    }
+
+    #[test]
+    fn the_catalog_row_maps_the_spec_with_explicit_string_forms() {
+        let row = catalog_row(
+            &tenant(serde_json::json!({"suspended": true})),
+            &placement(),
+        );
+        assert_eq!(row.uid, "uid-1");
+        assert_eq!(
+            row.hostname, "mercy.example.test",
+            "host names are lowercased"
+        );
+        assert_eq!(row.home_region, "us-east-1");
+        assert_eq!(row.state, TenantState::Suspended);
+        assert_eq!(row.isolation.as_str(), "Shared");
+        assert_eq!(
+            (row.requests_per_second, row.max_users, row.generation),
+            (50, 10, 3)
+        );
+    }
+
+    #[test]
+    fn a_new_tenant_inserts_its_row_and_an_unchanged_one_touches_nothing() {
+        let t = tenant(serde_json::json!({}));
+        let p = plan(&t, &placement(), &refs(RowsSeen::default())).expect("plan");
+        assert!(
+            matches!(
+                p,
+                TenantPlan::Converge {
+                    change: RowChange::Insert,
+                    catalog_id: None,
+                    ..
+                }
+            ),
+            "{p:?}"
+        );
+        let mut stored = catalog_row(&t, &placement());
+        stored.generation = 1; // a newer generation alone is no change
+        let own = TenantRecord { id: 7, row: stored };
+        let seen = RowsSeen {
+            own: Some(own.clone()),
+            ..RowsSeen::default()
+        };
+        let p = plan(&t, &placement(), &refs(seen)).expect("plan");
+        assert_eq!(
+            p,
+            TenantPlan::Converge {
+                row: catalog_row(&t, &placement()),
+                change: RowChange::Unchanged,
+                catalog_id: Some(7)
+            }
+        );
+        let suspended =
+            tenant(serde_json::json!({"suspended": true, "displayName": "Mercy Health"}));
+        assert_eq!(
+            row_change(Some(&own), &catalog_row(&suspended, &placement())),
+            RowChange::Update(vec!["displayName", "state"])
+        );
+    }
+
+    #[test]
+    fn a_tenant_waits_for_its_region_its_migrations_and_rls() {
+        let t = tenant(serde_json::json!({}));
+        let mut r = refs(RowsSeen::default());
+        r.region_not_ready = Some("cannot connect".into());
+        let reason = |r: &TenantRefs| match plan(&t, &placement(), r).expect("plan") {
+            TenantPlan::Wait { reason, message } => (reason, message),
+            other => panic!("{other:?}"),
+        };
+        let (why, message) = reason(&r);
+        assert_eq!(why, Reason::RegionNotReady);
+        assert!(
+            message.contains("region us-east-1 is not Ready: cannot connect"),
+            "{message}"
+        );
+        r.region_not_ready = None;
+        if let Some(seen) = r.seen.as_mut() {
+            seen.schema_version = 1;
+        }
+        assert_eq!(reason(&r).0, Reason::RegionNotMigrated);
+        let mut r = refs(RowsSeen::default());
+        if let Some(seen) = r.seen.as_mut() {
+            seen.rls[2].forced = false;
+        }
+        let (why, message) = reason(&r);
+        assert_eq!(why, Reason::RLSDrift);
+        assert!(
+            message.contains("clinical.document_references: row level security was not forced"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn names_claimed_by_other_live_rows_are_refused() {
+        let t = tenant(serde_json::json!({}));
+        let host = RowsSeen {
+            hostname_owner: Some("st-lukes".into()),
+            ..RowsSeen::default()
+        };
+        let err = plan(&t, &placement(), &refs(host)).unwrap_err();
+        assert!(
+            err.to_string().contains("already used by tenant st-lukes"),
+            "{err}"
+        );
+        let name = RowsSeen {
+            name_owner: Some("uid-old".into()),
+            ..RowsSeen::default()
+        };
+        let err = plan(&t, &placement(), &refs(name)).unwrap_err();
+        assert!(
+            matches!(err, PlanError::NameTaken { ref owner_uid, .. } if owner_uid == "uid-old"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn only_shared_isolation_is_placed_and_the_oldest_tenant_keeps_a_host_name() {
+        let schema = tenant(serde_json::json!({"database": {"isolation": "Schema"}}));
+        assert!(matches!(
+            precheck(&schema, &[]),
+            Err(PlanError::NotImplemented(_))
+        ));
+        let mut older = tenant(serde_json::json!({}));
+        older.metadata.name = Some("aaa-older".into());
+        older.metadata.uid = Some("uid-0".into());
+        let t = tenant(serde_json::json!({}));
+        let err = precheck(&t, &[Arc::new(older)]).unwrap_err();
+        assert!(err.to_string().contains("aaa-older"), "{err}");
+    }
+}

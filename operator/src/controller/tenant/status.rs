@@ -201,3 +201,91 @@ pub fn deleting(tenant: &Tenant, why: Option<&Error>, now: &str) -> TenantStatus
     status.phase = Some(TenantPhase::Deleting);
     status
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::error::{DerefError, PlanError};
+
+    fn tenant() -> Tenant {
+        let spec = serde_json::from_value(serde_json::json!({
+            "displayName": "x", "dataResidency": ["US"], "dns": {"hostname": "x.example.test"}
+        }))
+        .expect("spec");
+        let mut t = Tenant::new("x", spec);
+        t.metadata.generation = Some(2);
+        t
+    }
+
+    fn placement() -> Placement {
+        Placement {
+            region: "us".into(),
+            aws_region: "us-east-1".into(),
+            jurisdiction: "US".into(),
+        }
+    }
+
+    #[test]
+    fn waiting_announces_each_new_reason_once() {
+        let mut t = tenant();
+        let (status, events) = waiting(&t, &placement(), Reason::RegionNotReady, "down", "t0");
+        assert_eq!(events.len(), 1);
+        assert_eq!(status.phase, Some(TenantPhase::Provisioning));
+        t.status = Some(status);
+        let (status, events) =
+            waiting(&t, &placement(), Reason::RegionNotReady, "still down", "t1");
+        assert!(events.is_empty());
+        t.status = Some(status);
+        let (status, events) = waiting(&t, &placement(), Reason::RLSDrift, "drift", "t2");
+        assert_eq!(events[0].reason, Reason::RLSDrift);
+        let rls = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == types::RLS_ENFORCED)
+            .expect("RLSEnforced");
+        assert_eq!(
+            (rls.status.as_str(), rls.reason.as_str()),
+            ("False", "RLSDrift")
+        );
+    }
+
+    #[test]
+    fn a_served_tenant_whose_rls_drifted_keeps_its_phase() {
+        let mut t = tenant();
+        t.status = Some(ready(&t, &placement(), 9, "t0").0);
+        let (status, _) = waiting(&t, &placement(), Reason::RLSDrift, "drift", "t1");
+        assert_eq!(status.phase, Some(TenantPhase::Active));
+        assert_eq!(status.endpoints.map(|e| e.catalog_id), Some(9));
+    }
+
+    #[test]
+    fn failures_the_user_must_fix_are_failed_others_keep_waiting() {
+        let t = tenant();
+        let e: Error = PlanError::NotImplemented("x").into();
+        let (status, events) = failed(&t, Some(placement()), &e, "t0");
+        assert_eq!(status.phase, Some(TenantPhase::Failed));
+        assert_eq!(
+            status.placement,
+            Some(placement()),
+            "a placement made now is kept"
+        );
+        assert!(events[0].warning);
+        let e: Error = DerefError::InvalidPort(0).into();
+        let (status, _) = failed(&t, None, &e, "t0");
+        assert_eq!(status.phase, Some(TenantPhase::Provisioning));
+    }
+
+    #[test]
+    fn ready_is_announced_only_on_the_transition() {
+        let mut t = tenant();
+        let (status, events) = ready(&t, &placement(), 4, "t0");
+        assert_eq!(events.len(), 1);
+        assert!(
+            events[0].note.contains("catalog id 4"),
+            "{}",
+            events[0].note
+        );
+        t.status = Some(status);
+        assert!(ready(&t, &placement(), 4, "t1").1.is_empty());
+    }
+}

@@ -1,0 +1,223 @@
+//! `phoenix-operator plan` against the live cluster and databases: a plan of what is
+//! applied shows no change, a plan of a new tenant shows its placement and catalog row,
+//! a tenant no region can take is an error, and nothing is written by any of them.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::ListParams;
+use phoenix_crds::{Region, Tenant};
+use phoenix_e2e::scenario::*;
+use phoenix_e2e::*;
+
+/// Runs `phoenix-operator plan` with `args`; (exit code, stdout, stderr).
+fn plan(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(binary("phoenix-operator"))
+        .arg("plan")
+        .args(args)
+        .env("KUBECONFIG", stack_var("KUBECONFIG"))
+        .env("OPERATOR_NAMESPACE", NAMESPACE)
+        .output()
+        .expect("phoenix-operator runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Everything a plan could write: objects' resourceVersions, the operator's Secrets, and in
+/// every region the catalog rows, the operator's roles with their verifiers, the RLS flags
+/// and policies, privileges and the migration ledger.
+async fn snapshot() -> BTreeMap<String, String> {
+    let client = kube_client().await;
+    let mut out = BTreeMap::new();
+    for r in Api::<Region>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .expect("regions")
+    {
+        out.insert(
+            format!("region/{:?}", r.metadata.name),
+            format!("{:?}", r.metadata.resource_version),
+        );
+    }
+    for t in Api::<Tenant>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .expect("tenants")
+    {
+        out.insert(
+            format!("tenant/{:?}", t.metadata.name),
+            format!("{:?}", t.metadata.resource_version),
+        );
+    }
+    for s in Api::<Secret>::namespaced(client, NAMESPACE)
+        .list(&ListParams::default())
+        .await
+        .expect("secrets")
+    {
+        out.insert(
+            format!("secret/{:?}", s.metadata.name),
+            format!("{:?}", s.metadata.resource_version),
+        );
+    }
+    for region in REGIONS {
+        let db = pg(region).await;
+        for (what, sql) in [
+            (
+                "catalog",
+                "SELECT coalesce(string_agg(id || ':' || name || ':' || state || ':' || updated_at, ',' ORDER BY id), '') FROM catalog.tenants",
+            ),
+            (
+                "roles",
+                "SELECT coalesce(string_agg(rolname || ':' || rolbypassrls || ':' || coalesce(rolpassword, ''), ',' ORDER BY rolname), '') FROM pg_authid WHERE rolname LIKE 'phoenix%'",
+            ),
+            (
+                "rls",
+                "SELECT coalesce(string_agg(relname || ':' || relrowsecurity || relforcerowsecurity, ',' ORDER BY relname), '') FROM pg_class WHERE relnamespace = 'clinical'::regnamespace AND relkind = 'r'",
+            ),
+            (
+                "policies",
+                "SELECT coalesce(string_agg(tablename || ':' || policyname || ':' || qual, ',' ORDER BY tablename, policyname), '') FROM pg_policies WHERE schemaname = 'clinical'",
+            ),
+            (
+                "acl",
+                "SELECT coalesce(string_agg(relname || ':' || coalesce(relacl::text, ''), ',' ORDER BY relname), '') FROM pg_class WHERE relnamespace IN ('clinical'::regnamespace, 'catalog'::regnamespace)",
+            ),
+            (
+                "ledger",
+                "SELECT coalesce(string_agg(version::text, ',' ORDER BY version), '') FROM phoenix_meta.schema_migrations",
+            ),
+        ] {
+            let v: String = db.query_one(sql, &[]).await.expect(what).get(0);
+            out.insert(format!("{region}/{what}"), v);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_shows_no_change_for_what_is_applied_and_the_changes_of_a_new_tenant_writing_nothing()
+{
+    let _serial = SERIAL.lock().await;
+    install_platform();
+    let examples = repo().join("examples");
+    {
+        let _operator = Process::operator(10).await;
+        kubectl_ok(
+            &[
+                "apply",
+                "-f",
+                &examples.join("tenants.yaml").display().to_string(),
+            ],
+            None,
+        );
+        for name in [
+            "mercy-general",
+            "st-lukes",
+            "charite-berlin",
+            "nordic-care",
+            "raffles-sg",
+        ] {
+            wait_tenant(name, "Ready", READY_TIMEOUT, is_ready).await;
+        }
+        kubectl_ok(
+            &[
+                "wait",
+                "--for=condition=Ready",
+                "region",
+                "--all",
+                "--timeout=120s",
+            ],
+            None,
+        );
+        // The operator stops here: whatever changes from now on, a plan did.
+    }
+    let before = snapshot().await;
+
+    let examples_arg = examples.display().to_string();
+    let (code, stdout, stderr) = plan(&["-f", &examples_arg]);
+    assert_eq!(code, 0, "plan of the applied examples:\n{stdout}\n{stderr}");
+    for name in ["us-east-1", "eu-west-1", "ap-southeast-1"] {
+        assert!(
+            stdout.contains(&format!("Region {name}: no changes")),
+            "{stdout}"
+        );
+    }
+    for name in [
+        "mercy-general",
+        "st-lukes",
+        "charite-berlin",
+        "nordic-care",
+        "raffles-sg",
+    ] {
+        assert!(
+            stdout.contains(&format!("Tenant {name}: no changes")),
+            "{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("Plan: 0 to change, 8 unchanged, 0 error(s)"),
+        "{stdout}"
+    );
+
+    let dir = std::env::temp_dir().join(format!("e2e-plan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let new = dir.join("new.yaml");
+    std::fs::write(
+        &new,
+        tenant_yaml("e2e-plan-new", "EU", "  limits: {requestsPerSecond: 42}\n"),
+    )
+    .expect("write");
+    let (code, stdout, stderr) = plan(&["-f", &new.display().to_string(), "-o", "json"]);
+    assert_eq!(code, 2, "plan of a new tenant:\n{stdout}\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON report");
+    assert_eq!(report["changed"], true, "{report}");
+    let object = &report["objects"][0];
+    assert_eq!(
+        (object["kind"].as_str(), object["name"].as_str()),
+        (Some("Tenant"), Some("e2e-plan-new"))
+    );
+    let changes = object["changes"].as_array().expect("changes");
+    let find = |target: &str| {
+        changes
+            .iter()
+            .find(|c| c["target"] == target)
+            .unwrap_or_else(|| panic!("no change of {target}: {report}"))
+    };
+    let placement = find("placement");
+    assert_eq!(placement["action"], "create");
+    assert!(
+        placement["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("region eu-west-1") && d.contains("jurisdiction EU")),
+        "{placement}"
+    );
+    let row = find("catalog row in eu-west-1");
+    assert_eq!(row["action"], "create");
+    assert!(
+        row["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("name=e2e-plan-new")
+                && d.contains("requestsPerSecond=42")
+                && d.contains("isolation=Shared")),
+        "{row}"
+    );
+
+    std::fs::write(&new, tenant_yaml("e2e-plan-canada", "CA", "")).expect("write");
+    let (code, stdout, _) = plan(&["-f", &new.display().to_string()]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("Tenant e2e-plan-canada: error: NoRegionForResidency"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let after = snapshot().await;
+    assert_eq!(before, after, "a plan wrote something");
+    let out = kubectl(&["get", "tenant", "e2e-plan-new"], None);
+    assert!(!out.status.success(), "plan created the tenant");
+}
