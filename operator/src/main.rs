@@ -46,6 +46,17 @@ struct Args {
     /// Seconds a leader's lease lasts without renewal.
     #[arg(long, env = "LEASE_SECONDS", default_value_t = 15, global = true)]
     lease_seconds: u64,
+    /// Namespaces whose Secrets' metadata is watched so that a changed Secret a Region
+    /// references is acted on at once (the operator namespace always is); `*` watches
+    /// every namespace, which needs cluster-wide list/watch on Secrets.
+    #[arg(
+        long,
+        env = "SECRET_NAMESPACES",
+        default_value = "*",
+        value_delimiter = ',',
+        global = true
+    )]
+    secret_namespaces: Vec<String>,
     /// Log format: `json` or `text`.
     #[arg(long, env = "LOG_FORMAT", default_value = "json", global = true)]
     log_format: String,
@@ -181,6 +192,13 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         namespace: args.namespace.clone(),
         resync: Duration::from_secs(args.resync_seconds.max(1)),
         db_max_connections: args.db_max_connections.max(1),
+        secret_namespaces: (!args.secret_namespaces.iter().any(|n| n == "*")).then(|| {
+            args.secret_namespaces
+                .iter()
+                .filter(|n| !n.is_empty())
+                .cloned()
+                .collect()
+        }),
         ..Settings::default()
     };
     let shutdown = shutdown_signal().boxed().shared();

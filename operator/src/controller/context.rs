@@ -31,6 +31,9 @@ pub struct Settings {
     pub db_max_connections: usize,
     /// Replication lag above which `ReplicationHealthy` is False.
     pub max_replication_lag: Duration,
+    /// Namespaces whose Secrets' metadata is watched (a change wakes the Regions that
+    /// reference them); `None` watches every namespace (needs cluster-wide list/watch).
+    pub secret_namespaces: Option<Vec<String>>,
 }
 
 impl Default for Settings {
@@ -40,6 +43,7 @@ impl Default for Settings {
             resync: Duration::from_secs(300),
             db_max_connections: 8,
             max_replication_lag: Duration::from_secs(30),
+            secret_namespaces: None,
         }
     }
 }

@@ -67,13 +67,10 @@ pub async fn run(
         "caches loaded"
     );
 
-    // A Secret a Region references (in any namespace) or the data plane Secret it generated
-    // changing is acted on at once. Only metadata is watched: the operator never holds
-    // every Secret of the cluster in memory, and reads a value only when it needs it.
-    let secrets: Api<PartialObjectMeta<Secret>> = Api::all(client.clone());
-    let referencing = region_store.clone();
-    let namespace = settings.namespace.clone();
-    let region_controller =
+    // A Secret a Region references (in a watched namespace) or the data plane Secret it
+    // generated changing is acted on at once. Only metadata is watched: the operator never
+    // holds Secrets' values in memory, and reads a value only when it needs it.
+    let mut region_controller =
         Controller::new(regions.clone(), watcher::Config::default().any_semantic())
             // A tenant placed in (or leaving) a region changes that region's tenant count.
             .watches(
@@ -85,19 +82,36 @@ pub async fn run(
                         .and_then(|s| s.placement)
                         .map(|p| ObjectRef::<Region>::new(&p.region))
                 },
-            )
-            .watches(
-                secrets,
-                watcher::Config::default(),
-                move |secret: PartialObjectMeta<Secret>| {
-                    region::regions_using_secret(
-                        &referencing.state(),
-                        &secret.namespace().unwrap_or_default(),
-                        &secret.name_any(),
-                        &namespace,
-                    )
-                },
             );
+    let secret_apis: Vec<Api<PartialObjectMeta<Secret>>> = match &settings.secret_namespaces {
+        None => vec![Api::all(client.clone())],
+        Some(namespaces) => {
+            let mut namespaces = namespaces.clone();
+            namespaces.push(settings.namespace.clone());
+            namespaces.sort();
+            namespaces.dedup();
+            namespaces
+                .iter()
+                .map(|ns| Api::namespaced(client.clone(), ns))
+                .collect()
+        }
+    };
+    for api in secret_apis {
+        let referencing = region_store.clone();
+        let namespace = settings.namespace.clone();
+        region_controller = region_controller.watches(
+            api,
+            watcher::Config::default(),
+            move |secret: PartialObjectMeta<Secret>| {
+                region::regions_using_secret(
+                    &referencing.state(),
+                    &secret.namespace().unwrap_or_default(),
+                    &secret.name_any(),
+                    &namespace,
+                )
+            },
+        );
+    }
 
     let reporter = Reporter {
         controller: "phoenix-operator".to_owned(),
