@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::http::{Request, Response, StatusCode, header};
 use futures::future::BoxFuture;
 use http_body_util::BodyExt;
-use phoenix_dataplane::catalog::{Catalog, Isolation, TenantRecord, TenantState};
+use phoenix_dataplane::catalog::{Catalog, Isolation, TenantRecord, TenantRow, TenantState};
 use phoenix_dataplane::db::{DatabaseProbe, DbError};
 use phoenix_dataplane::metrics::Metrics;
 use phoenix_dataplane::{AppState, Tenant, app};
@@ -35,17 +35,19 @@ impl DatabaseProbe for DatabaseHangs {
 fn tenant(id: i64, name: &str, hostname: &str, state: TenantState) -> TenantRecord {
     TenantRecord {
         id,
-        uid: format!("uid-{name}"),
-        name: name.to_owned(),
-        display_name: format!("{name} Health System"),
-        hostname: hostname.to_owned(),
-        home_region: "us-east-1".to_owned(),
-        data_residency: vec!["US".to_owned()],
-        isolation: Isolation::Shared,
-        state,
-        requests_per_second: 100,
-        max_users: 1000,
-        generation: 1,
+        row: TenantRow {
+            uid: format!("uid-{name}"),
+            name: name.to_owned(),
+            display_name: format!("{name} Health System"),
+            hostname: hostname.to_owned(),
+            home_region: "us-east-1".to_owned(),
+            data_residency: vec!["US".to_owned()],
+            isolation: Isolation::Shared,
+            state,
+            requests_per_second: 100,
+            max_users: 1000,
+            generation: 1,
+        },
     }
 }
 
