@@ -6,6 +6,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::db::DbError;
+use crate::db::tenant_tx::TxError;
 use crate::fhir::{FhirJson, IssueSeverity, IssueType, OperationOutcome};
 
 /// Everything a request can fail with. Its response never carries database text.
@@ -48,6 +49,9 @@ pub enum ApiError {
     /// The database failed; details go to the log only.
     #[error("database unavailable")]
     Database(#[source] DbError),
+    /// A tenant transaction failed; details go to the log only.
+    #[error("tenant transaction failed")]
+    Transaction(#[source] TxError),
     /// A bug or an impossible state; the message goes to the log only.
     #[error("internal error: {0}")]
     Internal(&'static str),
@@ -74,6 +78,12 @@ impl fmt::Display for Report<'_> {
     }
 }
 
+impl From<TxError> for ApiError {
+    fn from(error: TxError) -> Self {
+        Self::Transaction(error)
+    }
+}
+
 impl From<DbError> for ApiError {
     fn from(error: DbError) -> Self {
         Self::Database(error)
@@ -86,10 +96,19 @@ impl ApiError {
         match self {
             Self::MissingHost | Self::InvalidHost => StatusCode::BAD_REQUEST,
             Self::UnknownTenant { .. } | Self::RouteNotFound { .. } => StatusCode::NOT_FOUND,
-            Self::TenantSuspended { .. } => StatusCode::FORBIDDEN,
+            Self::TenantSuspended { .. } | Self::Transaction(TxError::OtherTenant(_)) => {
+                StatusCode::FORBIDDEN
+            }
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Database(_) | Self::Transaction(TxError::Pool(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Transaction(TxError::Query(error)) if error.is_closed() => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Transaction(TxError::Query(_)) | Self::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -102,16 +121,31 @@ impl ApiError {
             }
             Self::TenantSuspended { .. } => (IssueSeverity::Error, IssueType::Suspended),
             Self::MethodNotAllowed { .. } => (IssueSeverity::Error, IssueType::NotSupported),
-            Self::Database(_) => (IssueSeverity::Error, IssueType::Transient),
-            Self::Internal(_) => (IssueSeverity::Fatal, IssueType::Exception),
+            Self::Transaction(TxError::OtherTenant(_)) => {
+                (IssueSeverity::Error, IssueType::Forbidden)
+            }
+            _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                (IssueSeverity::Error, IssueType::Transient)
+            }
+            Self::Database(_) | Self::Transaction(_) | Self::Internal(_) => {
+                (IssueSeverity::Fatal, IssueType::Exception)
+            }
         }
     }
 
-    // What the client may read. Server-side failures say only that they happened.
+    // What the client may read. Server-side failures say only that they happened; no
+    // database text ever reaches a client.
     fn diagnostics(&self) -> String {
         match self {
-            Self::Database(_) => "the database is unavailable; retry later".to_owned(),
-            Self::Internal(_) => "internal server error".to_owned(),
+            Self::Transaction(TxError::OtherTenant(_)) => {
+                "the request touches data of another tenant; refused".to_owned()
+            }
+            _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                "the database is unavailable; retry later".to_owned()
+            }
+            Self::Database(_) | Self::Transaction(_) | Self::Internal(_) => {
+                "internal server error".to_owned()
+            }
             client_error => client_error.to_string(),
         }
     }
@@ -120,7 +154,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        if status.is_server_error() || matches!(self, Self::Transaction(TxError::OtherTenant(_))) {
             tracing::error!(error = %Report(&self), "request failed");
         }
         let (severity, code) = self.issue();

@@ -52,6 +52,8 @@ pub enum IssueType {
     Suspended,
     /// The method is not supported on this route.
     NotSupported,
+    /// The request is refused (e.g. it touches another tenant's data).
+    Forbidden,
     /// A temporary failure (e.g. the database is unreachable); retrying may succeed.
     Transient,
     /// An unexpected internal error.

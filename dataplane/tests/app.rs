@@ -8,9 +8,9 @@ use axum::http::{Request, Response, StatusCode, header};
 use futures::future::BoxFuture;
 use http_body_util::BodyExt;
 use phoenix_dataplane::catalog::{Catalog, Isolation, TenantRecord, TenantRow, TenantState};
-use phoenix_dataplane::db::{DatabaseProbe, DbError};
+use phoenix_dataplane::db::{Database, DatabaseProbe, DbError};
 use phoenix_dataplane::metrics::Metrics;
-use phoenix_dataplane::{AppState, Tenant, app};
+use phoenix_dataplane::{AppState, Config, Tenant, app};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -58,12 +58,11 @@ fn catalog() -> Catalog {
     ])
 }
 
-fn app_with(catalog: Catalog, database: Arc<dyn DatabaseProbe>) -> Router {
-    app(AppState::new(
-        catalog,
-        database,
-        Metrics::new(Some("us-east-1")),
-    ))
+fn app_with(catalog: Catalog, probe: Arc<dyn DatabaseProbe>) -> Router {
+    // Pools connect lazily: these tests never reach a database.
+    let database =
+        Database::new(&Config::new("postgres://nobody@127.0.0.1:9/none")).expect("lazy pools");
+    app(AppState::new(catalog, database, Metrics::new(Some("us-east-1"))).with_probe(probe))
 }
 
 fn test_app() -> Router {
