@@ -108,6 +108,13 @@ fn assert_outcome(body: &Value, code: &str, diagnostics_contains: &str) {
     assert!(diagnostics.contains(diagnostics_contains), "{body}");
 }
 
+fn assert_plain(body: &Value, code: &str, message_contains: &str) {
+    assert_eq!(body["error"], code, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains(message_contains), "{body}");
+    assert!(body.get("resourceType").is_none(), "{body}");
+}
+
 #[tokio::test]
 async fn known_host_gets_its_capability_statement() {
     let (status, content_type, body) =
@@ -248,9 +255,64 @@ async fn wrong_method_is_405_operation_outcome() {
         .header(header::HOST, "mercy.example.org")
         .body(Body::empty())
         .expect("valid request");
-    let (status, _, body) = send(test_app(), request).await;
+    let (status, content_type, body) = send(test_app(), request).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(body["issue"][0]["code"], "not-supported", "{body}");
+    assert_eq!(content_type, "application/fhir+json");
+    assert_outcome(
+        &body,
+        "not-supported",
+        "POST is not supported on /fhir/metadata",
+    );
+}
+
+#[tokio::test]
+async fn unknown_path_outside_an_api_is_404_plain_json() {
+    let (status, content_type, body) =
+        send(test_app(), get("/no/such/path", Some("mercy.example.org"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(content_type, "application/json");
+    assert_plain(&body, "not_found", "/no/such/path");
+}
+
+#[tokio::test]
+async fn wrong_method_outside_an_api_is_405_plain_json() {
+    let request = Request::post("/healthz")
+        .body(Body::empty())
+        .expect("valid request");
+    let (status, content_type, body) = send(test_app(), request).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(content_type, "application/json");
+    assert_plain(
+        &body,
+        "method_not_allowed",
+        "POST is not supported on /healthz",
+    );
+}
+
+#[tokio::test]
+async fn the_same_error_is_an_operation_outcome_under_fhir_and_plain_json_elsewhere() {
+    // An unknown tenant is refused by tenant resolution inside /fhir ...
+    let (fhir_status, _, fhir) = send(
+        test_app(),
+        get("/fhir/metadata", Some("nowhere.example.org")),
+    )
+    .await;
+    // ... and the same ApiError, answered by a route outside any API, stays plain JSON.
+    let plain_app = Router::new().route(
+        "/plain",
+        axum::routing::get(|| async {
+            phoenix_dataplane::ApiError::UnknownTenant {
+                host: "nowhere.example.org".to_owned(),
+            }
+        }),
+    );
+    let (plain_status, content_type, plain) =
+        send(plain_app, get("/plain", Some("nowhere.example.org"))).await;
+
+    assert_eq!(fhir_status, plain_status);
+    assert_outcome(&fhir, "not-found", "nowhere.example.org");
+    assert_eq!(content_type, "application/json");
+    assert_plain(&plain, "unknown_tenant", "nowhere.example.org");
 }
 
 #[tokio::test]
@@ -261,11 +323,7 @@ async fn a_tenant_handler_mounted_without_tenant_resolution_fails_closed() {
     );
     let (status, _, body) = send(misrouted, get("/oops", Some("mercy.example.org"))).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(body["issue"][0]["severity"], "fatal", "{body}");
-    assert_eq!(
-        body["issue"][0]["diagnostics"], "internal server error",
-        "{body}"
-    );
+    assert_plain(&body, "internal", "internal server error");
 }
 
 #[tokio::test]
