@@ -136,6 +136,13 @@ impl TestDb {
         self.dataplane_url_at(&stack_dsn(REPLICA_DSN_VAR))
     }
 
+    /// Superuser connection to the test database on the replica (read-only).
+    pub async fn replica_admin(&self) -> Client {
+        let mut config = stack_dsn(REPLICA_DSN_VAR);
+        config.dbname(&self.name);
+        connect(&config).await
+    }
+
     /// The region's database as the data plane sees it, with pools of `pool_size`.
     pub fn database(&self, pool_size: usize) -> Database {
         let mut config = Config::new(self.dataplane_url());
