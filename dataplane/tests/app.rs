@@ -221,10 +221,11 @@ async fn readyz_is_503_before_the_catalog_loads() {
     );
 }
 
-#[tokio::test]
-async fn readyz_is_503_when_the_database_does_not_answer_within_a_second() {
+// Paused time: the readiness timeout elapses as soon as the runtime idles, however loaded
+// the machine is; the test asserts the outcome, not a duration.
+#[tokio::test(start_paused = true)]
+async fn readyz_is_503_when_the_database_does_not_answer_in_time() {
     let app = app_with(catalog(), Arc::new(DatabaseHangs));
-    let started = std::time::Instant::now();
     let (status, _, body) = send(app, get("/readyz", None)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
@@ -234,7 +235,6 @@ async fn readyz_is_503_when_the_database_does_not_answer_within_a_second() {
             .contains("SELECT 1"),
         "{body}"
     );
-    assert!(started.elapsed() < std::time::Duration::from_secs(3));
 }
 
 #[tokio::test]
