@@ -6,9 +6,13 @@
 
 mod support;
 
+use std::sync::{Arc, Mutex};
+
 use phoenix_dataplane::db::Database;
 use phoenix_dataplane::db::tenant_tx::{Access, TxError};
 use support::TestDb;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 /// Two tenants with patients written by the admin (who bypasses RLS): A has two, B one.
 async fn two_tenants() -> (TestDb, i64, i64) {
@@ -187,4 +191,90 @@ async fn inserting_a_row_for_another_tenant_is_refused_by_rls() {
 
     assert!(matches!(result, Err(TxError::OtherTenant(_))), "{result:?}");
     assert_eq!(names_seen(&database, b).await.0, ["b-one"]);
+}
+
+/// A TCP proxy in front of PostgreSQL that counts flights: runs of client bytes with no
+/// server byte in between. Requests that are pipelined leave in one flight; a request
+/// that waits for the answer to the previous one starts a new flight.
+#[derive(Clone, Default)]
+struct FlightCounter(Arc<Mutex<(usize, bool)>>);
+
+impl FlightCounter {
+    async fn start(upstream: String) -> (Self, std::net::SocketAddr) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let counter = Self::default();
+        let flights = counter.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = TcpStream::connect(&upstream).await.expect("proxy upstream");
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(flights.clone().pump(client_read, server_write, true));
+                tokio::spawn(flights.clone().pump(server_read, client_write, false));
+            }
+        });
+        (counter, addr)
+    }
+
+    async fn pump(
+        self,
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        from_client: bool,
+    ) {
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            {
+                let mut state = self.0.lock().expect("counter lock");
+                let (flights, last_from_client) = &mut *state;
+                if from_client && !*last_from_client {
+                    *flights += 1;
+                }
+                *last_from_client = from_client;
+            }
+            if to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn flights(&self) -> usize {
+        self.0.lock().expect("counter lock").0
+    }
+}
+
+async fn count_patients(database: &Database, tenant: i64) -> i64 {
+    database
+        .tenant_tx(Access::Read, tenant, |tx| {
+            Box::pin(async move {
+                let row = tx
+                    .query_one("SELECT count(*) FROM clinical.patients", &[])
+                    .await?;
+                Ok::<_, TxError>(row.get(0))
+            })
+        })
+        .await
+        .expect("tenant transaction")
+}
+
+#[tokio::test]
+async fn the_tenant_setting_travels_with_the_first_statement() {
+    let (db, a, _) = two_tenants().await;
+    let (proxy, addr) = FlightCounter::start(db.primary_addr()).await;
+    let database = db.database_through(addr, 1);
+    // Connects and fills the connection's statement cache.
+    assert_eq!(count_patients(&database, a).await, 2);
+
+    let before = proxy.flights();
+    assert_eq!(count_patients(&database, a).await, 2);
+    let flights = proxy.flights() - before;
+
+    // BEGIN + set_config + SELECT in one flight (no Parse: cached), COMMIT in the next;
+    // one round trip each would be four.
+    assert_eq!(flights, 2, "flights of a one-statement tenant transaction");
 }

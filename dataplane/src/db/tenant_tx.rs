@@ -113,8 +113,8 @@ impl TenantTx {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, TxError> {
-        let statement = self.prepare(sql).await?;
-        self.turn().query(&statement, params).await
+        let next = self.prepare(sql).await?;
+        next.send(next.client.query(&next.statement, params)).await
     }
 
     /// Runs `sql`, which must return exactly one row.
@@ -123,8 +123,9 @@ impl TenantTx {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Row, TxError> {
-        let statement = self.prepare(sql).await?;
-        self.turn().query_one(&statement, params).await
+        let next = self.prepare(sql).await?;
+        next.send(next.client.query_one(&next.statement, params))
+            .await
     }
 
     /// Runs `sql`, which returns at most one row.
@@ -133,8 +134,9 @@ impl TenantTx {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, TxError> {
-        let statement = self.prepare(sql).await?;
-        self.turn().query_opt(&statement, params).await
+        let next = self.prepare(sql).await?;
+        next.send(next.client.query_opt(&next.statement, params))
+            .await
     }
 
     /// Runs `sql` and returns how many rows it changed.
@@ -143,38 +145,37 @@ impl TenantTx {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, TxError> {
-        let statement = self.prepare(sql).await?;
-        self.turn().execute(&statement, params).await
+        let next = self.prepare(sql).await?;
+        next.send(next.client.execute(&next.statement, params))
+            .await
     }
 
-    // From the connection's statement cache: a Parse round trip only the first time a
-    // connection sees `sql`. The first statement also prepares the tenant setting, both
-    // Parses in flight together.
-    async fn prepare(&self, sql: &str) -> Result<Statement, TxError> {
-        let client = self.client();
-        if self.phase == Phase::Idle {
-            let (set, statement) = futures::try_join!(
-                client.prepare_cached(SET_TENANT_SQL),
-                client.prepare_cached(sql)
-            )?;
-            drop(set);
-            return Ok(statement);
+    // Statements come from the connection's cache: a Parse round trip only the first time
+    // a connection sees `sql`. Before the first statement the tenant setting is prepared
+    // too (both Parses in flight together) and the transaction counts as open: from here
+    // on, dropping it closes the connection.
+    async fn prepare(&mut self, sql: &str) -> Result<NextStatement<'_>, TxError> {
+        let client = match &self.client {
+            Some(client) => client,
+            None => unreachable!("TenantTx used after drop"),
+        };
+        if self.phase != Phase::Idle {
+            return Ok(NextStatement {
+                client,
+                statement: client.prepare_cached(sql).await?,
+                setup: None,
+            });
         }
-        Ok(client.prepare_cached(sql).await?)
-    }
-
-    // The client the next statement goes out on; for the first one it carries BEGIN and the
-    // tenant setting, and from then on the connection holds an open transaction.
-    fn turn(&mut self) -> TurnClient<'_> {
-        TurnClient {
-            setup: if self.phase == Phase::Idle {
-                self.phase = Phase::Open;
-                Some(self.tenant.clone())
-            } else {
-                None
-            },
-            client: self.client(),
-        }
+        let (set_tenant, statement) = futures::try_join!(
+            client.prepare_cached(SET_TENANT_SQL),
+            client.prepare_cached(sql)
+        )?;
+        self.phase = Phase::Open;
+        Ok(NextStatement {
+            client,
+            statement,
+            setup: Some((set_tenant, &self.tenant)),
+        })
     }
 
     async fn finish(&mut self, sql: &'static str) -> Result<(), TxError> {
@@ -188,68 +189,37 @@ impl TenantTx {
     }
 }
 
-/// The client for one statement, carrying the transaction's setup when it is the first.
-struct TurnClient<'a> {
-    setup: Option<String>,
+/// A prepared statement about to be sent; the first of a transaction carries its setup
+/// (the prepared tenant setting and the tenant id).
+struct NextStatement<'a> {
     client: &'a Object,
+    statement: Statement,
+    setup: Option<(Statement, &'a str)>,
 }
 
-impl TurnClient<'_> {
-    // Sends BEGIN and the tenant setting (when still due) together with `statement`.
+impl NextStatement<'_> {
+    // Sends `request` (a request of `self.statement`), after BEGIN and the tenant setting
+    // when they are still due.
     //
     // tokio-postgres writes a request when its future is first polled; `join!` polls in
-    // order, so BEGIN, set_config and the statement leave together and answer in order.
-    async fn pipelined<T>(
+    // order, so BEGIN, set_config and the statement leave together, without waiting for
+    // one another, and their answers come back in that order.
+    async fn send<T>(
         &self,
-        statement: impl Future<Output = Result<T, tokio_postgres::Error>>,
+        request: impl Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, TxError> {
-        let Some(tenant) = &self.setup else {
-            return Ok(statement.await?);
+        let Some((set_tenant, tenant)) = &self.setup else {
+            return Ok(request.await?);
         };
-        let set = self.client.prepare_cached(SET_TENANT_SQL).await?;
         let params: [&(dyn ToSql + Sync); 1] = [tenant];
         let (begun, set, result) = futures::join!(
             self.client.batch_execute("BEGIN"),
-            self.client.query_one(&set, &params),
-            statement
+            self.client.query_one(set_tenant, &params),
+            request
         );
         begun?;
         set?;
         Ok(result?)
-    }
-
-    async fn query(
-        &self,
-        statement: &Statement,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, TxError> {
-        self.pipelined(self.client.query(statement, params)).await
-    }
-
-    async fn query_one(
-        &self,
-        statement: &Statement,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Row, TxError> {
-        self.pipelined(self.client.query_one(statement, params))
-            .await
-    }
-
-    async fn query_opt(
-        &self,
-        statement: &Statement,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, TxError> {
-        self.pipelined(self.client.query_opt(statement, params))
-            .await
-    }
-
-    async fn execute(
-        &self,
-        statement: &Statement,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, TxError> {
-        self.pipelined(self.client.execute(statement, params)).await
     }
 }
 

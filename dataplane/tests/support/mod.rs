@@ -136,6 +136,31 @@ impl TestDb {
         self.dataplane_url_at(&stack_dsn(REPLICA_DSN_VAR))
     }
 
+    /// The primary's address, for tests that put something between it and the data plane.
+    pub fn primary_addr(&self) -> String {
+        let host = match self.admin_config.get_hosts().first() {
+            Some(Host::Tcp(host)) => host.clone(),
+            _ => "127.0.0.1".to_owned(),
+        };
+        let port = self
+            .admin_config
+            .get_ports()
+            .first()
+            .copied()
+            .unwrap_or(5432);
+        format!("{host}:{port}")
+    }
+
+    /// The region's database as the data plane sees it, reached through `addr` (a proxy
+    /// in front of the primary), with pools of `pool_size`.
+    pub fn database_through(&self, addr: std::net::SocketAddr, pool_size: usize) -> Database {
+        let mut through = tokio_postgres::Config::new();
+        through.host(addr.ip().to_string()).port(addr.port());
+        let mut config = Config::new(self.dataplane_url_at(&through));
+        config.pool_size = pool_size;
+        Database::new(&config).expect("data plane pools")
+    }
+
     /// Superuser connection to the test database on the replica (read-only).
     pub async fn replica_admin(&self) -> Client {
         let mut config = stack_dsn(REPLICA_DSN_VAR);
