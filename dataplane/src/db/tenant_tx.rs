@@ -248,11 +248,30 @@ impl Database {
     /// Runs `work` in a transaction of tenant `tenant_id` on the pool `access` picks;
     /// commits when it returns `Ok`, rolls back when it returns `Err`.
     ///
-    /// ```ignore
-    /// let names = db.tenant_tx(Access::Read, tenant.id, |tx| Box::pin(async move {
-    ///     let rows = tx.query("SELECT family_name FROM clinical.patients", &[]).await?;
-    ///     Ok::<_, ApiError>(rows.iter().map(|r| r.get(0)).collect::<Vec<String>>())
-    /// })).await?;
+    /// An axum handler reaching tenant data (compiled as a doc test, so the shape holds):
+    ///
+    /// ```no_run
+    /// use axum::extract::State;
+    /// use phoenix_dataplane::db::Database;
+    /// use phoenix_dataplane::db::tenant_tx::Access;
+    /// use phoenix_dataplane::{ApiError, AppState, Tenant};
+    ///
+    /// async fn family_names(
+    ///     State(db): State<Database>,
+    ///     tenant: Tenant,
+    /// ) -> Result<String, ApiError> {
+    ///     let names = db
+    ///         .tenant_tx(Access::Read, tenant.id, |tx| {
+    ///             Box::pin(async move {
+    ///                 let rows = tx.query("SELECT family_name FROM clinical.patients", &[]).await?;
+    ///                 Ok::<_, ApiError>(rows.iter().map(|r| r.get(0)).collect::<Vec<String>>())
+    ///             })
+    ///         })
+    ///         .await?;
+    ///     Ok(names.join(", "))
+    /// }
+    ///
+    /// let _route: axum::routing::MethodRouter<AppState> = axum::routing::get(family_names);
     /// ```
     pub async fn tenant_tx<T, E, F>(&self, access: Access, tenant_id: i64, work: F) -> Result<T, E>
     where
