@@ -69,6 +69,9 @@ pub enum FollowError {
     /// Reading the catalog failed.
     #[error(transparent)]
     Load(#[from] CatalogError),
+    /// The standby was promoted: follow it as a primary from now on.
+    #[error("the catalog database was promoted to primary; following it with LISTEN")]
+    Promoted,
     /// The connection closed.
     #[error("the catalog connection closed")]
     Closed(#[source] Option<tokio_postgres::Error>),
@@ -230,12 +233,20 @@ impl CatalogFollower {
         })
     }
 
-    // How far a standby has replayed the primary's WAL (NULL, so `None`, on a primary).
+    // How far a standby has replayed the primary's WAL. A standby promoted since (a regional
+    // failover) ends the session: the next one LISTENs.
     async fn replay_position(&self, client: &Client) -> Result<Option<String>, FollowError> {
-        self.bounded(client.query_one("SELECT pg_last_wal_replay_lsn()::text", &[]))
+        let row = self
+            .bounded(client.query_one(
+                "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text",
+                &[],
+            ))
             .await?
-            .and_then(|row| row.try_get(0))
-            .map_err(FollowError::Recovery)
+            .map_err(FollowError::Recovery)?;
+        if !row.try_get::<_, bool>(0).map_err(FollowError::Recovery)? {
+            return Err(FollowError::Promoted);
+        }
+        row.try_get(1).map_err(FollowError::Recovery)
     }
 
     // Gives up on `work` after the query timeout (a silently dead connection).
