@@ -102,9 +102,9 @@ impl Database {
     }
 }
 
-/// A pool of at most `max_size` connections made with `config`; the one place the data
-/// plane's pooled connections are made.
-pub fn pool(config: tokio_postgres::Config, max_size: usize) -> Result<Pool, DbError> {
+// A pool of at most `max_size` connections made with `config`; the one place the data
+// plane's pooled connections are made.
+fn pool(config: tokio_postgres::Config, max_size: usize) -> Result<Pool, DbError> {
     let manager = Manager::from_config(
         config,
         NoTls,
