@@ -201,6 +201,34 @@ async fn a_change_that_sent_no_notification_is_picked_up_by_the_periodic_resync(
 }
 
 #[tokio::test]
+async fn a_row_this_version_does_not_understand_is_left_out_and_the_others_served() {
+    let (db, dataplane, client) = started().await;
+
+    // A newer operator's isolation mode, which this schema's CHECK would refuse.
+    db.execute(
+        "ALTER TABLE catalog.tenants DROP CONSTRAINT tenants_isolation_check; \
+         INSERT INTO catalog.tenants (uid, name, display_name, hostname, home_region, \
+             data_residency, isolation, state, requests_per_second, max_users, generation) \
+         VALUES ('uid-future', 'future', 'Future Clinic', 'future.example.org', 'us-east-1', \
+             ARRAY['US'], 'Partitioned', 'active', 10, 10, 1);",
+    )
+    .await;
+    db.insert_tenant("mercy", "mercy.example.org").await;
+
+    served_as(&client, &dataplane, "mercy.example.org", 200).await;
+    let (status, body) = get(
+        &client,
+        &dataplane,
+        Some("future.example.org"),
+        "/fhir/metadata",
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(dataplane.catalog().len(), 1);
+    dataplane.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
 async fn a_dataplane_on_the_replica_serves_a_tenant_written_on_the_primary() {
     // The database and its login role reach the standby by streaming replication.
     let db = TestDb::create().await;
