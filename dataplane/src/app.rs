@@ -7,7 +7,7 @@ use axum::extract::FromRef;
 use axum::middleware;
 
 use crate::catalog::Catalog;
-use crate::db::DatabaseProbe;
+use crate::db::{Database, DatabaseProbe};
 use crate::metrics::{self, Metrics};
 use crate::routes;
 
@@ -16,8 +16,11 @@ use crate::routes;
 pub struct AppState {
     /// The live tenants, by host name.
     pub catalog: Catalog,
-    /// Answers readiness' database check.
-    pub database: Arc<dyn DatabaseProbe>,
+    /// The region's database; handlers reach tenant data through
+    /// [`Database::tenant_tx`].
+    pub database: Database,
+    /// Answers readiness' database check (the database itself, or a test double).
+    pub probe: Arc<dyn DatabaseProbe>,
     /// The process's metrics.
     pub metrics: Metrics,
     started_at: jiff::Timestamp,
@@ -33,14 +36,21 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// State over `catalog`, checking readiness with `database`.
-    pub fn new(catalog: Catalog, database: Arc<dyn DatabaseProbe>, metrics: Metrics) -> Self {
+    /// State over `catalog` and `database`; readiness pings `database`.
+    pub fn new(catalog: Catalog, database: Database, metrics: Metrics) -> Self {
         Self {
             catalog,
+            probe: Arc::new(database.clone()),
             database,
             metrics,
             started_at: jiff::Timestamp::now(),
         }
+    }
+
+    /// Readiness asks `probe` instead of the database (for tests).
+    pub fn with_probe(mut self, probe: Arc<dyn DatabaseProbe>) -> Self {
+        self.probe = probe;
+        self
     }
 
     /// When this server's capabilities last changed (its start), as a FHIR dateTime.
@@ -52,6 +62,12 @@ impl AppState {
 impl FromRef<AppState> for Catalog {
     fn from_ref(state: &AppState) -> Self {
         state.catalog.clone()
+    }
+}
+
+impl FromRef<AppState> for Database {
+    fn from_ref(state: &AppState) -> Self {
+        state.database.clone()
     }
 }
 

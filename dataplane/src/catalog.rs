@@ -1,7 +1,8 @@
 //! The in-memory copy of `catalog.tenants`: which tenants this region serves, by host name.
 //!
-//! The operator writes the catalog; the [`follower`] keeps this copy current with
-//! LISTEN/NOTIFY. Request handling only ever reads the latest snapshot, so a reload never
+//! The operator writes the catalog; the [`follower`] keeps this copy current (LISTEN/NOTIFY
+//! on a primary, polling the replay position on a hot standby). The row types are the
+//! `phoenix-catalog` crate's, the contract both sides share. Request handling only ever reads the latest snapshot, so a reload never
 //! blocks a request for longer than an `Arc` clone.
 
 pub mod follower;
@@ -9,56 +10,8 @@ pub mod follower;
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use tokio_postgres::Row;
-
-/// Whether a live tenant may be served.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TenantState {
-    /// Serve it.
-    Active,
-    /// Known, but refused with 403 until the operator reactivates it.
-    Suspended,
-}
-
-/// How a tenant's clinical rows are kept apart from other tenants'.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Isolation {
-    /// Rows in the shared clinical tables, separated by row-level security.
-    Shared,
-    /// A schema of its own.
-    Schema,
-    /// A database (or RDS instance) of its own.
-    Dedicated,
-}
-
-/// One live row of `catalog.tenants`, as the data plane needs it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TenantRecord {
-    /// Catalog id; the value of `app.tenant_id` under row-level security.
-    pub id: i64,
-    /// UID of the Tenant custom resource.
-    pub uid: String,
-    /// Name of the Tenant custom resource (a DNS label).
-    pub name: String,
-    /// Human name of the hospital system.
-    pub display_name: String,
-    /// Public host name the tenant is served at, lowercased.
-    pub hostname: String,
-    /// Region that holds the tenant's primary data.
-    pub home_region: String,
-    /// Jurisdictions the tenant's data may live in.
-    pub data_residency: Vec<String>,
-    /// How its rows are isolated.
-    pub isolation: Isolation,
-    /// Whether it may be served.
-    pub state: TenantState,
-    /// Request rate limit from the Tenant spec.
-    pub requests_per_second: i32,
-    /// User limit from the Tenant spec.
-    pub max_users: i32,
-    /// Generation of the Tenant resource the row was written from.
-    pub generation: i64,
-}
+use phoenix_catalog::tenants::COLUMNS;
+pub use phoenix_catalog::{Isolation, RowError, TenantRecord, TenantRow, TenantState};
 
 /// Why the catalog could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -66,23 +19,10 @@ pub enum CatalogError {
     /// The query failed (connection lost, permission denied, schema missing).
     #[error("reading catalog.tenants failed")]
     Query(#[from] tokio_postgres::Error),
-    /// A row holds a value this version of the data plane does not understand.
-    #[error(
-        "catalog.tenants row {id} has {column} = {value:?}, which this data plane does not know"
-    )]
-    UnknownValue {
-        /// Catalog id of the row.
-        id: i64,
-        /// Column holding the value.
-        column: &'static str,
-        /// The value.
-        value: String,
-    },
+    /// A column is missing or has another type than this version expects.
+    #[error(transparent)]
+    Row(RowError),
 }
-
-const LIVE_TENANTS: &str = "SELECT id, uid, name, display_name, hostname, home_region, \
-     data_residency, isolation, state, requests_per_second, max_users, generation \
-     FROM catalog.tenants WHERE state <> 'retired' ORDER BY id";
 
 /// Reads every live (not retired) tenant from `catalog.tenants`.
 ///
@@ -91,49 +31,22 @@ const LIVE_TENANTS: &str = "SELECT id, uid, name, display_name, hostname, home_r
 pub async fn load_tenants(
     client: &tokio_postgres::Client,
 ) -> Result<Vec<TenantRecord>, CatalogError> {
-    let rows = client.query(LIVE_TENANTS, &[]).await?;
+    let sql = format!(
+        "SELECT {COLUMNS} FROM catalog.tenants WHERE state <> '{}' ORDER BY id",
+        TenantState::Retired.as_str()
+    );
+    let rows = client.query(&sql, &[]).await?;
     let mut tenants = Vec::with_capacity(rows.len());
     for row in &rows {
-        match tenant_from_row(row) {
+        match TenantRecord::from_row(row) {
             Ok(tenant) => tenants.push(tenant),
-            Err(error @ CatalogError::UnknownValue { .. }) => {
+            Err(error @ RowError::Unknown { .. }) => {
                 tracing::error!(error = %crate::error::Report(&error), "tenant left out of the catalog");
             }
-            Err(error) => return Err(error),
+            Err(error) => return Err(CatalogError::Row(error)),
         }
     }
     Ok(tenants)
-}
-
-fn tenant_from_row(row: &Row) -> Result<TenantRecord, CatalogError> {
-    let id: i64 = row.try_get("id")?;
-    let unknown =
-        |column: &'static str, value: String| CatalogError::UnknownValue { id, column, value };
-    let isolation = match row.try_get::<_, String>("isolation")?.as_str() {
-        "Shared" => Isolation::Shared,
-        "Schema" => Isolation::Schema,
-        "Dedicated" => Isolation::Dedicated,
-        other => return Err(unknown("isolation", other.to_owned())),
-    };
-    let state = match row.try_get::<_, String>("state")?.as_str() {
-        "active" => TenantState::Active,
-        "suspended" => TenantState::Suspended,
-        other => return Err(unknown("state", other.to_owned())),
-    };
-    Ok(TenantRecord {
-        id,
-        uid: row.try_get("uid")?,
-        name: row.try_get("name")?,
-        display_name: row.try_get("display_name")?,
-        hostname: row.try_get("hostname")?,
-        home_region: row.try_get("home_region")?,
-        data_residency: row.try_get("data_residency")?,
-        isolation,
-        state,
-        requests_per_second: row.try_get("requests_per_second")?,
-        max_users: row.try_get("max_users")?,
-        generation: row.try_get("generation")?,
-    })
 }
 
 #[derive(Debug, Default)]
@@ -169,8 +82,12 @@ impl Catalog {
     /// one with the lower id (the first given) wins.
     pub fn replace(&self, tenants: impl IntoIterator<Item = TenantRecord>) -> usize {
         let mut by_host = HashMap::new();
-        for mut tenant in tenants {
-            tenant.hostname = normalize_host(&tenant.hostname);
+        // A retired tenant is never served, whoever hands it over.
+        let live = tenants
+            .into_iter()
+            .filter(|tenant| tenant.state != TenantState::Retired);
+        for mut tenant in live {
+            tenant.row.hostname = normalize_host(&tenant.hostname);
             let host = tenant.hostname.clone();
             if let Some(kept) = by_host.get(&host) {
                 let kept: &Arc<TenantRecord> = kept;
@@ -232,17 +149,19 @@ mod tests {
     fn tenant(name: &str, hostname: &str, state: TenantState) -> TenantRecord {
         TenantRecord {
             id: 1,
-            uid: format!("uid-{name}"),
-            name: name.into(),
-            display_name: format!("{name} hospital"),
-            hostname: hostname.into(),
-            home_region: "us-east-1".into(),
-            data_residency: vec!["US".into()],
-            isolation: Isolation::Shared,
-            state,
-            requests_per_second: 100,
-            max_users: 1000,
-            generation: 1,
+            row: TenantRow {
+                uid: format!("uid-{name}"),
+                name: name.into(),
+                display_name: format!("{name} hospital"),
+                hostname: hostname.into(),
+                home_region: "us-east-1".into(),
+                data_residency: vec!["US".into()],
+                isolation: Isolation::Shared,
+                state,
+                requests_per_second: 100,
+                max_users: 1000,
+                generation: 1,
+            },
         }
     }
 
@@ -278,6 +197,16 @@ mod tests {
             catalog.get("b.example.org").map(|t| t.name.clone()),
             Some("b".into())
         );
+    }
+
+    #[test]
+    fn a_retired_tenant_is_never_held() {
+        let catalog = Catalog::with_tenants([
+            tenant("gone", "gone.example.org", TenantState::Retired),
+            tenant("here", "here.example.org", TenantState::Active),
+        ]);
+        assert_eq!(catalog.len(), 1);
+        assert!(catalog.get("gone.example.org").is_none());
     }
 
     #[test]

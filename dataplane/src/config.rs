@@ -5,6 +5,9 @@ use std::net::SocketAddr;
 
 use clap::Parser;
 
+/// Connections per pool unless configured.
+pub const DEFAULT_POOL_SIZE: usize = 16;
+
 /// Everything the data plane needs to run: where the region's database is and where to listen.
 #[derive(Clone, Parser)]
 #[command(name = "phoenix-dataplane", version, about)]
@@ -21,6 +24,11 @@ pub struct Config {
     )]
     pub reader_url: Option<String>,
 
+    /// Connections each pool (writer, reader) keeps at most. The data plane's queries are
+    /// short; more connections per process would only queue in PostgreSQL.
+    #[arg(long = "pool-size", env = "DATABASE_POOL_SIZE", default_value_t = DEFAULT_POOL_SIZE)]
+    pub pool_size: usize,
+
     /// Address the HTTP server binds.
     #[arg(long = "listen", env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -36,6 +44,7 @@ impl Config {
         Self {
             database_url: database_url.into(),
             reader_url: None,
+            pool_size: DEFAULT_POOL_SIZE,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             region: None,
         }
@@ -51,6 +60,7 @@ impl fmt::Debug for Config {
                 "reader_url",
                 &self.reader_url.as_ref().map(|_| "<redacted>"),
             )
+            .field("pool_size", &self.pool_size)
             .field("listen", &self.listen)
             .field("region", &self.region)
             .finish()

@@ -1,5 +1,7 @@
-//! Connections to the region's PostgreSQL: the writer and reader pools, and the probe
-//! readiness uses.
+//! Connections to the region's PostgreSQL: the writer and reader pools handlers reach
+//! through [`tenant_tx`], and the probe readiness uses.
+
+pub mod tenant_tx;
 
 use std::time::Duration;
 
@@ -9,9 +11,6 @@ use tokio_postgres::NoTls;
 
 use crate::config::Config;
 
-/// Connections each pool keeps at most. The data plane's queries are short; more
-/// connections than this per process would only queue in PostgreSQL.
-const POOL_SIZE: usize = 16;
 /// How long a request waits for a pooled connection, and for a new one to be made.
 const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connect timeout used when the URL sets none.
@@ -64,27 +63,30 @@ pub trait DatabaseProbe: Send + Sync + 'static {
     fn ping(&self) -> BoxFuture<'_, Result<(), DbError>>;
 }
 
-/// The writer pool and, when configured, the reader (replica) pool.
+/// The region's database: the writer pool and, when configured, the reader (replica) pool.
+///
+/// Handlers reach tenant data only through [`Database::tenant_tx`]; the raw pools are for
+/// readiness, tools and tests.
 #[derive(Clone, Debug)]
-pub struct Pools {
+pub struct Database {
     writer: Pool,
     reader: Option<Pool>,
 }
 
-impl Pools {
+impl Database {
     /// Builds both pools from the configuration; no connection is made until one is needed.
     pub fn new(config: &Config) -> Result<Self, DbError> {
-        let writer = pool(pg_config(
-            "DATABASE_URL",
-            &config.database_url,
-            "phoenix-dataplane",
-        )?)?;
+        let size = config.pool_size.max(1);
+        let writer = pool(
+            pg_config("DATABASE_URL", &config.database_url, "phoenix-dataplane")?,
+            size,
+        )?;
         let reader = config
             .reader_url
             .as_deref()
             .map(|url| pg_config("DATABASE_READER_URL", url, "phoenix-dataplane-reader"))
             .transpose()?
-            .map(pool)
+            .map(|pg| pool(pg, size))
             .transpose()?;
         Ok(Self { writer, reader })
     }
@@ -100,7 +102,9 @@ impl Pools {
     }
 }
 
-fn pool(config: tokio_postgres::Config) -> Result<Pool, DbError> {
+// A pool of at most `max_size` connections made with `config`; the one place the data
+// plane's pooled connections are made.
+fn pool(config: tokio_postgres::Config, max_size: usize) -> Result<Pool, DbError> {
     let manager = Manager::from_config(
         config,
         NoTls,
@@ -109,7 +113,7 @@ fn pool(config: tokio_postgres::Config) -> Result<Pool, DbError> {
         },
     );
     Ok(Pool::builder(manager)
-        .max_size(POOL_SIZE)
+        .max_size(max_size)
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(POOL_TIMEOUT))
         .create_timeout(Some(POOL_TIMEOUT))
@@ -117,7 +121,7 @@ fn pool(config: tokio_postgres::Config) -> Result<Pool, DbError> {
         .build()?)
 }
 
-impl DatabaseProbe for Pools {
+impl DatabaseProbe for Database {
     // Readiness follows the writer only: reads fall back to it when the replica is down.
     fn ping(&self) -> BoxFuture<'_, Result<(), DbError>> {
         Box::pin(async move {

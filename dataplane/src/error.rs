@@ -1,12 +1,16 @@
-//! The one error type of the HTTP API; it answers with a FHIR `OperationOutcome`.
+//! The one error type of the HTTP API, and what of it a client may see ([`PublicError`]),
+//! rendered per API: a FHIR `OperationOutcome` under `/fhir`, plain JSON elsewhere.
 
 use std::fmt;
 
+use axum::Json;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 
 use crate::db::DbError;
-use crate::fhir::{FhirJson, IssueSeverity, IssueType, OperationOutcome};
+use crate::db::tenant_tx::TxError;
+use crate::fhir::{IssueSeverity, IssueType};
 
 /// Everything a request can fail with. Its response never carries database text.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +52,9 @@ pub enum ApiError {
     /// The database failed; details go to the log only.
     #[error("database unavailable")]
     Database(#[source] DbError),
+    /// A tenant transaction failed; details go to the log only.
+    #[error("tenant transaction failed")]
+    Transaction(#[source] TxError),
     /// A bug or an impossible state; the message goes to the log only.
     #[error("internal error: {0}")]
     Internal(&'static str),
@@ -74,6 +81,12 @@ impl fmt::Display for Report<'_> {
     }
 }
 
+impl From<TxError> for ApiError {
+    fn from(error: TxError) -> Self {
+        Self::Transaction(error)
+    }
+}
+
 impl From<DbError> for ApiError {
     fn from(error: DbError) -> Self {
         Self::Database(error)
@@ -81,15 +94,39 @@ impl From<DbError> for ApiError {
 }
 
 impl ApiError {
-    /// The HTTP status this error answers with.
+    /// The HTTP status this error answers with, whatever API renders it.
     pub fn status(&self) -> StatusCode {
         match self {
             Self::MissingHost | Self::InvalidHost => StatusCode::BAD_REQUEST,
             Self::UnknownTenant { .. } | Self::RouteNotFound { .. } => StatusCode::NOT_FOUND,
-            Self::TenantSuspended { .. } => StatusCode::FORBIDDEN,
+            Self::TenantSuspended { .. } | Self::Transaction(TxError::OtherTenant(_)) => {
+                StatusCode::FORBIDDEN
+            }
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Database(_) | Self::Transaction(TxError::Pool(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Transaction(TxError::Query(error)) if error.is_closed() => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Transaction(TxError::Query(_)) | Self::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
+    /// A stable machine-readable code (the `error` of the plain JSON body).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingHost => "missing_host",
+            Self::InvalidHost => "invalid_host",
+            Self::UnknownTenant { .. } => "unknown_tenant",
+            Self::TenantSuspended { .. } => "tenant_suspended",
+            Self::RouteNotFound { .. } => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::Transaction(TxError::OtherTenant(_)) => "other_tenant",
+            _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => "database_unavailable",
+            Self::Database(_) | Self::Transaction(_) | Self::Internal(_) => "internal",
         }
     }
 
@@ -102,30 +139,95 @@ impl ApiError {
             }
             Self::TenantSuspended { .. } => (IssueSeverity::Error, IssueType::Suspended),
             Self::MethodNotAllowed { .. } => (IssueSeverity::Error, IssueType::NotSupported),
-            Self::Database(_) => (IssueSeverity::Error, IssueType::Transient),
-            Self::Internal(_) => (IssueSeverity::Fatal, IssueType::Exception),
+            Self::Transaction(TxError::OtherTenant(_)) => {
+                (IssueSeverity::Error, IssueType::Forbidden)
+            }
+            _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                (IssueSeverity::Error, IssueType::Transient)
+            }
+            Self::Database(_) | Self::Transaction(_) | Self::Internal(_) => {
+                (IssueSeverity::Fatal, IssueType::Exception)
+            }
         }
     }
 
-    // What the client may read. Server-side failures say only that they happened.
-    fn diagnostics(&self) -> String {
+    // What the client may read. Server-side failures say only that they happened; no
+    // database text ever reaches a client.
+    fn message(&self) -> String {
         match self {
-            Self::Database(_) => "the database is unavailable; retry later".to_owned(),
-            Self::Internal(_) => "internal server error".to_owned(),
+            Self::Transaction(TxError::OtherTenant(_)) => {
+                "the request touches data of another tenant; refused".to_owned()
+            }
+            _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                "the database is unavailable; retry later".to_owned()
+            }
+            Self::Database(_) | Self::Transaction(_) | Self::Internal(_) => {
+                "internal server error".to_owned()
+            }
             client_error => client_error.to_string(),
         }
+    }
+
+    /// What this error may tell a client.
+    pub fn public(&self) -> PublicError {
+        let (severity, issue) = self.issue();
+        PublicError {
+            status: self.status(),
+            code: self.code(),
+            severity,
+            issue,
+            message: self.message(),
+        }
+    }
+}
+
+/// What an error may tell a client, free of database text, ready for any API's format.
+///
+/// [`ApiError`]'s response carries it in its extensions with a plain JSON body; each API
+/// renders it its own way in a layer over its routes (`/fhir`: [`crate::fhir::render_errors`];
+/// `/scim` will add its `urn:ietf:params:scim:api:messages:2.0:Error` the same way), and
+/// everything else keeps the plain JSON.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable machine-readable code.
+    pub code: &'static str,
+    /// FHIR issue severity.
+    pub severity: IssueSeverity,
+    /// FHIR issue type.
+    pub issue: IssueType,
+    /// Human-readable text, safe to show.
+    pub message: String,
+}
+
+/// The plain JSON error body: `{"error": "<code>", "message": "..."}`.
+#[derive(Debug, Serialize)]
+struct PlainError<'a> {
+    error: &'static str,
+    message: &'a str,
+}
+
+impl PublicError {
+    /// The plain JSON response, carrying `self` in its extensions for API layers.
+    pub fn into_plain_response(self) -> Response {
+        let body = Json(PlainError {
+            error: self.code,
+            message: &self.message,
+        });
+        let mut response = (self.status, body).into_response();
+        response.extensions_mut().insert(self);
+        response
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        if status.is_server_error() || matches!(self, Self::Transaction(TxError::OtherTenant(_))) {
             tracing::error!(error = %Report(&self), "request failed");
         }
-        let (severity, code) = self.issue();
-        let outcome = OperationOutcome::single(severity, code, self.diagnostics());
-        (status, FhirJson(outcome)).into_response()
+        self.public().into_plain_response()
     }
 }
 
@@ -144,11 +246,20 @@ mod tests {
             source,
         });
         assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert!(
-            !error.diagnostics().contains(&text),
-            "{}",
-            error.diagnostics()
-        );
+        assert!(!error.message().contains(&text), "{}", error.message());
+    }
+
+    #[test]
+    fn a_response_carries_the_public_error_for_api_layers_and_no_internal_text() {
+        let response = ApiError::Internal("pool state machine broke").into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let public = response
+            .extensions()
+            .get::<PublicError>()
+            .expect("carried in the extensions");
+        assert_eq!(public.code, "internal");
+        assert_eq!(public.issue, IssueType::Exception);
+        assert!(!public.message.contains("pool state"), "{}", public.message);
     }
 
     #[test]
@@ -174,6 +285,7 @@ mod tests {
         };
         assert_eq!(error.status(), StatusCode::NOT_FOUND);
         assert_eq!(error.issue().1, IssueType::NotFound);
-        assert!(error.diagnostics().contains("nowhere.example.org"));
+        assert!(error.message().contains("nowhere.example.org"));
+        assert_eq!(error.code(), "unknown_tenant");
     }
 }

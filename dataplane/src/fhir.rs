@@ -4,6 +4,8 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::error::PublicError;
+
 /// Media type of FHIR JSON resources.
 pub const FHIR_JSON: &str = "application/fhir+json";
 
@@ -26,6 +28,19 @@ impl<T: Serialize> IntoResponse for FhirJson<T> {
             }
         }
     }
+}
+
+/// Renders an error response of any handler or fallback under `/fhir` as an
+/// `OperationOutcome` with the same status; other responses pass unchanged. Use as
+/// `axum::middleware::map_response(render_errors)` over the FHIR routes.
+pub async fn render_errors(response: Response) -> Response {
+    let Some(error) = response.extensions().get::<PublicError>().cloned() else {
+        return response;
+    };
+    let outcome = OperationOutcome::single(error.severity, error.issue, error.message.clone());
+    let mut rendered = (error.status, FhirJson(outcome)).into_response();
+    rendered.extensions_mut().insert(error);
+    rendered
 }
 
 /// How bad an `OperationOutcome` issue is (FHIR `IssueSeverity`).
@@ -52,6 +67,8 @@ pub enum IssueType {
     Suspended,
     /// The method is not supported on this route.
     NotSupported,
+    /// The request is refused (e.g. it touches another tenant's data).
+    Forbidden,
     /// A temporary failure (e.g. the database is unreachable); retrying may succeed.
     Transient,
     /// An unexpected internal error.

@@ -17,7 +17,7 @@ pub mod server;
 pub mod tenant;
 
 pub use app::{AppState, app};
-pub use catalog::{Catalog, Isolation, TenantRecord, TenantState};
+pub use catalog::{Catalog, Isolation, TenantRecord, TenantRow, TenantState};
 pub use config::Config;
 pub use error::ApiError;
 pub use server::Dataplane;

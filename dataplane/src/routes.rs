@@ -4,26 +4,32 @@ pub mod fhir;
 pub mod health;
 
 use axum::Router;
-use axum::http::{Method, Uri};
+use axum::extract::OriginalUri;
+use axum::http::Method;
 use axum::middleware;
 
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::tenant::resolve_tenant;
 
-/// Every route served on behalf of a tenant. Each one sits behind tenant resolution, so
-/// an unknown or suspended host never reaches a handler.
+/// Every route served on behalf of a tenant, one nested router per API. Each route sits
+/// behind tenant resolution, so an unknown or suspended host never reaches a handler; each
+/// API renders its errors its own way (FHIR: `OperationOutcome`), including its unknown
+/// paths and wrong methods.
 ///
 /// Authentication goes here too, as a second `route_layer` after tenant resolution, before
 /// any clinical route is added; `/fhir/metadata` stays public, as FHIR requires.
 pub fn tenant_routes(state: AppState) -> Router<AppState> {
-    Router::new()
-        .nest("/fhir", fhir::router())
+    let fhir = fhir::router()
         .route_layer(middleware::from_fn_with_state(state, resolve_tenant))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        .layer(middleware::map_response(crate::fhir::render_errors));
+    Router::new().nest("/fhir", fhir)
 }
 
-/// Fallback for paths no route matches.
-pub async fn not_found(method: Method, uri: Uri) -> ApiError {
+/// Fallback for paths no route matches. Names the full path, also inside a nested router.
+pub async fn not_found(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
     ApiError::RouteNotFound {
         method,
         path: uri.path().to_owned(),
@@ -31,7 +37,7 @@ pub async fn not_found(method: Method, uri: Uri) -> ApiError {
 }
 
 /// Fallback for a known path asked with a method it does not support.
-pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+pub async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
     ApiError::MethodNotAllowed {
         method,
         path: uri.path().to_owned(),

@@ -2,7 +2,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::extract::Request;
 use axum::middleware::{self, Next};
@@ -15,7 +14,7 @@ use crate::app::{AppState, app};
 use crate::catalog::Catalog;
 use crate::catalog::follower::{CatalogFollower, FollowerSettings};
 use crate::config::Config;
-use crate::db::{DbError, Pools, pg_config};
+use crate::db::{Database, DbError, pg_config};
 use crate::metrics::Metrics;
 
 /// Why the data plane could not start.
@@ -81,7 +80,7 @@ impl Dataplane {
             addr: config.listen.to_string(),
             source,
         })?;
-        let pools = Pools::new(config)?;
+        let database = Database::new(config)?;
         let follower_pg = pg_config(
             "DATABASE_URL",
             &config.database_url,
@@ -100,7 +99,7 @@ impl Dataplane {
                 .instrument(span.clone()),
         );
 
-        let state = AppState::new(catalog.clone(), Arc::new(pools), metrics);
+        let state = AppState::new(catalog.clone(), database, metrics);
         // Requests run on tasks of their own: carry the region span into each of them.
         let request_span = span.clone();
         let app = app(state).layer(middleware::from_fn(move |request: Request, next: Next| {

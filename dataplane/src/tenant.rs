@@ -54,6 +54,10 @@ pub fn resolve(catalog: &Catalog, host: &str) -> Result<Arc<TenantRecord>, ApiEr
         TenantState::Suspended => Err(ApiError::TenantSuspended {
             host: host.to_owned(),
         }),
+        // The catalog never holds one; should it, it is gone for its clients.
+        TenantState::Retired => Err(ApiError::UnknownTenant {
+            host: host.to_owned(),
+        }),
     }
 }
 
@@ -101,7 +105,7 @@ mod tests {
     use axum::http::HeaderValue;
 
     use super::*;
-    use crate::catalog::Isolation;
+    use crate::catalog::{Isolation, TenantRow};
 
     fn headers(hosts: &[&'static str]) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -154,17 +158,19 @@ mod tests {
     fn only_active_tenants_resolve() {
         let record = |name: &str, state| TenantRecord {
             id: 1,
-            uid: name.into(),
-            name: name.into(),
-            display_name: name.into(),
-            hostname: format!("{name}.example.org"),
-            home_region: "us-east-1".into(),
-            data_residency: vec!["US".into()],
-            isolation: Isolation::Shared,
-            state,
-            requests_per_second: 1,
-            max_users: 1,
-            generation: 1,
+            row: TenantRow {
+                uid: name.into(),
+                name: name.into(),
+                display_name: name.into(),
+                hostname: format!("{name}.example.org"),
+                home_region: "us-east-1".into(),
+                data_residency: vec!["US".into()],
+                isolation: Isolation::Shared,
+                state,
+                requests_per_second: 1,
+                max_users: 1,
+                generation: 1,
+            },
         };
         let catalog = Catalog::with_tenants([
             record("open", TenantState::Active),

@@ -1,7 +1,12 @@
 //! The data plane against a real PostgreSQL: the catalog follower picks up what the
-//! operator writes to `catalog.tenants` within a second, as a role without BYPASSRLS.
+//! operator writes to `catalog.tenants`, as a role without BYPASSRLS, connected to the
+//! primary (LISTEN) or to its hot-standby replica (polling replay).
 //!
-//! Needs the stack: `e2e/stack up && source .stack/env` (sets PG_ADMIN_DSN_US_EAST_1).
+//! These tests assert behaviour only, with generous deadlines: how fast a change
+//! propagates is measured by `examples/catalog_propagation.rs` (docs/benchmarks.md).
+//!
+//! Needs the stack: `e2e/stack up && source .stack/env` (sets PG_ADMIN_DSN_US_EAST_1 and
+//! PG_REPLICA_DSN_US_EAST_1).
 
 mod support;
 
@@ -9,15 +14,16 @@ use std::time::Duration;
 
 use phoenix_dataplane::Dataplane;
 use phoenix_dataplane::catalog::follower::FollowerSettings;
-use support::{TestDb, eventually, get, http, start_dataplane, start_dataplane_with};
+use support::{
+    TestDb, eventually, get, http, start_dataplane, start_dataplane_at, start_dataplane_with,
+};
 
-/// How fast a catalog change must reach the data plane.
-const PROPAGATION: Duration = Duration::from_secs(1);
-/// How long a fresh data plane may take to connect and load the catalog.
-const STARTUP: Duration = Duration::from_secs(5);
+/// Longest wait for a change to show, or a data plane to start: a deadline for a hung
+/// follower on a loaded machine, not a latency target.
+const EVENTUALLY: Duration = Duration::from_secs(30);
 
 async fn ready(client: &reqwest::Client, dataplane: &Dataplane) {
-    eventually("/readyz answers 200", STARTUP, || async {
+    eventually("/readyz answers 200", EVENTUALLY, || async {
         match get(client, dataplane, None, "/readyz").await {
             (200, _) => Ok(()),
             (status, body) => Err(format!("{status} {body}")),
@@ -40,11 +46,10 @@ async fn served_as(
     dataplane: &Dataplane,
     host: &str,
     expected_status: u16,
-    within: Duration,
 ) -> serde_json::Value {
     eventually(
         &format!("GET /fhir/metadata for {host} answers {expected_status}"),
-        within,
+        EVENTUALLY,
         || async move {
             match get(client, dataplane, Some(host), "/fhir/metadata").await {
                 (status, body) if status == expected_status => Ok(body),
@@ -71,7 +76,7 @@ async fn readyz_is_200_once_the_catalog_has_loaded() {
 }
 
 #[tokio::test]
-async fn an_inserted_tenant_is_served_within_one_second() {
+async fn an_inserted_tenant_is_served() {
     let (db, dataplane, client) = started().await;
     let (status, _) = get(
         &client,
@@ -83,14 +88,7 @@ async fn an_inserted_tenant_is_served_within_one_second() {
     assert_eq!(status, 404, "not served before it is in the catalog");
 
     db.insert_tenant("mercy", "Mercy.Example.org").await;
-    let body = served_as(
-        &client,
-        &dataplane,
-        "mercy.example.org:443",
-        200,
-        PROPAGATION,
-    )
-    .await;
+    let body = served_as(&client, &dataplane, "mercy.example.org:443", 200).await;
 
     assert_eq!(body["resourceType"], "CapabilityStatement");
     assert_eq!(body["implementation"]["description"], "mercy Health System");
@@ -102,15 +100,15 @@ async fn an_inserted_tenant_is_served_within_one_second() {
 }
 
 #[tokio::test]
-async fn a_deleted_tenant_is_404_within_one_second() {
+async fn a_deleted_tenant_is_404() {
     let (db, dataplane, client) = started().await;
     db.insert_tenant("mercy", "mercy.example.org").await;
     db.insert_tenant("stjude", "stjude.example.org").await;
-    served_as(&client, &dataplane, "mercy.example.org", 200, PROPAGATION).await;
+    served_as(&client, &dataplane, "mercy.example.org", 200).await;
 
     db.execute("DELETE FROM catalog.tenants WHERE name = 'mercy'")
         .await;
-    let body = served_as(&client, &dataplane, "mercy.example.org", 404, PROPAGATION).await;
+    let body = served_as(&client, &dataplane, "mercy.example.org", 404).await;
 
     assert_eq!(body["resourceType"], "OperationOutcome");
     assert_eq!(body["issue"][0]["code"], "not-found");
@@ -126,12 +124,12 @@ async fn a_deleted_tenant_is_404_within_one_second() {
 }
 
 #[tokio::test]
-async fn a_retired_tenant_is_404_and_a_suspended_one_403_within_one_second() {
+async fn a_retired_tenant_is_404_and_a_suspended_one_403() {
     let (db, dataplane, client) = started().await;
     db.insert_tenant("mercy", "mercy.example.org").await;
     db.insert_tenant("stjude", "stjude.example.org").await;
-    served_as(&client, &dataplane, "mercy.example.org", 200, PROPAGATION).await;
-    served_as(&client, &dataplane, "stjude.example.org", 200, PROPAGATION).await;
+    served_as(&client, &dataplane, "mercy.example.org", 200).await;
+    served_as(&client, &dataplane, "stjude.example.org", 200).await;
 
     db.execute(
         "UPDATE catalog.tenants SET state = 'retired', retired_at = now() WHERE name = 'mercy'; \
@@ -139,9 +137,9 @@ async fn a_retired_tenant_is_404_and_a_suspended_one_403_within_one_second() {
     )
     .await;
 
-    let retired = served_as(&client, &dataplane, "mercy.example.org", 404, PROPAGATION).await;
+    let retired = served_as(&client, &dataplane, "mercy.example.org", 404).await;
     assert_eq!(retired["issue"][0]["code"], "not-found");
-    let suspended = served_as(&client, &dataplane, "stjude.example.org", 403, PROPAGATION).await;
+    let suspended = served_as(&client, &dataplane, "stjude.example.org", 403).await;
     assert_eq!(suspended["issue"][0]["code"], "suspended");
     dataplane.stop().await.expect("clean stop");
 }
@@ -163,15 +161,8 @@ async fn changes_made_while_the_follower_is_disconnected_are_healed_on_reconnect
     assert_eq!(killed.get::<_, i64>(0), 1, "one follower connection");
     db.insert_tenant("mercy", "mercy.example.org").await;
 
-    // First reconnect waits 50-100 ms, then connects, LISTENs and reloads.
-    served_as(
-        &client,
-        &dataplane,
-        "mercy.example.org",
-        200,
-        Duration::from_secs(2),
-    )
-    .await;
+    // The follower reconnects after its backoff, LISTENs again and reloads.
+    served_as(&client, &dataplane, "mercy.example.org", 200).await;
     let metrics = metrics_text(&client, &dataplane).await;
     assert!(
         metrics.contains(r#"dataplane_catalog_tenants{region="us-east-1"} 1"#),
@@ -205,14 +196,71 @@ async fn a_change_that_sent_no_notification_is_picked_up_by_the_periodic_resync(
     )
     .await;
 
-    served_as(
-        &client,
-        &dataplane,
-        "quiet.example.org",
-        200,
-        resync_every + PROPAGATION,
+    served_as(&client, &dataplane, "quiet.example.org", 200).await;
+    dataplane.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn a_row_this_version_does_not_understand_is_left_out_and_the_others_served() {
+    let (db, dataplane, client) = started().await;
+
+    // A newer operator's isolation mode, which this schema's CHECK would refuse.
+    db.execute(
+        "ALTER TABLE catalog.tenants DROP CONSTRAINT tenants_isolation_check; \
+         INSERT INTO catalog.tenants (uid, name, display_name, hostname, home_region, \
+             data_residency, isolation, state, requests_per_second, max_users, generation) \
+         VALUES ('uid-future', 'future', 'Future Clinic', 'future.example.org', 'us-east-1', \
+             ARRAY['US'], 'Partitioned', 'active', 10, 10, 1);",
     )
     .await;
+    db.insert_tenant("mercy", "mercy.example.org").await;
+
+    served_as(&client, &dataplane, "mercy.example.org", 200).await;
+    let (status, body) = get(
+        &client,
+        &dataplane,
+        Some("future.example.org"),
+        "/fhir/metadata",
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(dataplane.catalog().len(), 1);
+    dataplane.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn a_dataplane_on_the_replica_serves_a_tenant_written_on_the_primary() {
+    // The database and its login role reach the standby by streaming replication.
+    let db = TestDb::create().await;
+    // No resync within the test: only the replay poll can pick the change up.
+    let settings = FollowerSettings {
+        resync_every: Duration::from_secs(3600),
+        ..FollowerSettings::default()
+    };
+    let dataplane = start_dataplane_at(db.replica_url(), settings).await;
+    let client = http();
+    ready(&client, &dataplane).await;
+    let (status, _) = get(
+        &client,
+        &dataplane,
+        Some("mercy.example.org"),
+        "/fhir/metadata",
+    )
+    .await;
+    assert_eq!(status, 404, "not served before it is in the catalog");
+
+    // The standby refuses LISTEN and replays NOTIFY to nobody: only polling replay finds it.
+    db.insert_tenant("mercy", "mercy.example.org").await;
+    let body = served_as(&client, &dataplane, "mercy.example.org", 200).await;
+
+    assert_eq!(body["implementation"]["description"], "mercy Health System");
+    let replica = db.replica_admin().await;
+    let in_recovery: bool = replica
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .expect("ask the replica")
+        .get(0);
+    assert!(in_recovery, "the data plane really followed a hot standby");
     dataplane.stop().await.expect("clean stop");
 }
 

@@ -1,6 +1,10 @@
-//! Keeps a [`Catalog`] current: a dedicated connection LISTENs on `catalog_tenants` and
-//! reloads on every notification, on reconnect (healing notifications missed while
-//! disconnected), and periodically as a safety net.
+//! Keeps a [`Catalog`] current over a dedicated connection: it reloads on connect (healing
+//! changes missed while disconnected), periodically as a safety net, and on every change.
+//!
+//! How it learns of a change depends on the server. A primary notifies: the follower
+//! LISTENs on `catalog_tenants`. A hot standby refuses LISTEN (and replays the primary's
+//! NOTIFYs to nobody), so there the follower polls `pg_last_wal_replay_lsn()` and reloads
+//! only when replay has moved since it last looked.
 
 use std::future::Future;
 use std::pin::pin;
@@ -33,6 +37,9 @@ pub struct FollowerSettings {
     pub backoff_min: Duration,
     /// Longest wait before reconnecting.
     pub backoff_max: Duration,
+    /// On a hot standby: how often to look whether replay moved (and so the catalog may
+    /// have changed).
+    pub poll_every: Duration,
 }
 
 impl Default for FollowerSettings {
@@ -42,6 +49,7 @@ impl Default for FollowerSettings {
             query_timeout: Duration::from_secs(10),
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(30),
+            poll_every: Duration::from_secs(2),
         }
     }
 }
@@ -55,9 +63,15 @@ pub enum FollowError {
     /// LISTEN failed.
     #[error("LISTEN {CHANNEL} failed")]
     Listen(#[source] tokio_postgres::Error),
+    /// Asking whether the server is a standby, or how far it replayed, failed.
+    #[error("reading the server's recovery state failed")]
+    Recovery(#[source] tokio_postgres::Error),
     /// Reading the catalog failed.
     #[error(transparent)]
     Load(#[from] CatalogError),
+    /// The standby was promoted: follow it as a primary from now on.
+    #[error("the catalog database was promoted to primary; following it with LISTEN")]
+    Promoted,
     /// The connection closed.
     #[error("the catalog connection closed")]
     Closed(#[source] Option<tokio_postgres::Error>),
@@ -122,18 +136,79 @@ impl CatalogFollower {
         }
     }
 
-    // One session: connect, LISTEN, load, then reload on every change until something fails.
+    // One session: connect, load, then reload on every change until something fails.
     async fn follow(&self) -> Result<std::convert::Infallible, FollowError> {
-        let query_timeout = self.settings.query_timeout;
+        let Session {
+            client,
+            mut changes,
+            mut driver,
+        } = self.connect().await?;
+        let standby: bool = self
+            .bounded(client.query_one("SELECT pg_is_in_recovery()", &[]))
+            .await?
+            .map_err(FollowError::Recovery)?
+            .try_get(0)
+            .map_err(FollowError::Recovery)?;
+        // Read before loading: a change replayed in between is loaded now and seen as a
+        // move at the next poll, which costs one extra reload, never a lost change.
+        let mut replayed = if standby {
+            self.replay_position(&client).await?
+        } else {
+            // Loaded after LISTEN: a change committed in between is both loaded and
+            // notified, never lost.
+            self.bounded(client.batch_execute(&format!("LISTEN {CHANNEL}")))
+                .await?
+                .map_err(FollowError::Listen)?;
+            None
+        };
+        let tenants = self.reload(&client).await?;
+        if standby {
+            tracing::info!(tenants, "catalog loaded; hot standby, polling replay");
+        } else {
+            tracing::info!(tenants, "catalog loaded; following {CHANNEL}");
+        }
+
+        let period = self.settings.resync_every;
+        let mut resync = interval_at(Instant::now() + period, period);
+        resync.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let every = self.settings.poll_every;
+        let mut poll = interval_at(Instant::now() + every, every);
+        poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                // A notification; on a standby only the end of the connection.
+                change = changes.recv() => if change.is_none() {
+                    let error = match (&mut driver.0).await {
+                        Ok(Err(error)) => Some(error),
+                        Ok(Ok(())) | Err(_) => None,
+                    };
+                    return Err(FollowError::Closed(error));
+                },
+                _ = resync.tick() => {}
+                _ = poll.tick(), if standby => {
+                    let now = self.replay_position(&client).await?;
+                    if now == replayed {
+                        continue;
+                    }
+                    replayed = now;
+                }
+            }
+            let tenants = self.reload(&client).await?;
+            tracing::debug!(tenants, "catalog reloaded");
+        }
+    }
+
+    // The one place the follower's connection is made.
+    async fn connect(&self) -> Result<Session, FollowError> {
         // connect_timeout bounds the TCP connect only; this bounds the handshake too.
-        let (client, mut connection) = timeout(query_timeout, self.pg.connect(NoTls))
-            .await
-            .map_err(|_| FollowError::Timeout(query_timeout))?
+        let (client, mut connection) = self
+            .bounded(self.pg.connect(NoTls))
+            .await?
             .map_err(FollowError::Connect)?;
         // Capacity 1: every notification means "reload everything", so one pending is enough
         // and a burst of changes (500 tenants applied at once) costs one or two reloads.
-        let (changed, mut changes) = mpsc::channel::<()>(1);
-        let mut driver = AbortOnDrop(tokio::spawn(async move {
+        let (changed, changes) = mpsc::channel::<()>(1);
+        let driver = AbortOnDrop(tokio::spawn(async move {
             let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
             while let Some(message) = messages.next().await {
                 match message {
@@ -151,36 +226,35 @@ impl CatalogFollower {
             }
             Ok(())
         }));
+        Ok(Session {
+            client,
+            changes,
+            driver,
+        })
+    }
 
-        timeout(
-            query_timeout,
-            client.batch_execute(&format!("LISTEN {CHANNEL}")),
-        )
-        .await
-        .map_err(|_| FollowError::Timeout(query_timeout))?
-        .map_err(FollowError::Listen)?;
-        // Loaded after LISTEN: a change committed in between is both loaded and notified,
-        // never lost.
-        let tenants = self.reload(&client).await?;
-        tracing::info!(tenants, "catalog loaded; following {CHANNEL}");
-
-        let period = self.settings.resync_every;
-        let mut resync = interval_at(Instant::now() + period, period);
-        resync.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                change = changes.recv() => if change.is_none() {
-                    let error = match (&mut driver.0).await {
-                        Ok(Err(error)) => Some(error),
-                        Ok(Ok(())) | Err(_) => None,
-                    };
-                    return Err(FollowError::Closed(error));
-                },
-                _ = resync.tick() => {}
-            }
-            let tenants = self.reload(&client).await?;
-            tracing::debug!(tenants, "catalog reloaded");
+    // How far a standby has replayed the primary's WAL. A standby promoted since (a regional
+    // failover) ends the session: the next one LISTENs.
+    async fn replay_position(&self, client: &Client) -> Result<Option<String>, FollowError> {
+        let row = self
+            .bounded(client.query_one(
+                "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text",
+                &[],
+            ))
+            .await?
+            .map_err(FollowError::Recovery)?;
+        if !row.try_get::<_, bool>(0).map_err(FollowError::Recovery)? {
+            return Err(FollowError::Promoted);
         }
+        row.try_get(1).map_err(FollowError::Recovery)
+    }
+
+    // Gives up on `work` after the query timeout (a silently dead connection).
+    async fn bounded<T>(&self, work: impl Future<Output = T>) -> Result<T, FollowError> {
+        let limit = self.settings.query_timeout;
+        timeout(limit, work)
+            .await
+            .map_err(|_| FollowError::Timeout(limit))
     }
 
     async fn reload(&self, client: &Client) -> Result<usize, FollowError> {
@@ -202,6 +276,14 @@ impl CatalogFollower {
             }
         }
     }
+}
+
+// A connected session: the client, the notifications (closed when the connection ends),
+// and the task driving the connection.
+struct Session {
+    client: Client,
+    changes: mpsc::Receiver<()>,
+    driver: AbortOnDrop<Result<(), tokio_postgres::Error>>,
 }
 
 struct AbortOnDrop<T>(JoinHandle<T>);

@@ -43,7 +43,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     if !state.catalog.is_loaded() {
         reasons.push("the tenant catalog has not loaded yet");
     }
-    match tokio::time::timeout(READINESS_TIMEOUT, state.database.ping()).await {
+    match tokio::time::timeout(READINESS_TIMEOUT, state.probe.ping()).await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => {
             tracing::warn!(error = %Report(&error), "readiness: database check failed");

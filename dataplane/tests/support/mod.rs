@@ -1,5 +1,6 @@
-//! A throwaway database per test on the stack's us-east-1 PostgreSQL, and a data plane
-//! running against it as a login role without BYPASSRLS.
+//! A throwaway database per test on the stack's us-east-1 PostgreSQL, provisioned by the
+//! operator's own code, and a data plane running against it as a login role without
+//! BYPASSRLS.
 
 #![allow(dead_code)] // each test binary uses its own part of the support code
 
@@ -7,21 +8,24 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use phoenix_dataplane::catalog::follower::FollowerSettings;
-use phoenix_dataplane::{Config, Dataplane};
+use phoenix_dataplane::db::Database;
+use phoenix_dataplane::{Config, Dataplane, Isolation, TenantRow, TenantState};
+use phoenix_operator::db::RegionDatabase;
 use tokio::net::TcpListener;
 use tokio_postgres::config::Host;
 use tokio_postgres::{Client, NoTls};
 
 const ADMIN_DSN_VAR: &str = "PG_ADMIN_DSN_US_EAST_1";
-const CATALOG_MIGRATION: &str = phoenix_catalog::MIGRATIONS[0].sql;
-const CLINICAL_MIGRATION: &str = phoenix_catalog::MIGRATIONS[1].sql;
+const REPLICA_DSN_VAR: &str = "PG_REPLICA_DSN_US_EAST_1";
 
-/// The admin DSN of the stack's us-east-1 primary; panics with how to get one.
-pub fn admin_dsn() -> String {
-    match std::env::var(ADMIN_DSN_VAR) {
-        Ok(dsn) if !dsn.is_empty() => dsn,
+/// A DSN of the stack from `var`; panics with how to get one.
+fn stack_dsn(var: &str) -> tokio_postgres::Config {
+    match std::env::var(var) {
+        Ok(dsn) if !dsn.is_empty() => dsn
+            .parse()
+            .unwrap_or_else(|error| panic!("{var} is not a valid DSN: {error}")),
         _ => panic!(
-            "{ADMIN_DSN_VAR} is not set: these tests need the local PostgreSQL. \
+            "{var} is not set: these tests need the local PostgreSQL. \
              Run `e2e/stack up && source .stack/env` from the repository root, then rerun."
         ),
     }
@@ -39,7 +43,41 @@ async fn connect(config: &tokio_postgres::Config) -> Client {
     client
 }
 
-/// A database of its own with the operator's migrations applied, and a data plane role.
+/// Provisions the database `database` names exactly as the operator does (migrations,
+/// forced row-level security, the owner and data plane roles and their grants), then
+/// creates `role`, a login role of this test only that inherits the data plane role's
+/// grants, never bypassing RLS.
+///
+/// The one place the tests use the operator's database API: adapt it here when that API
+/// changes. The cluster-wide `phoenix_dataplane` role gets no password (tests run in
+/// parallel); `role` is dropped with the test database.
+async fn provision(
+    server: &Client,
+    database: tokio_postgres::Config,
+    role: &str,
+    password: &str,
+) -> RegionDatabase {
+    let region = RegionDatabase::new(database, 2).expect("operator's RegionDatabase");
+    region
+        .migrate()
+        .await
+        .expect("operator migrates the test database");
+    region.ensure_rls().await.expect("operator enforces RLS");
+    region
+        .ensure_roles()
+        .await
+        .expect("operator creates roles and grants");
+    let dataplane_role = phoenix_operator::db::roles::DATAPLANE_ROLE;
+    server
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN PASSWORD '{password}' NOBYPASSRLS IN ROLE {dataplane_role}"
+        ))
+        .await
+        .expect("create the test's data plane login role");
+    region
+}
+
+/// A database of its own provisioned by the operator, and a data plane login role.
 /// Both are dropped when this is dropped, even when the test panicked.
 pub struct TestDb {
     admin_config: tokio_postgres::Config,
@@ -49,15 +87,13 @@ pub struct TestDb {
     pub role: String,
     password: String,
     admin: Option<Client>,
+    operator: Option<RegionDatabase>,
 }
 
 impl TestDb {
-    /// Creates the database, applies the migrations, creates the role with the grants the
-    /// operator gives `phoenix_dataplane`.
+    /// Creates the database and provisions it with [`provision`].
     pub async fn create() -> Self {
-        let admin_config: tokio_postgres::Config = admin_dsn()
-            .parse()
-            .unwrap_or_else(|error| panic!("{ADMIN_DSN_VAR} is not a valid DSN: {error}"));
+        let admin_config = stack_dsn(ADMIN_DSN_VAR);
         let suffix = format!("{:016x}", rand::random::<u64>());
         let mut db = Self {
             admin_config,
@@ -65,6 +101,7 @@ impl TestDb {
             role: format!("dp_test_{suffix}_dataplane"),
             password: format!("{:032x}", rand::random::<u128>()),
             admin: None,
+            operator: None,
         };
 
         let server = connect(&db.admin_config).await;
@@ -73,39 +110,11 @@ impl TestDb {
             .batch_execute(&format!("CREATE DATABASE {}", db.name))
             .await
             .expect("create the test database");
-        server
-            .batch_execute(&format!(
-                "CREATE ROLE {role} LOGIN PASSWORD '{password}' \
-                     NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS",
-                role = db.role,
-                password = db.password,
-            ))
-            .await
-            .expect("create the data plane role");
-        drop(server);
-
         let mut config = db.admin_config.clone();
         config.dbname(&db.name);
-        let admin = connect(&config).await;
-        admin
-            .batch_execute(CATALOG_MIGRATION)
-            .await
-            .expect("apply 0001_catalog.sql");
-        admin
-            .batch_execute(CLINICAL_MIGRATION)
-            .await
-            .expect("apply 0002_clinical.sql");
-        admin
-            .batch_execute(&format!(
-                "GRANT CONNECT ON DATABASE {db_name} TO {role}; \
-                 GRANT USAGE ON SCHEMA catalog, clinical TO {role}; \
-                 GRANT SELECT ON catalog.tenants TO {role};",
-                db_name = db.name,
-                role = db.role,
-            ))
-            .await
-            .expect("grant the data plane role");
-        db.admin = Some(admin);
+        db.operator = Some(provision(&server, config.clone(), &db.role, &db.password).await);
+        drop(server);
+        db.admin = Some(connect(&config).await);
         db
     }
 
@@ -116,8 +125,19 @@ impl TestDb {
             .expect("admin connection made in create()")
     }
 
-    /// libpq URL of the test database as the data plane role.
+    /// libpq URL of the test database on the primary, as the data plane role.
     pub fn dataplane_url(&self) -> String {
+        self.dataplane_url_at(&self.admin_config)
+    }
+
+    /// libpq URL of the test database on the stack's hot-standby replica (the database and
+    /// the role reach it by streaming replication), as the data plane role.
+    pub fn replica_url(&self) -> String {
+        self.dataplane_url_at(&stack_dsn(REPLICA_DSN_VAR))
+    }
+
+    /// The primary's address, for tests that put something between it and the data plane.
+    pub fn primary_addr(&self) -> String {
         let host = match self.admin_config.get_hosts().first() {
             Some(Host::Tcp(host)) => host.clone(),
             _ => "127.0.0.1".to_owned(),
@@ -128,6 +148,39 @@ impl TestDb {
             .first()
             .copied()
             .unwrap_or(5432);
+        format!("{host}:{port}")
+    }
+
+    /// The region's database as the data plane sees it, reached through `addr` (a proxy
+    /// in front of the primary), with pools of `pool_size`.
+    pub fn database_through(&self, addr: std::net::SocketAddr, pool_size: usize) -> Database {
+        let mut through = tokio_postgres::Config::new();
+        through.host(addr.ip().to_string()).port(addr.port());
+        let mut config = Config::new(self.dataplane_url_at(&through));
+        config.pool_size = pool_size;
+        Database::new(&config).expect("data plane pools")
+    }
+
+    /// Superuser connection to the test database on the replica (read-only).
+    pub async fn replica_admin(&self) -> Client {
+        let mut config = stack_dsn(REPLICA_DSN_VAR);
+        config.dbname(&self.name);
+        connect(&config).await
+    }
+
+    /// The region's database as the data plane sees it, with pools of `pool_size`.
+    pub fn database(&self, pool_size: usize) -> Database {
+        let mut config = Config::new(self.dataplane_url());
+        config.pool_size = pool_size;
+        Database::new(&config).expect("data plane pools")
+    }
+
+    fn dataplane_url_at(&self, server: &tokio_postgres::Config) -> String {
+        let host = match server.get_hosts().first() {
+            Some(Host::Tcp(host)) => host.clone(),
+            _ => "127.0.0.1".to_owned(),
+        };
+        let port = server.get_ports().first().copied().unwrap_or(5432);
         format!(
             "postgres://{role}:{password}@{host}:{port}/{db}",
             role = self.role,
@@ -136,25 +189,27 @@ impl TestDb {
         )
     }
 
-    /// Inserts an active tenant; returns its catalog id.
+    /// Writes an active tenant's catalog row as the operator does; returns its catalog id.
     pub async fn insert_tenant(&self, name: &str, hostname: &str) -> i64 {
-        let row = self
-            .admin()
-            .query_one(
-                "INSERT INTO catalog.tenants (uid, name, display_name, hostname, home_region, \
-                     data_residency, isolation, state, requests_per_second, max_users, generation) \
-                 VALUES ($1, $2, $3, $4, 'us-east-1', ARRAY['US'], 'Shared', 'active', 100, 1000, 1) \
-                 RETURNING id",
-                &[
-                    &format!("uid-{name}"),
-                    &name,
-                    &format!("{name} Health System"),
-                    &hostname,
-                ],
-            )
+        let row = TenantRow {
+            uid: format!("uid-{name}"),
+            name: name.to_owned(),
+            display_name: format!("{name} Health System"),
+            hostname: hostname.to_owned(),
+            home_region: "us-east-1".to_owned(),
+            data_residency: vec!["US".to_owned()],
+            isolation: Isolation::Shared,
+            state: TenantState::Active,
+            requests_per_second: 100,
+            max_users: 1000,
+            generation: 1,
+        };
+        self.operator
+            .as_ref()
+            .expect("provisioned in create()")
+            .upsert_tenant(&row)
             .await
-            .expect("insert tenant");
-        row.get(0)
+            .unwrap_or_else(|error| panic!("operator writes tenant {name}: {error}"))
     }
 
     /// Runs one admin statement in the test database.
@@ -169,6 +224,7 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         self.admin = None;
+        self.operator = None;
         let config = self.admin_config.clone();
         let sql = format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE); DROP ROLE IF EXISTS {};",
@@ -207,10 +263,15 @@ pub async fn start_dataplane(db: &TestDb) -> Dataplane {
 
 /// Like [`start_dataplane`], with the follower's timings given.
 pub async fn start_dataplane_with(db: &TestDb, follower: FollowerSettings) -> Dataplane {
+    start_dataplane_at(db.dataplane_url(), follower).await
+}
+
+/// Starts the data plane on a free loopback port with `database_url` as its DATABASE_URL.
+pub async fn start_dataplane_at(database_url: String, follower: FollowerSettings) -> Dataplane {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind a free loopback port");
-    let mut config = Config::new(db.dataplane_url());
+    let mut config = Config::new(database_url);
     config.listen = listener.local_addr().expect("bound address");
     config.region = Some("us-east-1".to_owned());
     Dataplane::start(&config, listener, follower)

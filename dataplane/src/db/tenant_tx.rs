@@ -1,0 +1,301 @@
+//! The one way handlers reach tenant data: a transaction that sets the tenant locally.
+//!
+//! [`Database::tenant_tx`] takes a pooled connection, and with the first statement of the
+//! handler sends `BEGIN`, the tenant setting (`phoenix_catalog::rls::SET_TENANT_SQL`) and the
+//! statement together: tokio-postgres writes a request when its future is first polled, so
+//! polling the three concurrently puts them on the wire in one go, and the prepared-statement
+//! cache of the pooled connection means the steady state sends no Parse at all. It commits
+//! when the handler's work succeeds and rolls back when it fails.
+//!
+//! A future dropped mid-transaction (the client went away) must not hand an open
+//! transaction, or the tenant setting, to the next request: the connection is then detached
+//! from the pool and closed, and PostgreSQL aborts the transaction.
+
+use deadpool_postgres::{Object, Pool, PoolError};
+use futures::future::BoxFuture;
+use phoenix_catalog::rls::SET_TENANT_SQL;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row, Statement};
+
+use super::Database;
+use crate::error::Report;
+
+/// Which pool a tenant transaction runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// The region's replica (or the writer when none is configured).
+    Read,
+    /// The region's primary.
+    Write,
+}
+
+/// Why a tenant transaction failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TxError {
+    /// No connection could be had from the pool.
+    #[error("no database connection")]
+    Pool(#[from] PoolError),
+    /// Row-level security refused a row of another tenant (a write naming a tenant id that
+    /// is not the transaction's).
+    #[error("row-level security refused a row of another tenant")]
+    OtherTenant(#[source] tokio_postgres::Error),
+    /// A statement failed.
+    #[error("a statement of a tenant transaction failed")]
+    Query(#[source] tokio_postgres::Error),
+}
+
+impl From<tokio_postgres::Error> for TxError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        // RLS refusals share insufficient_privilege with missing grants; only the message
+        // tells them apart.
+        let refused_by_rls = error.as_db_error().is_some_and(|db| {
+            db.code() == &SqlState::INSUFFICIENT_PRIVILEGE
+                && db.message().contains("row-level security")
+        });
+        if refused_by_rls {
+            Self::OtherTenant(error)
+        } else {
+            Self::Query(error)
+        }
+    }
+}
+
+/// Where the connection of a tenant transaction stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Nothing sent yet: the connection is as clean as the pool gave it.
+    Idle,
+    /// `BEGIN` has been sent; until COMMIT or ROLLBACK completes the connection carries
+    /// an open transaction and the tenant setting.
+    Open,
+    /// The transaction ended (committed or rolled back).
+    Done,
+}
+
+/// A transaction of one tenant, handed to the work of [`Database::tenant_tx`].
+pub struct TenantTx {
+    // `None` only once it was detached in `drop`.
+    client: Option<Object>,
+    tenant: String,
+    phase: Phase,
+}
+
+impl std::fmt::Debug for TenantTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantTx")
+            .field("tenant", &self.tenant)
+            .field("phase", &self.phase)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TenantTx {
+    fn new(client: Object, tenant_id: i64) -> Self {
+        Self {
+            client: Some(client),
+            tenant: tenant_id.to_string(),
+            phase: Phase::Idle,
+        }
+    }
+
+    fn client(&self) -> &Object {
+        // Only `drop` takes the client, and nothing runs after it.
+        match &self.client {
+            Some(client) => client,
+            None => unreachable!("TenantTx used after drop"),
+        }
+    }
+
+    /// Runs `sql` and returns its rows.
+    pub async fn query(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, TxError> {
+        let next = self.prepare(sql).await?;
+        next.send(next.client.query(&next.statement, params)).await
+    }
+
+    /// Runs `sql`, which must return exactly one row.
+    pub async fn query_one(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, TxError> {
+        let next = self.prepare(sql).await?;
+        next.send(next.client.query_one(&next.statement, params))
+            .await
+    }
+
+    /// Runs `sql`, which returns at most one row.
+    pub async fn query_opt(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, TxError> {
+        let next = self.prepare(sql).await?;
+        next.send(next.client.query_opt(&next.statement, params))
+            .await
+    }
+
+    /// Runs `sql` and returns how many rows it changed.
+    pub async fn execute(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, TxError> {
+        let next = self.prepare(sql).await?;
+        next.send(next.client.execute(&next.statement, params))
+            .await
+    }
+
+    // Statements come from the connection's cache: a Parse round trip only the first time
+    // a connection sees `sql`. Before the first statement the tenant setting is prepared
+    // too (both Parses in flight together) and the transaction counts as open: from here
+    // on, dropping it closes the connection.
+    async fn prepare(&mut self, sql: &str) -> Result<NextStatement<'_>, TxError> {
+        let client = match &self.client {
+            Some(client) => client,
+            None => unreachable!("TenantTx used after drop"),
+        };
+        if self.phase != Phase::Idle {
+            return Ok(NextStatement {
+                client,
+                statement: client.prepare_cached(sql).await?,
+                setup: None,
+            });
+        }
+        let (set_tenant, statement) = futures::try_join!(
+            client.prepare_cached(SET_TENANT_SQL),
+            client.prepare_cached(sql)
+        )?;
+        self.phase = Phase::Open;
+        Ok(NextStatement {
+            client,
+            statement,
+            setup: Some((set_tenant, &self.tenant)),
+        })
+    }
+
+    async fn finish(&mut self, sql: &'static str) -> Result<(), TxError> {
+        if self.phase != Phase::Open {
+            self.phase = Phase::Done;
+            return Ok(());
+        }
+        self.client().batch_execute(sql).await?;
+        self.phase = Phase::Done;
+        Ok(())
+    }
+}
+
+/// A prepared statement about to be sent; the first of a transaction carries its setup
+/// (the prepared tenant setting and the tenant id).
+struct NextStatement<'a> {
+    client: &'a Object,
+    statement: Statement,
+    setup: Option<(Statement, &'a str)>,
+}
+
+impl NextStatement<'_> {
+    // Sends `request` (a request of `self.statement`), after BEGIN and the tenant setting
+    // when they are still due.
+    //
+    // tokio-postgres writes a request when its future is first polled; `join!` polls in
+    // order, so BEGIN, set_config and the statement leave together, without waiting for
+    // one another, and their answers come back in that order.
+    async fn send<T>(
+        &self,
+        request: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, TxError> {
+        let Some((set_tenant, tenant)) = &self.setup else {
+            return Ok(request.await?);
+        };
+        let params: [&(dyn ToSql + Sync); 1] = [tenant];
+        let (begun, set, result) = futures::join!(
+            self.client.batch_execute("BEGIN"),
+            self.client.query_one(set_tenant, &params),
+            request
+        );
+        begun?;
+        set?;
+        Ok(result?)
+    }
+}
+
+impl Drop for TenantTx {
+    fn drop(&mut self) {
+        if self.phase != Phase::Open {
+            return;
+        }
+        // Dropped with a transaction open (cancelled, or COMMIT/ROLLBACK failed): never
+        // return this connection to the pool. Dropping the detached client closes it and
+        // PostgreSQL aborts the transaction.
+        if let Some(client) = self.client.take() {
+            tracing::warn!(
+                tenant = %self.tenant,
+                "tenant transaction dropped while open; closing its connection"
+            );
+            drop(Object::take(client));
+        }
+    }
+}
+
+/// The work a handler does in a tenant transaction.
+pub type TxWork<'t, T, E> = BoxFuture<'t, Result<T, E>>;
+
+impl Database {
+    /// Runs `work` in a transaction of tenant `tenant_id` on the pool `access` picks;
+    /// commits when it returns `Ok`, rolls back when it returns `Err`.
+    ///
+    /// An axum handler reaching tenant data (compiled as a doc test, so the shape holds):
+    ///
+    /// ```no_run
+    /// use axum::extract::State;
+    /// use phoenix_dataplane::db::Database;
+    /// use phoenix_dataplane::db::tenant_tx::Access;
+    /// use phoenix_dataplane::{ApiError, AppState, Tenant};
+    ///
+    /// async fn family_names(
+    ///     State(db): State<Database>,
+    ///     tenant: Tenant,
+    /// ) -> Result<String, ApiError> {
+    ///     let names = db
+    ///         .tenant_tx(Access::Read, tenant.id, |tx| {
+    ///             Box::pin(async move {
+    ///                 let rows = tx.query("SELECT family_name FROM clinical.patients", &[]).await?;
+    ///                 Ok::<_, ApiError>(rows.iter().map(|r| r.get(0)).collect::<Vec<String>>())
+    ///             })
+    ///         })
+    ///         .await?;
+    ///     Ok(names.join(", "))
+    /// }
+    ///
+    /// let _route: axum::routing::MethodRouter<AppState> = axum::routing::get(family_names);
+    /// ```
+    pub async fn tenant_tx<T, E, F>(&self, access: Access, tenant_id: i64, work: F) -> Result<T, E>
+    where
+        F: for<'t> FnOnce(&'t mut TenantTx) -> TxWork<'t, T, E>,
+        E: From<TxError>,
+    {
+        let pool: &Pool = match access {
+            Access::Read => self.reader(),
+            Access::Write => self.writer(),
+        };
+        let client = pool.get().await.map_err(TxError::from)?;
+        let mut tx = TenantTx::new(client, tenant_id);
+        match work(&mut tx).await {
+            Ok(value) => {
+                tx.finish("COMMIT").await?;
+                Ok(value)
+            }
+            Err(error) => {
+                if let Err(rollback) = tx.finish("ROLLBACK").await {
+                    // The phase stays open: dropping `tx` closes the connection.
+                    tracing::warn!(error = %Report(&rollback), "rolling back a tenant transaction failed");
+                }
+                Err(error)
+            }
+        }
+    }
+}
