@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 use phoenix_dataplane::catalog::follower::FollowerSettings;
 use phoenix_dataplane::db::Database;
 use phoenix_dataplane::{Config, Dataplane, Isolation, TenantRow, TenantState};
-use phoenix_operator::db::RegionDatabase;
+use std::sync::Arc;
+
+use phoenix_operator::controller::providers::Database as OperatorDatabase;
+use phoenix_operator::controller::region::apply::provision as operator_provision;
+use phoenix_operator::db::PgDatabase;
 use tokio::net::TcpListener;
 use tokio_postgres::config::Host;
 use tokio_postgres::{Client, NoTls};
@@ -56,17 +60,12 @@ async fn provision(
     database: tokio_postgres::Config,
     role: &str,
     password: &str,
-) -> RegionDatabase {
-    let region = RegionDatabase::new(database, 2).expect("operator's RegionDatabase");
-    region
-        .migrate()
+) -> Arc<dyn OperatorDatabase> {
+    let region: Arc<dyn OperatorDatabase> =
+        Arc::new(PgDatabase::new(database, 2, false).expect("the operator's database provider"));
+    operator_provision(&*region, None)
         .await
-        .expect("operator migrates the test database");
-    region.ensure_rls().await.expect("operator enforces RLS");
-    region
-        .ensure_roles()
-        .await
-        .expect("operator creates roles and grants");
+        .expect("the operator provisions the test database");
     let dataplane_role = phoenix_operator::db::roles::DATAPLANE_ROLE;
     server
         .batch_execute(&format!(
@@ -87,7 +86,7 @@ pub struct TestDb {
     pub role: String,
     password: String,
     admin: Option<Client>,
-    operator: Option<RegionDatabase>,
+    operator: Option<Arc<dyn OperatorDatabase>>,
 }
 
 impl TestDb {
