@@ -109,7 +109,8 @@ impl CatalogFollower {
     /// Follows until `shutdown` completes; never gives up on the database.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let mut shutdown = pin!(shutdown);
-        let mut backoff = Backoff::new(self.settings.backoff_min, self.settings.backoff_max);
+        let (min, max) = (self.settings.backoff_min, self.settings.backoff_max);
+        let mut backoff = reconnect_backoff(min, max);
         loop {
             let session_started = Instant::now();
             tokio::select! {
@@ -125,9 +126,9 @@ impl CatalogFollower {
             // A session that lasted was a working one: start backing off afresh. One that
             // failed quickly (a flapping database) keeps growing the wait.
             if session_started.elapsed() >= STABLE_SESSION {
-                backoff.reset();
+                backoff = reconnect_backoff(min, max);
             }
-            let delay = backoff.next_delay(rand::random());
+            let delay = backoff.next().unwrap_or(max);
             tokio::select! {
                 biased;
                 () = &mut shutdown => return,
@@ -294,37 +295,18 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Exponential backoff with jitter between reconnect attempts.
-#[derive(Clone, Debug)]
-pub struct Backoff {
-    min: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    /// Starts at `min`, doubles per attempt, never exceeds `max`.
-    pub fn new(min: Duration, max: Duration) -> Self {
-        Self {
-            min,
-            max: max.max(min),
-            next: min,
-        }
-    }
-
-    /// The wait before the next attempt; `unit` in [0, 1) picks the jitter, so that many
-    /// data planes restarted together do not reconnect in lockstep. The result lies in
-    /// [base/2, base], where base doubles from `min` up to `max`.
-    pub fn next_delay(&mut self, unit: f64) -> Duration {
-        let base = self.next;
-        self.next = (self.next * 2).min(self.max);
-        base.mul_f64(0.5 + 0.5 * unit.clamp(0.0, 1.0))
-    }
-
-    /// Back to the shortest wait, after a session that worked.
-    pub fn reset(&mut self) {
-        self.next = self.min;
-    }
+/// Reconnect delays: exponential from `min` to `max` with jitter (up to +100 %), so that
+/// many data planes restarted together do not reconnect in lockstep. The sequence comes
+/// from `backon`, the implementation the operator's backoff uses too.
+fn reconnect_backoff(min: Duration, max: Duration) -> impl Iterator<Item = Duration> {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(min)
+        .with_max_delay(max.max(min))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build()
 }
 
 #[cfg(test)]
@@ -332,14 +314,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_up_to_the_cap_with_jitter_and_resets() {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(500));
-        assert_eq!(backoff.next_delay(1.0), Duration::from_millis(100));
-        assert_eq!(backoff.next_delay(0.0), Duration::from_millis(100));
-        assert_eq!(backoff.next_delay(1.0), Duration::from_millis(400));
-        assert_eq!(backoff.next_delay(1.0), Duration::from_millis(500));
-        assert_eq!(backoff.next_delay(1.0), Duration::from_millis(500));
-        backoff.reset();
-        assert_eq!(backoff.next_delay(0.5), Duration::from_millis(75));
+    fn reconnect_delays_double_within_their_jitter_up_to_the_cap() {
+        let min = Duration::from_millis(100);
+        let max = Duration::from_millis(500);
+        let delays: Vec<Duration> = reconnect_backoff(min, max).take(5).collect();
+        for (d, base) in delays.iter().zip([100u64, 200, 400, 500, 500]) {
+            let base = Duration::from_millis(base);
+            assert!(*d >= base && *d < base * 2, "{d:?} outside [{base:?}, 2x)");
+        }
     }
 }
