@@ -12,7 +12,7 @@ use phoenix_operator::controller::providers::Database;
 use phoenix_operator::controller::region::apply::provision;
 use phoenix_operator::db::rls::{Drift, POLICY_NAME};
 use phoenix_operator::db::roles::{DATAPLANE_ROLE, OWNER_ROLE};
-use phoenix_operator::db::{DbError, PgDatabase};
+use phoenix_operator::db::{DbError, NameConflict, PgDatabase};
 use support::TestDb;
 use tokio_postgres::Client;
 
@@ -569,7 +569,10 @@ async fn a_live_hostname_cannot_be_taken_twice() {
         .upsert_tenant(&second)
         .await
         .expect_err("duplicate host name accepted");
-    assert!(matches!(err, DbError::HostnameTaken { .. }), "{err}");
+    assert!(
+        matches!(err, DbError::Conflict(NameConflict::Hostname { .. })),
+        "{err}"
+    );
     assert!(
         err.to_string().contains("already used by tenant first"),
         "{err}"

@@ -35,26 +35,9 @@ pub enum PlanError {
     /// The tenant cannot be placed.
     #[error(transparent)]
     Placement(#[from] PlacementError),
-    /// Another tenant owns the host name.
-    #[error(
-        "hostname {hostname} is already used by tenant {owner}; choose another spec.dns.hostname"
-    )]
-    HostnameTaken {
-        /// The host name.
-        hostname: String,
-        /// Its owner.
-        owner: String,
-    },
-    /// A live catalog row of another Tenant object has the name.
-    #[error(
-        "a live catalog entry named {name} belongs to another Tenant object (uid {owner_uid}); retire or delete that row (runbook: finalizer removed by hand) before re-creating the tenant"
-    )]
-    NameTaken {
-        /// The name.
-        name: String,
-        /// UID on the live row.
-        owner_uid: String,
-    },
+    /// Another live tenant holds the tenant's host name or name.
+    #[error(transparent)]
+    Conflict(#[from] crate::db::NameConflict),
     /// A Primary Region's writer is a standby.
     #[error(
         "database {0} is a standby in recovery but spec.role is Primary; point spec.database.writer at the primary or set role Replica"
@@ -129,8 +112,14 @@ pub fn db_reason(e: &DbError) -> Reason {
         DbError::Query { .. } | DbError::ReadOnly(_) => Reason::DatabaseError,
         DbError::MigrationChanged { .. } => Reason::MigrationChanged,
         DbError::SchemaNewer { .. } => Reason::SchemaNewer,
-        DbError::HostnameTaken { .. } => Reason::HostnameTaken,
-        DbError::NameTaken { .. } => Reason::NameTaken,
+        DbError::Conflict(c) => conflict_reason(c),
+    }
+}
+
+fn conflict_reason(c: &crate::db::NameConflict) -> Reason {
+    match c {
+        crate::db::NameConflict::Hostname { .. } => Reason::HostnameTaken,
+        crate::db::NameConflict::Name { .. } => Reason::NameTaken,
     }
 }
 
@@ -156,8 +145,7 @@ impl Error {
             },
             Error::Plan(e) => match e {
                 PlanError::Placement(p) => p.reason(),
-                PlanError::HostnameTaken { .. } => Reason::HostnameTaken,
-                PlanError::NameTaken { .. } => Reason::NameTaken,
+                PlanError::Conflict(c) => conflict_reason(c),
                 PlanError::WriterIsStandby(_) => Reason::WriterIsStandby,
                 PlanError::ReplicaNotInRecovery(_) => Reason::ReplicaNotInRecovery,
                 PlanError::ReplicaResidencyViolation { .. } => Reason::ReplicaResidencyViolation,

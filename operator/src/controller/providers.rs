@@ -64,6 +64,25 @@ pub struct RowsSeen {
     pub hostname_owner: Option<String>,
 }
 
+impl RowsSeen {
+    /// The live row of another tenant that claims `row`'s host name or name, if any.
+    pub fn conflict(&self, row: &TenantRow) -> Option<crate::db::NameConflict> {
+        use crate::db::NameConflict;
+        if let Some(owner) = &self.hostname_owner {
+            return Some(NameConflict::Hostname {
+                hostname: row.hostname.clone(),
+                owner: owner.clone(),
+            });
+        }
+        self.name_owner
+            .as_ref()
+            .map(|owner_uid| NameConflict::Name {
+                name: row.name.clone(),
+                owner_uid: owner_uid.clone(),
+            })
+    }
+}
+
 /// One region database. Reads never write; writes fail on a read-only instance.
 #[async_trait]
 pub trait Database: Send + Sync {

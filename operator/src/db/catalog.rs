@@ -66,17 +66,8 @@ pub async fn upsert(client: &Client, row: &TenantRow) -> Result<i64, DbError> {
             Some("tenants_live_hostname" | "tenants_live_name")
         ) {
             let seen = rows_seen(client, row).await?;
-            if let Some(owner) = seen.hostname_owner {
-                return Err(DbError::HostnameTaken {
-                    hostname: row.hostname.clone(),
-                    owner,
-                });
-            }
-            if let Some(owner_uid) = seen.name_owner {
-                return Err(DbError::NameTaken {
-                    name: row.name.clone(),
-                    owner_uid,
-                });
+            if let Some(conflict) = seen.conflict(row) {
+                return Err(conflict.into());
             }
         }
         return Err(converge_map_err(e));

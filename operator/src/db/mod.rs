@@ -69,29 +69,38 @@ pub enum DbError {
         /// Latest version this operator has.
         known: i32,
     },
-    /// A live catalog row of another Tenant object has the name.
-    #[error(
-        "a live catalog entry named {name} belongs to another Tenant object (uid {owner_uid}); retire or delete that row (runbook: finalizer removed by hand) before re-creating the tenant"
-    )]
-    NameTaken {
-        /// The tenant name.
-        name: String,
-        /// UID recorded on the live row.
-        owner_uid: String,
-    },
+    /// A live catalog row of another tenant claims the tenant's name or host name.
+    #[error(transparent)]
+    Conflict(#[from] NameConflict),
+    /// A write was asked of a read-only provider (`plan`).
+    #[error("{0} refused: this provider is read-only")]
+    ReadOnly(&'static str),
+}
+
+/// Another live tenant holds a name that must be unique.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NameConflict {
     /// A live tenant already uses the host name.
     #[error(
         "hostname {hostname} is already used by tenant {owner}; choose another spec.dns.hostname"
     )]
-    HostnameTaken {
+    Hostname {
         /// The contested host name.
         hostname: String,
         /// Tenant using it.
         owner: String,
     },
-    /// A write was asked of a read-only provider (`plan`).
-    #[error("{0} refused: this provider is read-only")]
-    ReadOnly(&'static str),
+    /// A live catalog row of another Tenant object has the name (its finalizer was removed
+    /// by hand, leaving the row live).
+    #[error(
+        "a live catalog entry named {name} belongs to another Tenant object (uid {owner_uid}); retire or delete that row (runbook: finalizer removed by hand) before re-creating the tenant"
+    )]
+    Name {
+        /// The tenant name.
+        name: String,
+        /// UID recorded on the live row.
+        owner_uid: String,
+    },
 }
 
 impl DbError {

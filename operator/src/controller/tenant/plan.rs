@@ -130,10 +130,11 @@ pub fn precheck(tenant: &Tenant, tenants: &[Arc<Tenant>]) -> Result<(), PlanErro
         ));
     }
     if let Some(owner) = hostname_owner(tenant, tenants) {
-        return Err(PlanError::HostnameTaken {
+        return Err(crate::db::NameConflict::Hostname {
             hostname: tenant.spec.dns.hostname.clone(),
             owner,
-        });
+        }
+        .into());
     }
     Ok(())
 }
@@ -191,17 +192,8 @@ pub fn plan(
         });
     }
     let row = catalog_row(tenant, placement);
-    if let Some(owner) = &seen.rows.hostname_owner {
-        return Err(PlanError::HostnameTaken {
-            hostname: row.hostname,
-            owner: owner.clone(),
-        });
-    }
-    if let Some(owner_uid) = &seen.rows.name_owner {
-        return Err(PlanError::NameTaken {
-            name: row.name,
-            owner_uid: owner_uid.clone(),
-        });
+    if let Some(conflict) = seen.rows.conflict(&row) {
+        return Err(conflict.into());
     }
     let change = row_change(seen.rows.own.as_ref(), &row);
     Ok(TenantPlan::Converge {
@@ -387,7 +379,7 @@ mod tests {
         };
         let err = plan(&t, &placement(), &refs(name)).unwrap_err();
         assert!(
-            matches!(err, PlanError::NameTaken { ref owner_uid, .. } if owner_uid == "uid-old"),
+            matches!(err, PlanError::Conflict(crate::db::NameConflict::Name { ref owner_uid, .. }) if owner_uid == "uid-old"),
             "{err}"
         );
     }
