@@ -10,9 +10,10 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep, timeout};
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client};
 
 use super::{Catalog, CatalogError, load_tenants};
+use crate::db::DbTarget;
 use crate::error::Report;
 use crate::metrics::Metrics;
 
@@ -69,7 +70,7 @@ pub enum FollowError {
 /// Follows `catalog.tenants` into a [`Catalog`].
 #[derive(Debug)]
 pub struct CatalogFollower {
-    pg: tokio_postgres::Config,
+    pg: DbTarget,
     catalog: Catalog,
     metrics: Metrics,
     settings: FollowerSettings,
@@ -77,7 +78,7 @@ pub struct CatalogFollower {
 
 impl CatalogFollower {
     /// A follower connecting with `pg` and filling `catalog`.
-    pub fn new(pg: tokio_postgres::Config, catalog: Catalog, metrics: Metrics) -> Self {
+    pub fn new(pg: DbTarget, catalog: Catalog, metrics: Metrics) -> Self {
         Self {
             pg,
             catalog,
@@ -126,7 +127,8 @@ impl CatalogFollower {
     async fn follow(&self) -> Result<std::convert::Infallible, FollowError> {
         let query_timeout = self.settings.query_timeout;
         // connect_timeout bounds the TCP connect only; this bounds the handshake too.
-        let (client, mut connection) = timeout(query_timeout, self.pg.connect(NoTls))
+        let tls = self.pg.tls.clone();
+        let (client, mut connection) = timeout(query_timeout, self.pg.config.connect(tls))
             .await
             .map_err(|_| FollowError::Timeout(query_timeout))?
             .map_err(FollowError::Connect)?;

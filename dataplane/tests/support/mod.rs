@@ -4,45 +4,51 @@
 #![allow(dead_code)] // each test binary uses its own part of the support code
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use phoenix_catalog::connect::{PgTarget, SslMode};
 use phoenix_dataplane::catalog::follower::FollowerSettings;
 use phoenix_dataplane::{Config, Dataplane};
 use tokio::net::TcpListener;
+use tokio_postgres::Client;
 use tokio_postgres::config::Host;
-use tokio_postgres::{Client, NoTls};
 
 const ADMIN_DSN_VAR: &str = "PG_ADMIN_DSN_US_EAST_1";
+/// The stack's TLS-only primary (verify-full DSN) and its CA.
+pub const TLS_ADMIN_DSN_VAR: &str = "PG_ADMIN_DSN_EU_WEST_1";
+const CA_FILE_VAR: &str = "PG_CA_FILE";
 const CATALOG_MIGRATION: &str = phoenix_catalog::MIGRATIONS[0].sql;
 const CLINICAL_MIGRATION: &str = phoenix_catalog::MIGRATIONS[1].sql;
 
 /// The admin DSN of the stack's us-east-1 primary; panics with how to get one.
 pub fn admin_dsn() -> String {
-    match std::env::var(ADMIN_DSN_VAR) {
-        Ok(dsn) if !dsn.is_empty() => dsn,
+    stack_var(ADMIN_DSN_VAR)
+}
+
+/// A variable of the stack's env file; panics with how to get one.
+fn stack_var(var: &str) -> String {
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => value,
         _ => panic!(
-            "{ADMIN_DSN_VAR} is not set: these tests need the local PostgreSQL. \
+            "{var} is not set: these tests need the local PostgreSQL. \
              Run `e2e/stack up && source .stack/env` from the repository root, then rerun."
         ),
     }
 }
 
-async fn connect(config: &tokio_postgres::Config) -> Client {
-    let (client, connection) = config
-        .connect(NoTls)
+/// Connects (over TLS when the DSN asks for it), the connection driven in the background.
+async fn connect(target: &PgTarget) -> Client {
+    target
+        .connect()
         .await
-        .unwrap_or_else(|error| panic!("connecting to PostgreSQL as admin failed: {error}"));
-    tokio::spawn(async move {
-        // Ends when the client is dropped or the database is dropped under it.
-        let _ = connection.await;
-    });
-    client
+        .unwrap_or_else(|error| panic!("connecting to PostgreSQL as admin failed: {error}"))
 }
 
 /// A database of its own with the operator's migrations applied, and a data plane role.
 /// Both are dropped when this is dropped, even when the test panicked.
 pub struct TestDb {
-    admin_config: tokio_postgres::Config,
+    admin_config: PgTarget,
     /// Database name.
     pub name: String,
     /// Login role the data plane uses.
@@ -55,9 +61,14 @@ impl TestDb {
     /// Creates the database, applies the migrations, creates the role with the grants the
     /// operator gives `phoenix_dataplane`.
     pub async fn create() -> Self {
-        let admin_config: tokio_postgres::Config = admin_dsn()
-            .parse()
-            .unwrap_or_else(|error| panic!("{ADMIN_DSN_VAR} is not a valid DSN: {error}"));
+        Self::create_on(ADMIN_DSN_VAR).await
+    }
+
+    /// Like [`TestDb::create`], on the server whose admin DSN is in `var` (e.g.
+    /// [`TLS_ADMIN_DSN_VAR`]).
+    pub async fn create_on(var: &str) -> Self {
+        let admin_config = phoenix_catalog::connect::parse(&stack_var(var))
+            .unwrap_or_else(|error| panic!("{var} is not a valid DSN: {error}"));
         let suffix = format!("{:016x}", rand::random::<u64>());
         let mut db = Self {
             admin_config,
@@ -85,7 +96,7 @@ impl TestDb {
         drop(server);
 
         let mut config = db.admin_config.clone();
-        config.dbname(&db.name);
+        config.config.dbname(&db.name);
         let admin = connect(&config).await;
         admin
             .batch_execute(CATALOG_MIGRATION)
@@ -116,24 +127,36 @@ impl TestDb {
             .expect("admin connection made in create()")
     }
 
-    /// libpq URL of the test database as the data plane role.
+    /// libpq URL of the test database as the data plane role, with the admin DSN's
+    /// sslmode (its CA is [`TestDb::ca_file`]).
     pub fn dataplane_url(&self) -> String {
-        let host = match self.admin_config.get_hosts().first() {
+        let host = match self.admin_config.config.get_hosts().first() {
             Some(Host::Tcp(host)) => host.clone(),
             _ => "127.0.0.1".to_owned(),
         };
         let port = self
             .admin_config
+            .config
             .get_ports()
             .first()
             .copied()
             .unwrap_or(5432);
         format!(
-            "postgres://{role}:{password}@{host}:{port}/{db}",
+            "postgres://{role}:{password}@{host}:{port}/{db}?sslmode={mode}",
             role = self.role,
             password = self.password,
             db = self.name,
+            mode = self.admin_config.tls.mode,
         )
+    }
+
+    /// The stack's CA ($PG_CA_FILE) when the admin DSN verifies the server, else none.
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        matches!(
+            self.admin_config.tls.mode,
+            SslMode::VerifyCa | SslMode::VerifyFull
+        )
+        .then(|| PathBuf::from(stack_var(CA_FILE_VAR)))
     }
 
     /// Inserts an active tenant; returns its catalog id.
@@ -181,7 +204,7 @@ impl Drop for TestDb {
                 .enable_all()
                 .build()?;
             runtime.block_on(async move {
-                let (client, connection) = config.connect(NoTls).await?;
+                let (client, connection) = config.config.connect(config.connector()?).await?;
                 let driver = tokio::spawn(connection);
                 // DROP DATABASE cannot run in a transaction block: one statement at a time.
                 for statement in sql.split_terminator(';') {
@@ -211,6 +234,7 @@ pub async fn start_dataplane_with(db: &TestDb, follower: FollowerSettings) -> Da
         .await
         .expect("bind a free loopback port");
     let mut config = Config::new(db.dataplane_url());
+    config.database_ca_file = db.ca_file();
     config.listen = listener.local_addr().expect("bound address");
     config.region = Some("us-east-1".to_owned());
     Dataplane::start(&config, listener, follower)
