@@ -11,8 +11,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use phoenix_catalog::connect::{MakeRustlsConnect, PgTarget};
 use sha2::{Digest, Sha256};
-use tokio_postgres::NoTls;
 
 use self::migrations::{LEDGER_SQL, MIGRATION_LOCK, MIGRATIONS};
 use self::rls::{Drift, TENANT_TABLES, TableState};
@@ -111,11 +111,21 @@ impl DbError {
     }
 }
 
-/// The server's message for a database error, else the error's display (never a DSN).
+/// The server's message for a database error, else the error's display with its causes
+/// (a TLS failure's why, e.g. an unknown issuer, is in a source); never a DSN.
 fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+        None => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            text
+        }
     }
 }
 
@@ -171,6 +181,7 @@ pub struct RegionDatabase {
     pool: Pool,
     endpoint: String,
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
 }
 
 impl std::fmt::Debug for RegionDatabase {
@@ -182,11 +193,15 @@ impl std::fmt::Debug for RegionDatabase {
 }
 
 impl RegionDatabase {
-    /// A pool for `config`; connections are made lazily.
-    pub fn new(
-        mut config: tokio_postgres::Config,
-        max_connections: usize,
-    ) -> Result<Self, DbError> {
+    /// A pool for `target` (a parsed connection string with its TLS settings, see
+    /// [`phoenix_catalog::connect::parse`], or a bare tokio-postgres config); connections
+    /// are made lazily.
+    pub fn new(target: impl Into<PgTarget>, max_connections: usize) -> Result<Self, DbError> {
+        let target = target.into();
+        let tls = target
+            .connector()
+            .map_err(|e| DbError::InvalidDsn(e.to_string()))?;
+        let mut config = target.config;
         config.connect_timeout(Duration::from_secs(5));
         config.application_name("phoenix-operator");
         // Never queue behind clinical traffic for long: fail the reconcile and retry.
@@ -196,7 +211,7 @@ impl RegionDatabase {
         let endpoint = endpoint_of(&config);
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -212,6 +227,7 @@ impl RegionDatabase {
             pool,
             endpoint,
             config,
+            tls,
         })
     }
 
@@ -235,7 +251,7 @@ impl RegionDatabase {
         maintenance.dbname("postgres");
         let (client, connection) =
             maintenance
-                .connect(NoTls)
+                .connect(self.tls.clone())
                 .await
                 .map_err(|e| DbError::Connect {
                     endpoint: endpoint_of(&maintenance),
@@ -521,7 +537,7 @@ impl Databases {
         &self,
         key: &str,
         fingerprint: &str,
-        config: tokio_postgres::Config,
+        config: impl Into<PgTarget>,
         max_connections: usize,
     ) -> Result<RegionDatabase, DbError> {
         let fingerprint = hex::encode(Sha256::digest(fingerprint.as_bytes()));
