@@ -36,12 +36,17 @@ fn bare_dsn() -> String {
 /// The same server reached at 127.0.0.1 but named `db.phoenix.invalid`, a name its
 /// certificate does not carry.
 fn misnamed(mode: &str) -> String {
+    named("db.phoenix.invalid", mode)
+}
+
+/// The server reached at 127.0.0.1 under the name `host` (what TLS verifies).
+fn named(host: &str, mode: &str) -> String {
     let target = parse(&bare_dsn()).expect("the stack DSN parses");
     let config = &target.config;
     let password = String::from_utf8(config.get_password().unwrap_or_default().to_vec())
         .expect("the stack password is hex");
     format!(
-        "host=db.phoenix.invalid hostaddr=127.0.0.1 port={} user={} password={password} dbname={} sslmode={mode} sslrootcert={}",
+        "host={host} hostaddr=127.0.0.1 port={} user={} password={password} dbname={} sslmode={mode} sslrootcert={}",
         config.get_ports()[0],
         config.get_user().unwrap_or("postgres"),
         config.get_dbname().unwrap_or("phoenix"),
@@ -105,6 +110,17 @@ async fn verify_full_with_an_unrelated_ca_fails_on_the_certificate() {
 async fn a_host_name_the_certificate_lacks_fails_under_verify_full() {
     let target = parse(&misnamed("verify-full")).expect("parses");
     assert_certificate_error(uses_tls(&target).await, "a wrong host name");
+}
+
+#[tokio::test]
+async fn a_dns_name_the_certificate_carries_verifies_under_verify_full() {
+    // The DSN of the stack names 127.0.0.1 (an IP SAN); this is the DNS SAN `localhost`.
+    let target = parse(&named("localhost", "verify-full")).expect("parses");
+    assert!(
+        uses_tls(&target)
+            .await
+            .expect("localhost is in the certificate")
+    );
 }
 
 #[tokio::test]
