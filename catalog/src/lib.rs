@@ -6,6 +6,7 @@
 //! string forms, the NOTIFY channel, the per-transaction tenant setting and the row-level
 //! security predicate built on it.
 
+pub mod connect;
 pub mod migrations;
 pub mod rls;
 pub mod tenants;

@@ -110,6 +110,8 @@ fn default_database_name() -> String {
 #[x_kube(
     validation = Rule::new("has(self.connectionSecretRef) != has(self.host)").message("set exactly one of connectionSecretRef or host"),
     validation = Rule::new("!has(self.host) || has(self.credentialsSecretRef)").message("credentialsSecretRef (the password) is required with host"),
+    validation = Rule::new("!has(self.host) || !has(self.sslMode) || !(self.sslMode in ['verify-ca', 'verify-full']) || has(self.caSecretRef)").message("caSecretRef (the CA bundle) is required with host and sslMode verify-ca or verify-full"),
+    validation = Rule::new("!has(self.caSecretRef) || !has(self.sslMode) || self.sslMode != 'disable'").message("caSecretRef makes no sense with sslMode disable: remove one of them"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseConnection {
@@ -131,6 +133,36 @@ pub struct DatabaseConnection {
     /// Secret key holding the admin role's password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretKeyRef>,
+    /// TLS to the instance, as libpq's `sslmode`; overrides the connection string's.
+    /// Unset: the connection string's, else `prefer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl_mode: Option<SslMode>,
+    /// Secret key holding a PEM CA bundle the server's certificate is verified against
+    /// (replaces the connection string's `sslrootcert`); with `require` it verifies the
+    /// chain like `verify-ca`, as libpq does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
+}
+
+/// TLS to the instance, as libpq's `sslmode`; overrides the connection string's (unset:
+/// the connection string's, else `prefer`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum SslMode {
+    /// Never TLS.
+    #[serde(rename = "disable")]
+    Disable,
+    /// TLS when the server offers it; nothing verified.
+    #[serde(rename = "prefer")]
+    Prefer,
+    /// TLS or no connection; the chain is verified only when a CA is given.
+    #[serde(rename = "require")]
+    Require,
+    /// TLS, and the server's certificate chain must lead to the CA; any host name.
+    #[serde(rename = "verify-ca")]
+    VerifyCa,
+    /// TLS, the chain must lead to the CA and the certificate must name the host.
+    #[serde(rename = "verify-full")]
+    VerifyFull,
 }
 
 fn default_pg_port() -> i32 {

@@ -38,7 +38,7 @@ async fn main() {
         other => panic!("mode is primary or replica, not {other}"),
     };
     let settings = FollowerSettings::default();
-    let dataplane = start_dataplane_at(url, settings.clone()).await;
+    let dataplane = start_dataplane_at(url, None, settings.clone()).await;
     eventually("the catalog loads", Duration::from_secs(30), || async {
         if dataplane.catalog().is_loaded() {
             Ok(())

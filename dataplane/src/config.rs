@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::Parser;
 
@@ -28,6 +29,10 @@ pub struct Config {
     /// short; more connections per process would only queue in PostgreSQL.
     #[arg(long = "pool-size", env = "DATABASE_POOL_SIZE", default_value_t = DEFAULT_POOL_SIZE)]
     pub pool_size: usize,
+    /// PEM CA bundle the database servers' certificates are verified with when the URLs
+    /// ask for it (sslmode=require, verify-ca, verify-full); replaces their sslrootcert.
+    #[arg(long = "database-ca-file", env = "DATABASE_CA_FILE")]
+    pub database_ca_file: Option<PathBuf>,
 
     /// Address the HTTP server binds.
     #[arg(long = "listen", env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
@@ -45,6 +50,7 @@ impl Config {
             database_url: database_url.into(),
             reader_url: None,
             pool_size: DEFAULT_POOL_SIZE,
+            database_ca_file: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             region: None,
         }
@@ -61,6 +67,7 @@ impl fmt::Debug for Config {
                 &self.reader_url.as_ref().map(|_| "<redacted>"),
             )
             .field("pool_size", &self.pool_size)
+            .field("database_ca_file", &self.database_ca_file)
             .field("listen", &self.listen)
             .field("region", &self.region)
             .finish()
@@ -79,9 +86,15 @@ mod tests {
             "postgres://u:secret@db/phoenix",
             "--region",
             "eu-west-1",
+            "--database-ca-file",
+            "/etc/phoenix/pg-ca.crt",
         ])
         .expect("valid flags");
         assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        assert_eq!(
+            config.database_ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/phoenix/pg-ca.crt"))
+        );
         assert_eq!(config.region.as_deref(), Some("eu-west-1"));
     }
 

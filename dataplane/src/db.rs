@@ -3,11 +3,12 @@
 
 pub mod tenant_tx;
 
+use std::path::Path;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures::future::BoxFuture;
-use tokio_postgres::NoTls;
+use phoenix_catalog::connect::{ConnectError, MakeRustlsConnect};
 
 use crate::config::Config;
 
@@ -27,6 +28,14 @@ pub enum DbError {
         /// What is wrong with it.
         source: tokio_postgres::Error,
     },
+    /// The URL's TLS settings or the CA are unusable (unknown sslmode, unreadable CA, ...).
+    #[error("{setting}: {source}")]
+    Tls {
+        /// The setting holding the URL.
+        setting: &'static str,
+        /// What is wrong.
+        source: ConnectError,
+    },
     /// The pool could not be built.
     #[error("building the connection pool failed")]
     Build(#[from] deadpool_postgres::BuildError),
@@ -38,23 +47,50 @@ pub enum DbError {
     Query(#[from] tokio_postgres::Error),
 }
 
-/// Parses a libpq URL (or key=value string), naming the connections `application_name`
-/// and bounding the connect time unless the URL says otherwise.
+/// Where to connect and how: the tokio-postgres settings and the TLS connector (used only
+/// when the URL's sslmode asks for TLS).
+#[derive(Clone)]
+pub struct DbTarget {
+    /// Host, credentials, database, timeouts and whether to negotiate TLS.
+    pub config: tokio_postgres::Config,
+    /// Verifies the server as the URL's sslmode says.
+    pub tls: MakeRustlsConnect,
+}
+
+// The config's Debug hides the password, but the data plane never prints it at all.
+impl std::fmt::Debug for DbTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbTarget").finish_non_exhaustive()
+    }
+}
+
+/// Parses a libpq URL (or key=value string) with libpq's sslmode semantics (see
+/// [`phoenix_catalog::connect`]), naming the connections `application_name` and bounding
+/// the connect time unless the URL says otherwise. `ca_file`, a PEM bundle, replaces the
+/// URL's `sslrootcert`.
 pub fn pg_config(
     setting: &'static str,
     url: &str,
     application_name: &str,
-) -> Result<tokio_postgres::Config, DbError> {
-    let mut config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|source| DbError::InvalidUrl { setting, source })?;
+    ca_file: Option<&Path>,
+) -> Result<DbTarget, DbError> {
+    let tls_error = |source| DbError::Tls { setting, source };
+    let mut target = phoenix_catalog::connect::parse(url).map_err(|error| match error {
+        ConnectError::Parse(source) => DbError::InvalidUrl { setting, source },
+        other => tls_error(other),
+    })?;
+    if let Some(path) = ca_file {
+        target = target.with_ca_file(path).map_err(tls_error)?;
+    }
+    let tls = target.connector().map_err(tls_error)?;
+    let mut config = target.config;
     if config.get_application_name().is_none() {
         config.application_name(application_name);
     }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
-    Ok(config)
+    Ok(DbTarget { config, tls })
 }
 
 /// Answers whether the database is up; owned by readiness, so tests can stand in for it.
@@ -77,14 +113,27 @@ impl Database {
     /// Builds both pools from the configuration; no connection is made until one is needed.
     pub fn new(config: &Config) -> Result<Self, DbError> {
         let size = config.pool_size.max(1);
+        let ca_file = config.database_ca_file.as_deref();
         let writer = pool(
-            pg_config("DATABASE_URL", &config.database_url, "phoenix-dataplane")?,
+            pg_config(
+                "DATABASE_URL",
+                &config.database_url,
+                "phoenix-dataplane",
+                ca_file,
+            )?,
             size,
         )?;
         let reader = config
             .reader_url
             .as_deref()
-            .map(|url| pg_config("DATABASE_READER_URL", url, "phoenix-dataplane-reader"))
+            .map(|url| {
+                pg_config(
+                    "DATABASE_READER_URL",
+                    url,
+                    "phoenix-dataplane-reader",
+                    ca_file,
+                )
+            })
             .transpose()?
             .map(|pg| pool(pg, size))
             .transpose()?;
@@ -102,12 +151,12 @@ impl Database {
     }
 }
 
-// A pool of at most `max_size` connections made with `config`; the one place the data
+// A pool of at most `max_size` connections made with `target`; the one place the data
 // plane's pooled connections are made.
-fn pool(config: tokio_postgres::Config, max_size: usize) -> Result<Pool, DbError> {
+fn pool(target: DbTarget, max_size: usize) -> Result<Pool, DbError> {
     let manager = Manager::from_config(
-        config,
-        NoTls,
+        target.config,
+        target.tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -138,8 +187,14 @@ mod tests {
 
     #[test]
     fn names_the_connection_and_bounds_connecting_unless_the_url_does() {
-        let config =
-            pg_config("DATABASE_URL", "postgres://u:pw@db:5432/phoenix", "dp").expect("valid url");
+        let config = pg_config(
+            "DATABASE_URL",
+            "postgres://u:pw@db:5432/phoenix",
+            "dp",
+            None,
+        )
+        .expect("valid url")
+        .config;
         assert_eq!(config.get_application_name(), Some("dp"));
         assert_eq!(config.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
 
@@ -147,19 +202,55 @@ mod tests {
             "DATABASE_URL",
             "postgres://db/phoenix?application_name=mine&connect_timeout=2",
             "dp",
+            None,
         )
-        .expect("valid url");
+        .expect("valid url")
+        .config;
         assert_eq!(config.get_application_name(), Some("mine"));
         assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(2)));
     }
 
     #[test]
     fn an_invalid_url_names_the_setting() {
-        let error = pg_config("DATABASE_READER_URL", "postgres://db:notaport/x", "dp")
-            .expect_err("invalid port");
+        let error = pg_config(
+            "DATABASE_READER_URL",
+            "postgres://db:notaport/x",
+            "dp",
+            None,
+        )
+        .expect_err("invalid port");
         assert!(
             error.to_string().starts_with("DATABASE_READER_URL"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_verifying_sslmode_without_a_ca_names_the_setting() {
+        let error = pg_config(
+            "DATABASE_URL",
+            "postgres://u:secret@db/x?sslmode=verify-full",
+            "dp",
+            None,
+        )
+        .expect_err("no CA");
+        let text = error.to_string();
+        assert!(
+            text.starts_with("DATABASE_URL") && text.contains("CA"),
+            "{text}"
+        );
+        assert!(!text.contains("secret"), "{text}");
+    }
+
+    #[test]
+    fn an_unreadable_ca_file_is_reported_at_start() {
+        let error = pg_config(
+            "DATABASE_URL",
+            "postgres://db/x?sslmode=verify-full",
+            "dp",
+            Some(Path::new("/nonexistent/ca.crt")),
+        )
+        .expect_err("no such file");
+        assert!(error.to_string().contains("/nonexistent/ca.crt"), "{error}");
     }
 }

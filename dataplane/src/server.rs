@@ -85,6 +85,7 @@ impl Dataplane {
             "DATABASE_URL",
             &config.database_url,
             "phoenix-dataplane-catalog",
+            config.database_ca_file.as_deref(),
         )?;
         let metrics = Metrics::new(config.region.as_deref());
         let catalog = Catalog::new();

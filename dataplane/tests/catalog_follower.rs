@@ -237,7 +237,7 @@ async fn a_dataplane_on_the_replica_serves_a_tenant_written_on_the_primary() {
         resync_every: Duration::from_secs(3600),
         ..FollowerSettings::default()
     };
-    let dataplane = start_dataplane_at(db.replica_url(), settings).await;
+    let dataplane = start_dataplane_at(db.replica_url(), None, settings).await;
     let client = http();
     ready(&client, &dataplane).await;
     let (status, _) = get(
@@ -273,4 +273,19 @@ async fn metrics_text(client: &reqwest::Client, dataplane: &Dataplane) -> String
         .text()
         .await
         .expect("metrics body")
+}
+
+#[tokio::test]
+async fn a_tls_only_database_is_followed_over_verified_tls() {
+    // The stack's eu-west-1 primary refuses plain TCP; the data plane gets the CA as
+    // DATABASE_CA_FILE and a verify-full URL.
+    let db = TestDb::create_on(support::TLS_ADMIN_DSN_VAR).await;
+    assert!(db.dataplane_url().contains("sslmode=verify-full"));
+    assert!(db.ca_file().is_some());
+    let dataplane = start_dataplane(&db).await;
+    let client = http();
+    ready(&client, &dataplane).await;
+    db.insert_tenant("tls", "tls.example.org").await;
+    served_as(&client, &dataplane, "tls.example.org", 200).await;
+    dataplane.stop().await.expect("clean stop");
 }

@@ -4,6 +4,15 @@
 # $STACK_DIR/pg/<region>/{primary,replica}. Sourced by e2e/stack.
 
 REGIONS=(us-east-1 eu-west-1 ap-southeast-1)
+# Regions whose primary only accepts TLS (pg_hba `hostssl`), so that the TLS path of
+# every client is exercised; the others stay plain TCP.
+TLS_REGIONS=(eu-west-1)
+
+# pg_tls REGION: true if REGION's primary runs with TLS only.
+pg_tls() { [[ " ${TLS_REGIONS[*]} " == *" $1 "* ]]; }
+
+# pg_pki_dir: the CA and server certificate of the TLS clusters.
+pg_pki_dir() { printf '%s/pki/postgres' "$STACK_DIR"; }
 
 # as_pg CMD...: run CMD as the database owner. initdb refuses root, so root
 # runs it as the `postgres` system user; anyone else runs it as themselves.
@@ -56,6 +65,73 @@ psql_admin() {
     -h 127.0.0.1 -p "$1" -U postgres -d "${3:-postgres}" -c "$2"
 }
 
+# make_pg_pki: a CA and a server certificate for 127.0.0.1/localhost, made once per
+# stack. The key is the postgres user's, mode 0600 (PostgreSQL refuses a looser one).
+make_pg_pki() {
+  local d
+  d=$(pg_pki_dir)
+  [[ -s "$d/server.crt" && -s "$d/server.key" && -s "$d/ca.crt" ]] && return 0
+  log "generating the PostgreSQL CA and server certificate in $d"
+  mkdir -p "$d"
+  # The postgres user must reach $d through pki/ (mode 700, it holds the kube keys
+  # and token): search only, and for the postgres group only, never for others.
+  if [[ $EUID -eq 0 ]]; then
+    chgrp postgres "$STACK_DIR/pki"
+    chmod 710 "$STACK_DIR/pki"
+  fi
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+    -subj '/CN=phoenix-e2e-postgres-ca' \
+    -addext 'basicConstraints=critical,CA:TRUE' \
+    -addext 'keyUsage=critical,keyCertSign,cRLSign' \
+    -keyout "$d/ca.key" -out "$d/ca.crt" 2>/dev/null
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj '/CN=localhost' \
+    -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
+  printf '%s\n' 'basicConstraints = CA:FALSE' \
+    'keyUsage = critical, digitalSignature, keyEncipherment' \
+    'extendedKeyUsage = serverAuth' \
+    'subjectAltName = IP:127.0.0.1, DNS:localhost' >"$d/server.ext"
+  openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" \
+    -set_serial "0x$(openssl rand -hex 16)" -days 3650 \
+    -extfile "$d/server.ext" -out "$d/server.crt" 2>/dev/null
+  rm -f "$d/server.csr" "$d/server.ext"
+  chmod 600 "$d/ca.key" "$d/server.key"
+  chmod 644 "$d/ca.crt" "$d/server.crt"
+  chmod 755 "$d"
+  pg_own "$d/server.key" "$d/server.crt" "$d/ca.crt"
+}
+
+# pg_hba_conf REGION: the host-based authentication of REGION's primary; a TLS region
+# accepts TCP only over TLS (`hostssl`), so a plain connection is refused.
+pg_hba_conf() {
+  local host=host
+  pg_tls "$1" && host=hostssl
+  printf '%s\n' '# TYPE  DATABASE     USER  ADDRESS        METHOD' \
+    'local   all          all                  scram-sha-256' \
+    "$host    all          all   127.0.0.1/32   scram-sha-256" \
+    "$host    replication  all   127.0.0.1/32   scram-sha-256"
+}
+
+# ensure_pg_tls REGION: TLS on for a TLS region's primary. Also upgrades a cluster made
+# by an older stack without TLS (settings appended, pg_hba rewritten, restart).
+ensure_pg_tls() {
+  local region=$1 dir d
+  pg_tls "$region" || return 0
+  dir=$(pg_dir "$region" primary)
+  d=$(pg_pki_dir)
+  make_pg_pki
+  as_pg grep -qx '# --- e2e/stack tls ---' "$dir/postgresql.conf" && return 0
+  log "enabling TLS (hostssl only) on PostgreSQL $region primary"
+  printf '%s\n' '' '# --- e2e/stack tls ---' 'ssl = on' \
+    "ssl_cert_file = '$d/server.crt'" "ssl_key_file = '$d/server.key'" \
+    "ssl_ca_file = '$d/ca.crt'" | as_pg tee -a "$dir/postgresql.conf" >/dev/null
+  pg_hba_conf "$region" | as_pg tee "$dir/pg_hba.conf" >/dev/null
+  if pg_is_running "$region" primary; then
+    log "restarting PostgreSQL $region primary for TLS"
+    as_pg "$PG_BIN/pg_ctl" stop -m fast -w -t 60 -D "$dir" >/dev/null ||
+      die "could not stop PostgreSQL $region primary to enable TLS"
+  fi
+}
+
 ensure_primary() {
   local region=$1 dir port pwfile
   dir=$(pg_dir "$region" primary)
@@ -89,13 +165,9 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 EOF
-    as_pg tee "$dir/pg_hba.conf" >/dev/null <<'EOF'
-# TYPE  DATABASE     USER  ADDRESS        METHOD
-local   all          all                  scram-sha-256
-host    all          all   127.0.0.1/32   scram-sha-256
-host    replication  all   127.0.0.1/32   scram-sha-256
-EOF
+    pg_hba_conf "$region" | as_pg tee "$dir/pg_hba.conf" >/dev/null
   fi
+  ensure_pg_tls "$region"
   if pg_is_running "$region" primary; then
     log "PostgreSQL $region primary already running (port $port)"
   else

@@ -23,13 +23,29 @@ secret_apply() {
     --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 }
 
-# The Regions of examples/ name these Secrets for their databases' admin DSNs.
+# tls_region REGION: its primary accepts TLS only (the stack's DSN verifies it).
+tls_region() {
+  local var
+  var="PG_ADMIN_DSN_$(upper "$1")"
+  [[ "${!var}" == *sslrootcert=* ]]
+}
+
+# The Regions of examples/ name these Secrets for their databases' admin DSNs. A TLS
+# region's DSN carries no file path (the operator may run elsewhere): it says
+# sslmode=require, and the Region's spec upgrades that to verify-full with the CA from
+# region-<r>-db-ca (key ca.crt, its spec.database.writer.caSecretRef).
 create_region_secrets() {
   log "creating the region database Secrets"
   local r var
   for r in "${REGIONS[@]}"; do
     var="PG_ADMIN_DSN_$(upper "$r")"
-    secret_apply "region-$r-db" dsn "${!var}"
+    if tls_region "$r"; then
+      secret_apply "region-$r-db" dsn "${!var%%\?*}?sslmode=require"
+      kubectl -n "$OPERATOR_NAMESPACE" create secret generic "region-$r-db-ca" \
+        --from-file=ca.crt="$PG_CA_FILE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+    else
+      secret_apply "region-$r-db" dsn "${!var}"
+    fi
   done
   secret_apply region-us-east-1-replica-db dsn "$PG_REPLICA_DSN_US_EAST_1"
 }
@@ -56,15 +72,22 @@ set_env() {
 }
 
 start_dataplanes() {
-  local r R port url
+  local r R port url ca
   for r in "${REGIONS[@]}"; do
     R=$(upper "$r")
     port=$(port_for "dataplane-$r")
     if ! running "dataplane-$r"; then
       # The operator generates the data plane's credentials (a role without BYPASSRLS).
       url=$(kubectl -n "$OPERATOR_NAMESPACE" get secret "phoenix-dataplane-$r" -o jsonpath='{.data.databaseUrl}' | base64 -d)
-      log "starting the $r data plane on http://127.0.0.1:$port"
-      DATABASE_URL=$url LISTEN_ADDR=127.0.0.1:$port REGION=$r spawn "dataplane-$r" "$TARGET/phoenix-dataplane"
+      ca=
+      if tls_region "$r"; then
+        # The server is TLS-only: verify it fully against the stack's CA.
+        [[ "$url" == *sslmode=* ]] || url+=$([[ "$url" == *\?* ]] && echo '&' || echo '?')sslmode=verify-full
+        ca=$PG_CA_FILE
+      fi
+      log "starting the $r data plane on http://127.0.0.1:$port${ca:+ (TLS, CA $ca)}"
+      DATABASE_URL=$url LISTEN_ADDR=127.0.0.1:$port REGION=$r \
+        spawn "dataplane-$r" env ${ca:+"DATABASE_CA_FILE=$ca"} "$TARGET/phoenix-dataplane"
       wait_for "dataplane-$r" 60 "$STACK_DIR/logs/dataplane-$r.log" curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz"
     fi
     set_env "DATAPLANE_URL_$R" "http://127.0.0.1:$port"

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 pub mod scenario;
 
@@ -118,15 +118,27 @@ pub fn free_port() -> u16 {
 }
 
 /// An admin connection to a region's primary.
+/// Over TLS where the stack's DSN asks for it (eu-west-1: verify-full with the stack's CA).
 pub async fn pg(region: &str) -> Client {
     let dsn = stack_var(&format!("PG_ADMIN_DSN_{}", upper(region)));
-    let (client, conn) = tokio_postgres::connect(&dsn, NoTls)
+    phoenix_catalog::connect::parse(&dsn)
+        .expect("the stack's DSN parses")
+        .connect()
         .await
-        .expect("connect to the region database");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    client
+        .unwrap_or_else(|e| panic!("connect to the {region} database: {e}"))
+}
+
+/// The DSN the operator gets for a region in its Secret: no local file path (the operator
+/// may run elsewhere), so a TLS region's says `sslmode=require` and the Region's spec
+/// upgrades it to verify-full with the CA from the Secret `region-<r>-db-ca` (key
+/// `ca.crt`, its `spec.database.writer.caSecretRef`).
+pub fn operator_dsn(dsn: &str) -> String {
+    match dsn.split_once('?') {
+        Some((base, query)) if query.contains("sslmode=verify-") => {
+            format!("{base}?sslmode=require")
+        }
+        _ => dsn.to_owned(),
+    }
 }
 
 /// Installs the CRDs, the region Secrets and the example Regions (idempotent).
@@ -154,7 +166,19 @@ pub fn install_platform() {
     let mut secrets = String::new();
     for region in REGIONS {
         let dsn = stack_var(&format!("PG_ADMIN_DSN_{}", upper(region)));
-        secrets.push_str(&secret_yaml(&format!("region-{region}-db"), "dsn", &dsn));
+        secrets.push_str(&secret_yaml(
+            &format!("region-{region}-db"),
+            "dsn",
+            &operator_dsn(&dsn),
+        ));
+        if dsn.contains("sslrootcert=") {
+            let ca = std::fs::read_to_string(stack_var("PG_CA_FILE")).expect("read PG_CA_FILE");
+            secrets.push_str(&secret_yaml(
+                &format!("region-{region}-db-ca"),
+                "ca.crt",
+                &ca,
+            ));
+        }
     }
     secrets.push_str(&secret_yaml(
         "region-us-east-1-replica-db",

@@ -429,7 +429,12 @@ async fn a_verifier_set_by_the_operator_logs_in_and_matches_postgresql_s_own() {
     assert!(scram::matches(&theirs, &format!("other {password}")));
     assert!(!scram::matches(&theirs, &password));
     drop(db);
-    let server = support::connect(&support::admin_dsn().parse().expect("dsn")).await;
+    let server = support::connect(
+        &support::admin_dsn()
+            .parse::<tokio_postgres::Config>()
+            .expect("dsn"),
+    )
+    .await;
     let _ = server
         .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
         .await;

@@ -14,9 +14,10 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep, timeout};
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client};
 
 use super::{Catalog, CatalogError, load_tenants};
+use crate::db::DbTarget;
 use crate::error::Report;
 use crate::metrics::Metrics;
 
@@ -83,7 +84,7 @@ pub enum FollowError {
 /// Follows `catalog.tenants` into a [`Catalog`].
 #[derive(Debug)]
 pub struct CatalogFollower {
-    pg: tokio_postgres::Config,
+    pg: DbTarget,
     catalog: Catalog,
     metrics: Metrics,
     settings: FollowerSettings,
@@ -91,7 +92,7 @@ pub struct CatalogFollower {
 
 impl CatalogFollower {
     /// A follower connecting with `pg` and filling `catalog`.
-    pub fn new(pg: tokio_postgres::Config, catalog: Catalog, metrics: Metrics) -> Self {
+    pub fn new(pg: DbTarget, catalog: Catalog, metrics: Metrics) -> Self {
         Self {
             pg,
             catalog,
@@ -202,8 +203,9 @@ impl CatalogFollower {
     // The one place the follower's connection is made.
     async fn connect(&self) -> Result<Session, FollowError> {
         // connect_timeout bounds the TCP connect only; this bounds the handshake too.
+        let tls = self.pg.tls.clone();
         let (client, mut connection) = self
-            .bounded(self.pg.connect(NoTls))
+            .bounded(self.pg.config.connect(tls))
             .await?
             .map_err(FollowError::Connect)?;
         // Capacity 1: every notification means "reload everything", so one pending is enough

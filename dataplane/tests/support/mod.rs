@@ -12,21 +12,25 @@ use phoenix_dataplane::db::Database;
 use phoenix_dataplane::{Config, Dataplane, Isolation, TenantRow, TenantState};
 use std::sync::Arc;
 
+use phoenix_catalog::connect::{PgTarget, SslMode};
 use phoenix_operator::controller::providers::Database as OperatorDatabase;
 use phoenix_operator::controller::region::apply::provision as operator_provision;
 use phoenix_operator::db::PgDatabase;
+use std::path::PathBuf;
 use tokio::net::TcpListener;
+use tokio_postgres::Client;
 use tokio_postgres::config::Host;
-use tokio_postgres::{Client, NoTls};
 
 const ADMIN_DSN_VAR: &str = "PG_ADMIN_DSN_US_EAST_1";
 const REPLICA_DSN_VAR: &str = "PG_REPLICA_DSN_US_EAST_1";
+/// The stack's TLS-only primary (verify-full DSN) and its CA.
+pub const TLS_ADMIN_DSN_VAR: &str = "PG_ADMIN_DSN_EU_WEST_1";
+const CA_FILE_VAR: &str = "PG_CA_FILE";
 
-/// A DSN of the stack from `var`; panics with how to get one.
-fn stack_dsn(var: &str) -> tokio_postgres::Config {
+/// A DSN of the stack from `var` with its TLS settings; panics with how to get one.
+fn stack_dsn(var: &str) -> PgTarget {
     match std::env::var(var) {
-        Ok(dsn) if !dsn.is_empty() => dsn
-            .parse()
+        Ok(dsn) if !dsn.is_empty() => phoenix_catalog::connect::parse(&dsn)
             .unwrap_or_else(|error| panic!("{var} is not a valid DSN: {error}")),
         _ => panic!(
             "{var} is not set: these tests need the local PostgreSQL. \
@@ -35,16 +39,12 @@ fn stack_dsn(var: &str) -> tokio_postgres::Config {
     }
 }
 
-async fn connect(config: &tokio_postgres::Config) -> Client {
-    let (client, connection) = config
-        .connect(NoTls)
+/// Connects (over TLS when the DSN asks for it), the connection driven in the background.
+async fn connect(target: &PgTarget) -> Client {
+    target
+        .connect()
         .await
-        .unwrap_or_else(|error| panic!("connecting to PostgreSQL as admin failed: {error}"));
-    tokio::spawn(async move {
-        // Ends when the client is dropped or the database is dropped under it.
-        let _ = connection.await;
-    });
-    client
+        .unwrap_or_else(|error| panic!("connecting to PostgreSQL as admin failed: {error}"))
 }
 
 /// Provisions the database `database` names exactly as the operator does (migrations,
@@ -57,7 +57,7 @@ async fn connect(config: &tokio_postgres::Config) -> Client {
 /// parallel); `role` is dropped with the test database.
 async fn provision(
     server: &Client,
-    database: tokio_postgres::Config,
+    database: PgTarget,
     role: &str,
     password: &str,
 ) -> Arc<dyn OperatorDatabase> {
@@ -79,7 +79,7 @@ async fn provision(
 /// A database of its own provisioned by the operator, and a data plane login role.
 /// Both are dropped when this is dropped, even when the test panicked.
 pub struct TestDb {
-    admin_config: tokio_postgres::Config,
+    admin_config: PgTarget,
     /// Database name.
     pub name: String,
     /// Login role the data plane uses.
@@ -90,9 +90,15 @@ pub struct TestDb {
 }
 
 impl TestDb {
-    /// Creates the database and provisions it with [`provision`].
+    /// Creates the database on the us-east-1 primary and provisions it with [`provision`].
     pub async fn create() -> Self {
-        let admin_config = stack_dsn(ADMIN_DSN_VAR);
+        Self::create_on(ADMIN_DSN_VAR).await
+    }
+
+    /// Like [`TestDb::create`], on the server whose admin DSN is in `var` (e.g.
+    /// [`TLS_ADMIN_DSN_VAR`]).
+    pub async fn create_on(var: &str) -> Self {
+        let admin_config = stack_dsn(var);
         let suffix = format!("{:016x}", rand::random::<u64>());
         let mut db = Self {
             admin_config,
@@ -110,7 +116,7 @@ impl TestDb {
             .await
             .expect("create the test database");
         let mut config = db.admin_config.clone();
-        config.dbname(&db.name);
+        config.config.dbname(&db.name);
         db.operator = Some(provision(&server, config.clone(), &db.role, &db.password).await);
         drop(server);
         db.admin = Some(connect(&config).await);
@@ -137,12 +143,13 @@ impl TestDb {
 
     /// The primary's address, for tests that put something between it and the data plane.
     pub fn primary_addr(&self) -> String {
-        let host = match self.admin_config.get_hosts().first() {
+        let host = match self.admin_config.config.get_hosts().first() {
             Some(Host::Tcp(host)) => host.clone(),
             _ => "127.0.0.1".to_owned(),
         };
         let port = self
             .admin_config
+            .config
             .get_ports()
             .first()
             .copied()
@@ -155,7 +162,7 @@ impl TestDb {
     pub fn database_through(&self, addr: std::net::SocketAddr, pool_size: usize) -> Database {
         let mut through = tokio_postgres::Config::new();
         through.host(addr.ip().to_string()).port(addr.port());
-        let mut config = Config::new(self.dataplane_url_at(&through));
+        let mut config = Config::new(self.dataplane_url_at(&PgTarget::from(through)));
         config.pool_size = pool_size;
         Database::new(&config).expect("data plane pools")
     }
@@ -163,29 +170,46 @@ impl TestDb {
     /// Superuser connection to the test database on the replica (read-only).
     pub async fn replica_admin(&self) -> Client {
         let mut config = stack_dsn(REPLICA_DSN_VAR);
-        config.dbname(&self.name);
+        config.config.dbname(&self.name);
         connect(&config).await
     }
 
     /// The region's database as the data plane sees it, with pools of `pool_size`.
     pub fn database(&self, pool_size: usize) -> Database {
         let mut config = Config::new(self.dataplane_url());
+        config.database_ca_file = self.ca_file();
         config.pool_size = pool_size;
         Database::new(&config).expect("data plane pools")
     }
 
-    fn dataplane_url_at(&self, server: &tokio_postgres::Config) -> String {
-        let host = match server.get_hosts().first() {
+    // The URL as the data plane role at `server`, with the server's sslmode (its CA is
+    // [`TestDb::ca_file`]).
+    fn dataplane_url_at(&self, server: &PgTarget) -> String {
+        let host = match server.config.get_hosts().first() {
             Some(Host::Tcp(host)) => host.clone(),
             _ => "127.0.0.1".to_owned(),
         };
-        let port = server.get_ports().first().copied().unwrap_or(5432);
+        let port = server.config.get_ports().first().copied().unwrap_or(5432);
         format!(
-            "postgres://{role}:{password}@{host}:{port}/{db}",
+            "postgres://{role}:{password}@{host}:{port}/{db}?sslmode={mode}",
             role = self.role,
             password = self.password,
             db = self.name,
+            mode = server.tls.mode,
         )
+    }
+
+    /// The stack's CA ($PG_CA_FILE) when the admin DSN verifies the server, else none.
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        matches!(
+            self.admin_config.tls.mode,
+            SslMode::VerifyCa | SslMode::VerifyFull
+        )
+        .then(|| {
+            PathBuf::from(std::env::var(CA_FILE_VAR).unwrap_or_else(|_| {
+                panic!("{CA_FILE_VAR} is not set: source the stack's env file")
+            }))
+        })
     }
 
     /// Writes an active tenant's catalog row as the operator does; returns its catalog id.
@@ -236,14 +260,12 @@ impl Drop for TestDb {
                 .enable_all()
                 .build()?;
             runtime.block_on(async move {
-                let (client, connection) = config.connect(NoTls).await?;
-                let driver = tokio::spawn(connection);
+                let client = config.connect().await?;
                 // DROP DATABASE cannot run in a transaction block: one statement at a time.
                 for statement in sql.split_terminator(';') {
                     client.batch_execute(statement).await?;
                 }
                 drop(client);
-                let _ = driver.await;
                 Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
             })
         });
@@ -262,15 +284,21 @@ pub async fn start_dataplane(db: &TestDb) -> Dataplane {
 
 /// Like [`start_dataplane`], with the follower's timings given.
 pub async fn start_dataplane_with(db: &TestDb, follower: FollowerSettings) -> Dataplane {
-    start_dataplane_at(db.dataplane_url(), follower).await
+    start_dataplane_at(db.dataplane_url(), db.ca_file(), follower).await
 }
 
-/// Starts the data plane on a free loopback port with `database_url` as its DATABASE_URL.
-pub async fn start_dataplane_at(database_url: String, follower: FollowerSettings) -> Dataplane {
+/// Starts the data plane on a free loopback port with `database_url` as its DATABASE_URL
+/// and `ca_file` as its DATABASE_CA_FILE.
+pub async fn start_dataplane_at(
+    database_url: String,
+    ca_file: Option<PathBuf>,
+    follower: FollowerSettings,
+) -> Dataplane {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind a free loopback port");
     let mut config = Config::new(database_url);
+    config.database_ca_file = ca_file;
     config.listen = listener.local_addr().expect("bound address");
     config.region = Some("us-east-1".to_owned());
     Dataplane::start(&config, listener, follower)

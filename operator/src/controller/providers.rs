@@ -25,16 +25,18 @@ pub struct Providers {
 /// How to reach one PostgreSQL database, as dereferenced from a Region.
 #[derive(Clone)]
 pub struct DbTarget {
-    /// Connection settings (may hold a password: never logged).
-    pub config: tokio_postgres::Config,
+    /// Connection settings with their TLS settings (may hold a password: never logged).
+    pub pg: phoenix_catalog::connect::PgTarget,
     /// Identifies the settings; a change rebuilds the pool.
     pub fingerprint: String,
+    /// The CA bundle (PEM) given by a Secret, to hand on to the data plane.
+    pub ca_pem: Option<String>,
 }
 
 impl std::fmt::Debug for DbTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DbTarget")
-            .field("endpoint", &crate::db::endpoint_of(&self.config))
+            .field("endpoint", &crate::db::endpoint_of(&self.pg.config))
             .finish_non_exhaustive()
     }
 }

@@ -118,11 +118,21 @@ impl DbError {
     }
 }
 
-/// The server's message for a database error, else the error's display (never a DSN).
+/// The server's message for a database error, else the error's display with its causes
+/// (a TLS failure's why, e.g. an unknown issuer, is in a source); never a DSN.
 pub fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+        None => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            text
+        }
     }
 }
 

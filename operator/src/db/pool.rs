@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use phoenix_catalog::connect::{MakeRustlsConnect, PgTarget};
 use sha2::{Digest, Sha256};
-use tokio_postgres::NoTls;
 
 use super::{DbError, describe, endpoint_of, rls::quote_ident};
 use crate::controller::providers::{Database, Databases, DbTarget};
@@ -19,6 +19,7 @@ pub struct PgDatabase {
     pool: Pool,
     endpoint: String,
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     read_only: bool,
 }
 
@@ -32,13 +33,19 @@ impl std::fmt::Debug for PgDatabase {
 }
 
 impl PgDatabase {
-    /// A pool for `config`. Read-only pools set `default_transaction_read_only`, so even a
-    /// statement that slipped through would be refused by PostgreSQL.
+    /// A pool for `target` (connection settings with libpq TLS semantics, see
+    /// [`phoenix_catalog::connect`]). Read-only pools set `default_transaction_read_only`,
+    /// so even a statement that slipped through would be refused by PostgreSQL.
     pub fn new(
-        mut config: tokio_postgres::Config,
+        target: impl Into<PgTarget>,
         max_connections: usize,
         read_only: bool,
     ) -> Result<Self, DbError> {
+        let target = target.into();
+        let tls = target
+            .connector()
+            .map_err(|e| DbError::InvalidDsn(e.to_string()))?;
+        let mut config = target.config;
         config.connect_timeout(Duration::from_secs(5));
         config.application_name(if read_only {
             "phoenix-operator-plan"
@@ -57,7 +64,7 @@ impl PgDatabase {
         let endpoint = endpoint_of(&config);
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -73,6 +80,7 @@ impl PgDatabase {
             pool,
             endpoint,
             config,
+            tls,
             read_only,
         })
     }
@@ -113,7 +121,7 @@ impl PgDatabase {
         maintenance.dbname("postgres");
         let (client, connection) =
             maintenance
-                .connect(NoTls)
+                .connect(self.tls.clone())
                 .await
                 .map_err(|e| DbError::Connect {
                     endpoint: endpoint_of(&maintenance),
@@ -177,7 +185,7 @@ impl Databases for PgDatabases {
             return Ok(db.clone());
         }
         let db = Arc::new(PgDatabase::new(
-            target.config.clone(),
+            target.pg.clone(),
             max_connections,
             self.read_only,
         )?);

@@ -2,64 +2,80 @@
 
 #![allow(dead_code)]
 
+use phoenix_catalog::connect::PgTarget;
 use std::sync::Arc;
 
 use phoenix_operator::controller::providers::Database;
 use phoenix_operator::db::PgDatabase;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
+
+/// The stack's TLS-only primary (its DSN is verify-full with the stack's CA).
+pub const TLS_ADMIN_DSN_VAR: &str = "PG_ADMIN_DSN_EU_WEST_1";
 
 /// Admin DSN of the test PostgreSQL; a missing stack is a failure, never a skip.
 pub fn admin_dsn() -> String {
-    std::env::var("PG_ADMIN_DSN_US_EAST_1").unwrap_or_else(|_| {
-        panic!("PG_ADMIN_DSN_US_EAST_1 is not set: run `e2e/stack up && source .stack/env` (or `e2e/test`) so the tests reach a real PostgreSQL")
+    stack_dsn("PG_ADMIN_DSN_US_EAST_1")
+}
+
+/// The DSN in `var` of the stack's env file; a missing stack is a failure, never a skip.
+pub fn stack_dsn(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run `e2e/stack up && source .stack/env` (or `e2e/test`) so the tests reach a real PostgreSQL")
     })
 }
 
-/// Connects with `config`, driving the connection in the background.
-pub async fn connect(config: &tokio_postgres::Config) -> Client {
-    let (client, connection) = config
-        .connect(NoTls)
+/// Connects with `target` (a tokio-postgres config, or a [`PgTarget`] when TLS settings
+/// matter), driving the connection in the background.
+pub async fn connect(target: &(impl Clone + Into<PgTarget>)) -> Client {
+    let target: PgTarget = target.clone().into();
+    target
+        .connect()
         .await
-        .expect("connect to the test PostgreSQL");
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    client
+        .expect("connect to the test PostgreSQL")
 }
 
 /// A fresh database, dropped (with its connections) when the guard goes.
 pub struct TestDb {
     pub name: String,
+    /// Its connection settings (no TLS verification; see `target` for those).
     pub config: tokio_postgres::Config,
-    admin: tokio_postgres::Config,
+    /// Its connection settings with the admin DSN's TLS settings.
+    pub target: PgTarget,
+    admin: PgTarget,
 }
 
 impl TestDb {
     pub async fn new(prefix: &str) -> Self {
-        let admin: tokio_postgres::Config = admin_dsn().parse().expect("valid admin DSN");
+        Self::new_on(prefix, "PG_ADMIN_DSN_US_EAST_1").await
+    }
+
+    /// Like [`TestDb::new`], on the server whose admin DSN is in `var`.
+    pub async fn new_on(prefix: &str, var: &str) -> Self {
+        let admin = phoenix_catalog::connect::parse(&stack_dsn(var)).expect("valid admin DSN");
         let name = format!("{prefix}_{}", rand_suffix());
         let client = connect(&admin).await;
         client
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .expect("create test database");
-        let mut config = admin.clone();
-        config.dbname(&name);
+        let mut target = admin.clone();
+        target.config.dbname(&name);
         Self {
             name,
-            config,
+            config: target.config.clone(),
+            target,
             admin,
         }
     }
 
     /// A region database over it, as the operator's provider opens one.
     pub fn region(&self) -> Arc<dyn Database> {
-        Arc::new(PgDatabase::new(self.config.clone(), 4, false).expect("pool"))
+        Arc::new(PgDatabase::new(self.target.clone(), 4, false).expect("pool"))
     }
 
     /// An admin (superuser) client on it.
     pub async fn admin(&self) -> Client {
-        connect(&self.config).await
+        connect(&self.target).await
     }
 }
 
@@ -74,10 +90,7 @@ impl Drop for TestDb {
                 .build()
                 .expect("runtime");
             rt.block_on(async move {
-                if let Ok((client, conn)) = admin.connect(NoTls).await {
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                    });
+                if let Ok(client) = admin.connect().await {
                     let _ = client
                         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                         .await;

@@ -44,17 +44,26 @@ impl Applied {
     }
 }
 
-fn dataplane_secret(region: &str, endpoint: &str) -> BTreeMap<String, String> {
+/// The data plane's credentials: its URL carries the writer's sslmode, and the writer's CA
+/// (when a Secret gave it) goes beside it as `ca.crt` for DATABASE_CA_FILE.
+fn dataplane_secret(region: &str, endpoint: &str, refs: &RegionRefs) -> BTreeMap<String, String> {
     let password = generate_password(32);
-    BTreeMap::from([
+    let mut data = BTreeMap::from([
         ("username".to_owned(), DATAPLANE_ROLE.to_owned()),
         (
             "databaseUrl".to_owned(),
-            format!("postgres://{DATAPLANE_ROLE}:{password}@{endpoint}"),
+            format!(
+                "postgres://{DATAPLANE_ROLE}:{password}@{endpoint}?sslmode={}",
+                refs.sslmode
+            ),
         ),
         ("password".to_owned(), password),
         ("region".to_owned(), region.to_owned()),
-    ])
+    ]);
+    if let Some(ca) = &refs.ca_pem {
+        data.insert("ca.crt".to_owned(), ca.clone());
+    }
+    data
 }
 
 /// Runs the database part of `plan` on `db`: migrations (then roles, grants and RLS
@@ -139,7 +148,7 @@ pub async fn apply(
                 &world.settings.namespace,
                 &dataplane_secret_name(&name),
                 labels,
-                dataplane_secret(&name, db.endpoint()),
+                dataplane_secret(&name, db.endpoint(), refs),
             )
             .await?;
         secret_created = created;

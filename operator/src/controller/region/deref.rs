@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kube::ResourceExt;
+use phoenix_catalog::connect::{self, PgTarget, SslMode};
 use phoenix_crds::region::DatabaseConnection;
 use phoenix_crds::{Region, RegionRole};
 
@@ -33,6 +34,10 @@ pub enum ReaderSeen {
 pub struct RegionRefs {
     /// The writer's `host:port/dbname`.
     pub endpoint: String,
+    /// How the writer's TLS is set (the data plane is told the same).
+    pub sslmode: SslMode,
+    /// The writer's CA bundle from a Secret, for the data plane.
+    pub ca_pem: Option<String>,
     /// Whether the writer is a standby; `None` when its database does not exist yet.
     pub standby: Option<bool>,
     /// The writer's state (Primary regions whose database exists).
@@ -49,22 +54,35 @@ pub struct RegionRefs {
     pub tenant_count: i64,
 }
 
-/// Resolves the connection settings of one database connection of a Region.
+fn ssl_mode(mode: phoenix_crds::region::SslMode) -> SslMode {
+    use phoenix_crds::region::SslMode as Crd;
+    match mode {
+        Crd::Disable => SslMode::Disable,
+        Crd::Prefer => SslMode::Prefer,
+        Crd::Require => SslMode::Require,
+        Crd::VerifyCa => SslMode::VerifyCa,
+        Crd::VerifyFull => SslMode::VerifyFull,
+    }
+}
+
+/// Resolves the connection settings of one database connection of a Region: the
+/// connection string (with libpq's sslmode/sslrootcert) or host/port/user and password,
+/// then `sslMode` and the CA of `caSecretRef` over them.
 pub async fn target(
     world: &World<'_>,
     conn: &DatabaseConnection,
     database_name: &str,
 ) -> Result<DbTarget, DerefError> {
     let secrets = &world.providers.secrets;
-    let (mut config, fingerprint) = if let Some(r) = &conn.connection_secret_ref {
+    let (mut pg, mut fingerprint) = if let Some(r) = &conn.connection_secret_ref {
         let dsn = secrets.get(r).await?;
-        let config: tokio_postgres::Config = dsn.parse().map_err(|_| {
+        let pg = connect::parse(&dsn).map_err(|e| {
             DerefError::InvalidConnectionString(format!(
-                "secret {}/{} key {} is not a valid PostgreSQL connection string",
+                "secret {}/{} key {} is not a usable PostgreSQL connection string: {e}",
                 r.namespace, r.name, r.key
             ))
         })?;
-        (config, dsn)
+        (pg, dsn)
     } else {
         let host = conn.host.clone().unwrap_or_default();
         let password = match &conn.credentials_secret_ref {
@@ -79,26 +97,46 @@ pub async fn target(
             .user(&conn.user)
             .password(password.as_bytes());
         (
-            config,
+            PgTarget::from(config),
             format!("{host}:{}:{}:{password}", conn.port, conn.user),
         )
     };
-    config.dbname(database_name);
+    if let Some(mode) = conn.ssl_mode {
+        pg = pg.with_ssl_mode(ssl_mode(mode));
+        fingerprint.push_str(&format!("#sslmode={}", pg.tls.mode));
+    }
+    let mut ca_pem = None;
+    if let Some(r) = &conn.ca_secret_ref {
+        let pem = secrets.get(r).await?;
+        let origin = format!("secret {}/{} key {}", r.namespace, r.name, r.key);
+        pg = pg
+            .with_ca_pem(pem.as_bytes(), &origin)
+            .map_err(|e| DerefError::InvalidConnectionString(e.to_string()))?;
+        fingerprint.push_str(&format!("#ca={pem}"));
+        ca_pem = Some(pem);
+    }
+    pg.config.dbname(database_name);
     Ok(DbTarget {
-        config,
+        pg,
         fingerprint: format!("{fingerprint}#{database_name}"),
+        ca_pem,
     })
 }
 
-/// The writer database of `region`.
-pub async fn writer(world: &World<'_>, region: &Region) -> Result<Arc<dyn Database>, DerefError> {
+/// How the writer of `region` is reached.
+pub async fn writer_target(world: &World<'_>, region: &Region) -> Result<DbTarget, DerefError> {
     let db = &region.spec.database;
     let Some(writer) = &db.writer else {
         return Err(DerefError::NotImplemented(
             "creating the region database through RDS (spec.database.rds)",
         ));
     };
-    let target = target(world, writer, &db.database_name).await?;
+    target(world, writer, &db.database_name).await
+}
+
+/// The writer database of `region`.
+pub async fn writer(world: &World<'_>, region: &Region) -> Result<Arc<dyn Database>, DerefError> {
+    let target = writer_target(world, region).await?;
     Ok(world.providers.databases.open(
         &region.name_any(),
         &target,
@@ -112,7 +150,12 @@ pub async fn dereference(
     world: &World<'_>,
 ) -> Result<(Arc<dyn Database>, RegionRefs), DerefError> {
     let name = region.name_any();
-    let writer = writer(world, region).await?;
+    let writer_at = writer_target(world, region).await?;
+    let writer =
+        world
+            .providers
+            .databases
+            .open(&name, &writer_at, world.settings.db_max_connections)?;
     let standby = writer.probe().await?;
     let source = match (&region.spec.role, &region.spec.replica_of) {
         (RegionRole::Replica, Some(source)) => Some(world.region(source).ok_or_else(|| {
@@ -173,6 +216,8 @@ pub async fn dereference(
     }
     let refs = RegionRefs {
         endpoint: writer.endpoint().to_owned(),
+        sslmode: writer_at.pg.tls.mode,
+        ca_pem: writer_at.ca_pem,
         standby,
         state,
         own_lag,

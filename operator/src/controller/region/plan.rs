@@ -166,6 +166,8 @@ mod tests {
     fn refs(standby: Option<bool>, state: Option<DbState>) -> RegionRefs {
         RegionRefs {
             endpoint: "db:5432/phoenix".into(),
+            sslmode: phoenix_catalog::connect::SslMode::Prefer,
+            ca_pem: None,
             standby,
             state,
             own_lag: None,

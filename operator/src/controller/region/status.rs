@@ -241,6 +241,8 @@ mod tests {
     fn refs(readers: Vec<ReaderSeen>) -> RegionRefs {
         RegionRefs {
             endpoint: "db:5432/phoenix".into(),
+            sslmode: phoenix_catalog::connect::SslMode::Prefer,
+            ca_pem: None,
             standby: Some(false),
             state: None,
             own_lag: None,
