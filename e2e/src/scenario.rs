@@ -6,6 +6,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use phoenix_crds::Tenant;
 
+use crate::guard::ScenarioGuard;
 use crate::{NAMESPACE, Process, condition, eventually, kube_client, pg};
 
 /// How long a scenario waits for something to become Ready.
@@ -74,19 +75,6 @@ pub async fn get_metadata(dataplane: &Process, host: &str) -> (u16, String) {
     (status, res.text().await.unwrap_or_default())
 }
 
-/// Events (in `default`, where cluster-scoped objects' go) with `reason`.
-pub async fn events_with_reason(reason: &str) -> Vec<k8s_openapi::api::events::v1::Event> {
-    let api: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(kube_client().await, "default");
-    api.list(&kube::api::ListParams::default())
-        .await
-        .expect("events")
-        .items
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some(reason))
-        .collect()
-}
-
 /// The `retry_in` delays `operator` logged for failed reconciles of the `kind` object
 /// `name` (its `reconcile failed` lines), in the order logged.
 pub fn retry_delays(operator: &Process, kind: &str, name: &str) -> Vec<Duration> {
@@ -118,12 +106,14 @@ pub async fn served_as(dataplane: &Process, host: &str, status: u16, timeout: Du
     .await;
 }
 
-/// Applies a Tenant (see [`crate::tenant_yaml`]) and waits until it is Ready.
-pub async fn apply_ready_tenant(name: &str, residency: &str, extra: &str) -> Tenant {
-    crate::kubectl_ok(
-        &["apply", "-f", "-"],
-        Some(&crate::tenant_yaml(name, residency, extra)),
-    );
+/// Applies a Tenant of `scenario` (see [`crate::tenant_yaml`]) and waits until it is Ready.
+pub async fn apply_ready_tenant(
+    scenario: &ScenarioGuard,
+    name: &str,
+    residency: &str,
+    extra: &str,
+) -> Tenant {
+    scenario.apply(&crate::tenant_yaml(name, residency, extra));
     wait_tenant(name, "Ready", READY_TIMEOUT, is_ready).await
 }
 
