@@ -44,34 +44,11 @@ impl ScenarioGuard {
 
     /// `manifest` (one or more YAML documents) with this scenario's label on every object.
     pub fn labeled(&self, manifest: &str) -> String {
-        let mut out = String::new();
-        for doc in documents(manifest) {
-            let mut value: serde_yaml::Value = serde_yaml::from_str(&doc).expect("a YAML manifest");
-            if value.is_null() {
-                continue;
-            }
-            let kind = value["kind"].as_str().unwrap_or_default().to_owned();
-            let metadata = value
-                .get_mut("metadata")
-                .and_then(|m| m.as_mapping_mut())
-                .expect("a manifest with metadata");
-            if kind == "Tenant"
-                && let Some(name) = metadata.get("name").and_then(|n| n.as_str())
-            {
-                self.tenants
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(name.to_owned());
-            }
-            let labels = metadata
-                .entry("labels".into())
-                .or_insert_with(|| serde_yaml::Mapping::new().into());
-            if let Some(labels) = labels.as_mapping_mut() {
-                labels.insert(LABEL.into(), self.name.clone().into());
-            }
-            out.push_str("---\n");
-            out.push_str(&serde_yaml::to_string(&value).expect("YAML"));
-        }
+        let (out, tenants) = label_manifest(manifest, &self.name);
+        self.tenants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(tenants);
         out
     }
 
@@ -162,6 +139,38 @@ impl ScenarioGuard {
             );
         }
     }
+}
+
+/// `manifest` with label `LABEL=scenario` on every object, and the names of its Tenants.
+fn label_manifest(manifest: &str, scenario: &str) -> (String, Vec<String>) {
+    let mut out = String::new();
+    let mut tenants = Vec::new();
+    for doc in documents(manifest) {
+        let mut value: serde_yaml::Value = serde_yaml::from_str(&doc).expect("a YAML manifest");
+        if value.is_null() {
+            continue;
+        }
+        let is_tenant = value["kind"] == "Tenant";
+        let metadata = value
+            .get_mut("metadata")
+            .and_then(|m| m.as_mapping_mut())
+            .expect("a manifest with metadata");
+        if is_tenant && let Some(name) = metadata.get("name").and_then(|n| n.as_str()) {
+            tenants.push(name.to_owned());
+        }
+        let labels = metadata
+            .entry("labels".into())
+            .or_insert(serde_yaml::Value::Null);
+        if !labels.is_mapping() {
+            *labels = serde_yaml::Mapping::new().into();
+        }
+        if let Some(labels) = labels.as_mapping_mut() {
+            labels.insert(LABEL.into(), scenario.into());
+        }
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&value).expect("YAML"));
+    }
+    (out, tenants)
 }
 
 /// The documents of a multi-document YAML stream.
@@ -263,4 +272,26 @@ async fn tidy_region(region: &str, names: &[String]) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_document_gets_the_label_and_tenants_are_named() {
+        let manifest = "---\nkind: Tenant\nmetadata:\n  name: a\n  labels: {e2e: bulk}\n---\nkind: Region\nmetadata:\n  name: r\n  labels:\n---\nkind: Secret\nmetadata: {name: s, namespace: n}\n";
+        let (out, tenants) = label_manifest(manifest, "crash");
+        assert_eq!(tenants, ["a"]);
+        let docs: Vec<serde_yaml::Value> = documents(&out)
+            .iter()
+            .filter_map(|d| serde_yaml::from_str(d).ok())
+            .filter(|v: &serde_yaml::Value| !v.is_null())
+            .collect();
+        assert_eq!(docs.len(), 3, "{out}");
+        for doc in &docs {
+            assert_eq!(doc["metadata"]["labels"][LABEL], "crash", "{out}");
+        }
+        assert_eq!(docs[0]["metadata"]["labels"]["e2e"], "bulk");
+    }
 }
