@@ -8,7 +8,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::ListParams;
 use kube::{Api, Resource, ResourceExt};
 
-use crate::{eventually, kube_client};
+use crate::kube_client;
 
 /// How long an Event may take to appear after what caused it was observed.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -58,31 +58,65 @@ fn observed(event: &Event) -> Option<Timestamp> {
         .or(event.event_time.as_ref().map(|t| t.0))
 }
 
-/// Events (in `default`, where those of cluster-scoped objects go) regarding `about` with
-/// `reason`, observed at or after `since`. `since` is truncated to the second, as some
-/// writers of Events truncate their times.
-pub async fn events_about(about: &Regarding, reason: &str, since: Timestamp) -> Vec<Event> {
-    let since = Timestamp::from_second(since.as_second()).unwrap_or(since);
+/// Events (in `default`, where those of cluster-scoped objects go) with `reason`.
+async fn with_reason(reason: &str) -> Vec<Event> {
     let api: Api<Event> = Api::namespaced(kube_client().await, "default");
     api.list(&ListParams::default())
         .await
         .expect("list events")
         .items
         .into_iter()
-        .filter(|e| e.reason.as_deref() == Some(reason) && about.matches(e))
-        .filter(|e| observed(e).is_some_and(|t| t >= since))
+        .filter(|e| e.reason.as_deref() == Some(reason))
         .collect()
 }
 
-/// Waits for an Event regarding `about` with `reason`, observed at or after `since`.
+/// Whether `event` was observed at or after `since`, truncated to the second as some
+/// writers of Events truncate their times.
+fn observed_since(event: &Event, since: Timestamp) -> bool {
+    let since = Timestamp::from_second(since.as_second()).unwrap_or(since);
+    observed(event).is_some_and(|t| t >= since)
+}
+
+/// Events regarding `about` with `reason`, observed at or after `since`.
+pub async fn events_about(about: &Regarding, reason: &str, since: Timestamp) -> Vec<Event> {
+    with_reason(reason)
+        .await
+        .into_iter()
+        .filter(|e| about.matches(e) && observed_since(e, since))
+        .collect()
+}
+
+/// Waits for an Event regarding `about` with `reason`, observed at or after `since`; on
+/// timeout, says which objects Events of that reason did regard.
 pub async fn wait_event(about: &Regarding, reason: &str, since: Timestamp) -> Event {
-    eventually(
-        &format!(
-            "a {reason} Event regarding {} {} since {since}",
-            about.kind, about.name
-        ),
-        EVENT_TIMEOUT,
-        || async { events_about(about, reason, since).await.into_iter().next() },
+    let start = std::time::Instant::now();
+    loop {
+        let events = with_reason(reason).await;
+        if let Some(e) = events
+            .iter()
+            .find(|e| about.matches(e) && observed_since(e, since))
+        {
+            return e.clone();
+        }
+        if start.elapsed() > EVENT_TIMEOUT {
+            let seen: Vec<String> = events.iter().map(summary).collect();
+            panic!(
+                "no {reason} Event regarding {} {} (uid {:?}) since {since} within {EVENT_TIMEOUT:?}; {reason} Events: {seen:#?}",
+                about.kind, about.name, about.uid
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// `kind/name at time: note` of an Event, for failure messages.
+fn summary(e: &Event) -> String {
+    let r = e.regarding.as_ref();
+    format!(
+        "{}/{} at {}: {}",
+        r.and_then(|r| r.kind.as_deref()).unwrap_or("?"),
+        r.and_then(|r| r.name.as_deref()).unwrap_or("?"),
+        observed(e).map(|t| t.to_string()).unwrap_or_default(),
+        e.note.as_deref().unwrap_or_default()
     )
-    .await
 }
