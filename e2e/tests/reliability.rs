@@ -60,7 +60,8 @@ async fn killing_the_operator_mid_reconcile_converges_without_duplicates_or_leak
     .expect("a first bulk tenant Ready");
     operator.kill_hard();
 
-    // The operator is dead: what is Ready now stays so, and what is not was in flight.
+    // The operator is dead, so nothing changes any more: some tenants must be Ready and
+    // some not yet, or the kill did not land while reconciles were under way.
     let at_kill = api.list(&bulk).await.expect("list");
     let ready: Vec<&Tenant> = at_kill.items.iter().filter(|t| is_ready(t)).collect();
     eprintln!(
