@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
+pub mod events;
+pub mod guard;
 pub mod scenario;
 
 /// The three regions of examples/.
@@ -56,6 +58,11 @@ pub fn binary(name: &str) -> PathBuf {
 /// Runs kubectl with `args`, feeding `stdin`.
 pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Output {
     let _ = stack_var("KUBECONFIG");
+    try_kubectl(args, stdin).expect("kubectl runs (the stack's env puts it on PATH)")
+}
+
+/// Runs kubectl without panicking, for code that runs while a test unwinds.
+pub fn try_kubectl(args: &[&str], stdin: Option<&str>) -> std::io::Result<Output> {
     let mut child = Command::new("kubectl")
         .args(args)
         .stdin(if stdin.is_some() {
@@ -65,18 +72,12 @@ pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Output {
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl runs (the stack's env puts it on PATH)");
-    if let Some(input) = stdin {
+        .spawn()?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
         use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write manifest");
+        pipe.write_all(input.as_bytes())?;
     }
-    child.wait_with_output().expect("kubectl finishes")
+    child.wait_with_output()
 }
 
 /// Runs kubectl and fails the test when it fails.
@@ -206,8 +207,10 @@ fn secret_yaml(name: &str, key: &str, value: &str) -> String {
 /// A process killed when dropped.
 pub struct Process {
     child: Child,
-    /// Its log file.
+    /// Its log file (appended to by every process of the same name).
     pub log: PathBuf,
+    /// Length of the log file when this process started: its own lines follow.
+    log_start: u64,
     /// Its HTTP address.
     pub addr: String,
 }
@@ -222,6 +225,7 @@ impl Process {
             .append(true)
             .open(&log)
             .expect("log file");
+        let log_start = file.metadata().map(|m| m.len()).unwrap_or(0);
         let child = Command::new(program)
             .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::from(file.try_clone().expect("log fd")))
@@ -229,7 +233,12 @@ impl Process {
             .stdin(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
-        Self { child, log, addr }
+        Self {
+            child,
+            log,
+            log_start,
+            addr,
+        }
     }
 
     /// Starts the operator with the given resync period (leader election on, 5 s lease).
@@ -329,6 +338,18 @@ impl Process {
             std::thread::sleep(Duration::from_millis(50));
         }
         self.kill_hard();
+    }
+
+    /// The JSON lines this process has logged so far (other lines are skipped).
+    pub fn json_log(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read(&self.log).unwrap_or_default();
+        let own = text
+            .get(usize::try_from(self.log_start).unwrap_or(0)..)
+            .unwrap_or_default();
+        String::from_utf8_lossy(own)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// The value of an unlabelled metric, if exposed.

@@ -3,11 +3,10 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::events::v1::Event;
 use kube::Api;
-use kube::api::ListParams;
 use phoenix_crds::Tenant;
 
+use crate::guard::ScenarioGuard;
 use crate::{NAMESPACE, Process, condition, eventually, kube_client, pg};
 
 /// How long a scenario waits for something to become Ready.
@@ -76,16 +75,27 @@ pub async fn get_metadata(dataplane: &Process, host: &str) -> (u16, String) {
     (status, res.text().await.unwrap_or_default())
 }
 
-/// Events (in `default`, where cluster-scoped objects' go) with `reason`.
-pub async fn events_with_reason(reason: &str) -> Vec<Event> {
-    let api: Api<Event> = Api::namespaced(kube_client().await, "default");
-    api.list(&ListParams::default())
-        .await
-        .expect("events")
-        .items
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some(reason))
+/// The `retry_in` delays `operator` logged for failed reconciles of the `kind` object
+/// `name` (its `reconcile failed` lines), in the order logged.
+pub fn retry_delays(operator: &Process, kind: &str, name: &str) -> Vec<Duration> {
+    let field = kind.to_lowercase();
+    operator
+        .json_log()
+        .iter()
+        .filter(|l| {
+            l["message"] == "reconcile failed" && l["kind"] == kind && l[field.as_str()] == name
+        })
+        .filter_map(|l| parse_debug_duration(l["retry_in"].as_str()?))
         .collect()
+}
+
+/// Parses the `Debug` form of a `Duration` (`2.1s`, `850ms`, `3µs`, `7ns`).
+pub fn parse_debug_duration(text: &str) -> Option<Duration> {
+    let units = [("ns", 1e-9), ("µs", 1e-6), ("ms", 1e-3), ("s", 1.0)];
+    let (number, scale) = units
+        .iter()
+        .find_map(|(unit, scale)| Some((text.strip_suffix(unit)?, *scale)))?;
+    Duration::try_from_secs_f64(number.parse::<f64>().ok()? * scale).ok()
 }
 
 /// Waits until `dataplane` answers `/fhir/metadata` for `host` with `status`.
@@ -96,11 +106,35 @@ pub async fn served_as(dataplane: &Process, host: &str, status: u16, timeout: Du
     .await;
 }
 
-/// Applies a Tenant (see [`crate::tenant_yaml`]) and waits until it is Ready.
-pub async fn apply_ready_tenant(name: &str, residency: &str, extra: &str) -> Tenant {
-    crate::kubectl_ok(
-        &["apply", "-f", "-"],
-        Some(&crate::tenant_yaml(name, residency, extra)),
-    );
+/// Applies a Tenant of `scenario` (see [`crate::tenant_yaml`]) and waits until it is Ready.
+pub async fn apply_ready_tenant(
+    scenario: &ScenarioGuard,
+    name: &str,
+    residency: &str,
+    extra: &str,
+) -> Tenant {
+    scenario.apply(&crate::tenant_yaml(name, residency, extra));
     wait_tenant(name, "Ready", READY_TIMEOUT, is_ready).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_durations_parse_back() {
+        for d in [
+            Duration::from_millis(2_345),
+            Duration::from_millis(850),
+            Duration::from_micros(3),
+            Duration::from_secs(300),
+        ] {
+            let parsed = parse_debug_duration(&format!("{d:?}")).expect("parses");
+            assert!(
+                parsed.abs_diff(d) < Duration::from_nanos(10),
+                "{d:?} -> {parsed:?}"
+            );
+        }
+        assert_eq!(parse_debug_duration("soon"), None);
+    }
 }

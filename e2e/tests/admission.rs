@@ -1,6 +1,7 @@
 //! Invalid manifests are refused by the API server, naming the field.
 //! Scenarios run one at a time (they share the API server and the operator they start).
 
+use phoenix_e2e::guard::ScenarioGuard;
 use phoenix_e2e::*;
 
 /// (manifest, a fragment the refusal must contain)
@@ -161,11 +162,13 @@ fn invalid_manifests() -> Vec<(&'static str, String, &'static str)> {
 async fn invalid_manifests_are_refused_at_admission_naming_the_field() {
     let _serial = SERIAL.lock().await;
     install_platform();
-    let cases = invalid_manifests();
-    assert!(cases.len() >= 10);
+    // No operator yet, so that only the API server can refuse; declared before the guard,
+    // so that the operator started later outlives it and runs the finalizers.
+    let operator = std::cell::OnceCell::new();
+    let scenario = ScenarioGuard::new("admission");
     let mut failures = Vec::new();
-    for (what, manifest, fragment) in &cases {
-        let out = kubectl(&["apply", "-f", "-"], Some(manifest));
+    for (what, manifest, fragment) in &invalid_manifests() {
+        let out = kubectl(&["apply", "-f", "-"], Some(&scenario.labeled(manifest)));
         let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.success() {
             failures.push(format!("{what}: accepted"));
@@ -186,21 +189,18 @@ async fn invalid_manifests_are_refused_at_admission_naming_the_field() {
     }
 
     // homeRegion is immutable once set (no operator runs here, so no finalizer either).
-    kubectl_ok(
-        &["apply", "-f", "-"],
-        Some(&tenant_yaml(
-            "e2e-pinned",
-            "US",
-            "  homeRegion: us-east-1\n",
-        )),
-    );
+    scenario.apply(&tenant_yaml(
+        "e2e-pinned",
+        "US",
+        "  homeRegion: us-east-1\n",
+    ));
     let out = kubectl(
         &["apply", "-f", "-"],
-        Some(&tenant_yaml(
+        Some(&scenario.labeled(&tenant_yaml(
             "e2e-pinned",
             "US",
             "  homeRegion: eu-west-1\n",
-        )),
+        ))),
     );
     assert!(!out.status.success(), "homeRegion changed");
     assert!(
@@ -209,7 +209,7 @@ async fn invalid_manifests_are_refused_at_admission_naming_the_field() {
         String::from_utf8_lossy(&out.stderr)
     );
     kubectl_ok(&["delete", "tenant", "e2e-pinned", "--wait=false"], None);
-    let _operator = Process::operator(10).await; // lets the finalizer (if any) finish
+    let _ = operator.set(Process::operator(10).await); // lets the finalizer (if any) finish
     kubectl_ok(
         &["wait", "--for=delete", "tenant/e2e-pinned", "--timeout=60s"],
         None,

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use kube::Api;
 use phoenix_crds::{Region, Tenant, TenantPhase};
+use phoenix_e2e::guard::ScenarioGuard;
 use phoenix_e2e::scenario::*;
 use phoenix_e2e::*;
 
@@ -13,13 +14,12 @@ async fn examples_reach_ready_and_their_hosts_are_served() {
     let _serial = SERIAL.lock().await;
     install_platform();
     let _operator = Process::operator(10).await;
-    kubectl_ok(
-        &[
-            "apply",
-            "-f",
-            &repo().join("examples/tenants.yaml").display().to_string(),
-        ],
-        None,
+    // Removes the example tenants and the rows they retain when deleted.
+    let scenario = ScenarioGuard::new("examples");
+    let path = repo().join("examples/tenants.yaml");
+    scenario.apply(
+        &std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display())),
     );
     let out = kubectl(
         &[
@@ -169,11 +169,8 @@ async fn examples_reach_ready_and_their_hosts_are_served() {
         "a suspended tenant was served"
     );
 
-    // A tenant applied now is served within seconds; deleted, it stops being served.
-    kubectl_ok(
-        &["apply", "-f", "-"],
-        Some(&tenant_yaml("e2e-late", "US", "")),
-    );
+    // A tenant applied now is served; deleted, it stops being served.
+    scenario.apply(&tenant_yaml("e2e-late", "US", ""));
     served_as(
         &us_dp,
         "e2e-late.e2e.phoenixguardian.test",
@@ -186,7 +183,7 @@ async fn examples_reach_ready_and_their_hosts_are_served() {
         &us_dp,
         "e2e-late.e2e.phoenixguardian.test",
         404,
-        Duration::from_secs(10),
+        Duration::from_secs(60),
     )
     .await;
 }

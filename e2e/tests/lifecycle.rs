@@ -2,10 +2,11 @@
 //! Scenarios run one at a time (they share the API server and the operator they start).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use kube::Api;
 use phoenix_crds::{Region, TenantPhase};
+use phoenix_e2e::events::{Regarding, instant, wait_event};
+use phoenix_e2e::guard::ScenarioGuard;
 use phoenix_e2e::scenario::*;
 use phoenix_e2e::*;
 
@@ -14,21 +15,21 @@ async fn deleting_a_tenant_runs_the_finalizer_per_deletion_policy() {
     let _serial = SERIAL.lock().await;
     install_platform();
     let _operator = Process::operator(10).await;
-    kubectl_ok(
-        &["apply", "-f", "-"],
-        Some(
-            &(tenant_yaml(
-                "e2e-del-delete",
-                "US",
-                "  database: {deletionPolicy: Delete}\n",
-            ) + &tenant_yaml(
-                "e2e-del-retain",
-                "US",
-                "  database: {deletionPolicy: Retain}\n",
-            )),
-        ),
+    // Also tidies the rows the Retain tenant leaves on purpose.
+    let scenario = ScenarioGuard::new("deletion");
+    scenario.apply(
+        &(tenant_yaml(
+            "e2e-del-delete",
+            "US",
+            "  database: {deletionPolicy: Delete}\n",
+        ) + &tenant_yaml(
+            "e2e-del-retain",
+            "US",
+            "  database: {deletionPolicy: Retain}\n",
+        )),
     );
     let mut ids = BTreeMap::new();
+    let mut objects = Vec::new();
     for name in ["e2e-del-delete", "e2e-del-retain"] {
         let t = wait_tenant(name, "Ready", READY_TIMEOUT, is_ready).await;
         let finalizers = t.metadata.finalizers.clone().unwrap_or_default();
@@ -38,6 +39,7 @@ async fn deleting_a_tenant_runs_the_finalizer_per_deletion_policy() {
                 .any(|f| f == "phoenixguardian.io/tenant-cleanup"),
             "{finalizers:?}"
         );
+        objects.push(Regarding::of(&t));
         let id = t
             .status
             .and_then(|s| s.endpoints)
@@ -49,6 +51,7 @@ async fn deleting_a_tenant_runs_the_finalizer_per_deletion_policy() {
     for id in ids.values() {
         db.execute("INSERT INTO clinical.patients (tenant_id, resource) VALUES ($1, '{}'), ($1, '{}'), ($1, '{}')", &[id]).await.expect("seed");
     }
+    let since = instant();
     kubectl_ok(
         &[
             "delete",
@@ -88,23 +91,9 @@ async fn deleting_a_tenant_runs_the_finalizer_per_deletion_policy() {
             .collect::<Vec<_>>(),
         vec![("e2e-del-retain", "retired")]
     );
-    assert!(
-        !events_with_reason("Deleted").await.is_empty(),
-        "no Deleted event"
-    );
-    // Leave the shared database as we found it.
-    db.execute(
-        "DELETE FROM clinical.patients WHERE tenant_id = $1",
-        &[&ids["e2e-del-retain"]],
-    )
-    .await
-    .expect("tidy");
-    db.execute(
-        "DELETE FROM catalog.tenants WHERE id = $1",
-        &[&ids["e2e-del-retain"]],
-    )
-    .await
-    .expect("tidy");
+    for tenant in &objects {
+        wait_event(tenant, "Deleted", since).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,18 +101,14 @@ async fn bad_references_get_a_condition_an_event_and_backoff_not_a_crash() {
     let _serial = SERIAL.lock().await;
     install_platform();
     let operator = Process::operator(10).await;
-    kubectl_ok(
-        &["apply", "-f", "-"],
-        Some(
-            &(tenant_yaml("e2e-canada", "CA", "")
-                + &tenant_yaml("e2e-nowhere", "EU", "  homeRegion: eu-central-9\n")),
-        ),
+    let scenario = ScenarioGuard::new("bad-references");
+    let since = instant();
+    scenario.apply(
+        &(tenant_yaml("e2e-canada", "CA", "")
+            + &tenant_yaml("e2e-nowhere", "EU", "  homeRegion: eu-central-9\n")),
     );
-    kubectl_ok(
-        &["apply", "-f", "-"],
-        Some(
-            "apiVersion: phoenixguardian.io/v1alpha1\nkind: Region\nmetadata:\n  name: e2e-broken\nspec:\n  awsRegion: sa-east-1\n  dataResidency: [BR]\n  database:\n    writer: {connectionSecretRef: {namespace: phoenix-system, name: e2e-missing-secret, key: dsn}}\n",
-        ),
+    scenario.apply(
+        "apiVersion: phoenixguardian.io/v1alpha1\nkind: Region\nmetadata:\n  name: e2e-broken\nspec:\n  awsRegion: sa-east-1\n  dataResidency: [BR]\n  database:\n    writer: {connectionSecretRef: {namespace: phoenix-system, name: e2e-missing-secret, key: dsn}}\n",
     );
     let canada = wait_tenant("e2e-canada", "Ready=False", READY_TIMEOUT, |t| {
         condition(t, "Ready").is_some_and(|c| c.0 == "False")
@@ -178,6 +163,7 @@ async fn bad_references_get_a_condition_an_event_and_backoff_not_a_crash() {
         }
     })
     .await;
+    let broken_ref = Regarding::of(&broken);
     let reachable = broken
         .status
         .expect("status")
@@ -193,34 +179,20 @@ async fn bad_references_get_a_condition_an_event_and_backoff_not_a_crash() {
         "{}",
         reachable.message
     );
-    assert!(
-        !events_with_reason("NoRegionForResidency").await.is_empty(),
-        "no event for the unplaceable tenant"
-    );
-    assert!(
-        !events_with_reason("SecretNotFound").await.is_empty(),
-        "no event for the broken region"
-    );
+    wait_event(&Regarding::of(&canada), "NoRegionForResidency", since).await;
+    wait_event(&broken_ref, "SecretNotFound", since).await;
 
-    // Backoff, not a hot loop: a few seconds later the failure count grew only a little.
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let metrics = reqwest::get(format!("http://{}/metrics", operator.addr))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    let errors: f64 = metrics
-        .lines()
-        .filter(|l| {
-            l.starts_with("phoenix_operator_reconcile_errors_total{")
-                && l.contains("NoRegionForResidency")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
+    // Backoff, not a hot loop: each failed reconcile of the unplaceable tenant is retried
+    // later than the one before (2 s, 4 s, 8 s ... give or take 20 % jitter), as logged.
+    let delays = eventually(
+        "four failed reconciles of e2e-canada logged",
+        READY_TIMEOUT,
+        || async { Some(retry_delays(&operator, "Tenant", "e2e-canada")).filter(|d| d.len() >= 4) },
+    )
+    .await;
     assert!(
-        (1.0..=10.0).contains(&errors),
-        "unplaceable tenant reconciled {errors} times in seconds: {metrics}"
+        delays.windows(2).all(|w| w[1] > w[0]),
+        "the retry delays of e2e-canada do not grow: {delays:?}"
     );
     let ready = reqwest::get(format!("http://{}/readyz", operator.addr))
         .await
@@ -248,21 +220,16 @@ async fn an_unreachable_region_database_is_reported_and_blocks_nothing_else() {
     let _serial = SERIAL.lock().await;
     install_platform();
     let _operator = Process::operator(10).await;
+    let scenario = ScenarioGuard::new("unreachable-database");
     let port = free_port(); // nothing listens there
     let secret = format!(
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: e2e-dead-db\n  namespace: {NAMESPACE}\nstringData:\n  dsn: postgres://postgres:x@127.0.0.1:{port}/phoenix\n"
     );
-    kubectl_ok(&["apply", "-f", "-"], Some(&secret));
-    kubectl_ok(
-        &["apply", "-f", "-"],
-        Some(
-            "apiVersion: phoenixguardian.io/v1alpha1\nkind: Region\nmetadata:\n  name: e2e-dead\nspec:\n  awsRegion: sa-east-1\n  dataResidency: [ZZ]\n  database:\n    writer: {connectionSecretRef: {namespace: phoenix-system, name: e2e-dead-db, key: dsn}}\n",
-        ),
+    scenario.apply(&secret);
+    scenario.apply(
+        "apiVersion: phoenixguardian.io/v1alpha1\nkind: Region\nmetadata:\n  name: e2e-dead\nspec:\n  awsRegion: sa-east-1\n  dataResidency: [ZZ]\n  database:\n    writer: {connectionSecretRef: {namespace: phoenix-system, name: e2e-dead-db, key: dsn}}\n",
     );
-    kubectl_ok(
-        &["apply", "-f", "-"],
-        Some(&tenant_yaml("e2e-waits", "ZZ", "")),
-    );
+    scenario.apply(&tenant_yaml("e2e-waits", "ZZ", ""));
 
     let regions: Api<Region> = Api::all(kube_client().await);
     let dead = eventually(
@@ -318,6 +285,7 @@ async fn an_unreachable_region_database_is_reported_and_blocks_nothing_else() {
 
     // Other tenants are unaffected.
     apply_ready_tenant(
+        &scenario,
         "e2e-unaffected",
         "EU",
         "  database: {deletionPolicy: Delete}\n",
@@ -325,6 +293,7 @@ async fn an_unreachable_region_database_is_reported_and_blocks_nothing_else() {
     .await;
 
     // Deleting it cannot clean up its data: the finalizer holds and says why.
+    let since = instant();
     kubectl_ok(&["delete", "tenant", "e2e-waits", "--wait=false"], None);
     let stuck = wait_tenant(
         "e2e-waits",
@@ -337,10 +306,8 @@ async fn an_unreachable_region_database_is_reported_and_blocks_nothing_else() {
     )
     .await;
     assert!(stuck.metadata.deletion_timestamp.is_some());
-    assert!(
-        !events_with_reason("DatabaseUnreachable").await.is_empty(),
-        "no Warning event for the blocked deletion"
-    );
+    let event = wait_event(&Regarding::of(&stuck), "DatabaseUnreachable", since).await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"), "{event:?}");
     // The runbook's way out: remove the finalizer by hand.
     kubectl_ok(
         &[

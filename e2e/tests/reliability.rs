@@ -4,11 +4,21 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::ListParams;
+use kube::runtime::{WatchStreamExt, watcher};
+use phoenix_crds::{Region, Tenant};
+use phoenix_e2e::events::{Regarding, instant, wait_event};
+use phoenix_e2e::guard::ScenarioGuard;
 use phoenix_e2e::scenario::*;
 use phoenix_e2e::*;
+
+/// Tenants applied at once in the crash scenario: enough that some are still in flight
+/// when the first is Ready.
+const BULK: usize = 60;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_operator_mid_reconcile_converges_without_duplicates_or_leaks() {
@@ -16,37 +26,72 @@ async fn killing_the_operator_mid_reconcile_converges_without_duplicates_or_leak
     install_platform();
     let residencies = ["US", "EU", "APAC"];
     let mut manifests = String::new();
-    for i in 0..50 {
+    for i in 0..BULK {
         manifests.push_str(&format!(
             "---\napiVersion: phoenixguardian.io/v1alpha1\nkind: Tenant\nmetadata:\n  name: e2e-bulk-{i:02}\n  labels: {{e2e: bulk}}\nspec:\n  displayName: Bulk {i}\n  dataResidency: [{}]\n  database: {{deletionPolicy: Delete}}\n  dns: {{hostname: bulk-{i:02}.e2e.phoenixguardian.test}}\n",
             residencies[i % 3]
         ));
     }
+    // Restarted into the same binding, so that an operator outlives the guard.
     let mut operator = Process::operator(10).await;
-    kubectl_ok(&["apply", "-f", "-"], Some(&manifests));
+    let scenario = ScenarioGuard::new("crash");
     let api = tenants().await;
-    let ready_count = || {
-        let api = api.clone();
-        async move {
-            api.list(&ListParams::default().labels("e2e=bulk"))
-                .await
-                .map(|l| l.items.iter().filter(|t| is_ready(t)).count())
-                .unwrap_or(0)
+    let bulk = ListParams::default().labels("e2e=bulk");
+    // A watch, not a poll: the operator dies the moment the first tenant is Ready.
+    let mut watch = std::pin::pin!(
+        watcher(api.clone(), watcher::Config::default().labels("e2e=bulk"))
+            .default_backoff()
+            .applied_objects()
+    );
+    scenario.apply(&manifests);
+    let first = tokio::time::timeout(READY_TIMEOUT, async {
+        while let Some(item) = watch.next().await {
+            if let Ok(t) = item
+                && is_ready(&t)
+            {
+                return Some(t);
+            }
         }
-    };
-    let at_kill = eventually("the first bulk tenants Ready", READY_TIMEOUT, || async {
-        Some(ready_count().await).filter(|n| *n >= 1)
+        None
     })
-    .await;
+    .await
+    .ok()
+    .flatten()
+    .expect("a first bulk tenant Ready");
     operator.kill_hard();
-    eprintln!("killed the operator with {at_kill}/50 tenants Ready");
-    let _operator = Process::operator(10).await;
+
+    // The operator is dead, so nothing changes any more: some tenants must be Ready and
+    // some not yet, or the kill did not land while reconciles were under way.
+    let at_kill = api.list(&bulk).await.expect("list");
+    let ready: Vec<&Tenant> = at_kill.items.iter().filter(|t| is_ready(t)).collect();
+    eprintln!(
+        "killed the operator with {}/{BULK} tenants Ready (first: {:?})",
+        ready.len(),
+        first.metadata.name
+    );
+    assert!(
+        !ready.is_empty(),
+        "the first Ready tenant is not Ready any more"
+    );
+    assert!(
+        ready.len() < BULK,
+        "all {BULK} tenants were Ready when the operator was killed: nothing was in flight"
+    );
+    operator = Process::operator(10).await;
     eventually(
-        "all 50 bulk tenants Ready after the restart",
+        &format!("all {BULK} bulk tenants Ready after the restart"),
         Duration::from_secs(180),
-        || async { (ready_count().await == 50).then_some(()) },
+        || async {
+            let list = api.list(&bulk).await.ok()?;
+            (list.items.iter().filter(|t| is_ready(t)).count() == BULK).then_some(())
+        },
     )
     .await;
+    assert_eq!(
+        operator.metric("phoenix_operator_leader").await,
+        Some(1.0),
+        "the restarted operator does not lead"
+    );
 
     let list = api
         .list(&ListParams::default().labels("e2e=bulk"))
@@ -97,7 +142,7 @@ async fn killing_the_operator_mid_reconcile_converges_without_duplicates_or_leak
             .get(0);
         assert_eq!(roles, 2, "roles leaked in {region}");
     }
-    assert_eq!(total, 50);
+    assert_eq!(total, BULK);
     let secrets: Api<Secret> = Api::namespaced(kube_client().await, NAMESPACE);
     let managed = secrets
         .list(&ListParams::default().labels("app.kubernetes.io/managed-by=phoenix-operator"))
@@ -127,13 +172,19 @@ async fn disabling_rls_by_hand_is_repaired_with_an_event() {
     let _serial = SERIAL.lock().await;
     install_platform();
     let _operator = Process::operator(3).await;
-    apply_ready_tenant("e2e-drift", "US", "  database: {deletionPolicy: Delete}\n").await;
-    let before: HashSet<String> = events_with_reason("RLSRepaired")
-        .await
-        .into_iter()
-        .filter_map(|e| e.metadata.name)
-        .collect();
+    let scenario = ScenarioGuard::new("rls-drift");
+    apply_ready_tenant(
+        &scenario,
+        "e2e-drift",
+        "US",
+        "  database: {deletionPolicy: Delete}\n",
+    )
+    .await;
+    // The shared tables belong to the region: the region repairs them and says so.
+    let regions: Api<Region> = Api::all(kube_client().await);
+    let region = Regarding::of(&regions.get("us-east-1").await.expect("region us-east-1"));
     let db = pg("us-east-1").await;
+    let since = instant();
     db.batch_execute("ALTER TABLE clinical.encounters DISABLE ROW LEVEL SECURITY")
         .await
         .expect("disable rls");
@@ -142,21 +193,7 @@ async fn disabling_rls_by_hand_is_repaired_with_an_event() {
         on.then_some(())
     })
     .await;
-    let event = eventually("an RLSRepaired event", Duration::from_secs(30), || async {
-        events_with_reason("RLSRepaired")
-            .await
-            .into_iter()
-            .find(|e| {
-                e.metadata
-                    .name
-                    .as_ref()
-                    .is_some_and(|n| !before.contains(n))
-                    || e.note
-                        .as_deref()
-                        .is_some_and(|n| n.contains("clinical.encounters"))
-            })
-    })
-    .await;
+    let event = wait_event(&region, "RLSRepaired", since).await;
     assert!(
         event
             .note
@@ -178,7 +215,9 @@ async fn one_leader_reconciles_and_a_standby_takes_over_when_it_dies() {
     })
     .await;
     let mut b = Process::operator_named("e2e-leader-b", 10).await;
+    let scenario = ScenarioGuard::new("leader-failover");
     apply_ready_tenant(
+        &scenario,
         "e2e-failover-1",
         "US",
         "  database: {deletionPolicy: Delete}\n",
@@ -200,16 +239,25 @@ async fn one_leader_reconciles_and_a_standby_takes_over_when_it_dies() {
         "the standby reconciled: {b_metrics}"
     );
 
+    let leases: Api<Lease> = Api::namespaced(kube_client().await, NAMESPACE);
+    let lease = || async {
+        leases
+            .get("phoenix-operator")
+            .await
+            .expect("the lease exists")
+            .spec
+            .expect("lease spec")
+    };
+    let held = lease().await;
+    assert_eq!(held.holder_identity.as_deref(), Some("e2e-leader-a"));
+
     // The leader crashes: the standby takes over once the 5 s lease lapses.
     a.kill_hard();
-    kubectl_ok(
-        &["apply", "-f", "-"],
-        Some(&tenant_yaml(
-            "e2e-failover-2",
-            "US",
-            "  database: {deletionPolicy: Delete}\n",
-        )),
-    );
+    scenario.apply(&tenant_yaml(
+        "e2e-failover-2",
+        "US",
+        "  database: {deletionPolicy: Delete}\n",
+    ));
     wait_tenant(
         "e2e-failover-2",
         "Ready after failover",
@@ -218,26 +266,23 @@ async fn one_leader_reconciles_and_a_standby_takes_over_when_it_dies() {
     )
     .await;
     assert_eq!(b.metric("phoenix_operator_leader").await, Some(1.0));
+    let taken = lease().await;
+    assert_eq!(taken.holder_identity.as_deref(), Some("e2e-leader-b"));
+    assert!(
+        taken.lease_transitions > held.lease_transitions,
+        "the failover was not recorded: {held:?} -> {taken:?}"
+    );
 
     // A graceful stop releases the lease, so a new replica need not wait for it to lapse.
     b.stop();
-    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
-        Api::namespaced(kube_client().await, NAMESPACE);
-    let spec = leases
-        .get("phoenix-operator")
-        .await
-        .expect("the lease exists")
-        .spec
-        .expect("lease spec");
+    let released = lease().await;
     assert_eq!(
-        spec.holder_identity, None,
+        released.holder_identity, None,
         "b stopped without releasing the lease"
     );
-    assert!(
-        spec.lease_transitions.unwrap_or(0) >= 1,
-        "the failover was not recorded: {spec:?}"
-    );
-    let c = Process::operator_named("e2e-leader-c", 10).await;
+    // In a's slot: an operator must outlive the guard.
+    a = Process::operator_named("e2e-leader-c", 10).await;
+    let c = &a;
     eventually("replica c leads", Duration::from_secs(30), || async {
         (c.metric("phoenix_operator_leader").await == Some(1.0)).then_some(())
     })
@@ -297,7 +342,7 @@ async fn deleting_the_dataplane_secret_rotates_the_password_at_once() {
         ],
         None,
     );
-    let after = eventually(
+    eventually(
         "a regenerated data plane Secret",
         Duration::from_secs(30),
         || {
@@ -314,16 +359,17 @@ async fn deleting_the_dataplane_secret_rotates_the_password_at_once() {
         },
     )
     .await;
-    assert!(after.metadata.uid.is_some());
     let new_url = dataplane_url("us-east-1").await;
     assert_ne!(old_url, new_url, "the password was not rotated");
     // The role's password follows: a data plane with the new credentials becomes ready,
     // one with the old ones cannot log in.
     let _dp = Process::dataplane("us-east-1", new_url).await;
-    let (old, conn) = tokio_postgres::connect(&old_url, tokio_postgres::NoTls)
-        .await
-        .map(|(c, conn)| (Some(c), Some(conn)))
-        .unwrap_or((None, None));
-    drop(conn);
-    assert!(old.is_none(), "the old data plane password still logs in");
+    match tokio_postgres::connect(&old_url, tokio_postgres::NoTls).await {
+        Ok(_) => panic!("the old data plane password still logs in"),
+        Err(e) => assert_eq!(
+            e.code(),
+            Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD),
+            "the old password was not refused as invalid (28P01): {e}"
+        ),
+    }
 }
