@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::ListParams;
 use phoenix_crds::{Region, Tenant};
+use phoenix_e2e::guard::ScenarioGuard;
 use phoenix_e2e::scenario::*;
 use phoenix_e2e::*;
 
@@ -105,37 +106,31 @@ async fn plan_shows_no_change_for_what_is_applied_and_the_changes_of_a_new_tenan
     let _serial = SERIAL.lock().await;
     install_platform();
     let examples = repo().join("examples");
-    {
-        let _operator = Process::operator(10).await;
-        kubectl_ok(
-            &[
-                "apply",
-                "-f",
-                &examples.join("tenants.yaml").display().to_string(),
-            ],
-            None,
-        );
-        for name in [
-            "mercy-general",
-            "st-lukes",
-            "charite-berlin",
-            "nordic-care",
-            "raffles-sg",
-        ] {
-            wait_tenant(name, "Ready", READY_TIMEOUT, is_ready).await;
-        }
-        kubectl_ok(
-            &[
-                "wait",
-                "--for=condition=Ready",
-                "region",
-                "--all",
-                "--timeout=120s",
-            ],
-            None,
-        );
-        // The operator stops here: whatever changes from now on, a plan did.
+    let mut operator = Process::operator(10).await;
+    let scenario = ScenarioGuard::new("plan");
+    let tenants = std::fs::read_to_string(examples.join("tenants.yaml")).expect("examples");
+    scenario.apply(&tenants);
+    for name in [
+        "mercy-general",
+        "st-lukes",
+        "charite-berlin",
+        "nordic-care",
+        "raffles-sg",
+    ] {
+        wait_tenant(name, "Ready", READY_TIMEOUT, is_ready).await;
     }
+    kubectl_ok(
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "region",
+            "--all",
+            "--timeout=120s",
+        ],
+        None,
+    );
+    // The operator stops here: whatever changes from now on, a plan did.
+    operator.stop();
     let before = snapshot().await;
 
     let examples_arg = examples.display().to_string();
@@ -220,4 +215,8 @@ async fn plan_shows_no_change_for_what_is_applied_and_the_changes_of_a_new_tenan
     assert_eq!(before, after, "a plan wrote something");
     let out = kubectl(&["get", "tenant", "e2e-plan-new"], None);
     assert!(!out.status.success(), "plan created the tenant");
+    // Running again so that the scenario's cleanup goes through the finalizers.
+    operator = Process::operator(10).await;
+    drop(scenario);
+    drop(operator);
 }
