@@ -176,6 +176,12 @@ EOF
   fi
   [[ "$(psql_admin "$port" "select 1 from pg_database where datname = 'phoenix'")" == 1 ]] ||
     psql_admin "$port" 'create database phoenix' >/dev/null
+  # DDL is logged, so that tests can show no password ever travels in clear text
+  # (the operator sends SCRAM verifiers); idempotent, also for clusters made earlier.
+  if [[ "$(psql_admin "$port" 'show log_statement')" != ddl ]]; then
+    psql_admin "$port" "alter system set log_statement = 'ddl'" >/dev/null
+    psql_admin "$port" 'select pg_reload_conf()' >/dev/null
+  fi
 }
 
 # ensure_replica REGION: streaming replica of REGION's primary (basebackup -R).

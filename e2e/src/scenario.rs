@@ -78,13 +78,10 @@ pub async fn get_metadata(dataplane: &Process, host: &str) -> (u16, String) {
 /// The `retry_in` delays `operator` logged for failed reconciles of the `kind` object
 /// `name` (its `reconcile failed` lines), in the order logged.
 pub fn retry_delays(operator: &Process, kind: &str, name: &str) -> Vec<Duration> {
-    let field = kind.to_lowercase();
     operator
         .json_log()
         .iter()
-        .filter(|l| {
-            l["message"] == "reconcile failed" && l["kind"] == kind && l[field.as_str()] == name
-        })
+        .filter(|l| l["message"] == "reconcile failed" && l["kind"] == kind && l["name"] == name)
         .filter_map(|l| parse_debug_duration(l["retry_in"].as_str()?))
         .collect()
 }

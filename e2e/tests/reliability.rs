@@ -363,7 +363,7 @@ async fn deleting_the_dataplane_secret_rotates_the_password_at_once() {
     assert_ne!(old_url, new_url, "the password was not rotated");
     // The role's password follows: a data plane with the new credentials becomes ready,
     // one with the old ones cannot log in.
-    let _dp = Process::dataplane("us-east-1", new_url).await;
+    let _dp = Process::dataplane("us-east-1", new_url.clone()).await;
     match tokio_postgres::connect(&old_url, tokio_postgres::NoTls).await {
         Ok(_) => panic!("the old data plane password still logs in"),
         Err(e) => assert_eq!(
@@ -372,4 +372,24 @@ async fn deleting_the_dataplane_secret_rotates_the_password_at_once() {
             "the old password was not refused as invalid (28P01): {e}"
         ),
     }
+    // The password was set as a verifier: the server logs DDL (e2e/stack sets
+    // log_statement = ddl), and its log shows the statement but never the password.
+    let password = new_url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .and_then(|(user, _)| user.split_once(':'))
+        .map(|(_, password)| password.to_owned())
+        .expect("a password in the data plane URL");
+    let log = std::fs::read_to_string(
+        std::path::Path::new(&stack_var("STACK_DIR")).join("logs/pg-us-east-1-primary.log"),
+    )
+    .expect("the us-east-1 primary's log");
+    assert!(
+        log.contains("ALTER ROLE \"phoenix_dataplane\" PASSWORD 'SCRAM-SHA-256$"),
+        "the password statement is not in the server's DDL log, so this check proves nothing"
+    );
+    assert!(
+        !log.contains(&password),
+        "the data plane password appears in clear text in the PostgreSQL log"
+    );
 }

@@ -73,6 +73,7 @@ pub async fn execute(
     db: &dyn Database,
     plan: &RegionPlan,
     password: Option<&str>,
+    shared_server: bool,
 ) -> Result<Applied, ApplyError> {
     let mut applied = Applied::default();
     let mut plan = plan.clone();
@@ -81,7 +82,7 @@ pub async fn execute(
         let state = db.state().await?;
         (plan.ddl, plan.rls_drift) = database_changes(&state);
         if plan.set_password != Some(PasswordWhy::NewSecret) {
-            plan.set_password = password_change(&state, password);
+            plan.set_password = password_change(&state, password, shared_server);
         }
     }
     if !plan.ddl.is_empty() {
@@ -110,10 +111,10 @@ pub async fn provision(db: &dyn Database, password: Option<&str>) -> Result<Appl
             .collect(),
         ddl,
         rls_drift,
-        set_password: password.and_then(|p| password_change(&state, Some(p))),
+        set_password: password.and_then(|p| password_change(&state, Some(p), false)),
         ..RegionPlan::default()
     };
-    execute(db, &plan, password).await
+    execute(db, &plan, password, false).await
 }
 
 /// Makes the planned changes.
@@ -155,7 +156,8 @@ pub async fn apply(
         password = data.get("password").cloned();
         plan.set_password = Some(PasswordWhy::NewSecret);
     }
-    let mut applied = execute(db.as_ref(), &plan, password.as_deref()).await?;
+    let shared_server = refs.shares_server_with.is_some();
+    let mut applied = execute(db.as_ref(), &plan, password.as_deref(), shared_server).await?;
     applied.created_database = created_database;
     applied.secret_created = secret_created;
     Ok(applied)

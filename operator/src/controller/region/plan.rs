@@ -80,13 +80,20 @@ pub fn database_changes(state: &DbState) -> (Vec<Ddl>, Vec<(String, Vec<Drift>)>
     (ddl, drift)
 }
 
-/// Whether and why the data plane role's password must be set.
-pub fn password_change(state: &DbState, secret_password: Option<&str>) -> Option<PasswordWhy> {
+/// Whether and why the data plane role's password must be set. On a server another Region
+/// shares, a password that differs is left alone: the role is server-wide, and each
+/// Region resetting it to its own Secret would lock the other's data planes out in turn.
+pub fn password_change(
+    state: &DbState,
+    secret_password: Option<&str>,
+    shared_server: bool,
+) -> Option<PasswordWhy> {
     let Some(password) = secret_password else {
         return Some(PasswordWhy::NewSecret);
     };
     match &state.dataplane_verifier {
         Verifier::Present(v) if scram::matches(v, password) => None,
+        Verifier::Present(_) if shared_server => None,
         Verifier::Present(_) => Some(PasswordWhy::Differs),
         Verifier::Missing => Some(PasswordWhy::Missing),
         Verifier::Unreadable if state.role(DATAPLANE_ROLE).is_none() => Some(PasswordWhy::NewRole),
@@ -138,7 +145,7 @@ pub fn plan(region: &Region, refs: &RegionRefs) -> Result<RegionPlan, PlanError>
                 ddl,
                 rls_drift,
                 create_secret: refs.dataplane_secret.is_none(),
-                set_password: password_change(state, password),
+                set_password: password_change(state, password, refs.shares_server_with.is_some()),
             })
         }
     }
@@ -175,6 +182,7 @@ mod tests {
             dataplane_secret: Some(BTreeMap::from([("password".into(), "pw".into())])),
             readers: Vec::new(),
             tenant_count: 0,
+            shares_server_with: None,
         }
     }
 
@@ -265,13 +273,27 @@ mod tests {
     fn a_password_that_differs_from_the_secret_is_reset_and_an_unreadable_one_left_alone() {
         let mut s = converged();
         s.dataplane_verifier = Verifier::Present(scram::verifier("old"));
-        assert_eq!(password_change(&s, Some("pw")), Some(PasswordWhy::Differs));
+        assert_eq!(
+            password_change(&s, Some("pw"), false),
+            Some(PasswordWhy::Differs)
+        );
+        assert_eq!(
+            password_change(&s, Some("pw"), true),
+            None,
+            "two Regions on one server would reset the shared role in turn"
+        );
         s.dataplane_verifier = Verifier::Missing;
-        assert_eq!(password_change(&s, Some("pw")), Some(PasswordWhy::Missing));
+        assert_eq!(
+            password_change(&s, Some("pw"), true),
+            Some(PasswordWhy::Missing)
+        );
         s.dataplane_verifier = Verifier::Unreadable;
-        assert_eq!(password_change(&s, Some("pw")), None);
+        assert_eq!(password_change(&s, Some("pw"), false), None);
         s.roles.clear();
-        assert_eq!(password_change(&s, Some("pw")), Some(PasswordWhy::NewRole));
+        assert_eq!(
+            password_change(&s, Some("pw"), false),
+            Some(PasswordWhy::NewRole)
+        );
     }
 
     #[test]

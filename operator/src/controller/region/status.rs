@@ -250,6 +250,7 @@ mod tests {
             dataplane_secret: None,
             readers,
             tenant_count: 3,
+            shares_server_with: None,
         }
     }
 
