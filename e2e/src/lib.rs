@@ -268,17 +268,22 @@ impl Process {
         p
     }
 
-    /// Starts a data plane with `database_url`.
-    pub async fn dataplane(region: &str, database_url: String) -> Self {
+    /// Starts a data plane with `database_url` and, for a server verified over TLS, the CA
+    /// bundle file `ca_file` (DATABASE_CA_FILE).
+    pub async fn dataplane(region: &str, database_url: String, ca_file: Option<String>) -> Self {
         let addr = format!("127.0.0.1:{}", free_port());
+        let mut env = vec![
+            ("DATABASE_URL", database_url),
+            ("LISTEN_ADDR", addr.clone()),
+            ("REGION", region.to_owned()),
+        ];
+        if let Some(ca) = ca_file {
+            env.push(("DATABASE_CA_FILE", ca));
+        }
         let p = Self::spawn(
             &format!("e2e-dataplane-{region}"),
             &binary("phoenix-dataplane"),
-            &[
-                ("DATABASE_URL", database_url),
-                ("LISTEN_ADDR", addr.clone()),
-                ("REGION", region.to_owned()),
-            ],
+            &env,
             addr,
         );
         p.wait_http("/readyz", Duration::from_secs(30)).await;

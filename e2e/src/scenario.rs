@@ -63,6 +63,22 @@ pub async fn dataplane_url(region: &str) -> String {
     String::from_utf8(data["databaseUrl"].0.clone()).expect("utf-8 url")
 }
 
+/// The CA the operator put beside the data plane's credentials of `region` (key `ca.crt`,
+/// present when the Region verifies its writer with a CA from a Secret), written to a file
+/// as a Deployment would mount it; its path.
+pub async fn dataplane_ca_file(region: &str) -> Option<String> {
+    let secrets: Api<Secret> = Api::namespaced(kube_client().await, NAMESPACE);
+    let secret = secrets
+        .get(&format!("phoenix-dataplane-{region}"))
+        .await
+        .expect("the operator created the data plane Secret");
+    let ca = secret.data?.get("ca.crt")?.0.clone();
+    let path = std::path::Path::new(&crate::stack_var("STACK_DIR"))
+        .join(format!("dataplane-{region}-ca.crt"));
+    std::fs::write(&path, ca).expect("write the data plane's CA file");
+    Some(path.display().to_string())
+}
+
 /// Status and body of `/fhir/metadata` on `dataplane` for `host`.
 pub async fn get_metadata(dataplane: &Process, host: &str) -> (u16, String) {
     let res = reqwest::Client::new()

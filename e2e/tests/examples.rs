@@ -141,8 +141,20 @@ async fn examples_reach_ready_and_their_hosts_are_served() {
     );
 
     // The data planes serve what the operator built, as the role it created.
-    let us_dp = Process::dataplane("us-east-1", dataplane_url("us-east-1").await).await;
-    let eu_dp = Process::dataplane("eu-west-1", dataplane_url("eu-west-1").await).await;
+    let us_dp = Process::dataplane("us-east-1", dataplane_url("us-east-1").await, None).await;
+    // eu-west-1 is TLS-only: the data plane verifies it with the CA in its Secret.
+    let eu_ca = dataplane_ca_file("eu-west-1").await;
+    assert!(
+        eu_ca.is_some(),
+        "no ca.crt beside the eu-west-1 data plane's credentials"
+    );
+    assert!(
+        dataplane_url("eu-west-1")
+            .await
+            .contains("sslmode=verify-full"),
+        "the eu-west-1 data plane is not told to verify its server"
+    );
+    let eu_dp = Process::dataplane("eu-west-1", dataplane_url("eu-west-1").await, eu_ca).await;
     let (status, body) = get_metadata(&us_dp, "mercy-general.us.phoenixguardian.test").await;
     assert_eq!(status, 200, "{body}");
     assert!(

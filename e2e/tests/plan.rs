@@ -29,42 +29,34 @@ fn plan(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Records the resourceVersion of every object of `api` under `kind/name`.
+async fn versions<K>(out: &mut BTreeMap<String, String>, kind: &str, api: Api<K>)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    for o in api.list(&ListParams::default()).await.expect(kind) {
+        let meta = o.meta();
+        out.insert(
+            format!("{kind}/{:?}", meta.name),
+            format!("{:?}", meta.resource_version),
+        );
+    }
+}
+
 /// Everything a plan could write: objects' resourceVersions, the operator's Secrets, and in
 /// every region the catalog rows, the operator's roles with their verifiers, the RLS flags
 /// and policies, privileges and the migration ledger.
 async fn snapshot() -> BTreeMap<String, String> {
     let client = kube_client().await;
     let mut out = BTreeMap::new();
-    for r in Api::<Region>::all(client.clone())
-        .list(&ListParams::default())
-        .await
-        .expect("regions")
-    {
-        out.insert(
-            format!("region/{:?}", r.metadata.name),
-            format!("{:?}", r.metadata.resource_version),
-        );
-    }
-    for t in Api::<Tenant>::all(client.clone())
-        .list(&ListParams::default())
-        .await
-        .expect("tenants")
-    {
-        out.insert(
-            format!("tenant/{:?}", t.metadata.name),
-            format!("{:?}", t.metadata.resource_version),
-        );
-    }
-    for s in Api::<Secret>::namespaced(client, NAMESPACE)
-        .list(&ListParams::default())
-        .await
-        .expect("secrets")
-    {
-        out.insert(
-            format!("secret/{:?}", s.metadata.name),
-            format!("{:?}", s.metadata.resource_version),
-        );
-    }
+    versions(&mut out, "region", Api::<Region>::all(client.clone())).await;
+    versions(&mut out, "tenant", Api::<Tenant>::all(client.clone())).await;
+    versions(
+        &mut out,
+        "secret",
+        Api::<Secret>::namespaced(client, NAMESPACE),
+    )
+    .await;
     for region in REGIONS {
         let db = pg(region).await;
         for (what, sql) in [

@@ -363,7 +363,7 @@ async fn deleting_the_dataplane_secret_rotates_the_password_at_once() {
     assert_ne!(old_url, new_url, "the password was not rotated");
     // The role's password follows: a data plane with the new credentials becomes ready,
     // one with the old ones cannot log in.
-    let _dp = Process::dataplane("us-east-1", new_url.clone()).await;
+    let _dp = Process::dataplane("us-east-1", new_url.clone(), None).await;
     match tokio_postgres::connect(&old_url, tokio_postgres::NoTls).await {
         Ok(_) => panic!("the old data plane password still logs in"),
         Err(e) => assert_eq!(

@@ -240,6 +240,24 @@ async fn plan_tenant(
     ObjectPlan::with("Tenant", &name, changes)
 }
 
+/// Every object of kind `K` in the cluster.
+async fn live<K>(client: &Client) -> Result<Vec<Arc<K>>, kube::Error>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::ClusterResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::all(client.clone());
+    Ok(api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(Arc::new)
+        .collect())
+}
+
 /// Plans `paths` against the cluster of `client` and the databases it points to.
 pub async fn plan(
     client: Client,
@@ -247,20 +265,8 @@ pub async fn plan(
     settings: &Settings,
 ) -> Result<Report, PlanCmdError> {
     let manifests = manifests::load(paths)?;
-    let live_regions: Vec<Arc<Region>> = Api::<Region>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .map(Arc::new)
-        .collect();
-    let live_tenants: Vec<Arc<Tenant>> = Api::<Tenant>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .map(Arc::new)
-        .collect();
+    let live_regions: Vec<Arc<Region>> = live(&client).await?;
+    let live_tenants: Vec<Arc<Tenant>> = live(&client).await?;
     let mut admitted = Vec::new();
     for m in &manifests {
         admitted.push(match m.kind.as_str() {
