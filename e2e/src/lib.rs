@@ -248,22 +248,25 @@ impl Process {
 
     /// Starts an operator replica whose log is `<name>.log`.
     pub async fn operator_named(name: &str, resync_seconds: u64) -> Self {
+        Self::operator_with(name, resync_seconds, &[]).await
+    }
+
+    /// Starts an operator replica whose log is `<name>.log`, with `extra` environment
+    /// (e.g. `REGION_RESYNC_SECONDS`).
+    pub async fn operator_with(name: &str, resync_seconds: u64, extra: &[(&str, &str)]) -> Self {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
-        let p = Self::spawn(
-            name,
-            &binary("phoenix-operator"),
-            &[
-                ("KUBECONFIG", stack_var("KUBECONFIG")),
-                ("OPERATOR_NAMESPACE", NAMESPACE.to_owned()),
-                ("PROBE_ADDR", addr.clone()),
-                ("RESYNC_SECONDS", resync_seconds.to_string()),
-                ("LEASE_SECONDS", "5".to_owned()),
-                ("POD_NAME", name.to_owned()),
-                ("RUST_LOG", "info,kube=warn".to_owned()),
-            ],
-            addr,
-        );
+        let mut env = vec![
+            ("KUBECONFIG", stack_var("KUBECONFIG")),
+            ("OPERATOR_NAMESPACE", NAMESPACE.to_owned()),
+            ("PROBE_ADDR", addr.clone()),
+            ("RESYNC_SECONDS", resync_seconds.to_string()),
+            ("LEASE_SECONDS", "5".to_owned()),
+            ("POD_NAME", name.to_owned()),
+            ("RUST_LOG", "info,kube=warn".to_owned()),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        let p = Self::spawn(name, &binary("phoenix-operator"), &env, addr);
         p.wait_http("/readyz", Duration::from_secs(30)).await;
         p
     }

@@ -303,8 +303,9 @@ async fn one_leader_reconciles_and_a_standby_takes_over_when_it_dies() {
 async fn deleting_the_dataplane_secret_rotates_the_password_at_once() {
     let _serial = SERIAL.lock().await;
     install_platform();
-    // A long resync (Regions: 60 s), so only the Secret watch can explain a quick rotation.
-    let _operator = Process::operator(3600).await;
+    // Regions resync hourly, so only the Secret watch can explain a rotation within minutes.
+    let _operator =
+        Process::operator_with("e2e-operator", 3600, &[("REGION_RESYNC_SECONDS", "3600")]).await;
     let out = kubectl(
         &[
             "wait",
@@ -342,22 +343,18 @@ async fn deleting_the_dataplane_secret_rotates_the_password_at_once() {
         ],
         None,
     );
-    eventually(
-        "a regenerated data plane Secret",
-        Duration::from_secs(30),
-        || {
-            let secrets = secrets.clone();
-            let old_uid = before.metadata.uid.clone();
-            async move {
-                secrets
-                    .get_opt("phoenix-dataplane-us-east-1")
-                    .await
-                    .ok()
-                    .flatten()
-                    .filter(|s| s.metadata.uid != old_uid)
-            }
-        },
-    )
+    eventually("a regenerated data plane Secret", READY_TIMEOUT, || {
+        let secrets = secrets.clone();
+        let old_uid = before.metadata.uid.clone();
+        async move {
+            secrets
+                .get_opt("phoenix-dataplane-us-east-1")
+                .await
+                .ok()
+                .flatten()
+                .filter(|s| s.metadata.uid != old_uid)
+        }
+    })
     .await;
     let new_url = dataplane_url("us-east-1").await;
     assert_ne!(old_url, new_url, "the password was not rotated");
@@ -392,4 +389,72 @@ async fn deleting_the_dataplane_secret_rotates_the_password_at_once() {
         !log.contains(&password),
         "the data plane password appears in clear text in the PostgreSQL log"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_in_another_namespace_wakes_the_region_that_references_it() {
+    let _serial = SERIAL.lock().await;
+    install_platform();
+    // Regions resync hourly: only the (metadata-only, any-namespace) Secret watch can make
+    // the Region notice within minutes that its Secret changed.
+    let _operator =
+        Process::operator_with("e2e-operator", 3600, &[("REGION_RESYNC_SECONDS", "3600")]).await;
+    let scenario = ScenarioGuard::new("xns-secret");
+    let ns = "e2e-db-secrets";
+    kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n"
+        )),
+    );
+    let secret = |dsn: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: e2e-xns-db\n  namespace: {ns}\nstringData:\n  dsn: {}\n",
+            serde_json::to_string(dsn).expect("json string")
+        )
+    };
+    // A Replica Region on the stack's streaming replica: it creates no roles, so it
+    // changes nothing another Region relies on.
+    scenario.apply(&secret(&stack_var("PG_REPLICA_DSN_US_EAST_1")));
+    scenario.apply(&format!(
+        "apiVersion: phoenixguardian.io/v1alpha1\nkind: Region\nmetadata:\n  name: e2e-xns\nspec:\n  awsRegion: us-east-2\n  role: Replica\n  replicaOf: us-east-1\n  dataResidency: [US]\n  database:\n    writer: {{connectionSecretRef: {{namespace: {ns}, name: e2e-xns-db, key: dsn}}}}\n"
+    ));
+    let regions: Api<phoenix_crds::Region> = Api::all(kube_client().await);
+    let reachable = |status: &'static str| {
+        let regions = regions.clone();
+        move || {
+            let regions = regions.clone();
+            async move {
+                let r = regions.get("e2e-xns").await.ok()?;
+                r.status?
+                    .conditions
+                    .into_iter()
+                    .find(|c| c.type_ == "DatabaseReachable" && c.status == status)
+            }
+        }
+    };
+    eventually(
+        "e2e-xns reaches its database",
+        READY_TIMEOUT,
+        reachable("True"),
+    )
+    .await;
+
+    let dead = format!("postgres://postgres:x@127.0.0.1:{}/phoenix", free_port());
+    scenario.apply(&secret(&dead));
+    let down = eventually(
+        "e2e-xns notices its changed Secret",
+        READY_TIMEOUT,
+        reachable("False"),
+    )
+    .await;
+    assert_eq!(down.reason, "DatabaseUnreachable", "{}", down.message);
+    assert!(
+        down.message.contains("cannot connect to 127.0.0.1"),
+        "{}",
+        down.message
+    );
+
+    drop(scenario);
+    kubectl_ok(&["delete", "namespace", ns, "--wait=false"], None);
 }

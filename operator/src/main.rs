@@ -37,6 +37,15 @@ struct Args {
     /// Seconds between reconciles of a healthy object (drift detection).
     #[arg(long, env = "RESYNC_SECONDS", default_value_t = 300, global = true)]
     resync_seconds: u64,
+    /// Seconds between reconciles of a healthy Region, at most (it also measures
+    /// replication lag); the smaller of this and the resync applies.
+    #[arg(
+        long,
+        env = "REGION_RESYNC_SECONDS",
+        default_value_t = 60,
+        global = true
+    )]
+    region_resync_seconds: u64,
     /// Connections per region database.
     #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 8, global = true)]
     db_max_connections: usize,
@@ -191,6 +200,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let settings = Settings {
         namespace: args.namespace.clone(),
         resync: Duration::from_secs(args.resync_seconds.max(1)),
+        region_resync: Duration::from_secs(args.region_resync_seconds.max(1)),
         db_max_connections: args.db_max_connections.max(1),
         secret_namespaces: (!args.secret_namespaces.iter().any(|n| n == "*")).then(|| {
             args.secret_namespaces

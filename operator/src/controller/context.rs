@@ -27,6 +27,9 @@ pub struct Settings {
     pub namespace: String,
     /// How often a healthy object is reconciled again (drift detection).
     pub resync: Duration,
+    /// How often a healthy Region is, at most (it measures replication lag and counts
+    /// tenants, so it is checked more often than tenants).
+    pub region_resync: Duration,
     /// Connections per region database.
     pub db_max_connections: usize,
     /// Replication lag above which `ReplicationHealthy` is False.
@@ -41,6 +44,7 @@ impl Default for Settings {
         Self {
             namespace: "phoenix-system".to_owned(),
             resync: Duration::from_secs(300),
+            region_resync: Duration::from_secs(60),
             db_max_connections: 8,
             max_replication_lag: Duration::from_secs(30),
             secret_namespaces: None,

@@ -110,7 +110,7 @@ async fn converge(region: &Region, ctx: &Context) -> Result<Action, Error> {
                 .await
                 .map_err(Error::Status)?;
             Ok(Action::requeue(
-                ctx.settings.resync.min(std::time::Duration::from_secs(60)),
+                ctx.settings.resync.min(ctx.settings.region_resync),
             ))
         }
         Err(e) => {
