@@ -248,6 +248,10 @@ pub struct IdPConnectionStatus {
     /// Secret holding the generated SCIM bearer token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scim_token_secret: Option<SecretRef>,
+    /// Key ids (`kid`) of the signing keys the IdP publishes that the platform accepts, as
+    /// last validated; a change is a key rotation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signing_key_ids: Vec<String>,
     /// The `metadata.generation` last reconciled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

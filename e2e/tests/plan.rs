@@ -125,8 +125,11 @@ async fn plan_shows_no_change_for_what_is_applied_and_the_changes_of_a_new_tenan
     operator.stop();
     let before = snapshot().await;
 
-    let examples_arg = examples.display().to_string();
-    let (code, stdout, stderr) = plan(&["-f", &examples_arg]);
+    // The Regions and Tenants of examples/ (its IdPConnections need the stack's Keycloak
+    // URL substituted first).
+    let regions_arg = examples.join("regions.yaml").display().to_string();
+    let tenants_arg = examples.join("tenants.yaml").display().to_string();
+    let (code, stdout, stderr) = plan(&["-f", &regions_arg, "-f", &tenants_arg]);
     assert_eq!(code, 0, "plan of the applied examples:\n{stdout}\n{stderr}");
     for name in ["us-east-1", "eu-west-1", "ap-southeast-1"] {
         assert!(

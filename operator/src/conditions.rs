@@ -17,6 +17,8 @@ pub mod types {
     pub const DATABASE_READY: &str = "DatabaseReady";
     /// Row-level security is enabled, forced and its policies are in place.
     pub const RLS_ENFORCED: &str = "RLSEnforced";
+    /// The tenant's identity provider is validated.
+    pub const SSO_READY: &str = "SSOReady";
 }
 
 /// Status of a condition.

@@ -9,6 +9,7 @@ pub mod db;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod oidc;
 pub mod placement;
 pub mod plan;
 pub mod reason;

@@ -150,6 +150,33 @@ reasons! {
     TenantsRemain => No,
     /// The spec asks for something this version does not do yet.
     NotImplemented => No,
+    // Identity providers.
+    /// The IdP's discovery document and keys are valid.
+    IdPValidated => No,
+    /// The IdP's signing keys changed (Event).
+    SigningKeysRotated => No,
+    /// The IdP cannot be reached.
+    IdPUnreachable => No,
+    /// TLS to the IdP failed.
+    IdPTLSError => No,
+    /// The IdP answered with an HTTP error.
+    IdPHTTPError => No,
+    /// The IdP's discovery document or JWKS is not valid.
+    InvalidDiscovery => No,
+    /// The IdP's published issuer is not the configured one.
+    IssuerMismatch => No,
+    /// The IdP signs only with refused algorithms.
+    UnsupportedAlgorithms => No,
+    /// The IdP publishes no usable signing key.
+    NoUsableSigningKey => No,
+    /// The Tenant an IdPConnection names does not exist.
+    TenantNotFound => No,
+    /// The tenant's IdPConnection is Ready.
+    IdPReady => No,
+    /// The tenant's IdPConnection is not Ready.
+    IdPNotReady => No,
+    /// The IdPConnection a tenant names does not exist or is another tenant's.
+    IdPConnectionNotFound => No,
     // The operator's own trouble.
     /// The Kubernetes API failed.
     KubernetesAPIError => No,

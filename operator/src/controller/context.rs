@@ -8,7 +8,7 @@ use std::time::Duration;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource};
-use phoenix_crds::{Region, Tenant};
+use phoenix_crds::{IdPConnection, Region, Tenant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -103,6 +103,8 @@ pub struct Context {
     pub regions: Store<Region>,
     /// Tenants, as the operator sees them.
     pub tenants: Store<Tenant>,
+    /// IdPConnections, as the operator sees them.
+    pub idps: Store<IdPConnection>,
     /// Backoff of failing objects.
     pub backoff: Backoff,
     /// Placements decided by this process but maybe not yet visible in the store, by UID,

@@ -27,6 +27,9 @@ pub enum DerefError {
     /// The spec asks for something this version does not do yet.
     #[error("{0} is not implemented yet in this operator version")]
     NotImplemented(&'static str),
+    /// An identity provider's metadata could not be fetched.
+    #[error(transparent)]
+    Fetch(#[from] crate::controller::providers::FetchError),
 }
 
 /// The desired state cannot be reached from what was observed; the user must act.
@@ -68,6 +71,9 @@ pub enum PlanError {
     /// The spec asks for something this version does not do yet.
     #[error("{0} is not implemented yet in this operator version")]
     NotImplemented(&'static str),
+    /// An identity provider's metadata is not usable.
+    #[error(transparent)]
+    Idp(#[from] super::idp::plan::IdpProblem),
 }
 
 /// Making the planned changes failed.
@@ -142,6 +148,15 @@ impl Error {
                 DerefError::InvalidPort(_) => Reason::InvalidPort,
                 DerefError::RegionNotFound(_) => Reason::RegionNotFound,
                 DerefError::NotImplemented(_) => Reason::NotImplemented,
+                DerefError::Fetch(f) => {
+                    use crate::controller::providers::FetchError as F;
+                    match f {
+                        F::Unreachable { .. } => Reason::IdPUnreachable,
+                        F::Tls { .. } => Reason::IdPTLSError,
+                        F::Status { .. } => Reason::IdPHTTPError,
+                        F::Invalid { .. } => Reason::InvalidDiscovery,
+                    }
+                }
             },
             Error::Plan(e) => match e {
                 PlanError::Placement(p) => p.reason(),
@@ -151,6 +166,15 @@ impl Error {
                 PlanError::ReplicaResidencyViolation { .. } => Reason::ReplicaResidencyViolation,
                 PlanError::TenantsRemain(_) => Reason::TenantsRemain,
                 PlanError::NotImplemented(_) => Reason::NotImplemented,
+                PlanError::Idp(p) => {
+                    use super::idp::plan::IdpProblem as P;
+                    match p {
+                        P::InvalidDiscovery { .. } => Reason::InvalidDiscovery,
+                        P::IssuerMismatch { .. } => Reason::IssuerMismatch,
+                        P::UnsupportedAlgorithms { .. } => Reason::UnsupportedAlgorithms,
+                        P::NoUsableSigningKey { .. } => Reason::NoUsableSigningKey,
+                    }
+                }
             },
             Error::Apply(e) => match e {
                 ApplyError::Database(d) => db_reason(d),

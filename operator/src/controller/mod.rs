@@ -3,6 +3,7 @@
 
 pub mod context;
 pub mod error;
+pub mod idp;
 pub mod providers;
 pub mod region;
 pub mod skeleton;
@@ -19,7 +20,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
-use phoenix_crds::{Region, Tenant};
+use phoenix_crds::{IdPConnection, Region, Tenant};
 
 use crate::backoff::Backoff;
 use crate::conditions::{blocked_reason, types};
@@ -48,11 +49,18 @@ pub async fn run(
     // decide anything from a half-loaded list (no tenants, or no regions).
     let (region_store, drive_regions) = cache(regions.clone());
     let (tenant_store, drive_tenants) = cache(tenants.clone());
-    let drivers = [tokio::spawn(drive_regions), tokio::spawn(drive_tenants)];
+    let idps: Api<IdPConnection> = Api::all(client.clone());
+    let (idp_store, drive_idps) = cache(idps.clone());
+    let drivers = [
+        tokio::spawn(drive_regions),
+        tokio::spawn(drive_tenants),
+        tokio::spawn(drive_idps),
+    ];
     let loaded = async {
         // One waiter per cache: the readiness signal wakes a single task.
         let _ = region_store.wait_until_ready().await;
         let _ = tenant_store.wait_until_ready().await;
+        let _ = idp_store.wait_until_ready().await;
     };
     tokio::select! {
         () = loaded => {}
@@ -113,6 +121,14 @@ pub async fn run(
         );
     }
 
+    let oidc = match crate::oidc::HttpOidc::new() {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the HTTP client for identity providers");
+            drivers.iter().for_each(|d| d.abort());
+            return;
+        }
+    };
     let reporter = Reporter {
         controller: "phoenix-operator".to_owned(),
         instance: std::env::var("POD_NAME").ok(),
@@ -123,11 +139,13 @@ pub async fn run(
         providers: Providers {
             databases: Arc::new(PgDatabases::new()),
             secrets: Arc::new(KubeSecrets::new(client.clone())),
+            oidc: Arc::new(oidc),
         },
         metrics,
         settings,
         regions: region_store,
         tenants: tenant_store.clone(),
+        idps: idp_store.clone(),
         backoff: Backoff::new(
             std::time::Duration::from_secs(2),
             std::time::Duration::from_secs(300),
@@ -139,21 +157,65 @@ pub async fn run(
     // and waiting for it, and those no Region could take yet. Tenants merely provisioning
     // are not re-queued, so thousands converging do not wake each other on every count.
     let waiting = tenant_store.clone();
-    let tenant_controller = Controller::new(tenants, watcher::Config::default().any_semantic())
-        .watches(
-            regions,
-            watcher::Config::default().any_semantic(),
-            move |region: Region| {
-                let name = region.name_any();
-                waiting
-                    .state()
-                    .into_iter()
-                    .filter(|t| waits_on_region(t, &name))
-                    .map(|t| ObjectRef::from_obj(t.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        );
+    let signing_in = tenant_store.clone();
+    let tenant_controller =
+        Controller::new(tenants.clone(), watcher::Config::default().any_semantic())
+            // A tenant's SSOReady follows the IdPConnection it names.
+            .watches(
+                idps.clone(),
+                watcher::Config::default().any_semantic(),
+                move |idp: IdPConnection| {
+                    let name = idp.name_any();
+                    signing_in
+                        .state()
+                        .into_iter()
+                        .filter(|t| {
+                            t.spec
+                                .sso
+                                .as_ref()
+                                .is_some_and(|s| s.idp_connection_ref == name)
+                        })
+                        .map(|t| ObjectRef::from_obj(t.as_ref()))
+                        .collect::<Vec<_>>()
+                },
+            )
+            .watches(
+                regions,
+                watcher::Config::default().any_semantic(),
+                move |region: Region| {
+                    let name = region.name_any();
+                    waiting
+                        .state()
+                        .into_iter()
+                        .filter(|t| waits_on_region(t, &name))
+                        .map(|t| ObjectRef::from_obj(t.as_ref()))
+                        .collect::<Vec<_>>()
+                },
+            );
 
+    // A connection names its tenant: a tenant appearing or going changes its Ready.
+    let referencing_tenant = idp_store.clone();
+    let idp_controller = Controller::new(idps, watcher::Config::default().any_semantic()).watches(
+        tenants,
+        watcher::Config::default().any_semantic(),
+        move |tenant: Tenant| {
+            let name = tenant.name_any();
+            referencing_tenant
+                .state()
+                .into_iter()
+                .filter(|i| i.spec.tenant_ref == name)
+                .map(|i| ObjectRef::from_obj(i.as_ref()))
+                .collect::<Vec<_>>()
+        },
+    );
+    let idps_done = idp_controller
+        .graceful_shutdown_on(shutdown.clone())
+        .run(
+            reconcile::<IdPConnection>,
+            error_policy::<IdPConnection>,
+            ctx.clone(),
+        )
+        .for_each(|_| futures::future::ready(()));
     let regions_done = region_controller
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile::<Region>, error_policy::<Region>, ctx.clone())
@@ -165,7 +227,7 @@ pub async fn run(
     ready.store(true, Ordering::SeqCst);
     ctx.metrics.set_leading(true);
     tracing::info!("controllers started");
-    futures::join!(regions_done, tenants_done);
+    futures::join!(regions_done, tenants_done, idps_done);
     drivers.iter().for_each(|d| d.abort());
     ready.store(false, Ordering::SeqCst);
     ctx.metrics.set_leading(false);

@@ -20,6 +20,56 @@ pub struct Providers {
     pub databases: Arc<dyn Databases>,
     /// Secrets (Kubernetes today; Vault or OpenBao later).
     pub secrets: Arc<dyn SecretStore>,
+    /// OpenID Connect providers' published metadata.
+    pub oidc: Arc<dyn OidcMetadata>,
+}
+
+/// Why an identity provider's metadata could not be fetched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    /// No TCP connection or HTTP answer (DNS, refused, timeout).
+    #[error("{url} is unreachable: {reason}")]
+    Unreachable {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The TLS handshake failed (untrusted or invalid certificate).
+    #[error("TLS to {url} failed: {reason}")]
+    Tls {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The server answered with an error status.
+    #[error("{url} answered HTTP {status}")]
+    Status {
+        /// The URL.
+        url: String,
+        /// The status code.
+        status: u16,
+    },
+    /// The body is not the JSON document expected.
+    #[error("{url} did not return a valid {what}: {reason}")]
+    Invalid {
+        /// The URL.
+        url: String,
+        /// `discovery document` or `JWKS`.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Fetches what an OpenID provider publishes: its discovery document and its JWKS.
+#[async_trait]
+pub trait OidcMetadata: Send + Sync {
+    /// `GET {issuer}/.well-known/openid-configuration`, as JSON.
+    async fn discovery(&self, issuer_url: &str) -> Result<serde_json::Value, FetchError>;
+    /// `GET jwks_uri`, as JSON.
+    async fn jwks(&self, jwks_uri: &str) -> Result<serde_json::Value, FetchError>;
 }
 
 /// How to reach one PostgreSQL database, as dereferenced from a Region.

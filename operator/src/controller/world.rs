@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use kube::ResourceExt;
-use phoenix_crds::{Region, Tenant};
+use phoenix_crds::{IdPConnection, Region, Tenant};
 
 use super::context::{Context, Settings};
 use super::providers::Providers;
@@ -20,6 +20,8 @@ pub struct World<'a> {
     pub regions: Vec<Arc<Region>>,
     /// Every Tenant.
     pub tenants: Vec<Arc<Tenant>>,
+    /// Every IdPConnection.
+    pub idps: Vec<Arc<IdPConnection>>,
 }
 
 impl<'a> World<'a> {
@@ -30,6 +32,7 @@ impl<'a> World<'a> {
             settings: &ctx.settings,
             regions: ctx.regions.state(),
             tenants: ctx.tenants.state(),
+            idps: ctx.idps.state(),
         }
     }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
-use phoenix_crds::{Region, Tenant};
+use phoenix_crds::{IdPConnection, Region, Tenant};
 use serde::de::DeserializeOwned;
 
 use crate::controller::context::Settings;
@@ -56,6 +56,7 @@ pub enum PlanCmdError {
 enum Admitted {
     Region(Arc<Region>),
     Tenant(Arc<Tenant>),
+    Idp(Arc<IdPConnection>),
     Done(ObjectPlan),
 }
 
@@ -240,6 +241,49 @@ async fn plan_tenant(
     ObjectPlan::with("Tenant", &name, changes)
 }
 
+async fn plan_idp(i: &IdPConnection, world: &World<'_>) -> ObjectPlan {
+    use crate::controller::idp;
+    let name = i.name_any();
+    let refs = match idp::deref::dereference(i, world).await {
+        Ok(r) => r,
+        Err(e) => return failed("IdPConnection", &name, e),
+    };
+    let v = match idp::plan::validate(&refs.issuer_url, &refs.discovery, &refs.jwks) {
+        Ok(v) => v,
+        Err(e) => {
+            return failed(
+                "IdPConnection",
+                &name,
+                crate::controller::error::PlanError::from(e),
+            );
+        }
+    };
+    if !refs.tenant_exists {
+        return ObjectPlan::error(
+            "IdPConnection",
+            &name,
+            format!(
+                "TenantNotFound: spec.tenantRef names tenant {}, which does not exist",
+                i.spec.tenant_ref
+            ),
+        );
+    }
+    let known = i
+        .status
+        .as_ref()
+        .map(|s| s.signing_key_ids.clone())
+        .unwrap_or_default();
+    let mut changes = Vec::new();
+    if known != v.key_ids {
+        changes.push(Change::new(
+            if known.is_empty() { "create" } else { "update" },
+            format!("signing keys of {}", v.issuer),
+            format!("{} ({})", v.key_ids.join(", "), v.algorithms.join(", ")),
+        ));
+    }
+    ObjectPlan::with("IdPConnection", &name, changes)
+}
+
 /// Every object of kind `K` in the cluster.
 async fn live<K>(client: &Client) -> Result<Vec<Arc<K>>, kube::Error>
 where
@@ -267,6 +311,7 @@ pub async fn plan(
     let manifests = manifests::load(paths)?;
     let live_regions: Vec<Arc<Region>> = live(&client).await?;
     let live_tenants: Vec<Arc<Tenant>> = live(&client).await?;
+    let live_idps: Vec<Arc<IdPConnection>> = live(&client).await?;
     let mut admitted = Vec::new();
     for m in &manifests {
         admitted.push(match m.kind.as_str() {
@@ -278,11 +323,10 @@ pub async fn plan(
                 Ok(t) => Admitted::Tenant(t),
                 Err(e) => Admitted::Done(ObjectPlan::error("Tenant", &m.name, e)),
             },
-            "IdPConnection" => Admitted::Done(ObjectPlan::skipped(
-                "IdPConnection",
-                &m.name,
-                "not planned: the IdPConnection controller is not implemented in this version",
-            )),
+            "IdPConnection" => match admit(&client, m, &live_idps).await {
+                Ok(i) => Admitted::Idp(i),
+                Err(e) => Admitted::Done(ObjectPlan::error("IdPConnection", &m.name, e)),
+            },
             other => Admitted::Done(ObjectPlan::skipped(
                 other,
                 &m.name,
@@ -304,15 +348,28 @@ pub async fn plan(
             _ => None,
         })
         .collect();
+    let planned_idps: Vec<Arc<IdPConnection>> = admitted
+        .iter()
+        .filter_map(|a| match a {
+            Admitted::Idp(i) => Some(i.clone()),
+            _ => None,
+        })
+        .collect();
+    let oidc = crate::oidc::HttpOidc::new().map_err(|e| PlanCmdError::Read {
+        path: "identity providers".to_owned(),
+        reason: e.to_string(),
+    })?;
     let providers = Providers {
         databases: Arc::new(PgDatabases::read_only()),
         secrets: Arc::new(ReadOnlySecrets(KubeSecrets::new(client.clone()))),
+        oidc: Arc::new(oidc),
     };
     let world = World {
         providers: &providers,
         settings,
         regions: overlay(live_regions, &planned_regions),
         tenants: overlay(live_tenants, &planned_tenants),
+        idps: overlay(live_idps, &planned_idps),
     };
     let mut pending = HashMap::new();
     let mut objects = Vec::new();
@@ -320,6 +377,7 @@ pub async fn plan(
         objects.push(match a {
             Admitted::Region(r) => plan_region(&r, &world).await,
             Admitted::Tenant(t) => plan_tenant(&t, &world, &mut pending).await,
+            Admitted::Idp(i) => plan_idp(&i, &world).await,
             Admitted::Done(o) => o,
         });
     }

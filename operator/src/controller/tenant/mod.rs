@@ -34,6 +34,7 @@ const REGION_WAIT: Duration = Duration::from_secs(10);
 
 async fn converge(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     let now = conditions::now();
+    let sso = super::idp::status::sso_ready(tenant, &ctx.idps.state());
     let mut placed = None;
     let result = async {
         plan::precheck(tenant, &ctx.tenants.state())?;
@@ -53,6 +54,7 @@ async fn converge(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     match result {
         Ok((placement, TenantPlan::Converge { .. }, Some(catalog_id))) => {
             let (status, events) = status::ready(tenant, &placement, catalog_id, &now);
+            let status = status::with_sso(status, tenant, sso, &now);
             ctx.publish(tenant, &status, &events)
                 .await
                 .map_err(Error::Status)?;
@@ -67,6 +69,7 @@ async fn converge(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
                 ),
             };
             let (status, events) = status::waiting(tenant, &placement, reason, &message, &now);
+            let status = status::with_sso(status, tenant, sso, &now);
             ctx.publish(tenant, &status, &events)
                 .await
                 .map_err(Error::Status)?;
@@ -74,6 +77,7 @@ async fn converge(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
         }
         Err(e) => {
             let (status, events) = status::failed(tenant, placed, &e, &now);
+            let status = status::with_sso(status, tenant, sso, &now);
             if let Err(w) = ctx.publish(tenant, &status, &events).await {
                 tracing::warn!(error = %w, "could not write status");
             }

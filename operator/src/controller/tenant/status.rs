@@ -177,6 +177,20 @@ pub fn failed(
     )
 }
 
+/// `status` with the tenant's `SSOReady` condition, when it names an IdPConnection.
+pub fn with_sso(
+    mut status: TenantStatus,
+    tenant: &Tenant,
+    sso: Option<NewCondition>,
+    now: &str,
+) -> TenantStatus {
+    if let Some(c) = sso {
+        status.conditions =
+            conditions::merge(&status.conditions, &[c], tenant.metadata.generation, now);
+    }
+    status
+}
+
 /// Status of a tenant being deleted; `why` is the reason deletion waits, if it does.
 pub fn deleting(tenant: &Tenant, why: Option<&Error>, now: &str) -> TenantStatus {
     let mut status = current(tenant);

@@ -1,0 +1,243 @@
+//! An IdPConnection's status and Events, and the `SSOReady` condition of the Tenant that
+//! signs in with it: pure.
+
+use kube::ResourceExt;
+use phoenix_crds::{IdPConnection, IdPConnectionStatus, Tenant};
+
+use super::plan::Validated;
+use crate::conditions::{self, NewCondition, Status, types};
+use crate::controller::context::EventSpec;
+use crate::controller::error::Error;
+use crate::reason::Reason;
+
+/// Status of a connection whose provider validated, and the Events to publish.
+pub fn validated(
+    idp: &IdPConnection,
+    v: &Validated,
+    tenant_exists: bool,
+    now: &str,
+) -> (IdPConnectionStatus, Vec<EventSpec>) {
+    let current = idp.status.clone().unwrap_or_default();
+    let keys = format!(
+        "issuer {}; signing key(s) {} ({})",
+        v.issuer,
+        v.key_ids.join(", "),
+        v.algorithms.join(", ")
+    );
+    let ready = if tenant_exists {
+        NewCondition::new(
+            types::READY,
+            Status::True,
+            Reason::IdPValidated,
+            keys.clone(),
+        )
+    } else {
+        NewCondition::new(
+            types::READY,
+            Status::False,
+            Reason::TenantNotFound,
+            format!(
+                "spec.tenantRef names tenant {}, which does not exist; create it or fix spec.tenantRef (the provider itself is valid: {keys})",
+                idp.spec.tenant_ref
+            ),
+        )
+    };
+    let ok = ready.status == Status::True;
+    let conds = conditions::merge(&current.conditions, &[ready], idp.metadata.generation, now);
+    let mut events = Vec::new();
+    if ok && !conditions::is_true(&current.conditions, types::READY) {
+        events.push(EventSpec::normal(Reason::Ready, "Validate", keys.clone()));
+    }
+    if !current.signing_key_ids.is_empty() && current.signing_key_ids != v.key_ids {
+        events.push(EventSpec::normal(
+            Reason::SigningKeysRotated,
+            "Validate",
+            format!(
+                "signing keys changed from {} to {}",
+                current.signing_key_ids.join(", "),
+                v.key_ids.join(", ")
+            ),
+        ));
+    }
+    let status = IdPConnectionStatus {
+        phase: Some(if ok { "Ready" } else { "Failed" }.to_owned()),
+        conditions: conds,
+        signing_key_ids: v.key_ids.clone(),
+        observed_generation: idp.metadata.generation,
+        ..current
+    };
+    (status, events)
+}
+
+/// Status of a connection that could not be validated, and the Warning saying why.
+pub fn failed(
+    idp: &IdPConnection,
+    error: &Error,
+    now: &str,
+) -> (IdPConnectionStatus, Vec<EventSpec>) {
+    let current = idp.status.clone().unwrap_or_default();
+    let reason = error.reason();
+    let conds = conditions::merge(
+        &current.conditions,
+        &[NewCondition::new(
+            types::READY,
+            Status::False,
+            reason,
+            error.to_string(),
+        )],
+        idp.metadata.generation,
+        now,
+    );
+    let status = IdPConnectionStatus {
+        phase: Some("Failed".to_owned()),
+        conditions: conds,
+        observed_generation: idp.metadata.generation,
+        ..current
+    };
+    (
+        status,
+        vec![EventSpec::warning(reason, "Validate", error.to_string())],
+    )
+}
+
+/// The tenant's `SSOReady`: follows the IdPConnection it names, if it names one.
+pub fn sso_ready(tenant: &Tenant, idps: &[std::sync::Arc<IdPConnection>]) -> Option<NewCondition> {
+    let name = &tenant.spec.sso.as_ref()?.idp_connection_ref;
+    let t = types::SSO_READY;
+    let Some(idp) = idps.iter().find(|i| i.name_any() == *name) else {
+        return Some(NewCondition::new(
+            t,
+            Status::False,
+            Reason::IdPConnectionNotFound,
+            format!(
+                "spec.sso.idpConnectionRef names IdPConnection {name}, which does not exist; create it"
+            ),
+        ));
+    };
+    if idp.spec.tenant_ref != tenant.name_any() {
+        return Some(NewCondition::new(
+            t,
+            Status::False,
+            Reason::IdPConnectionNotFound,
+            format!(
+                "IdPConnection {name} belongs to tenant {}; name an IdPConnection whose spec.tenantRef is {}",
+                idp.spec.tenant_ref,
+                tenant.name_any()
+            ),
+        ));
+    }
+    let ready = idp
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == types::READY));
+    Some(match ready {
+        Some(c) if c.status == "True" => NewCondition::new(
+            t,
+            Status::True,
+            Reason::IdPReady,
+            format!("signing in through IdPConnection {name}: {}", c.message),
+        ),
+        Some(c) => NewCondition::new(
+            t,
+            Status::False,
+            Reason::IdPNotReady,
+            format!(
+                "IdPConnection {name} is not Ready ({}): {}",
+                c.reason, c.message
+            ),
+        ),
+        None => NewCondition::new(
+            t,
+            Status::Unknown,
+            Reason::IdPNotReady,
+            format!("IdPConnection {name} has not been validated yet"),
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idp(tenant: &str) -> IdPConnection {
+        let spec = serde_json::from_value(serde_json::json!({
+            "tenantRef": tenant, "protocol": "OIDC",
+            "oidc": {"issuerUrl": "https://idp.example/realms/m", "clientId": "c"}
+        }))
+        .expect("spec");
+        IdPConnection::new("mercy-idp", spec)
+    }
+
+    fn tenant(sso: Option<&str>) -> Tenant {
+        let mut spec = serde_json::json!({"displayName": "x", "dataResidency": ["US"], "dns": {"hostname": "x.example.test"}});
+        if let Some(r) = sso {
+            spec["sso"] = serde_json::json!({"idpConnectionRef": r});
+        }
+        Tenant::new("mercy", serde_json::from_value(spec).expect("spec"))
+    }
+
+    fn validated_keys(keys: &[&str]) -> Validated {
+        Validated {
+            issuer: "https://idp.example/realms/m".into(),
+            jwks_uri: "https://idp.example/certs".into(),
+            algorithms: vec!["RS256".into()],
+            key_ids: keys.iter().map(|k| (*k).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_valid_provider_is_ready_once_and_a_key_change_is_a_rotation() {
+        let mut i = idp("mercy");
+        let (status, events) = validated(&i, &validated_keys(&["k1"]), true, "t0");
+        assert_eq!(
+            events.iter().map(|e| e.reason).collect::<Vec<_>>(),
+            [Reason::Ready]
+        );
+        assert_eq!(status.phase.as_deref(), Some("Ready"));
+        i.status = Some(status);
+        let (status, events) = validated(&i, &validated_keys(&["k2"]), true, "t1");
+        assert_eq!(
+            events.iter().map(|e| e.reason).collect::<Vec<_>>(),
+            [Reason::SigningKeysRotated]
+        );
+        assert!(
+            events[0].note.contains("from k1 to k2"),
+            "{}",
+            events[0].note
+        );
+        assert_eq!(status.signing_key_ids, ["k2"]);
+    }
+
+    #[test]
+    fn a_provider_for_a_missing_tenant_is_not_ready() {
+        let (status, _) = validated(&idp("ghost"), &validated_keys(&["k1"]), false, "t0");
+        let ready = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .expect("Ready");
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "TenantNotFound")
+        );
+    }
+
+    #[test]
+    fn sso_ready_follows_the_idp_and_says_what_is_missing() {
+        assert!(sso_ready(&tenant(None), &[]).is_none());
+        let missing = sso_ready(&tenant(Some("mercy-idp")), &[]).expect("condition");
+        assert_eq!(missing.reason, Reason::IdPConnectionNotFound);
+        let other = std::sync::Arc::new(idp("st-lukes"));
+        let c = sso_ready(&tenant(Some("mercy-idp")), &[other]).expect("condition");
+        assert!(
+            c.message.contains("belongs to tenant st-lukes"),
+            "{}",
+            c.message
+        );
+        let mut ready = idp("mercy");
+        ready.status = Some(validated(&ready, &validated_keys(&["k1"]), true, "t0").0);
+        let c = sso_ready(&tenant(Some("mercy-idp")), &[std::sync::Arc::new(ready)])
+            .expect("condition");
+        assert_eq!((c.status, c.reason), (Status::True, Reason::IdPReady));
+    }
+}
