@@ -33,6 +33,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "clinical",
         sql: include_str!("../migrations/0002_clinical.sql"),
     },
+    Migration {
+        version: 3,
+        name: "sso",
+        sql: include_str!("../migrations/0003_sso.sql"),
+    },
 ];
 
 /// The version a fully migrated database has.
@@ -121,5 +126,15 @@ mod tests {
             "the state CHECK differs from TenantState::ALL"
         );
         assert!(catalog.contains(&format!("pg_notify('{}'", crate::NOTIFY_CHANNEL)));
+        let sso = MIGRATIONS[2].sql;
+        assert!(sso.contains(&format!("pg_notify('{}'", crate::NOTIFY_CHANNEL)));
+        let protocols: Vec<String> = crate::sso::Protocol::ALL
+            .iter()
+            .map(|p| format!("'{}'", p.as_str()))
+            .collect();
+        assert!(
+            sso.contains(&format!("protocol IN ({})", protocols.join(", "))),
+            "the protocol CHECK differs from Protocol::ALL"
+        );
     }
 }

@@ -1,9 +1,6 @@
 //! `catalog.tenants`: one row per tenant a region serves. The operator writes
 //! [`TenantRow`]s; both sides read [`TenantRecord`]s.
 
-use std::fmt;
-use std::str::FromStr;
-
 /// A string the catalog holds that this version does not know (written by a newer
 /// operator, or by hand).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -13,45 +10,6 @@ pub struct UnknownValue {
     pub column: &'static str,
     /// The value.
     pub value: String,
-}
-
-macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident, $column:literal, { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+ }) => {
-        $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $($(#[$vmeta])* $variant,)+
-        }
-
-        impl $name {
-            /// Every value, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
-
-            /// The form stored in the catalog: a contract, never a `Debug` output.
-            pub const fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text,)+
-                }
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = UnknownValue;
-
-            fn from_str(s: &str) -> Result<Self, UnknownValue> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    other => Err(UnknownValue { column: $column, value: other.to_owned() }),
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
 }
 
 string_enum!(

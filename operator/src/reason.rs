@@ -171,6 +171,12 @@ reasons! {
     NoUsableSigningKey => No,
     /// The Tenant an IdPConnection names does not exist.
     TenantNotFound => No,
+    /// The Tenant an IdPConnection names has no catalog entry yet.
+    TenantNotReady => No,
+    /// SSO settings were published to the tenant's catalog (Event).
+    SSOPublished => No,
+    /// SSO settings were removed from a catalog (Event).
+    SSORemoved => No,
     /// The tenant's IdPConnection is Ready.
     IdPReady => No,
     /// The tenant's IdPConnection is not Ready.

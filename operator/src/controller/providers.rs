@@ -135,6 +135,15 @@ impl RowsSeen {
     }
 }
 
+/// What a region's catalog holds about a tenant's SSO.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SsoSeen {
+    /// The tenant's live catalog id, if it has a live row.
+    pub tenant_id: Option<i64>,
+    /// The tenant's published SSO row.
+    pub row: Option<phoenix_catalog::SsoRow>,
+}
+
 /// One region database. Reads never write; writes fail on a read-only instance.
 #[async_trait]
 pub trait Database: Send + Sync {
@@ -154,6 +163,16 @@ pub trait Database: Send + Sync {
     async fn tenant_count(&self, region: &str) -> Result<i64, DbError>;
     /// The catalog rows that concern `row` (its own, and live rows claiming its names).
     async fn tenant_rows(&self, row: &TenantRow) -> Result<RowsSeen, DbError>;
+    /// The tenant's catalog id and SSO row, by the Tenant's UID.
+    async fn sso_seen(&self, tenant_uid: &str) -> Result<SsoSeen, DbError>;
+    /// Publishes the SSO row of tenant `tenant_id`.
+    async fn upsert_sso(
+        &self,
+        tenant_id: i64,
+        row: &phoenix_catalog::SsoRow,
+    ) -> Result<(), DbError>;
+    /// Removes the SSO row published from IdPConnection `idp_uid`; how many went.
+    async fn delete_sso(&self, idp_uid: &str) -> Result<u64, DbError>;
     /// Creates the database when the server has none of that name; whether it did.
     async fn create_database(&self) -> Result<bool, DbError>;
     /// Applies pending migrations.

@@ -10,6 +10,7 @@ pub mod replication;
 pub mod rls;
 pub mod roles;
 pub mod scram;
+pub mod sso;
 pub mod state;
 
 use std::time::Duration;
@@ -21,7 +22,7 @@ pub use catalog::Deleted;
 pub use migrate::Migrated;
 pub use pool::{PgDatabase, PgDatabases};
 
-use crate::controller::providers::{Database, RowsSeen};
+use crate::controller::providers::{Database, RowsSeen, SsoSeen};
 use rls::TableState;
 use state::DbState;
 
@@ -206,6 +207,24 @@ impl Database for PgDatabase {
 
     async fn tenant_rows(&self, row: &TenantRow) -> Result<RowsSeen, DbError> {
         catalog::rows_seen(&*self.client().await?, row).await
+    }
+
+    async fn sso_seen(&self, tenant_uid: &str) -> Result<SsoSeen, DbError> {
+        sso::seen(&*self.client().await?, tenant_uid).await
+    }
+
+    async fn upsert_sso(
+        &self,
+        tenant_id: i64,
+        row: &phoenix_catalog::SsoRow,
+    ) -> Result<(), DbError> {
+        self.writable("publishing SSO settings")?;
+        sso::upsert(&*self.client().await?, tenant_id, row).await
+    }
+
+    async fn delete_sso(&self, idp_uid: &str) -> Result<u64, DbError> {
+        self.writable("removing SSO settings")?;
+        sso::delete(&*self.client().await?, idp_uid).await
     }
 
     async fn create_database(&self) -> Result<bool, DbError> {

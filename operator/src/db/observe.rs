@@ -43,7 +43,8 @@ const POLICIES: &str =
 
 /// Tables (schema-qualified) the operator manages ownership and grants of.
 pub fn managed_tables() -> Vec<String> {
-    std::iter::once("catalog.tenants")
+    ["catalog.tenants", "catalog.sso"]
+        .into_iter()
         .chain(TENANT_TABLES)
         .map(str::to_owned)
         .collect()

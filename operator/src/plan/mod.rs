@@ -245,7 +245,7 @@ async fn plan_idp(i: &IdPConnection, world: &World<'_>) -> ObjectPlan {
     use crate::controller::idp;
     let name = i.name_any();
     let refs = match idp::deref::dereference(i, world).await {
-        Ok(r) => r,
+        Ok((_, r)) => r,
         Err(e) => return failed("IdPConnection", &name, e),
     };
     let v = match idp::plan::validate(&refs.issuer_url, &refs.discovery, &refs.jwks) {
@@ -274,6 +274,35 @@ async fn plan_idp(i: &IdPConnection, world: &World<'_>) -> ObjectPlan {
         .map(|s| s.signing_key_ids.clone())
         .unwrap_or_default();
     let mut changes = Vec::new();
+    match idp::plan::publish(i, &v, &refs) {
+        idp::plan::Publish::Wait(why) => changes.push(Change::new("wait", "SSO settings", why)),
+        idp::plan::Publish::Row {
+            region,
+            row,
+            changes: fields,
+            ..
+        } => {
+            let target = format!("SSO settings in {region}");
+            match fields {
+                None => changes.push(Change::new(
+                    "create",
+                    target,
+                    format!(
+                        "issuer={} clientId={} audiences={:?} scim={} roleMapping={}",
+                        row.issuer,
+                        row.client_id,
+                        row.audiences,
+                        row.scim_enabled,
+                        row.role_mapping.len()
+                    ),
+                )),
+                Some(f) if !f.is_empty() => {
+                    changes.push(Change::new("update", target, f.join(", ")));
+                }
+                Some(_) => {}
+            }
+        }
+    }
     if known != v.key_ids {
         changes.push(Change::new(
             if known.is_empty() { "create" } else { "update" },

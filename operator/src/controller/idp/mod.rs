@@ -1,7 +1,8 @@
 //! The IdPConnection controller: dereference (the Tenant, the provider's discovery document
 //! and JWKS) -> plan (pure validation: issuer, algorithms, usable keys) -> status (pure).
-//! Validation repeats every resync, so key rotation at the provider is followed. Publishing
-//! SSO settings to the catalog and the SCIM token come next (issue 7).
+//! Validation repeats every resync, so key rotation at the provider is followed.
+//! Its SSO settings are published to the tenant's Region catalog (`catalog.sso`) and
+//! removed on deletion; the SCIM token comes next (issue 7).
 
 pub mod deref;
 pub mod plan;
@@ -26,10 +27,32 @@ async fn converge(idp: &IdPConnection, ctx: &Context) -> Result<Action, Error> {
     let world = World::of(ctx);
     let now = conditions::now();
     let outcome = async {
-        let refs = deref::dereference(idp, &world).await?;
+        let (db, refs) = deref::dereference(idp, &world).await?;
         let v = plan::validate(&refs.issuer_url, &refs.discovery, &refs.jwks)
             .map_err(PlanError::from)?;
-        Ok::<_, Error>(status::validated(idp, &v, refs.tenant_exists, &now))
+        let publish = plan::publish(idp, &v, &refs);
+        if let (
+            Some(db),
+            plan::Publish::Row {
+                tenant_id,
+                row,
+                changes,
+                ..
+            },
+        ) = (&db, &publish)
+            && changes.as_ref().is_none_or(|c| !c.is_empty())
+        {
+            db.upsert_sso(*tenant_id, row)
+                .await
+                .map_err(super::error::ApplyError::from)?;
+        }
+        Ok::<_, Error>(status::validated(
+            idp,
+            &v,
+            refs.tenant_exists,
+            &publish,
+            &now,
+        ))
     }
     .await;
     match outcome {
@@ -49,6 +72,52 @@ async fn converge(idp: &IdPConnection, ctx: &Context) -> Result<Action, Error> {
     }
 }
 
+/// Removes the connection's SSO row from every Primary Region's catalog: the tenant may be
+/// gone, so every Region is asked, and one that cannot be reached blocks deletion (and says
+/// so) rather than leave a login path behind.
+async fn remove(idp: &IdPConnection, ctx: &Context) -> Result<Action, Error> {
+    let world = World::of(ctx);
+    let uid = idp.uid().unwrap_or_default();
+    let mut removed = Vec::new();
+    for region in &world.regions {
+        if region.spec.role != phoenix_crds::RegionRole::Primary {
+            continue;
+        }
+        let db = super::region::deref::writer(&world, region).await?;
+        // A database not created or not migrated yet holds no SSO row.
+        let deref_err = super::error::DerefError::from;
+        if db.probe().await.map_err(deref_err)? != Some(false)
+            || db.schema_version().await.map_err(deref_err)? < 3
+        {
+            continue;
+        }
+        let n = db
+            .delete_sso(&uid)
+            .await
+            .map_err(super::error::ApplyError::from)?;
+        if n > 0 {
+            removed.push(region.name_any());
+        }
+    }
+    if !removed.is_empty() {
+        let note = format!(
+            "SSO settings of tenant {} removed from region(s) {}",
+            idp.spec.tenant_ref,
+            removed.join(", ")
+        );
+        ctx.publish_events(
+            idp,
+            &[super::context::EventSpec::normal(
+                crate::reason::Reason::SSORemoved,
+                "Delete",
+                note,
+            )],
+        )
+        .await;
+    }
+    Ok(Action::await_change())
+}
+
 impl Reconciled for IdPConnection {
     const CONTROLLER: &'static str = "idp";
     const FINALIZER: &'static str = FINALIZER;
@@ -61,9 +130,7 @@ impl Reconciled for IdPConnection {
         converge(&obj, &ctx).await
     }
 
-    async fn cleanup(_obj: Arc<Self>, _ctx: Arc<Context>) -> Result<Action, Error> {
-        // Nothing is built outside Kubernetes yet (catalog rows and the SCIM Secret come
-        // with the SSO publication).
-        Ok(Action::await_change())
+    async fn cleanup(obj: Arc<Self>, ctx: Arc<Context>) -> Result<Action, Error> {
+        remove(&obj, &ctx).await
     }
 }

@@ -2,7 +2,13 @@
 //! one configured, the provider must sign with an algorithm the platform accepts, and its
 //! JWKS must hold a usable public signing key for one of them.
 
+use kube::ResourceExt;
+use phoenix_catalog::SsoRow;
+use phoenix_catalog::sso::{Protocol, RoleGrant};
+use phoenix_crds::IdPConnection;
 use serde_json::Value;
+
+use super::deref::IdpRefs;
 
 /// Signing algorithms accepted for ID and access tokens: asymmetric only. `none` and the
 /// HMAC family (HS*) are never accepted — a public key must never verify an HMAC.
@@ -188,6 +194,95 @@ pub fn validate(
         algorithms,
         key_ids,
     })
+}
+
+/// The tenant's SSO row as the connection publishes it.
+pub fn sso_row(idp: &IdPConnection, v: &Validated) -> SsoRow {
+    let claims = idp
+        .spec
+        .oidc
+        .as_ref()
+        .map(|o| o.claim_mapping.clone())
+        .unwrap_or_default();
+    SsoRow {
+        idp_uid: idp.uid().unwrap_or_default(),
+        idp_name: idp.name_any(),
+        protocol: Protocol::Oidc,
+        issuer: v.issuer.clone(),
+        jwks_uri: v.jwks_uri.clone(),
+        client_id: idp
+            .spec
+            .oidc
+            .as_ref()
+            .map(|o| o.client_id.clone())
+            .unwrap_or_default(),
+        audiences: idp
+            .spec
+            .oidc
+            .as_ref()
+            .map(|o| o.audiences.clone())
+            .unwrap_or_default(),
+        claim_subject: claims.subject,
+        claim_email: claims.email,
+        claim_groups: claims.groups,
+        claim_name: claims.name,
+        role_mapping: idp
+            .spec
+            .role_mapping
+            .iter()
+            .map(|m| RoleGrant {
+                group: m.group.clone(),
+                role: serde_json::to_value(m.role)
+                    .ok()
+                    .and_then(|r| r.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+            })
+            .collect(),
+        allowed_email_domains: idp.spec.allowed_email_domains.clone(),
+        scim_enabled: idp.spec.scim.enabled,
+        generation: idp.metadata.generation.unwrap_or(0),
+    }
+}
+
+/// What publishing the SSO settings does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Publish {
+    /// Nothing can be published yet; why.
+    Wait(String),
+    /// The tenant's row in its Region's catalog.
+    Row {
+        /// The Region.
+        region: String,
+        /// The tenant's catalog id.
+        tenant_id: i64,
+        /// The row as it must be.
+        row: Box<SsoRow>,
+        /// `None`: insert; empty: unchanged; else the fields that change.
+        changes: Option<Vec<&'static str>>,
+    },
+}
+
+/// Where and how the tenant's SSO row changes.
+pub fn publish(idp: &IdPConnection, v: &Validated, refs: &IdpRefs) -> Publish {
+    let tenant = &idp.spec.tenant_ref;
+    let Some((region, seen)) = &refs.catalog else {
+        return Publish::Wait(format!(
+            "tenant {tenant} is not placed in a Ready Region yet; its SSO settings are published to its Region's catalog then"
+        ));
+    };
+    let Some(tenant_id) = seen.tenant_id else {
+        return Publish::Wait(format!(
+            "tenant {tenant} has no live catalog entry in region {region} yet"
+        ));
+    };
+    let row = Box::new(sso_row(idp, v));
+    let changes = seen.row.as_ref().map(|old| old.differences(&row));
+    Publish::Row {
+        region: region.clone(),
+        tenant_id,
+        row,
+        changes,
+    }
 }
 
 #[cfg(test)]

@@ -4,17 +4,78 @@
 use kube::ResourceExt;
 use phoenix_crds::{IdPConnection, IdPConnectionStatus, Tenant};
 
-use super::plan::Validated;
+use super::plan::{Publish, Validated};
 use crate::conditions::{self, NewCondition, Status, types};
 use crate::controller::context::EventSpec;
 use crate::controller::error::Error;
 use crate::reason::Reason;
+
+/// The `Ready` condition of a connection whose provider validated.
+fn ready_condition(
+    idp: &IdPConnection,
+    keys: &str,
+    tenant_exists: bool,
+    publish: &Publish,
+) -> NewCondition {
+    match publish {
+        _ if !tenant_exists => NewCondition::new(
+            types::READY,
+            Status::False,
+            Reason::TenantNotFound,
+            format!(
+                "spec.tenantRef names tenant {}, which does not exist; create it or fix spec.tenantRef (the provider itself is valid: {keys})",
+                idp.spec.tenant_ref
+            ),
+        ),
+        Publish::Wait(why) => NewCondition::new(
+            types::READY,
+            Status::False,
+            Reason::TenantNotReady,
+            format!("{why} (the provider itself is valid: {keys})"),
+        ),
+        Publish::Row { region, .. } => NewCondition::new(
+            types::READY,
+            Status::True,
+            Reason::IdPValidated,
+            format!("{keys}; SSO settings published to region {region}"),
+        ),
+    }
+}
+
+/// The Event saying the tenant's SSO row was published or changed, if it was.
+fn publish_event(idp: &IdPConnection, publish: &Publish) -> Option<EventSpec> {
+    let Publish::Row {
+        region,
+        changes,
+        row,
+        ..
+    } = publish
+    else {
+        return None;
+    };
+    let what = match changes {
+        None => "published".to_owned(),
+        Some(c) if c.is_empty() => return None,
+        Some(c) => format!("updated ({})", c.join(", ")),
+    };
+    Some(EventSpec::normal(
+        Reason::SSOPublished,
+        "Publish",
+        format!(
+            "SSO settings of tenant {} {what} in region {region}: issuer {}, SCIM {}",
+            idp.spec.tenant_ref,
+            row.issuer,
+            if row.scim_enabled { "on" } else { "off" }
+        ),
+    ))
+}
 
 /// Status of a connection whose provider validated, and the Events to publish.
 pub fn validated(
     idp: &IdPConnection,
     v: &Validated,
     tenant_exists: bool,
+    publish: &Publish,
     now: &str,
 ) -> (IdPConnectionStatus, Vec<EventSpec>) {
     let current = idp.status.clone().unwrap_or_default();
@@ -24,30 +85,14 @@ pub fn validated(
         v.key_ids.join(", "),
         v.algorithms.join(", ")
     );
-    let ready = if tenant_exists {
-        NewCondition::new(
-            types::READY,
-            Status::True,
-            Reason::IdPValidated,
-            keys.clone(),
-        )
-    } else {
-        NewCondition::new(
-            types::READY,
-            Status::False,
-            Reason::TenantNotFound,
-            format!(
-                "spec.tenantRef names tenant {}, which does not exist; create it or fix spec.tenantRef (the provider itself is valid: {keys})",
-                idp.spec.tenant_ref
-            ),
-        )
-    };
+    let ready = ready_condition(idp, &keys, tenant_exists, publish);
     let ok = ready.status == Status::True;
     let conds = conditions::merge(&current.conditions, &[ready], idp.metadata.generation, now);
     let mut events = Vec::new();
     if ok && !conditions::is_true(&current.conditions, types::READY) {
         events.push(EventSpec::normal(Reason::Ready, "Validate", keys.clone()));
     }
+    events.extend(publish_event(idp, publish));
     if !current.signing_key_ids.is_empty() && current.signing_key_ids != v.key_ids {
         events.push(EventSpec::normal(
             Reason::SigningKeysRotated,
@@ -176,6 +221,18 @@ mod tests {
         Tenant::new("mercy", serde_json::from_value(spec).expect("spec"))
     }
 
+    fn row(changes: Option<Vec<&'static str>>) -> Publish {
+        Publish::Row {
+            region: "us-east-1".into(),
+            tenant_id: 7,
+            row: Box::new(super::super::plan::sso_row(
+                &idp("mercy"),
+                &validated_keys(&["k1"]),
+            )),
+            changes,
+        }
+    }
+
     fn validated_keys(keys: &[&str]) -> Validated {
         Validated {
             issuer: "https://idp.example/realms/m".into(),
@@ -188,14 +245,15 @@ mod tests {
     #[test]
     fn a_valid_provider_is_ready_once_and_a_key_change_is_a_rotation() {
         let mut i = idp("mercy");
-        let (status, events) = validated(&i, &validated_keys(&["k1"]), true, "t0");
+        let (status, events) = validated(&i, &validated_keys(&["k1"]), true, &row(None), "t0");
         assert_eq!(
             events.iter().map(|e| e.reason).collect::<Vec<_>>(),
-            [Reason::Ready]
+            [Reason::Ready, Reason::SSOPublished]
         );
         assert_eq!(status.phase.as_deref(), Some("Ready"));
         i.status = Some(status);
-        let (status, events) = validated(&i, &validated_keys(&["k2"]), true, "t1");
+        let (status, events) =
+            validated(&i, &validated_keys(&["k2"]), true, &row(Some(vec![])), "t1");
         assert_eq!(
             events.iter().map(|e| e.reason).collect::<Vec<_>>(),
             [Reason::SigningKeysRotated]
@@ -209,17 +267,33 @@ mod tests {
     }
 
     #[test]
-    fn a_provider_for_a_missing_tenant_is_not_ready() {
-        let (status, _) = validated(&idp("ghost"), &validated_keys(&["k1"]), false, "t0");
-        let ready = status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Ready")
-            .expect("Ready");
-        assert_eq!(
-            (ready.status.as_str(), ready.reason.as_str()),
-            ("False", "TenantNotFound")
+    fn a_provider_for_a_missing_or_unplaced_tenant_is_not_ready() {
+        let ready_of = |status: &IdPConnectionStatus| {
+            let c = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .expect("Ready");
+            (c.status.clone(), c.reason.clone())
+        };
+        let (status, _) = validated(
+            &idp("ghost"),
+            &validated_keys(&["k1"]),
+            false,
+            &row(None),
+            "t0",
         );
+        assert_eq!(ready_of(&status), ("False".into(), "TenantNotFound".into()));
+        let waiting = Publish::Wait("tenant mercy is not placed".into());
+        let (status, events) = validated(
+            &idp("mercy"),
+            &validated_keys(&["k1"]),
+            true,
+            &waiting,
+            "t0",
+        );
+        assert!(events.is_empty(), "{events:?}");
+        assert_eq!(ready_of(&status), ("False".into(), "TenantNotReady".into()));
     }
 
     #[test]
@@ -235,7 +309,7 @@ mod tests {
             c.message
         );
         let mut ready = idp("mercy");
-        ready.status = Some(validated(&ready, &validated_keys(&["k1"]), true, "t0").0);
+        ready.status = Some(validated(&ready, &validated_keys(&["k1"]), true, &row(None), "t0").0);
         let c = sso_ready(&tenant(Some("mercy-idp")), &[std::sync::Arc::new(ready)])
             .expect("condition");
         assert_eq!((c.status, c.reason), (Status::True, Reason::IdPReady));

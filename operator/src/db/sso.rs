@@ -1,0 +1,95 @@
+//! The SSO rows of tenants in `catalog.sso`.
+
+use phoenix_catalog::{SsoRow, TenantState};
+use tokio_postgres::Client;
+
+use super::{DbError, col};
+use crate::controller::providers::SsoSeen;
+
+/// The tenant's live catalog id and its SSO row.
+pub async fn seen(client: &Client, tenant_uid: &str) -> Result<SsoSeen, DbError> {
+    let id = client
+        .query_opt(
+            "SELECT id FROM catalog.tenants WHERE uid = $1 AND state <> $2",
+            &[&tenant_uid, &TenantState::Retired.as_str()],
+        )
+        .await
+        .map_err(DbError::query("finding the tenant's catalog id"))?;
+    let Some(id) = id else {
+        return Ok(SsoSeen::default());
+    };
+    let tenant_id: i64 = col(&id, 0)?;
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT {} FROM catalog.sso WHERE tenant_id = $1",
+                phoenix_catalog::sso::COLUMNS
+            ),
+            &[&tenant_id],
+        )
+        .await
+        .map_err(DbError::query("reading the tenant's SSO row"))?
+        .map(|r| SsoRow::from_row(&r).map(|(_, row)| row))
+        .transpose()
+        .map_err(|e| DbError::Query {
+            context: "reading the tenant's SSO row",
+            reason: e.to_string(),
+        })?;
+    Ok(SsoSeen {
+        tenant_id: Some(tenant_id),
+        row,
+    })
+}
+
+/// Writes the tenant's SSO row (one per tenant; the last IdPConnection published wins).
+pub async fn upsert(client: &Client, tenant_id: i64, row: &SsoRow) -> Result<(), DbError> {
+    let mapping = serde_json::to_string(&row.role_mapping).map_err(|e| DbError::Query {
+        context: "encoding the role mapping",
+        reason: e.to_string(),
+    })?;
+    client
+        .execute(
+            "INSERT INTO catalog.sso (tenant_id, idp_uid, idp_name, protocol, issuer, jwks_uri, client_id,
+                 audiences, claim_subject, claim_email, claim_groups, claim_name, role_mapping,
+                 allowed_email_domains, scim_enabled, generation)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::text::jsonb, $14, $15, $16)
+             ON CONFLICT (tenant_id) DO UPDATE SET
+                 idp_uid = EXCLUDED.idp_uid, idp_name = EXCLUDED.idp_name, protocol = EXCLUDED.protocol,
+                 issuer = EXCLUDED.issuer, jwks_uri = EXCLUDED.jwks_uri, client_id = EXCLUDED.client_id,
+                 audiences = EXCLUDED.audiences, claim_subject = EXCLUDED.claim_subject,
+                 claim_email = EXCLUDED.claim_email, claim_groups = EXCLUDED.claim_groups,
+                 claim_name = EXCLUDED.claim_name, role_mapping = EXCLUDED.role_mapping,
+                 allowed_email_domains = EXCLUDED.allowed_email_domains,
+                 scim_enabled = EXCLUDED.scim_enabled, generation = EXCLUDED.generation,
+                 updated_at = now()",
+            &[
+                &tenant_id,
+                &row.idp_uid,
+                &row.idp_name,
+                &row.protocol.as_str(),
+                &row.issuer,
+                &row.jwks_uri,
+                &row.client_id,
+                &row.audiences,
+                &row.claim_subject,
+                &row.claim_email,
+                &row.claim_groups,
+                &row.claim_name,
+                &mapping,
+                &row.allowed_email_domains,
+                &row.scim_enabled,
+                &row.generation,
+            ],
+        )
+        .await
+        .map_err(DbError::query("publishing the tenant's SSO settings"))?;
+    Ok(())
+}
+
+/// Removes the row published from IdPConnection `idp_uid`.
+pub async fn delete(client: &Client, idp_uid: &str) -> Result<u64, DbError> {
+    client
+        .execute("DELETE FROM catalog.sso WHERE idp_uid = $1", &[&idp_uid])
+        .await
+        .map_err(DbError::query("removing the SSO settings"))
+}
