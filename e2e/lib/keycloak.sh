@@ -94,10 +94,12 @@ ensure_keycloak() {
     exec 8>&-
   fi
   if [[ ! -x "$STACK_DIR/keycloak/dist/bin/kc.sh" ]]; then
+    t0=$SECONDS
     rm -rf "$STACK_DIR/keycloak"
     mkdir -p "$STACK_DIR/keycloak"
     cp -a "$dist" "$STACK_DIR/keycloak/dist.tmp"
     mv "$STACK_DIR/keycloak/dist.tmp" "$STACK_DIR/keycloak/dist"
+    log "copied Keycloak into $STACK_DIR/keycloak in $((SECONDS - t0))s"
   fi
 }
 
