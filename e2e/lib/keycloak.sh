@@ -26,7 +26,7 @@ keycloak_java_home() {
   for j in /usr/lib/jvm/temurin-25-jdk-amd64 /usr/lib/jvm/java-17-openjdk-amd64 /usr/lib/jvm/default-java; do
     if [[ -x "$j/bin/java" ]]; then printf '%s' "$j"; return 0; fi
   done
-  command -v java >/dev/null || die "no JDK found: install openjdk-17-jdk-headless"
+  command -v java >/dev/null || return 1
   dirname "$(dirname "$(readlink -f "$(command -v java)")")"
 }
 
@@ -76,7 +76,7 @@ ensure_keycloak() {
     if [[ ! -f "$KEYCLOAK_CACHE/.ready" ]]; then
       command -v unzip >/dev/null || apt_install unzip
       command -v mvn >/dev/null || apt_install maven
-      [[ -n "$(keycloak_java_home)" ]] || apt_install openjdk-17-jdk-headless
+      keycloak_java_home >/dev/null || apt_install openjdk-17-jdk-headless
       rm -rf "$dist" "$KEYCLOAK_CACHE"/tmp.*
       tmp=$(mktemp -d "$KEYCLOAK_CACHE/tmp.XXXXXX")
       log "downloading org.keycloak:keycloak-quarkus-dist:$KEYCLOAK_VERSION:zip (169 MiB) with mvn"
