@@ -93,3 +93,12 @@ start_dataplanes() {
     set_env "DATAPLANE_URL_$R" "http://127.0.0.1:$port"
   done
 }
+
+# apply_idpconnections: examples/idpconnections.yaml with ${KEYCLOAK_URL} replaced by the
+# stack's Keycloak, and the Secret with its client secret. Not waited for: the
+# IdPConnection controller reports on them once it runs.
+apply_idpconnections() {
+  log "applying examples/idpconnections.yaml (issuers under $KEYCLOAK_URL)"
+  secret_apply keycloak-phoenix-dataplane clientSecret "$KEYCLOAK_CLIENT_SECRET"
+  sed "s|\${KEYCLOAK_URL}|$KEYCLOAK_URL|g" "$REPO/examples/idpconnections.yaml" | kubectl apply -f - >/dev/null
+}

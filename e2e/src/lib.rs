@@ -10,6 +10,7 @@ use tokio_postgres::Client;
 
 pub mod events;
 pub mod guard;
+pub mod keycloak;
 pub mod scenario;
 
 /// The three regions of examples/.
