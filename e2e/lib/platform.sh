@@ -95,10 +95,14 @@ start_dataplanes() {
 }
 
 # apply_idpconnections: examples/idpconnections.yaml with ${KEYCLOAK_URL} replaced by the
-# stack's Keycloak, and the Secret with its client secret. Not waited for: the
-# IdPConnection controller reports on them once it runs.
+# stack's Keycloak, and the Secret with its client secret; waits until the operator has
+# validated each against its realm and published the tenant's SSO settings.
 apply_idpconnections() {
   log "applying examples/idpconnections.yaml (issuers under $KEYCLOAK_URL)"
   secret_apply keycloak-phoenix-dataplane clientSecret "$KEYCLOAK_CLIENT_SECRET"
   sed "s|\${KEYCLOAK_URL}|$KEYCLOAK_URL|g" "$REPO/examples/idpconnections.yaml" | kubectl apply -f - >/dev/null
+  # The operator validates each against its realm and publishes the tenant's SSO settings.
+  kubectl wait --for=condition=Ready idpconnection --all --timeout=120s >/dev/null || {
+    kubectl get idpconnections -o wide; tail_log "$STACK_DIR/logs/operator.log"
+    die "IdPConnections did not become Ready"; }
 }

@@ -1,0 +1,223 @@
+//! IdPConnections against the stack's real Keycloak: a valid realm is Ready and its tenant's
+//! SSOReady follows; a wrong issuer URL, an unreachable IdP and an issuer mismatch each say
+//! what is wrong; SAML is NotImplemented; a key added at Keycloak is picked up as a rotation.
+
+use std::time::Duration;
+
+use kube::Api;
+use phoenix_crds::IdPConnection;
+use phoenix_e2e::events::{Regarding, instant, wait_event};
+use phoenix_e2e::guard::ScenarioGuard;
+use phoenix_e2e::scenario::*;
+use phoenix_e2e::*;
+
+fn idp_yaml(name: &str, tenant: &str, issuer: &str) -> String {
+    format!(
+        "---\napiVersion: phoenixguardian.io/v1alpha1\nkind: IdPConnection\nmetadata:\n  name: {name}\nspec:\n  tenantRef: {tenant}\n  protocol: OIDC\n  oidc:\n    issuerUrl: {issuer}\n    clientId: phoenix-dataplane\n    audiences: [phoenix-dataplane]\n"
+    )
+}
+
+/// The Ready condition of IdPConnection `name` once it has `status`: (reason, message).
+async fn idp_ready(name: &str, status: &str) -> (String, String, IdPConnection) {
+    let api: Api<IdPConnection> = Api::all(kube_client().await);
+    eventually(
+        &format!("IdPConnection {name} Ready={status}"),
+        READY_TIMEOUT,
+        || {
+            let api = api.clone();
+            async move {
+                let idp = api.get_opt(name).await.ok().flatten()?;
+                let c = idp
+                    .status
+                    .as_ref()?
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == "Ready" && c.status == status)?
+                    .clone();
+                Some((c.reason, c.message, idp))
+            }
+        },
+    )
+    .await
+}
+
+/// An admin token of the stack's Keycloak.
+async fn admin_token(http: &reqwest::Client, kc: &str) -> String {
+    let user = std::env::var("KEYCLOAK_ADMIN_USER").unwrap_or_else(|_| "admin".to_owned());
+    let body: serde_json::Value = http
+        .post(format!("{kc}/realms/master/protocol/openid-connect/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", "admin-cli"),
+            ("username", user.as_str()),
+            ("password", stack_var("KEYCLOAK_ADMIN_PASSWORD").as_str()),
+        ])
+        .send()
+        .await
+        .expect("Keycloak answers")
+        .json()
+        .await
+        .expect("a token response");
+    body["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no admin token: {body}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idp_connections_against_keycloak_say_what_is_wrong_and_follow_key_rotation() {
+    let _serial = SERIAL.lock().await;
+    install_platform();
+    // Resync every 3 s: re-validation is how a key rotation at the IdP is noticed.
+    let _operator = Process::operator(3).await;
+    let scenario = ScenarioGuard::new("idp");
+    let kc = stack_var("KEYCLOAK_URL");
+
+    scenario.apply(&tenant_yaml(
+        "e2e-sso",
+        "US",
+        "  database: {deletionPolicy: Delete}\n  sso: {idpConnectionRef: e2e-sso-idp}\n",
+    ));
+    let missing = wait_tenant("e2e-sso", "SSOReady=False", READY_TIMEOUT, |t| {
+        condition(t, "SSOReady").is_some_and(|c| c.0 == "False")
+    })
+    .await;
+    let (_, reason, message) = condition(&missing, "SSOReady").expect("SSOReady");
+    assert_eq!(reason, "IdPConnectionNotFound", "{message}");
+    assert!(message.contains("e2e-sso-idp"), "{message}");
+
+    let issuer = format!("{kc}/realms/mercy-general");
+    scenario.apply(&idp_yaml("e2e-sso-idp", "e2e-sso", &issuer));
+    let (reason, message, idp) = idp_ready("e2e-sso-idp", "True").await;
+    assert_eq!(reason, "IdPValidated");
+    assert!(
+        message.contains(&format!("issuer {issuer};")) && message.contains("RS256"),
+        "{message}"
+    );
+    let keys_before = idp
+        .status
+        .as_ref()
+        .map(|s| s.signing_key_ids.clone())
+        .unwrap_or_default();
+    assert!(!keys_before.is_empty(), "no signing key ids in status");
+    wait_tenant("e2e-sso", "SSOReady=True", READY_TIMEOUT, |t| {
+        condition(t, "SSOReady").is_some_and(|c| c.0 == "True" && c.1 == "IdPReady")
+    })
+    .await;
+
+    // The SSO settings are in the tenant's Region catalog, for the data plane.
+    let sso_rows = || async {
+        pg("us-east-1")
+            .await
+            .query(
+                "SELECT s.issuer, s.client_id, s.scim_enabled FROM catalog.sso s
+                 JOIN catalog.tenants t ON t.id = s.tenant_id WHERE t.name = 'e2e-sso'",
+                &[],
+            )
+            .await
+            .expect("catalog.sso")
+            .into_iter()
+            .map(|r| {
+                (
+                    r.get::<_, String>(0),
+                    r.get::<_, String>(1),
+                    r.get::<_, bool>(2),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        sso_rows().await,
+        [(issuer.clone(), "phoenix-dataplane".to_owned(), false)]
+    );
+
+    // What is wrong is named, one case each.
+    let dead = format!("http://127.0.0.1:{}/realms/x", free_port());
+    for (name, url, want, says) in [
+        (
+            "e2e-idp-wrong",
+            format!("{kc}/realms/no-such-realm"),
+            "IdPHTTPError",
+            "404",
+        ),
+        (
+            "e2e-idp-dead",
+            dead.clone(),
+            "IdPUnreachable",
+            "unreachable",
+        ),
+        (
+            "e2e-idp-mismatch",
+            format!("{kc}/realms/e2e-mismatch"),
+            "IssuerMismatch",
+            "says its issuer is",
+        ),
+    ] {
+        scenario.apply(&idp_yaml(name, "e2e-sso", &url));
+        let (reason, message, _) = idp_ready(name, "False").await;
+        assert_eq!(reason, want, "{name}: {message}");
+        assert!(message.contains(says), "{name}: {message}");
+    }
+    scenario.apply(
+        "---\napiVersion: phoenixguardian.io/v1alpha1\nkind: IdPConnection\nmetadata:\n  name: e2e-idp-saml\nspec:\n  tenantRef: e2e-sso\n  protocol: SAML\n  saml: {entityId: phoenix, metadataUrl: 'https://idp.example/saml/metadata'}\n",
+    );
+    let (reason, _, _) = idp_ready("e2e-idp-saml", "False").await;
+    assert_eq!(reason, "NotImplemented");
+
+    // Keycloak gets a new signing key: the next validation sees it, without a restart.
+    let http = reqwest::Client::new();
+    let token = admin_token(&http, &kc).await;
+    let realm: serde_json::Value = http
+        .get(format!("{kc}/admin/realms/mercy-general"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("realm")
+        .json()
+        .await
+        .expect("realm JSON");
+    let since = instant();
+    let created = http
+        .post(format!("{kc}/admin/realms/mercy-general/components"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({
+            "name": "e2e-rotated",
+            "providerId": "rsa-generated",
+            "providerType": "org.keycloak.keys.KeyProvider",
+            "parentId": realm["id"],
+            "config": {"priority": ["200"], "enabled": ["true"], "active": ["true"], "algorithm": ["RS256"]}
+        }))
+        .send()
+        .await
+        .expect("add a key provider");
+    assert!(created.status().is_success(), "{}", created.status());
+    let component = created
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .map(str::to_owned);
+    let (_, _, rotated) = eventually("the new key in status", Duration::from_secs(60), || async {
+        let (r, m, idp) = idp_ready("e2e-sso-idp", "True").await;
+        let keys = idp
+            .status
+            .as_ref()
+            .map(|s| s.signing_key_ids.clone())
+            .unwrap_or_default();
+        (keys.len() > keys_before.len()).then_some((r, m, idp))
+    })
+    .await;
+    wait_event(&Regarding::of(&rotated), "SigningKeysRotated", since).await;
+    if let Some(location) = component {
+        let _ = http.delete(location).bearer_auth(&token).send().await;
+    }
+
+    // Deleting the connection removes its SSO settings from the catalog.
+    kubectl_ok(
+        &["delete", "idpconnection", "e2e-sso-idp", "--timeout=60s"],
+        None,
+    );
+    assert!(
+        sso_rows().await.is_empty(),
+        "SSO settings left in the catalog"
+    );
+}
