@@ -38,6 +38,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "sso",
         sql: include_str!("../migrations/0003_sso.sql"),
     },
+    Migration {
+        version: 4,
+        name: "scim_tokens",
+        sql: include_str!("../migrations/0004_scim_tokens.sql"),
+    },
 ];
 
 /// The version a fully migrated database has.

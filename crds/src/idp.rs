@@ -248,6 +248,9 @@ pub struct IdPConnectionStatus {
     /// Secret holding the generated SCIM bearer token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scim_token_secret: Option<SecretRef>,
+    /// The value of the `phoenixguardian.io/rotate-scim-token` annotation last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scim_token_rotation: Option<String>,
     /// Key ids (`kid`) of the signing keys the IdP publishes that the platform accepts, as
     /// last validated; a change is a key rotation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -68,8 +68,10 @@ async fn admin_token(http: &reqwest::Client, kc: &str) -> String {
 async fn idp_connections_against_keycloak_say_what_is_wrong_and_follow_key_rotation() {
     let _serial = SERIAL.lock().await;
     install_platform();
-    // Resync every 3 s: re-validation is how a key rotation at the IdP is noticed.
-    let _operator = Process::operator(3).await;
+    // Resync every 3 s: re-validation is how a key rotation at the IdP is noticed. A
+    // rotated-out SCIM token is accepted for 6 s.
+    let _operator =
+        Process::operator_with("e2e-operator", 3, &[("SCIM_TOKEN_GRACE_SECONDS", "6")]).await;
     let scenario = ScenarioGuard::new("idp");
     let kc = stack_var("KEYCLOAK_URL");
 
@@ -87,7 +89,7 @@ async fn idp_connections_against_keycloak_say_what_is_wrong_and_follow_key_rotat
     assert!(message.contains("e2e-sso-idp"), "{message}");
 
     let issuer = format!("{kc}/realms/mercy-general");
-    scenario.apply(&idp_yaml("e2e-sso-idp", "e2e-sso", &issuer));
+    scenario.apply(&(idp_yaml("e2e-sso-idp", "e2e-sso", &issuer) + "  scim: {enabled: true}\n"));
     let (reason, message, idp) = idp_ready("e2e-sso-idp", "True").await;
     assert_eq!(reason, "IdPValidated");
     assert!(
@@ -128,8 +130,103 @@ async fn idp_connections_against_keycloak_say_what_is_wrong_and_follow_key_rotat
     };
     assert_eq!(
         sso_rows().await,
-        [(issuer.clone(), "phoenix-dataplane".to_owned(), false)]
+        [(issuer.clone(), "phoenix-dataplane".to_owned(), true)]
     );
+
+    // The SCIM token: in a Secret owned by the connection, only its hash in the catalog.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(kube_client().await, NAMESPACE);
+    let token_of = |secret: &k8s_openapi::api::core::v1::Secret| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get("token"))
+            .map(|t| String::from_utf8_lossy(&t.0).into_owned())
+            .expect("a token in the SCIM Secret")
+    };
+    let secret = secrets
+        .get("phoenix-scim-e2e-sso-idp")
+        .await
+        .expect("the SCIM token Secret");
+    let owner = secret.metadata.owner_references.clone().unwrap_or_default();
+    assert!(
+        owner
+            .iter()
+            .any(|o| o.kind == "IdPConnection" && o.name == "e2e-sso-idp"),
+        "{owner:?}"
+    );
+    let first = token_of(&secret);
+    let sha = |t: &str| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(t.as_bytes()));
+    let hashes = || async {
+        pg("us-east-1")
+            .await
+            .query(
+                "SELECT h.token_sha256, h.expires_at IS NULL FROM catalog.scim_tokens h
+                 JOIN catalog.tenants t ON t.id = h.tenant_id WHERE t.name = 'e2e-sso'
+                 ORDER BY h.created_at",
+                &[],
+            )
+            .await
+            .expect("catalog.scim_tokens")
+            .into_iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, bool>(1)))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(hashes().await, [(sha(&first), true)]);
+    let dump = pg("us-east-1")
+        .await
+        .query_one(
+            "SELECT count(*) FROM catalog.scim_tokens WHERE token_sha256 = $1",
+            &[&first],
+        )
+        .await
+        .expect("count")
+        .get::<_, i64>(0);
+    assert_eq!(dump, 0, "the clear token is in the catalog");
+
+    // Rotation on request: a new token, the old one accepted for its grace period only.
+    let since = instant();
+    kubectl_ok(
+        &[
+            "annotate",
+            "--overwrite",
+            "idpconnection",
+            "e2e-sso-idp",
+            "phoenixguardian.io/rotate-scim-token=1",
+        ],
+        None,
+    );
+    let second = eventually("a new SCIM token", READY_TIMEOUT, || {
+        let secrets = secrets.clone();
+        let first = first.clone();
+        async move {
+            let s = secrets.get("phoenix-scim-e2e-sso-idp").await.ok()?;
+            let t = token_of(&s);
+            (t != first).then_some(t)
+        }
+    })
+    .await;
+    let rotated = eventually(
+        "both hashes, the old one in grace",
+        READY_TIMEOUT,
+        || async {
+            let h = hashes().await;
+            (h.len() == 2).then_some(h)
+        },
+    )
+    .await;
+    assert_eq!(rotated, [(sha(&first), false), (sha(&second), true)]);
+    let idp = Api::<IdPConnection>::all(kube_client().await)
+        .get("e2e-sso-idp")
+        .await
+        .expect("idp");
+    wait_event(&Regarding::of(&idp), "ScimTokenRotated", since).await;
+    eventually(
+        "the old hash gone after its grace",
+        READY_TIMEOUT,
+        || async { (hashes().await == [(sha(&second), true)]).then_some(()) },
+    )
+    .await;
 
     // What is wrong is named, one case each.
     let dead = format!("http://127.0.0.1:{}/realms/x", free_port());

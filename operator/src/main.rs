@@ -46,6 +46,14 @@ struct Args {
         global = true
     )]
     region_resync_seconds: u64,
+    /// Seconds a rotated-out SCIM token keeps working, so IdPs can move to the new one.
+    #[arg(
+        long,
+        env = "SCIM_TOKEN_GRACE_SECONDS",
+        default_value_t = 3600,
+        global = true
+    )]
+    scim_token_grace_seconds: u64,
     /// Connections per region database.
     #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 8, global = true)]
     db_max_connections: usize,
@@ -201,6 +209,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         namespace: args.namespace.clone(),
         resync: Duration::from_secs(args.resync_seconds.max(1)),
         region_resync: Duration::from_secs(args.region_resync_seconds.max(1)),
+        scim_token_grace: Duration::from_secs(args.scim_token_grace_seconds),
         db_max_connections: args.db_max_connections.max(1),
         secret_namespaces: (!args.secret_namespaces.iter().any(|n| n == "*")).then(|| {
             args.secret_namespaces

@@ -177,6 +177,12 @@ reasons! {
     SSOPublished => No,
     /// SSO settings were removed from a catalog (Event).
     SSORemoved => No,
+    /// The SCIM token Secret was created (Event).
+    ScimTokenCreated => No,
+    /// The SCIM token was rotated; the old one is accepted for a grace period (Event).
+    ScimTokenRotated => No,
+    /// The SCIM token and its hashes were removed (Event).
+    ScimTokenRemoved => No,
     /// The tenant's IdPConnection is Ready.
     IdPReady => No,
     /// The tenant's IdPConnection is not Ready.

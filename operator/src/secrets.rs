@@ -85,6 +85,17 @@ pub trait SecretStore: Send + Sync {
         data: BTreeMap<String, String>,
     ) -> Result<(BTreeMap<String, String>, bool), SecretError>;
 
+    /// Creates or replaces the secret `namespace/name` with `data`, owned by `owner` (its
+    /// garbage collection follows the owner's).
+    async fn put(
+        &self,
+        namespace: &str,
+        name: &str,
+        labels: BTreeMap<String, String>,
+        owner: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
+        data: BTreeMap<String, String>,
+    ) -> Result<(), SecretError>;
+
     /// Deletes the secret `namespace/name`; a missing one is not an error.
     async fn delete(&self, namespace: &str, name: &str) -> Result<(), SecretError>;
 }
@@ -202,6 +213,45 @@ impl SecretStore for KubeSecrets {
         }
     }
 
+    async fn put(
+        &self,
+        namespace: &str,
+        name: &str,
+        labels: BTreeMap<String, String>,
+        owner: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
+        data: BTreeMap<String, String>,
+    ) -> Result<(), SecretError> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                namespace: Some(namespace.to_owned()),
+                labels: Some(labels),
+                owner_references: owner.map(|o| vec![o]),
+                ..Default::default()
+            },
+            data: Some(
+                data.into_iter()
+                    .map(|(k, v)| (k, ByteString(v.into_bytes())))
+                    .collect(),
+            ),
+            type_: Some("Opaque".to_owned()),
+            ..Default::default()
+        };
+        api.patch(
+            name,
+            &kube::api::PatchParams::apply("phoenix-operator").force(),
+            &kube::api::Patch::Apply(&secret),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|source| SecretError::Api {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            source,
+        })
+    }
+
     async fn delete(&self, namespace: &str, name: &str) -> Result<(), SecretError> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
         match api.delete(name, &kube::api::DeleteParams::default()).await {
@@ -240,6 +290,20 @@ impl<S: SecretStore> SecretStore for ReadOnlySecrets<S> {
         _labels: BTreeMap<String, String>,
         _data: BTreeMap<String, String>,
     ) -> Result<(BTreeMap<String, String>, bool), SecretError> {
+        Err(SecretError::ReadOnly {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+
+    async fn put(
+        &self,
+        namespace: &str,
+        name: &str,
+        _labels: BTreeMap<String, String>,
+        _owner: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
+        _data: BTreeMap<String, String>,
+    ) -> Result<(), SecretError> {
         Err(SecretError::ReadOnly {
             namespace: namespace.to_owned(),
             name: name.to_owned(),

@@ -113,3 +113,75 @@ async fn sso_rows_round_trip_update_and_go_with_their_idp_or_tenant() {
         .get(0);
     assert_eq!(left, 0, "the SSO row outlived its tenant");
 }
+
+#[tokio::test]
+async fn scim_token_hashes_rotate_with_a_grace_period_and_go_when_scim_is_off() {
+    let db = TestDb::new("scim").await;
+    let region = db.region();
+    provision(&*region, None).await.expect("provision");
+    let t = tenant();
+    let id = region.upsert_tenant(&t).await.expect("tenant");
+    let admin = db.admin().await;
+    let hashes = || async {
+        admin
+            .query(
+                "SELECT token_sha256, expires_at IS NOT NULL, expires_at > now() FROM catalog.scim_tokens
+                 WHERE idp_uid = 'idp-1' ORDER BY created_at, token_sha256",
+                &[],
+            )
+            .await
+            .expect("hashes")
+            .into_iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, bool>(1), r.get::<_, Option<bool>>(2)))
+            .collect::<Vec<_>>()
+    };
+
+    let first = region
+        .converge_scim(id, "idp-1", Some("aaa"), 3600)
+        .await
+        .expect("first");
+    assert!(first.inserted && first.retired == 0);
+    assert!(
+        !region
+            .converge_scim(id, "idp-1", Some("aaa"), 3600)
+            .await
+            .expect("again")
+            .inserted
+    );
+    assert_eq!(hashes().await, [("aaa".to_owned(), false, None)]);
+
+    // Rotation: the new hash is current, the old one lives out its grace period.
+    let rotated = region
+        .converge_scim(id, "idp-1", Some("bbb"), 3600)
+        .await
+        .expect("rotate");
+    assert_eq!(
+        (rotated.inserted, rotated.retired, rotated.purged),
+        (true, 1, 0)
+    );
+    assert_eq!(
+        hashes().await,
+        [
+            ("aaa".to_owned(), true, Some(true)),
+            ("bbb".to_owned(), false, None)
+        ]
+    );
+    // With no grace, the token rotated out now goes at once; the earlier one, still in
+    // its grace period, stays.
+    let rotated = region
+        .converge_scim(id, "idp-1", Some("ccc"), 0)
+        .await
+        .expect("rotate");
+    assert_eq!(
+        (rotated.inserted, rotated.retired, rotated.purged),
+        (true, 1, 1)
+    );
+    let left: Vec<String> = hashes().await.into_iter().map(|h| h.0).collect();
+    assert_eq!(left, ["aaa", "ccc"]);
+    let off = region
+        .converge_scim(id, "idp-1", None, 3600)
+        .await
+        .expect("off");
+    assert_eq!(off.purged, 2);
+    assert!(hashes().await.is_empty());
+}

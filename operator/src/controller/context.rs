@@ -34,6 +34,8 @@ pub struct Settings {
     pub db_max_connections: usize,
     /// Replication lag above which `ReplicationHealthy` is False.
     pub max_replication_lag: Duration,
+    /// How long a rotated-out SCIM token keeps working.
+    pub scim_token_grace: Duration,
     /// Namespaces whose Secrets' metadata is watched (a change wakes the Regions that
     /// reference them); `None` watches every namespace (needs cluster-wide list/watch).
     pub secret_namespaces: Option<Vec<String>>,
@@ -47,6 +49,7 @@ impl Default for Settings {
             region_resync: Duration::from_secs(60),
             db_max_connections: 8,
             max_replication_lag: Duration::from_secs(30),
+            scim_token_grace: Duration::from_secs(3600),
             secret_namespaces: None,
         }
     }

@@ -144,6 +144,17 @@ pub struct SsoSeen {
     pub row: Option<phoenix_catalog::SsoRow>,
 }
 
+/// What converging a tenant's SCIM token hashes did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScimConverged {
+    /// The current token's hash was new.
+    pub inserted: bool,
+    /// Tokens rotated out now (their grace period starts).
+    pub retired: u64,
+    /// Tokens whose grace period ended, deleted.
+    pub purged: u64,
+}
+
 /// One region database. Reads never write; writes fail on a read-only instance.
 #[async_trait]
 pub trait Database: Send + Sync {
@@ -173,6 +184,18 @@ pub trait Database: Send + Sync {
     ) -> Result<(), DbError>;
     /// Removes the SSO row published from IdPConnection `idp_uid`; how many went.
     async fn delete_sso(&self, idp_uid: &str) -> Result<u64, DbError>;
+    /// Makes `current` (a token's SHA-256, hex) the tenant's one current SCIM token hash
+    /// for IdPConnection `idp_uid`: other current hashes get `grace_seconds` to live, ended
+    /// ones go; `None` removes them all (SCIM off).
+    async fn converge_scim(
+        &self,
+        tenant_id: i64,
+        idp_uid: &str,
+        current: Option<&str>,
+        grace_seconds: i64,
+    ) -> Result<ScimConverged, DbError>;
+    /// Removes every SCIM token hash of IdPConnection `idp_uid`; how many went.
+    async fn delete_scim(&self, idp_uid: &str) -> Result<u64, DbError>;
     /// Creates the database when the server has none of that name; whether it did.
     async fn create_database(&self) -> Result<bool, DbError>;
     /// Applies pending migrations.

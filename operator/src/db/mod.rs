@@ -22,7 +22,7 @@ pub use catalog::Deleted;
 pub use migrate::Migrated;
 pub use pool::{PgDatabase, PgDatabases};
 
-use crate::controller::providers::{Database, RowsSeen, SsoSeen};
+use crate::controller::providers::{Database, RowsSeen, ScimConverged, SsoSeen};
 use rls::TableState;
 use state::DbState;
 
@@ -225,6 +225,23 @@ impl Database for PgDatabase {
     async fn delete_sso(&self, idp_uid: &str) -> Result<u64, DbError> {
         self.writable("removing SSO settings")?;
         sso::delete(&*self.client().await?, idp_uid).await
+    }
+
+    async fn converge_scim(
+        &self,
+        tenant_id: i64,
+        idp_uid: &str,
+        current: Option<&str>,
+        grace_seconds: i64,
+    ) -> Result<ScimConverged, DbError> {
+        self.writable("changing SCIM token hashes")?;
+        let mut client = self.client().await?;
+        sso::converge_scim(&mut client, tenant_id, idp_uid, current, grace_seconds).await
+    }
+
+    async fn delete_scim(&self, idp_uid: &str) -> Result<u64, DbError> {
+        self.writable("removing SCIM token hashes")?;
+        sso::delete_scim(&*self.client().await?, idp_uid).await
     }
 
     async fn create_database(&self) -> Result<bool, DbError> {

@@ -43,7 +43,7 @@ const POLICIES: &str =
 
 /// Tables (schema-qualified) the operator manages ownership and grants of.
 pub fn managed_tables() -> Vec<String> {
-    ["catalog.tenants", "catalog.sso"]
+    ["catalog.tenants", "catalog.sso", "catalog.scim_tokens"]
         .into_iter()
         .chain(TENANT_TABLES)
         .map(str::to_owned)

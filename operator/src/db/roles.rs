@@ -151,6 +151,7 @@ pub fn desired_grants() -> Vec<Grant> {
         Grant::new("table catalog.tenants", OWNER_ROLE, "REFERENCES"),
         Grant::new("table catalog.tenants", OWNER_ROLE, "SELECT"),
         Grant::new("table catalog.sso", DATAPLANE_ROLE, "SELECT"),
+        Grant::new("table catalog.scim_tokens", DATAPLANE_ROLE, "SELECT"),
     ];
     for table in TENANT_TABLES {
         for privilege in ["DELETE", "INSERT", "SELECT", "UPDATE"] {

@@ -4,7 +4,7 @@ use phoenix_catalog::{SsoRow, TenantState};
 use tokio_postgres::Client;
 
 use super::{DbError, col};
-use crate::controller::providers::SsoSeen;
+use crate::controller::providers::{ScimConverged, SsoSeen};
 
 /// The tenant's live catalog id and its SSO row.
 pub async fn seen(client: &Client, tenant_uid: &str) -> Result<SsoSeen, DbError> {
@@ -92,4 +92,80 @@ pub async fn delete(client: &Client, idp_uid: &str) -> Result<u64, DbError> {
         .execute("DELETE FROM catalog.sso WHERE idp_uid = $1", &[&idp_uid])
         .await
         .map_err(DbError::query("removing the SSO settings"))
+}
+
+/// See [`crate::controller::providers::Database::converge_scim`]; one transaction.
+pub async fn converge_scim(
+    client: &mut Client,
+    tenant_id: i64,
+    idp_uid: &str,
+    current: Option<&str>,
+    grace_seconds: i64,
+) -> Result<ScimConverged, DbError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(DbError::query("starting the SCIM token change"))?;
+    let Some(current) = current else {
+        let purged = tx
+            .execute(
+                "DELETE FROM catalog.scim_tokens WHERE idp_uid = $1",
+                &[&idp_uid],
+            )
+            .await
+            .map_err(DbError::query("removing SCIM token hashes"))?;
+        tx.commit()
+            .await
+            .map_err(DbError::query("committing the SCIM token change"))?;
+        return Ok(ScimConverged {
+            purged,
+            ..ScimConverged::default()
+        });
+    };
+    let inserted = tx
+        .execute(
+            "INSERT INTO catalog.scim_tokens (token_sha256, tenant_id, idp_uid) VALUES ($1, $2, $3)
+             ON CONFLICT (token_sha256) DO NOTHING",
+            &[&current, &tenant_id, &idp_uid],
+        )
+        .await
+        .map_err(DbError::query("recording the SCIM token hash"))?
+        > 0;
+    let retired = tx
+        .execute(
+            "UPDATE catalog.scim_tokens SET expires_at = now() + make_interval(secs => $3::float8)
+             WHERE idp_uid = $1 AND token_sha256 <> $2 AND expires_at IS NULL",
+            &[&idp_uid, &current, &(grace_seconds as f64)],
+        )
+        .await
+        .map_err(DbError::query("starting the old SCIM tokens' grace period"))?;
+    let purged = tx
+        .execute(
+            "DELETE FROM catalog.scim_tokens
+             WHERE idp_uid = $1 AND token_sha256 <> $2 AND expires_at <= now()",
+            &[&idp_uid, &current],
+        )
+        .await
+        .map_err(DbError::query(
+            "deleting SCIM tokens past their grace period",
+        ))?;
+    tx.commit()
+        .await
+        .map_err(DbError::query("committing the SCIM token change"))?;
+    Ok(ScimConverged {
+        inserted,
+        retired,
+        purged,
+    })
+}
+
+/// Removes every SCIM token hash of IdPConnection `idp_uid`.
+pub async fn delete_scim(client: &Client, idp_uid: &str) -> Result<u64, DbError> {
+    client
+        .execute(
+            "DELETE FROM catalog.scim_tokens WHERE idp_uid = $1",
+            &[&idp_uid],
+        )
+        .await
+        .map_err(DbError::query("removing SCIM token hashes"))
 }

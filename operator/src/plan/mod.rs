@@ -303,6 +303,29 @@ async fn plan_idp(i: &IdPConnection, world: &World<'_>) -> ObjectPlan {
             }
         }
     }
+    let ns = &world.settings.namespace;
+    let secret = idp::scim::secret_name(i);
+    match idp::scim::plan(i, refs.scim_token.is_some()) {
+        idp::scim::ScimPlan::Create => changes.push(Change::new(
+            "create",
+            format!("secret {ns}/{secret}"),
+            "SCIM bearer token (generated; only its hash goes to the catalog)",
+        )),
+        idp::scim::ScimPlan::Rotate => changes.push(Change::new(
+            "update",
+            format!("secret {ns}/{secret}"),
+            format!(
+                "SCIM token rotated; the current one accepted for {}s more",
+                world.settings.scim_token_grace.as_secs()
+            ),
+        )),
+        idp::scim::ScimPlan::Off if refs.scim_token.is_some() => changes.push(Change::new(
+            "delete",
+            format!("secret {ns}/{secret}"),
+            "SCIM is off: the token and its hashes go",
+        )),
+        idp::scim::ScimPlan::Off | idp::scim::ScimPlan::Keep => {}
+    }
     if known != v.key_ids {
         changes.push(Change::new(
             if known.is_empty() { "create" } else { "update" },

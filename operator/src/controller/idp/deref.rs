@@ -27,6 +27,8 @@ pub struct IdpRefs {
     pub discovery: Value,
     /// The JWKS (`null` when the document names none).
     pub jwks: Value,
+    /// The SCIM token in its Secret, if there is one.
+    pub scim_token: Option<super::scim::Token>,
 }
 
 /// The tenant's Region database, when the tenant is placed in a Ready Region.
@@ -90,7 +92,16 @@ pub async fn dereference(
         },
         None => (None, None),
     };
+    let scim_token = world
+        .providers
+        .secrets
+        .read(&world.settings.namespace, &super::scim::secret_name(idp))
+        .await?
+        .and_then(|d| d.get("token").cloned())
+        .filter(|t| !t.is_empty())
+        .map(super::scim::Token);
     let refs = IdpRefs {
+        scim_token,
         issuer_url: oidc.issuer_url.clone(),
         tenant_exists: tenant.is_some(),
         catalog,

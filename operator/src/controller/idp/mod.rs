@@ -1,11 +1,13 @@
 //! The IdPConnection controller: dereference (the Tenant, the provider's discovery document
 //! and JWKS) -> plan (pure validation: issuer, algorithms, usable keys) -> status (pure).
 //! Validation repeats every resync, so key rotation at the provider is followed.
-//! Its SSO settings are published to the tenant's Region catalog (`catalog.sso`) and
-//! removed on deletion; the SCIM token comes next (issue 7).
+//! Its SSO settings are published to the tenant's Region catalog (`catalog.sso`), its SCIM
+//! token generated into a Secret with only its hash in the catalog ([`scim`]); both are
+//! removed on deletion.
 
 pub mod deref;
 pub mod plan;
+pub mod scim;
 pub mod status;
 
 use std::sync::Arc;
@@ -46,13 +48,16 @@ async fn converge(idp: &IdPConnection, ctx: &Context) -> Result<Action, Error> {
                 .await
                 .map_err(super::error::ApplyError::from)?;
         }
-        Ok::<_, Error>(status::validated(
-            idp,
-            &v,
-            refs.tenant_exists,
-            &publish,
-            &now,
-        ))
+        let (mut status, mut events) =
+            status::validated(idp, &v, refs.tenant_exists, &publish, &now);
+        if let (Some(db), plan::Publish::Row { tenant_id, .. }) = (&db, &publish) {
+            let existing = refs.scim_token.as_ref().map(|t| t.0.as_str());
+            let scim_plan = scim::plan(idp, existing.is_some());
+            events.extend(scim::apply(idp, &world, db, *tenant_id, scim_plan, existing).await?);
+            (status.scim_token_secret, status.scim_token_rotation) =
+                scim::status_fields(idp, scim_plan, &ctx.settings.namespace);
+        }
+        Ok::<_, Error>((status, events))
     }
     .await;
     match outcome {
@@ -95,10 +100,18 @@ async fn remove(idp: &IdPConnection, ctx: &Context) -> Result<Action, Error> {
             .delete_sso(&uid)
             .await
             .map_err(super::error::ApplyError::from)?;
+        db.delete_scim(&uid)
+            .await
+            .map_err(super::error::ApplyError::from)?;
         if n > 0 {
             removed.push(region.name_any());
         }
     }
+    ctx.providers
+        .secrets
+        .delete(&ctx.settings.namespace, &scim::secret_name(idp))
+        .await
+        .map_err(super::error::ApplyError::from)?;
     if !removed.is_empty() {
         let note = format!(
             "SSO settings of tenant {} removed from region(s) {}",
