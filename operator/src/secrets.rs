@@ -266,6 +266,13 @@ impl SecretStore for KubeSecrets {
     }
 }
 
+fn refused(namespace: &str, name: &str) -> SecretError {
+    SecretError::ReadOnly {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+    }
+}
+
 /// A store that reads through another and refuses every write: what `plan` uses.
 pub struct ReadOnlySecrets<S>(pub S);
 
@@ -290,10 +297,7 @@ impl<S: SecretStore> SecretStore for ReadOnlySecrets<S> {
         _labels: BTreeMap<String, String>,
         _data: BTreeMap<String, String>,
     ) -> Result<(BTreeMap<String, String>, bool), SecretError> {
-        Err(SecretError::ReadOnly {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-        })
+        Err(refused(namespace, name))
     }
 
     async fn put(
@@ -304,17 +308,11 @@ impl<S: SecretStore> SecretStore for ReadOnlySecrets<S> {
         _owner: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
         _data: BTreeMap<String, String>,
     ) -> Result<(), SecretError> {
-        Err(SecretError::ReadOnly {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-        })
+        Err(refused(namespace, name))
     }
 
     async fn delete(&self, namespace: &str, name: &str) -> Result<(), SecretError> {
-        Err(SecretError::ReadOnly {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-        })
+        Err(refused(namespace, name))
     }
 }
 
