@@ -60,6 +60,7 @@ pub async fn authenticate_token(
 ) -> Result<Identity, TokenError> {
     let (alg, kid) = token::inspect_header(token)?;
     let sso = state.catalog.sso(tenant).ok_or(TokenError::NoSso)?;
+    token::precheck_issuer(token, &sso.issuer)?;
     let jwk = state
         .jwks
         .key(&sso.jwks_uri, &kid)

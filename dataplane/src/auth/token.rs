@@ -106,6 +106,23 @@ pub fn inspect_header(token: &str) -> Result<(Algorithm, String), TokenError> {
     Ok((header.alg, kid.ok_or(TokenError::NoKeyId)?))
 }
 
+/// Refuses, before any key is looked up, a token whose (still unverified) `iss` is not
+/// `issuer`: a token of another tenant's IdP is told so, and never makes this tenant's
+/// JWKS be refetched for its unknown `kid`. [`verify`] checks `iss` again, signed.
+pub fn precheck_issuer(token: &str, issuer: &str) -> Result<(), TokenError> {
+    #[derive(serde::Deserialize)]
+    struct Iss {
+        iss: Option<String>,
+    }
+    let claims = jsonwebtoken::dangerous::insecure_decode_claims::<Iss>(token)
+        .map_err(|_| TokenError::Malformed)?;
+    match claims.iss {
+        Some(iss) if iss == issuer => Ok(()),
+        Some(_) => Err(TokenError::Issuer),
+        None => Err(TokenError::Claim("iss".into())),
+    }
+}
+
 /// The decoding key of `jwk` if its type (and curve, and declared `alg`) fits `alg`.
 pub fn key_for(alg: Algorithm, jwk: &Jwk) -> Result<DecodingKey, TokenError> {
     if let Some(declared) = jwk.common.key_algorithm
@@ -365,6 +382,22 @@ mod tests {
             c.remove("sub");
         });
         assert_eq!(check(&no_sub, &sso()), Err(TokenError::Claim("sub".into())));
+    }
+
+    #[test]
+    fn another_issuer_is_refused_before_any_key_is_looked_up() {
+        let token = with(|c| {
+            c.insert("iss".into(), json!("https://idp.example/realms/st-lukes"));
+        });
+        assert_eq!(precheck_issuer(&token, ISSUER), Err(TokenError::Issuer));
+        assert_eq!(precheck_issuer(&sign(&claims()), ISSUER), Ok(()));
+        let no_iss = with(|c| {
+            c.remove("iss");
+        });
+        assert_eq!(
+            precheck_issuer(&no_iss, ISSUER),
+            Err(TokenError::Claim("iss".into()))
+        );
     }
 
     #[test]
