@@ -60,6 +60,74 @@ async fn refused(dataplane: &Process, host: &str, token: &str, what: &str) -> St
     body["message"].as_str().unwrap_or_default().to_owned()
 }
 
+/// An admin token of the stack's Keycloak.
+async fn admin_token(http: &reqwest::Client, kc: &str) -> String {
+    let user = std::env::var("KEYCLOAK_ADMIN_USER").unwrap_or_else(|_| "admin".to_owned());
+    let body: Value = http
+        .post(format!("{kc}/realms/master/protocol/openid-connect/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", "admin-cli"),
+            ("username", user.as_str()),
+            ("password", stack_var("KEYCLOAK_ADMIN_PASSWORD").as_str()),
+        ])
+        .send()
+        .await
+        .expect("Keycloak answers")
+        .json()
+        .await
+        .expect("a token response");
+    body["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no admin token: {body}"))
+        .to_owned()
+}
+
+/// A genuine access token of `user` in `realm` that lives one second: the client's
+/// access token lifespan is set to 1 s for the grant, then put back.
+async fn short_lived_token(realm: &str, user: &str) -> String {
+    let http = reqwest::Client::new();
+    let kc = stack_var("KEYCLOAK_URL").trim_end_matches('/').to_owned();
+    let admin = admin_token(&http, &kc).await;
+    let clients: Value = http
+        .get(format!(
+            "{kc}/admin/realms/{realm}/clients?clientId={}",
+            phoenix_e2e::keycloak::CLIENT_ID
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("Keycloak answers")
+        .json()
+        .await
+        .expect("clients");
+    let original = clients[0].clone();
+    let id = original["id"].as_str().expect("client id").to_owned();
+    let url = format!("{kc}/admin/realms/{realm}/clients/{id}");
+    let put = |representation: Value| {
+        let (http, url, admin) = (http.clone(), url.clone(), admin.clone());
+        async move {
+            let res = http
+                .put(&url)
+                .bearer_auth(&admin)
+                .json(&representation)
+                .send()
+                .await
+                .expect("Keycloak answers");
+            assert!(res.status().is_success(), "PUT client: {}", res.status());
+        }
+    };
+    let mut short = original.clone();
+    short["attributes"]["access.token.lifespan"] = json!("1");
+    put(short).await;
+    let grant = password_grant(realm, user).await;
+    put(original).await;
+    grant["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned()
+}
+
 fn secret_yaml() -> String {
     let secret = serde_json::to_string(&stack_var("KEYCLOAK_CLIENT_SECRET")).expect("json");
     format!(
@@ -244,9 +312,53 @@ async fn only_genuine_tokens_of_the_tenants_own_idp_open_me() {
     assert_eq!(body["tenant"], "st-lukes", "{body}");
     refused(&dataplane, MERCY_HOST, &other, "st-lukes token at mercy").await;
 
+    // A genuine token that expired (beyond the 30 s leeway).
+    let expiring = short_lived_token("mercy-general", &email).await;
+    let (_, claims) = jwt_parts(&expiring);
+    let lifetime = claims["exp"].as_i64().unwrap_or(0) - claims["iat"].as_i64().unwrap_or(0);
+    assert!(lifetime <= 1, "Keycloak issued a token for {lifetime} s");
+    tokio::time::sleep(Duration::from_secs(33)).await;
+    let why = refused(&dataplane, MERCY_HOST, &expiring, "expired").await;
+    assert!(why.contains("expired"), "{why}");
+
+    // SSO settings follow the catalog without a restart: the IdPConnection deleted, the
+    // tenant accepts no token; applied again, alice is back.
+    kubectl_ok(
+        &["delete", "idpconnection", "mercy-general", "--timeout=60s"],
+        None,
+    );
+    eventually(
+        "mercy-general stops accepting tokens",
+        Duration::from_secs(60),
+        || {
+            let (dataplane, token) = (&dataplane, token.clone());
+            async move {
+                let (status, _, body) = me(dataplane, MERCY_HOST, Some(&token)).await;
+                (status == 401 && body["message"] == "this tenant accepts no bearer tokens")
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    scenario.apply(&idps);
+    let fresh = password_grant("mercy-general", &email).await;
+    let fresh = fresh["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned();
+    eventually(
+        "mercy-general accepts tokens again",
+        Duration::from_secs(60),
+        || {
+            let (dataplane, token) = (&dataplane, fresh.clone());
+            async move { (me(dataplane, MERCY_HOST, Some(&token)).await.0 == 200).then_some(()) }
+        },
+    )
+    .await;
+
     // No token (nor a part of one) in the data plane's log.
     let log = std::fs::read_to_string(&dataplane.log).expect("read log");
-    for secret in [&token, &other] {
+    for secret in [&token, &other, &expiring, &fresh] {
         let signature = secret.rsplit('.').next().unwrap_or_default();
         assert!(!log.contains(signature), "a token reached the log");
     }
