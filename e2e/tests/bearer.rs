@@ -200,6 +200,20 @@ async fn only_genuine_tokens_of_the_tenants_own_idp_open_me() {
         "{body}"
     );
 
+    // Her ID token (same issuer, aud = the client) is not an access token.
+    let id_token = grant["id_token"].as_str().expect("id token").to_owned();
+    let why = refused(&dataplane, MERCY_HOST, &id_token, "ID token").await;
+    assert!(why.contains("not an access token"), "{why}");
+    // Bob is a nurse.
+    let bob = password_grant("mercy-general", &user_email("bob", "mercy-general")).await;
+    let bob = bob["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned();
+    let (status, _, body) = me(&dataplane, MERCY_HOST, Some(&bob)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["roles"], json!(["nurse"]), "{body}");
+
     let (header, payload) = jwt_parts(&token);
     let kid = header["kid"].as_str().expect("kid").to_owned();
     let parts: Vec<&str> = token.split('.').collect();
@@ -358,7 +372,7 @@ async fn only_genuine_tokens_of_the_tenants_own_idp_open_me() {
 
     // No token (nor a part of one) in the data plane's log.
     let log = std::fs::read_to_string(&dataplane.log).expect("read log");
-    for secret in [&token, &other, &expiring, &fresh] {
+    for secret in [&token, &other, &expiring, &fresh, &id_token, &bob] {
         let signature = secret.rsplit('.').next().unwrap_or_default();
         assert!(!log.contains(signature), "a token reached the log");
     }

@@ -70,6 +70,9 @@ pub enum TokenError {
     /// A required claim is missing or has the wrong type.
     #[error("the token lacks the claim {0}")]
     Claim(String),
+    /// The token is not an access token (an ID, refresh or logout token of the same IdP).
+    #[error("the token is not an access token")]
+    NotAccessToken,
     /// The email's domain is not allowed for this tenant.
     #[error("the user's email domain is not allowed for this tenant")]
     EmailDomain,
@@ -97,6 +100,13 @@ pub fn inspect_header(token: &str) -> Result<(Algorithm, String), TokenError> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
     if !ALLOWED.contains(&header.alg) {
         return Err(TokenError::Algorithm);
+    }
+    // RFC 9068 access tokens say `at+jwt`; others `JWT` or nothing. Anything else (a
+    // logout token, an encrypted or nested token) is not for this API.
+    if let Some(typ) = header.typ.as_deref()
+        && !["jwt", "at+jwt", "application/at+jwt"].contains(&typ.to_ascii_lowercase().as_str())
+    {
+        return Err(TokenError::NotAccessToken);
     }
     if header.jwk.is_some() || header.jku.is_some() || header.x5u.is_some() || header.x5c.is_some()
     {
@@ -200,6 +210,15 @@ pub fn verify(
 }
 
 fn identity(claims: &Map<String, Value>, sso: &SsoRow) -> Result<Identity, TokenError> {
+    // An ID token carries the same issuer and (as aud) the client id; it proves a login to
+    // the client, not a grant to call the API. Keycloak names the kind in `typ`.
+    if let Some(kind) = claims.get("typ")
+        && !kind
+            .as_str()
+            .is_some_and(|k| k.eq_ignore_ascii_case("bearer"))
+    {
+        return Err(TokenError::NotAccessToken);
+    }
     let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
     let subject = text(&sso.claim_subject)
         .filter(|s| !s.is_empty())
@@ -398,6 +417,26 @@ mod tests {
             precheck_issuer(&no_iss, ISSUER),
             Err(TokenError::Claim("iss".into()))
         );
+    }
+
+    #[test]
+    fn only_access_tokens_are_accepted() {
+        let id_token = with(|c| {
+            c.insert("typ".into(), json!("ID"));
+        });
+        assert_eq!(check(&id_token, &sso()), Err(TokenError::NotAccessToken));
+        let access = with(|c| {
+            c.insert("typ".into(), json!("Bearer"));
+        });
+        assert!(check(&access, &sso()).is_ok());
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some("k1".into());
+        header.typ = Some("logout+jwt".into());
+        let logout = encode(&header, &claims(), &key()).expect("signed");
+        assert_eq!(inspect_header(&logout), Err(TokenError::NotAccessToken));
+        header.typ = Some("at+jwt".into());
+        let rfc9068 = encode(&header, &claims(), &key()).expect("signed");
+        assert!(check(&rfc9068, &sso()).is_ok());
     }
 
     #[test]
