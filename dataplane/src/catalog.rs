@@ -60,7 +60,16 @@ pub async fn load_sso(client: &tokio_postgres::Client) -> Result<Vec<(i64, SsoRo
         phoenix_catalog::sso::COLUMNS,
         TenantState::Retired.as_str()
     );
-    let rows = client.query(&sql, &[]).await?;
+    let rows = match client.query(&sql, &[]).await {
+        Ok(rows) => rows,
+        // A catalog the operator has not migrated to catalog.sso yet (migration 3): tenants
+        // are still served, none accepts a token until it is.
+        Err(error) if error.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+            tracing::warn!("catalog.sso does not exist yet; no tenant accepts bearer tokens");
+            return Ok(Vec::new());
+        }
+        Err(error) => return Err(error.into()),
+    };
     let mut sso = Vec::with_capacity(rows.len());
     for row in &rows {
         match SsoRow::from_row(row) {
