@@ -6,6 +6,7 @@ use axum::Router;
 use axum::extract::FromRef;
 use axum::middleware;
 
+use crate::auth::jwks::{self, HttpJwks, JwksCache};
 use crate::catalog::Catalog;
 use crate::db::{Database, DatabaseProbe};
 use crate::metrics::{self, Metrics};
@@ -23,6 +24,8 @@ pub struct AppState {
     pub probe: Arc<dyn DatabaseProbe>,
     /// The process's metrics.
     pub metrics: Metrics,
+    /// The signing keys of the tenants' identity providers.
+    pub jwks: JwksCache,
     started_at: jiff::Timestamp,
 }
 
@@ -43,8 +46,15 @@ impl AppState {
             probe: Arc::new(database.clone()),
             database,
             metrics,
+            jwks: JwksCache::new(Arc::new(HttpJwks::new()), jwks::MIN_REFRESH),
             started_at: jiff::Timestamp::now(),
         }
+    }
+
+    /// Keys come from `jwks` instead of the issuers' endpoints (for tests).
+    pub fn with_jwks(mut self, jwks: JwksCache) -> Self {
+        self.jwks = jwks;
+        self
     }
 
     /// Readiness asks `probe` instead of the database (for tests).

@@ -11,13 +11,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use phoenix_catalog::tenants::COLUMNS;
-pub use phoenix_catalog::{Isolation, RowError, TenantRecord, TenantRow, TenantState};
+pub use phoenix_catalog::{Isolation, RowError, SsoRow, TenantRecord, TenantRow, TenantState};
 
 /// Why the catalog could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     /// The query failed (connection lost, permission denied, schema missing).
-    #[error("reading catalog.tenants failed")]
+    #[error("reading the catalog (catalog.tenants, catalog.sso) failed")]
     Query(#[from] tokio_postgres::Error),
     /// A column is missing or has another type than this version expects.
     #[error(transparent)]
@@ -49,9 +49,44 @@ pub async fn load_tenants(
     Ok(tenants)
 }
 
+/// Reads the SSO settings of every live tenant from `catalog.sso`, by tenant id.
+///
+/// A row this version cannot read (a protocol added by a newer operator) is logged and left
+/// out: that tenant then accepts no token, the safe side.
+pub async fn load_sso(client: &tokio_postgres::Client) -> Result<Vec<(i64, SsoRow)>, CatalogError> {
+    let sql = format!(
+        "SELECT {} FROM catalog.sso WHERE tenant_id IN \
+         (SELECT id FROM catalog.tenants WHERE state <> '{}') ORDER BY tenant_id",
+        phoenix_catalog::sso::COLUMNS,
+        TenantState::Retired.as_str()
+    );
+    let rows = match client.query(&sql, &[]).await {
+        Ok(rows) => rows,
+        // A catalog the operator has not migrated to catalog.sso yet (migration 3): tenants
+        // are still served, none accepts a token until it is.
+        Err(error) if error.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+            tracing::warn!("catalog.sso does not exist yet; no tenant accepts bearer tokens");
+            return Ok(Vec::new());
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let mut sso = Vec::with_capacity(rows.len());
+    for row in &rows {
+        match SsoRow::from_row(row) {
+            Ok(entry) => sso.push(entry),
+            Err(error @ RowError::Unknown { .. }) => {
+                tracing::error!(error = %crate::error::Report(&error), "SSO settings left out of the catalog");
+            }
+            Err(error) => return Err(CatalogError::Row(error)),
+        }
+    }
+    Ok(sso)
+}
+
 #[derive(Debug, Default)]
 struct Snapshot {
     by_host: HashMap<String, Arc<TenantRecord>>,
+    sso: HashMap<i64, Arc<SsoRow>>,
     loaded: bool,
 }
 
@@ -81,6 +116,17 @@ impl Catalog {
     /// Host names are compared lowercased. Should two live rows differ only in case, the
     /// one with the lower id (the first given) wins.
     pub fn replace(&self, tenants: impl IntoIterator<Item = TenantRecord>) -> usize {
+        self.replace_with_sso(tenants, [])
+    }
+
+    /// Replaces every tenant and every tenant's SSO settings at once (see [`Catalog::replace`]).
+    ///
+    /// SSO settings of a tenant not held are dropped.
+    pub fn replace_with_sso(
+        &self,
+        tenants: impl IntoIterator<Item = TenantRecord>,
+        sso: impl IntoIterator<Item = (i64, SsoRow)>,
+    ) -> usize {
         let mut by_host = HashMap::new();
         // A retired tenant is never served, whoever hands it over.
         let live = tenants
@@ -102,8 +148,15 @@ impl Catalog {
             by_host.insert(host, Arc::new(tenant));
         }
         let len = by_host.len();
+        let held: std::collections::HashSet<i64> = by_host.values().map(|t| t.id).collect();
+        let sso = sso
+            .into_iter()
+            .filter(|(id, _)| held.contains(id))
+            .map(|(id, row)| (id, Arc::new(row)))
+            .collect();
         let snapshot = Arc::new(Snapshot {
             by_host,
+            sso,
             loaded: true,
         });
         // Nothing can panic while the lock is held, so a poisoned lock still holds a
@@ -115,6 +168,11 @@ impl Catalog {
     /// The live tenant served at `host` (already stripped of its port and lowercased).
     pub fn get(&self, host: &str) -> Option<Arc<TenantRecord>> {
         self.snapshot().by_host.get(host).cloned()
+    }
+
+    /// The SSO settings of the held tenant `tenant` (by its catalog id), if it has any.
+    pub fn sso(&self, tenant: &TenantRecord) -> Option<Arc<SsoRow>> {
+        self.snapshot().sso.get(&tenant.id).cloned()
     }
 
     /// Whether the catalog has been loaded from the database at least once.
@@ -148,7 +206,7 @@ mod tests {
 
     fn tenant(name: &str, hostname: &str, state: TenantState) -> TenantRecord {
         TenantRecord {
-            id: 1,
+            id: i64::from(name.bytes().map(u32::from).sum::<u32>()),
             row: TenantRow {
                 uid: format!("uid-{name}"),
                 name: name.into(),
@@ -207,6 +265,50 @@ mod tests {
         ]);
         assert_eq!(catalog.len(), 1);
         assert!(catalog.get("gone.example.org").is_none());
+    }
+
+    fn sso(issuer: &str) -> SsoRow {
+        SsoRow {
+            idp_uid: "idp-uid".into(),
+            idp_name: "idp".into(),
+            protocol: phoenix_catalog::sso::Protocol::Oidc,
+            issuer: issuer.into(),
+            jwks_uri: format!("{issuer}/certs"),
+            client_id: "phoenix-dataplane".into(),
+            audiences: vec!["phoenix-dataplane".into()],
+            claim_subject: "sub".into(),
+            claim_email: "email".into(),
+            claim_groups: "groups".into(),
+            claim_name: "name".into(),
+            role_mapping: vec![],
+            allowed_email_domains: vec![],
+            scim_enabled: false,
+            generation: 1,
+        }
+    }
+
+    #[test]
+    fn sso_settings_are_found_by_tenant_and_only_for_held_tenants() {
+        let a = tenant("a", "a.example.org", TenantState::Active);
+        let b = tenant("b", "b.example.org", TenantState::Active);
+        let gone = tenant("gone", "gone.example.org", TenantState::Retired);
+        let catalog = Catalog::new();
+        catalog.replace_with_sso(
+            [a.clone(), b.clone(), gone.clone()],
+            [
+                (a.id, sso("https://idp/a")),
+                (gone.id, sso("https://idp/gone")),
+            ],
+        );
+        assert_eq!(
+            catalog.sso(&a).map(|s| s.issuer.clone()),
+            Some("https://idp/a".into())
+        );
+        assert!(catalog.sso(&b).is_none());
+        assert!(catalog.sso(&gone).is_none());
+        // A reload without the row removes it.
+        catalog.replace_with_sso([a.clone()], []);
+        assert!(catalog.sso(&a).is_none());
     }
 
     #[test]

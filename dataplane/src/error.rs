@@ -49,6 +49,9 @@ pub enum ApiError {
         /// Request path, without query.
         path: String,
     },
+    /// No valid bearer token; the text says why, never what the token was.
+    #[error("{0}")]
+    Unauthenticated(crate::auth::TokenError),
     /// The database failed; details go to the log only.
     #[error("database unavailable")]
     Database(#[source] DbError),
@@ -98,6 +101,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::MissingHost | Self::InvalidHost => StatusCode::BAD_REQUEST,
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::UnknownTenant { .. } | Self::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             Self::TenantSuspended { .. } | Self::Transaction(TxError::OtherTenant(_)) => {
                 StatusCode::FORBIDDEN
@@ -120,6 +124,8 @@ impl ApiError {
         match self {
             Self::MissingHost => "missing_host",
             Self::InvalidHost => "invalid_host",
+            Self::Unauthenticated(crate::auth::TokenError::Missing) => "unauthenticated",
+            Self::Unauthenticated(_) => "invalid_token",
             Self::UnknownTenant { .. } => "unknown_tenant",
             Self::TenantSuspended { .. } => "tenant_suspended",
             Self::RouteNotFound { .. } => "not_found",
@@ -134,6 +140,7 @@ impl ApiError {
         match self {
             Self::MissingHost => (IssueSeverity::Error, IssueType::Required),
             Self::InvalidHost => (IssueSeverity::Error, IssueType::Value),
+            Self::Unauthenticated(_) => (IssueSeverity::Error, IssueType::Login),
             Self::UnknownTenant { .. } | Self::RouteNotFound { .. } => {
                 (IssueSeverity::Error, IssueType::NotFound)
             }

@@ -61,6 +61,8 @@ pub enum IssueType {
     Required,
     /// A value (e.g. the Host header) is malformed.
     Value,
+    /// No valid credentials (bearer token).
+    Login,
     /// The tenant or route does not exist.
     NotFound,
     /// The tenant exists but is suspended.

@@ -6,6 +6,7 @@
 //! with [`server::Dataplane::start`].
 
 pub mod app;
+pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod db;

@@ -2,6 +2,7 @@
 
 pub mod fhir;
 pub mod health;
+pub mod me;
 
 use axum::Router;
 use axum::extract::OriginalUri;
@@ -9,6 +10,7 @@ use axum::http::Method;
 use axum::middleware;
 
 use crate::app::AppState;
+use crate::auth::authenticate;
 use crate::error::ApiError;
 use crate::tenant::resolve_tenant;
 
@@ -17,15 +19,21 @@ use crate::tenant::resolve_tenant;
 /// API renders its errors its own way (FHIR: `OperationOutcome`), including its unknown
 /// paths and wrong methods.
 ///
-/// Authentication goes here too, as a second `route_layer` after tenant resolution, before
-/// any clinical route is added; `/fhir/metadata` stays public, as FHIR requires.
+/// Authenticated routes add [`authenticate`] as a `route_layer` before tenant resolution
+/// (so it runs after it); `/fhir/metadata` stays public, as FHIR requires.
 pub fn tenant_routes(state: AppState) -> Router<AppState> {
+    let me = me::router()
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            resolve_tenant,
+        ));
     let fhir = fhir::router()
         .route_layer(middleware::from_fn_with_state(state, resolve_tenant))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(middleware::map_response(crate::fhir::render_errors));
-    Router::new().nest("/fhir", fhir)
+    Router::new().merge(me).nest("/fhir", fhir)
 }
 
 /// Fallback for paths no route matches. Names the full path, also inside a nested router.

@@ -289,3 +289,13 @@ async fn a_tls_only_database_is_followed_over_verified_tls() {
     served_as(&client, &dataplane, "tls.example.org", 200).await;
     dataplane.stop().await.expect("clean stop");
 }
+
+#[tokio::test]
+async fn a_catalog_without_catalog_sso_still_serves_its_tenants() {
+    let (db, dataplane, client) = started().await;
+    // A catalog not migrated to catalog.sso yet (older operator).
+    db.execute("DROP TABLE catalog.sso CASCADE").await;
+    db.insert_tenant("mercy", "mercy.example.org").await;
+    served_as(&client, &dataplane, "mercy.example.org", 200).await;
+    dataplane.stop().await.expect("clean stop");
+}

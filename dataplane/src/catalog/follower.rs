@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep, timeout};
 use tokio_postgres::{AsyncMessage, Client};
 
-use super::{Catalog, CatalogError, load_tenants};
+use super::{Catalog, CatalogError, load_sso, load_tenants};
 use crate::db::DbTarget;
 use crate::error::Report;
 use crate::metrics::Metrics;
@@ -262,14 +262,18 @@ impl CatalogFollower {
 
     async fn reload(&self, client: &Client) -> Result<usize, FollowError> {
         let timeout_after = self.settings.query_timeout;
-        let loaded = match timeout(timeout_after, load_tenants(client)).await {
+        // Tenants and their SSO settings are read together; a change between the two reads
+        // is notified and loaded by the next reload.
+        let load =
+            async { Ok::<_, CatalogError>((load_tenants(client).await?, load_sso(client).await?)) };
+        let loaded = match timeout(timeout_after, load).await {
             Ok(Ok(tenants)) => Ok(tenants),
             Ok(Err(error)) => Err(FollowError::Load(error)),
             Err(_) => Err(FollowError::Timeout(timeout_after)),
         };
         match loaded {
-            Ok(tenants) => {
-                let count = self.catalog.replace(tenants);
+            Ok((tenants, sso)) => {
+                let count = self.catalog.replace_with_sso(tenants, sso);
                 self.metrics.catalog_reloaded(count);
                 Ok(count)
             }
