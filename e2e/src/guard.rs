@@ -222,10 +222,12 @@ fn tidy_rows(names: Vec<String>) {
 async fn tidy_region(region: &str, names: &[String]) -> Result<(), String> {
     let dsn =
         std::env::var(format!("PG_ADMIN_DSN_{}", upper(region))).map_err(|e| e.to_string())?;
-    let (db, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+    // Over TLS where the stack's DSN asks for it (eu-west-1), as `crate::pg` connects.
+    let db = phoenix_catalog::connect::parse(&dsn)
+        .map_err(|e| e.to_string())?
+        .connect()
         .await
         .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
     let ids: Vec<i64> = db
         .query(
             "SELECT id FROM catalog.tenants WHERE name = ANY($1)",
