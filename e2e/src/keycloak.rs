@@ -27,6 +27,33 @@ pub fn keycloak_url() -> String {
     stack_var("KEYCLOAK_URL").trim_end_matches('/').to_owned()
 }
 
+/// An access token of the stack's Keycloak admin (master realm, `admin-cli`), for the
+/// admin REST API.
+pub async fn admin_token(http: &reqwest::Client) -> String {
+    let user = std::env::var("KEYCLOAK_ADMIN_USER").unwrap_or_else(|_| "admin".to_owned());
+    let body: Value = http
+        .post(format!(
+            "{}/realms/master/protocol/openid-connect/token",
+            keycloak_url()
+        ))
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", "admin-cli"),
+            ("username", user.as_str()),
+            ("password", stack_var("KEYCLOAK_ADMIN_PASSWORD").as_str()),
+        ])
+        .send()
+        .await
+        .expect("Keycloak answers")
+        .json()
+        .await
+        .expect("a token response");
+    body["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no admin token: {body}"))
+        .to_owned()
+}
+
 /// `$KEYCLOAK_URL/realms/<realm>`: the issuer Keycloak announces for `realm`.
 pub fn realm_url(realm: &str) -> String {
     format!("{}/realms/{realm}", keycloak_url())

@@ -242,19 +242,34 @@ impl Process {
         }
     }
 
-    /// Starts the operator with the given resync period (leader election on, 5 s lease).
+    /// Starts the operator with the given resync period (leader election on, 5 s lease)
+    /// and waits until it leads.
     pub async fn operator(resync_seconds: u64) -> Self {
-        Self::operator_named("e2e-operator", resync_seconds).await
+        Self::operator_with("e2e-operator", resync_seconds, &[]).await
     }
 
-    /// Starts an operator replica whose log is `<name>.log`.
+    /// Starts an operator replica whose log is `<name>.log`; it may lead or stand by.
     pub async fn operator_named(name: &str, resync_seconds: u64) -> Self {
-        Self::operator_with(name, resync_seconds, &[]).await
+        Self::spawn_operator(name, resync_seconds, &[]).await
     }
 
-    /// Starts an operator replica whose log is `<name>.log`, with `extra` environment
-    /// (e.g. `REGION_RESYNC_SECONDS`).
+    /// Starts an operator whose log is `<name>.log`, with `extra` environment (e.g.
+    /// `REGION_RESYNC_SECONDS`), and waits until it leads: a scenario must never pass or
+    /// fail against another operator holding the lease (such as the quick start's).
     pub async fn operator_with(name: &str, resync_seconds: u64, extra: &[(&str, &str)]) -> Self {
+        let p = Self::spawn_operator(name, resync_seconds, extra).await;
+        let start = Instant::now();
+        while p.metric("phoenix_operator_leader").await != Some(1.0) {
+            assert!(
+                start.elapsed() < Duration::from_secs(45),
+                "operator {name} did not take the lease phoenix-operator within 45 s: another operator holds it (stop the quick start's: kill $(cat .stack/pids/operator.pid))"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        p
+    }
+
+    async fn spawn_operator(name: &str, resync_seconds: u64, extra: &[(&str, &str)]) -> Self {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let mut env = vec![

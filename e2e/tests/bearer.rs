@@ -10,7 +10,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use phoenix_e2e::guard::ScenarioGuard;
-use phoenix_e2e::keycloak::{get_json, jwt_parts, password_grant, realm_url, user_email};
+use phoenix_e2e::keycloak::{
+    admin_token, get_json, jwt_parts, password_grant, realm_url, user_email,
+};
 use phoenix_e2e::scenario::*;
 use phoenix_e2e::*;
 use serde_json::{Value, json};
@@ -60,35 +62,12 @@ async fn refused(dataplane: &Process, host: &str, token: &str, what: &str) -> St
     body["message"].as_str().unwrap_or_default().to_owned()
 }
 
-/// An admin token of the stack's Keycloak.
-async fn admin_token(http: &reqwest::Client, kc: &str) -> String {
-    let user = std::env::var("KEYCLOAK_ADMIN_USER").unwrap_or_else(|_| "admin".to_owned());
-    let body: Value = http
-        .post(format!("{kc}/realms/master/protocol/openid-connect/token"))
-        .form(&[
-            ("grant_type", "password"),
-            ("client_id", "admin-cli"),
-            ("username", user.as_str()),
-            ("password", stack_var("KEYCLOAK_ADMIN_PASSWORD").as_str()),
-        ])
-        .send()
-        .await
-        .expect("Keycloak answers")
-        .json()
-        .await
-        .expect("a token response");
-    body["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no admin token: {body}"))
-        .to_owned()
-}
-
 /// A genuine access token of `user` in `realm` that lives one second: the client's
 /// access token lifespan is set to 1 s for the grant, then put back.
 async fn short_lived_token(realm: &str, user: &str) -> String {
     let http = reqwest::Client::new();
     let kc = stack_var("KEYCLOAK_URL").trim_end_matches('/').to_owned();
-    let admin = admin_token(&http, &kc).await;
+    let admin = admin_token(&http).await;
     let clients: Value = http
         .get(format!(
             "{kc}/admin/realms/{realm}/clients?clientId={}",

@@ -8,6 +8,7 @@ use kube::Api;
 use phoenix_crds::IdPConnection;
 use phoenix_e2e::events::{Regarding, instant, wait_event};
 use phoenix_e2e::guard::ScenarioGuard;
+use phoenix_e2e::keycloak::admin_token;
 use phoenix_e2e::scenario::*;
 use phoenix_e2e::*;
 
@@ -39,29 +40,6 @@ async fn idp_ready(name: &str, status: &str) -> (String, String, IdPConnection) 
         },
     )
     .await
-}
-
-/// An admin token of the stack's Keycloak.
-async fn admin_token(http: &reqwest::Client, kc: &str) -> String {
-    let user = std::env::var("KEYCLOAK_ADMIN_USER").unwrap_or_else(|_| "admin".to_owned());
-    let body: serde_json::Value = http
-        .post(format!("{kc}/realms/master/protocol/openid-connect/token"))
-        .form(&[
-            ("grant_type", "password"),
-            ("client_id", "admin-cli"),
-            ("username", user.as_str()),
-            ("password", stack_var("KEYCLOAK_ADMIN_PASSWORD").as_str()),
-        ])
-        .send()
-        .await
-        .expect("Keycloak answers")
-        .json()
-        .await
-        .expect("a token response");
-    body["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no admin token: {body}"))
-        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,7 +241,7 @@ async fn idp_connections_against_keycloak_say_what_is_wrong_and_follow_key_rotat
 
     // Keycloak gets a new signing key: the next validation sees it, without a restart.
     let http = reqwest::Client::new();
-    let token = admin_token(&http, &kc).await;
+    let token = admin_token(&http).await;
     let realm: serde_json::Value = http
         .get(format!("{kc}/admin/realms/mercy-general"))
         .bearer_auth(&token)

@@ -113,6 +113,32 @@ impl KubeSecrets {
     }
 }
 
+/// An `Opaque` Secret holding `data`.
+fn opaque(
+    namespace: &str,
+    name: &str,
+    labels: BTreeMap<String, String>,
+    owner: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
+    data: &BTreeMap<String, String>,
+) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(labels),
+            owner_references: owner.map(|o| vec![o]),
+            ..Default::default()
+        },
+        data: Some(
+            data.iter()
+                .map(|(k, v)| (k.clone(), ByteString(v.clone().into_bytes())))
+                .collect(),
+        ),
+        type_: Some("Opaque".to_owned()),
+        ..Default::default()
+    }
+}
+
 fn decode(secret: &Secret) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for (k, v) in secret.data.iter().flatten() {
@@ -187,21 +213,7 @@ impl SecretStore for KubeSecrets {
             name: name.to_owned(),
             source,
         };
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some(name.to_owned()),
-                namespace: Some(namespace.to_owned()),
-                labels: Some(labels),
-                ..Default::default()
-            },
-            data: Some(
-                data.iter()
-                    .map(|(k, v)| (k.clone(), ByteString(v.clone().into_bytes())))
-                    .collect(),
-            ),
-            type_: Some("Opaque".to_owned()),
-            ..Default::default()
-        };
+        let secret = opaque(namespace, name, labels, None, &data);
         match api.create(&PostParams::default(), &secret).await {
             Ok(_) => Ok((data, true)),
             // Another replica created it first: use theirs.
@@ -222,22 +234,7 @@ impl SecretStore for KubeSecrets {
         data: BTreeMap<String, String>,
     ) -> Result<(), SecretError> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some(name.to_owned()),
-                namespace: Some(namespace.to_owned()),
-                labels: Some(labels),
-                owner_references: owner.map(|o| vec![o]),
-                ..Default::default()
-            },
-            data: Some(
-                data.into_iter()
-                    .map(|(k, v)| (k, ByteString(v.into_bytes())))
-                    .collect(),
-            ),
-            type_: Some("Opaque".to_owned()),
-            ..Default::default()
-        };
+        let secret = opaque(namespace, name, labels, owner, &data);
         api.patch(
             name,
             &kube::api::PatchParams::apply("phoenix-operator").force(),

@@ -27,11 +27,7 @@ async fn a_region_database_behind_verified_tls_is_created_and_migrated() {
         migrations::latest_version()
     );
     drop(region);
-    let server = support::connect(&admin).await;
-    server
-        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .await
-        .expect("drop");
+    support::drop_database(&admin, &name).await;
 }
 
 #[tokio::test]

@@ -101,6 +101,15 @@ impl Drop for TestDb {
     }
 }
 
+/// Drops database `name` on the server of `admin`, with its connections.
+pub async fn drop_database(admin: &(impl Clone + Into<PgTarget>), name: &str) {
+    connect(admin)
+        .await
+        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .await
+        .expect("drop the test database");
+}
+
 pub fn rand_suffix() -> String {
     use rand::Rng;
     rand::rng()
