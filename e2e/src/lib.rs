@@ -250,7 +250,17 @@ impl Process {
 
     /// Starts an operator replica whose log is `<name>.log`; it may lead or stand by.
     pub async fn operator_named(name: &str, resync_seconds: u64) -> Self {
-        Self::spawn_operator(name, resync_seconds, &[]).await
+        Self::operator_standing_by(name, resync_seconds, &[]).await
+    }
+
+    /// Starts an operator replica whose log is `<name>.log`, with `extra` environment, without
+    /// waiting for it to lead.
+    pub async fn operator_standing_by(
+        name: &str,
+        resync_seconds: u64,
+        extra: &[(&str, &str)],
+    ) -> Self {
+        Self::spawn_operator(name, resync_seconds, extra).await
     }
 
     /// Starts an operator whose log is `<name>.log`, with `extra` environment (e.g.
@@ -364,13 +374,18 @@ impl Process {
         self.kill_hard();
     }
 
-    /// The JSON lines this process has logged so far (other lines are skipped).
-    pub fn json_log(&self) -> Vec<serde_json::Value> {
+    /// What this process has logged so far (not the earlier lines of its log file).
+    pub fn own_log(&self) -> String {
         let text = std::fs::read(&self.log).unwrap_or_default();
         let own = text
             .get(usize::try_from(self.log_start).unwrap_or(0)..)
             .unwrap_or_default();
-        String::from_utf8_lossy(own)
+        String::from_utf8_lossy(own).into_owned()
+    }
+
+    /// The JSON lines this process has logged so far (other lines are skipped).
+    pub fn json_log(&self) -> Vec<serde_json::Value> {
+        self.own_log()
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()

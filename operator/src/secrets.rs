@@ -50,8 +50,10 @@ pub enum SecretError {
         name: String,
     },
     /// The API server failed.
-    #[error("reading secret {namespace}/{name}: {source}")]
+    #[error("{action} secret {namespace}/{name}: {source}")]
     Api {
+        /// What was asked: `reading`, `creating`, `writing` or `deleting`.
+        action: &'static str,
         /// Namespace.
         namespace: String,
         /// Name.
@@ -160,6 +162,7 @@ impl SecretStore for KubeSecrets {
             .get_opt(&r.name)
             .await
             .map_err(|source| SecretError::Api {
+                action: "reading",
                 namespace: r.namespace.clone(),
                 name: r.name.clone(),
                 source,
@@ -193,6 +196,7 @@ impl SecretStore for KubeSecrets {
     ) -> Result<Option<BTreeMap<String, String>>, SecretError> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
         let secret = api.get_opt(name).await.map_err(|source| SecretError::Api {
+            action: "reading",
             namespace: namespace.to_owned(),
             name: name.to_owned(),
             source,
@@ -209,6 +213,7 @@ impl SecretStore for KubeSecrets {
     ) -> Result<(BTreeMap<String, String>, bool), SecretError> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
         let err = |source| SecretError::Api {
+            action: "creating",
             namespace: namespace.to_owned(),
             name: name.to_owned(),
             source,
@@ -243,6 +248,7 @@ impl SecretStore for KubeSecrets {
         .await
         .map(|_| ())
         .map_err(|source| SecretError::Api {
+            action: "writing",
             namespace: namespace.to_owned(),
             name: name.to_owned(),
             source,
@@ -255,6 +261,7 @@ impl SecretStore for KubeSecrets {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
             Err(source) => Err(SecretError::Api {
+                action: "deleting",
                 namespace: namespace.to_owned(),
                 name: name.to_owned(),
                 source,
