@@ -173,10 +173,10 @@ pub fn scim_response(status: StatusCode, body: &Value, version: Option<i32>) -> 
     let mut response = (status, body.to_string()).into_response();
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
-    if let Some(version) = version {
-        if let Ok(value) = HeaderValue::from_str(&etag(version)) {
-            headers.insert(ETAG, value);
-        }
+    if let Some(version) = version
+        && let Ok(value) = HeaderValue::from_str(&etag(version))
+    {
+        headers.insert(ETAG, value);
     }
     if status == StatusCode::CREATED {
         let location = body

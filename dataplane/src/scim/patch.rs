@@ -149,23 +149,19 @@ pub fn apply(
 // attributes, or an attribute path.
 fn expand(key: &str, value: &Value) -> Result<Vec<(AttrPath, Value)>, PatchError> {
     let invalid = |e: path::PathError| PatchError::InvalidPath(e.to_string());
-    if key.to_ascii_lowercase().starts_with("urn:") {
-        if let Value::Object(inner) = value {
-            if !key
-                .to_ascii_lowercase()
-                .starts_with("urn:ietf:params:scim:schemas:core:")
-                || parse_attr_path(key).is_err()
-            {
-                return inner
-                    .iter()
-                    .map(|(k, v)| {
-                        let mut attr = parse_attr_path(k).map_err(invalid)?;
-                        attr.uri = Some(key.to_owned());
-                        Ok((attr, v.clone()))
-                    })
-                    .collect();
-            }
-        }
+    let lower = key.to_ascii_lowercase();
+    let extension = lower.starts_with("urn:")
+        && (!lower.starts_with("urn:ietf:params:scim:schemas:core:")
+            || parse_attr_path(key).is_err());
+    if extension && let Value::Object(inner) = value {
+        return inner
+            .iter()
+            .map(|(k, v)| {
+                let mut attr = parse_attr_path(k).map_err(invalid)?;
+                attr.uri = Some(key.to_owned());
+                Ok((attr, v.clone()))
+            })
+            .collect();
     }
     Ok(vec![(
         parse_attr_path(key).map_err(invalid)?,
@@ -332,10 +328,10 @@ fn remove_plain(
 }
 
 fn remove_field(object: &mut Value, name: &str) {
-    if let Value::Object(map) = object {
-        if let Some(key) = key_of(map, name).cloned() {
-            map.remove(&key);
-        }
+    if let Value::Object(map) = object
+        && let Some(key) = key_of(map, name).cloned()
+    {
+        map.remove(&key);
     }
 }
 
