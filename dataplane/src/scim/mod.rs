@@ -190,6 +190,14 @@ pub fn scim_response(status: StatusCode, body: &Value, version: Option<i32>) -> 
     response
 }
 
+/// The version a rendered resource's `meta.version` (a weak ETag) carries.
+pub fn version_of(resource: &Value) -> Option<i32> {
+    resource
+        .pointer("/meta/version")
+        .and_then(Value::as_str)
+        .and_then(|v| v.trim_start_matches("W/").trim_matches('"').parse().ok())
+}
+
 /// Whether `text` is a UUID in its hyphenated form (resource ids are; anything else names
 /// no resource and must not reach a `::uuid` cast).
 pub fn is_uuid(text: &str) -> bool {
