@@ -43,6 +43,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "scim_tokens",
         sql: include_str!("../migrations/0004_scim_tokens.sql"),
     },
+    Migration {
+        version: 5,
+        name: "scim",
+        sql: include_str!("../migrations/0005_scim.sql"),
+    },
 ];
 
 /// The version a fully migrated database has.
@@ -86,29 +91,71 @@ mod tests {
         assert_eq!(pending(latest_version()).count(), 0);
     }
 
+    // Where `table` is created, in whichever migration.
+    fn table_body(table: &str) -> &'static str {
+        let create = format!("CREATE TABLE {table} (");
+        let sql = MIGRATIONS
+            .iter()
+            .map(|m| m.sql)
+            .find(|sql| sql.contains(&create))
+            .unwrap_or_else(|| panic!("{table} is created by no migration"));
+        let body = &sql[sql.find(&create).unwrap_or(0)..];
+        &body[..body.find(");").unwrap_or(body.len())]
+    }
+
     #[test]
-    fn every_clinical_table_carries_tenant_id_first_in_its_key() {
-        let clinical = MIGRATIONS[1].sql;
+    fn every_tenant_table_carries_tenant_id_first_in_its_key() {
         for table in crate::rls::TENANT_TABLES {
-            let short = table.trim_start_matches("clinical.");
-            let start = clinical
-                .find(&format!("CREATE TABLE {table} ("))
-                .unwrap_or_else(|| panic!("{table} missing"));
-            let body = &clinical[start..];
-            let end = body.find(");").unwrap_or(body.len());
-            let body = &body[..end];
-            assert!(body.contains("tenant_id "), "{short} has no tenant_id");
+            let body = table_body(table);
+            assert!(body.contains("tenant_id "), "{table} has no tenant_id");
             assert!(
-                body.contains("PRIMARY KEY (tenant_id, id)"),
-                "{short} key does not lead with tenant_id"
+                body.contains("PRIMARY KEY (tenant_id, "),
+                "{table} key does not lead with tenant_id"
             );
         }
-        for line in clinical.lines().filter(|l| l.starts_with("CREATE INDEX")) {
-            assert!(
-                line.contains("(tenant_id,"),
-                "index does not lead with tenant_id: {line}"
-            );
+    }
+
+    #[test]
+    fn every_index_of_every_migration_leads_with_tenant_id() {
+        for migration in MIGRATIONS {
+            for line in migration.sql.lines().filter(|l| {
+                (l.starts_with("CREATE INDEX") || l.starts_with("CREATE UNIQUE INDEX"))
+                    && l.contains(" ON clinical.")
+            }) {
+                assert!(
+                    line.contains("(tenant_id,"),
+                    "index does not lead with tenant_id: {line}"
+                );
+            }
         }
+    }
+
+    #[test]
+    fn every_table_of_schema_clinical_is_a_tenant_table() {
+        for migration in MIGRATIONS {
+            for line in migration.sql.lines() {
+                if let Some(rest) = line.strip_prefix("CREATE TABLE clinical.") {
+                    let name = format!("clinical.{}", rest.split_whitespace().next().unwrap_or(""));
+                    assert!(
+                        crate::rls::TENANT_TABLES.contains(&name.as_str()),
+                        "{name} (migration {}) is not in TENANT_TABLES, so not under RLS",
+                        migration.name
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn scim_user_names_are_unique_per_tenant_case_insensitively() {
+        let scim = MIGRATIONS
+            .iter()
+            .find(|m| m.name == "scim")
+            .map(|m| m.sql)
+            .unwrap_or_default();
+        assert!(scim.contains(
+            "CREATE UNIQUE INDEX scim_users_user_name ON clinical.scim_users (tenant_id, lower(user_name));"
+        ));
     }
 
     #[test]

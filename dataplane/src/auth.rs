@@ -6,6 +6,7 @@
 //! row ([`token::verify`]) and hands the [`Principal`] to handlers. A refused request answers
 //! 401 with a `WWW-Authenticate: Bearer` challenge (RFC 6750). No token ever reaches a log.
 
+pub mod access;
 pub mod jwks;
 pub mod token;
 
@@ -80,6 +81,17 @@ pub async fn authenticate(
 ) -> Response {
     let checked = match bearer(request.headers()) {
         Ok(token) => authenticate_token(&state, &tenant, token).await,
+        Err(error) => Err(error),
+    };
+    let checked = match checked {
+        Ok(identity) => match access::admit(&state, &tenant, &identity).await {
+            Ok(()) => Ok(identity),
+            Err(access::AccessError::NotProvisioned) => Err(TokenError::NotProvisioned),
+            // The database failed: refused as the database's failure (503 or 500, logged).
+            Err(access::AccessError::Unavailable(error)) => {
+                return ApiError::from(error).into_response();
+            }
+        },
         Err(error) => Err(error),
     };
     match checked {

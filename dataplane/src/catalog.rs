@@ -6,18 +6,20 @@
 //! blocks a request for longer than an `Arc` clone.
 
 pub mod follower;
+pub mod scim_tokens;
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use phoenix_catalog::tenants::COLUMNS;
 pub use phoenix_catalog::{Isolation, RowError, SsoRow, TenantRecord, TenantRow, TenantState};
+pub use scim_tokens::{ScimToken, load_scim_tokens, token_hash};
 
 /// Why the catalog could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     /// The query failed (connection lost, permission denied, schema missing).
-    #[error("reading the catalog (catalog.tenants, catalog.sso) failed")]
+    #[error("reading the catalog (catalog.tenants, catalog.sso, catalog.scim_tokens) failed")]
     Query(#[from] tokio_postgres::Error),
     /// A column is missing or has another type than this version expects.
     #[error(transparent)]
@@ -87,6 +89,7 @@ pub async fn load_sso(client: &tokio_postgres::Client) -> Result<Vec<(i64, SsoRo
 struct Snapshot {
     by_host: HashMap<String, Arc<TenantRecord>>,
     sso: HashMap<i64, Arc<SsoRow>>,
+    scim_tokens: HashMap<String, ScimToken>,
     loaded: bool,
 }
 
@@ -127,6 +130,17 @@ impl Catalog {
         tenants: impl IntoIterator<Item = TenantRecord>,
         sso: impl IntoIterator<Item = (i64, SsoRow)>,
     ) -> usize {
+        self.replace_all(tenants, sso, [])
+    }
+
+    /// Replaces tenants, SSO settings and SCIM token hashes at once (see
+    /// [`Catalog::replace`]); settings and tokens of a tenant not held are dropped.
+    pub fn replace_all(
+        &self,
+        tenants: impl IntoIterator<Item = TenantRecord>,
+        sso: impl IntoIterator<Item = (i64, SsoRow)>,
+        scim_tokens: impl IntoIterator<Item = (String, ScimToken)>,
+    ) -> usize {
         let mut by_host = HashMap::new();
         // A retired tenant is never served, whoever hands it over.
         let live = tenants
@@ -154,9 +168,14 @@ impl Catalog {
             .filter(|(id, _)| held.contains(id))
             .map(|(id, row)| (id, Arc::new(row)))
             .collect();
+        let scim_tokens = scim_tokens
+            .into_iter()
+            .filter(|(_, token)| held.contains(&token.tenant_id))
+            .collect();
         let snapshot = Arc::new(Snapshot {
             by_host,
             sso,
+            scim_tokens,
             loaded: true,
         });
         // Nothing can panic while the lock is held, so a poisoned lock still holds a
@@ -173,6 +192,16 @@ impl Catalog {
     /// The SSO settings of the held tenant `tenant` (by its catalog id), if it has any.
     pub fn sso(&self, tenant: &TenantRecord) -> Option<Arc<SsoRow>> {
         self.snapshot().sso.get(&tenant.id).cloned()
+    }
+
+    /// Whether `token` is a SCIM token of `tenant` that works at `now_ms` (Unix
+    /// milliseconds). Looked up by its SHA-256 only: the token itself is never compared, so
+    /// no timing tells how much of it was right. Another tenant's token is no token.
+    pub fn scim_token_valid(&self, tenant: &TenantRecord, token: &str, now_ms: i64) -> bool {
+        self.snapshot()
+            .scim_tokens
+            .get(&token_hash(token))
+            .is_some_and(|found| found.tenant_id == tenant.id && found.valid_at(now_ms))
     }
 
     /// Whether the catalog has been loaded from the database at least once.
@@ -309,6 +338,31 @@ mod tests {
         // A reload without the row removes it.
         catalog.replace_with_sso([a.clone()], []);
         assert!(catalog.sso(&a).is_none());
+    }
+
+    #[test]
+    fn a_scim_token_opens_only_its_own_tenant_and_only_until_it_expires() {
+        let a = tenant("a", "a.example.org", TenantState::Active);
+        let b = tenant("b", "b.example.org", TenantState::Active);
+        let catalog = Catalog::new();
+        let token = |tenant_id, expires_at_ms| ScimToken {
+            tenant_id,
+            expires_at_ms,
+        };
+        catalog.replace_all(
+            [a.clone(), b.clone()],
+            [],
+            [
+                (token_hash("current"), token(a.id, None)),
+                (token_hash("old"), token(a.id, Some(2_000))),
+                (token_hash("gone"), token(9_999, None)),
+            ],
+        );
+        assert!(catalog.scim_token_valid(&a, "current", 5_000));
+        assert!(catalog.scim_token_valid(&a, "old", 1_999));
+        assert!(!catalog.scim_token_valid(&a, "old", 2_000));
+        assert!(!catalog.scim_token_valid(&b, "current", 0));
+        assert!(!catalog.scim_token_valid(&a, "unknown", 0));
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod error;
 pub mod fhir;
 pub mod metrics;
 pub mod routes;
+pub mod scim;
 pub mod server;
 pub mod tenant;
 

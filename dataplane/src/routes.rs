@@ -22,6 +22,7 @@ use crate::tenant::resolve_tenant;
 /// Authenticated routes add [`authenticate`] as a `route_layer` before tenant resolution
 /// (so it runs after it); `/fhir/metadata` stays public, as FHIR requires.
 pub fn tenant_routes(state: AppState) -> Router<AppState> {
+    let state_for_scim = state.clone();
     let me = me::router()
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .route_layer(middleware::from_fn_with_state(
@@ -33,7 +34,10 @@ pub fn tenant_routes(state: AppState) -> Router<AppState> {
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(middleware::map_response(crate::fhir::render_errors));
-    Router::new().merge(me).nest("/fhir", fhir)
+    Router::new()
+        .merge(me)
+        .nest("/fhir", fhir)
+        .merge(crate::scim::router(state_for_scim))
 }
 
 /// Fallback for paths no route matches. Names the full path, also inside a nested router.

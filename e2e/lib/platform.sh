@@ -106,3 +106,44 @@ apply_idpconnections() {
     kubectl get idpconnections -o wide; tail_log "$STACK_DIR/logs/operator.log"
     die "IdPConnections did not become Ready"; }
 }
+
+# provision_scim_users: every example IdPConnection enables SCIM, so the data plane admits
+# only users its IdP provisioned. Do what the IdP would: create alice@<tenant>.example and
+# bob@<tenant>.example (userName = the email their tokens carry) through each tenant's
+# data plane SCIM API, with the token the operator generated into Secret
+# phoenix-scim-<idp>. Users already there (a second run) are kept; suspended tenants
+# (which the data plane does not serve) are left out.
+provision_scim_users() {
+  local idp tenant host region R url token user code deadline
+  # shellcheck disable=SC1091
+  source "$STACK_DIR/env"
+  while read -r idp tenant; do
+    [[ -n "$idp" ]] || continue
+    if [[ $(kubectl get tenant "$tenant" -o jsonpath='{.spec.suspended}') == true ]]; then
+      log "not provisioning users of $tenant: it is suspended"
+      continue
+    fi
+    host=$(kubectl get tenant "$tenant" -o jsonpath='{.spec.dns.hostname}')
+    region=$(kubectl get tenant "$tenant" -o jsonpath='{.status.placement.region}')
+    R=$(upper "$region")
+    url=$(eval "printf '%s' \"\${DATAPLANE_URL_$R:-}\"")
+    [[ -n "$url" && -n "$host" ]] || die "no data plane for tenant $tenant (region '$region')"
+    token=$(kubectl -n "$OPERATOR_NAMESPACE" get secret "phoenix-scim-$idp" -o jsonpath='{.data.token}' | base64 -d)
+    [[ -n "$token" ]] || die "Secret phoenix-scim-$idp has no SCIM token"
+    # The data plane picks the token up from the catalog within seconds.
+    deadline=$((SECONDS + 60))
+    until [[ $(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" -H "Authorization: Bearer $token" \
+      "$url/scim/v2/ServiceProviderConfig") == 200 ]]; do
+      (( SECONDS < deadline )) || die "the $region data plane does not accept $tenant's SCIM token"
+      sleep 1
+    done
+    for user in alice bob; do
+      code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Host: $host" \
+        -H "Authorization: Bearer $token" -H 'Content-Type: application/scim+json' \
+        -d "{\"schemas\":[\"urn:ietf:params:scim:schemas:core:2.0:User\"],\"userName\":\"$user@$tenant.example\",\"active\":true,\"emails\":[{\"value\":\"$user@$tenant.example\",\"type\":\"work\",\"primary\":true}]}" \
+        "$url/scim/v2/Users")
+      [[ $code == 201 || $code == 409 ]] || die "provisioning $user@$tenant.example through SCIM answered $code"
+    done
+    log "provisioned alice and bob of $tenant through its SCIM API"
+  done < <(kubectl get idpconnections -o jsonpath='{range .items[*]}{.metadata.name} {.spec.tenantRef}{"\n"}{end}')
+}

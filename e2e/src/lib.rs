@@ -12,6 +12,7 @@ pub mod events;
 pub mod guard;
 pub mod keycloak;
 pub mod scenario;
+pub mod scim;
 
 /// The three regions of examples/.
 pub const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-southeast-1"];

@@ -1,4 +1,5 @@
-//! Bearer tokens at the data plane against the stack's real Keycloak: alice's genuine token
+//! Bearer tokens at the data plane against the stack's real Keycloak (users provisioned
+//! through SCIM first, as the example IdPConnections enable it): alice's genuine token
 //! of mercy-general opens `GET /me` at mercy-general's host with her email and role; every
 //! forgery built from it (and the genuine token at another tenant's host) is a 401 with a
 //! Bearer challenge; no token reaches the data plane's log.
@@ -14,6 +15,7 @@ use phoenix_e2e::keycloak::{
     admin_token, get_json, jwt_parts, password_grant, realm_url, user_email,
 };
 use phoenix_e2e::scenario::*;
+use phoenix_e2e::scim::provision_users;
 use phoenix_e2e::*;
 use serde_json::{Value, json};
 
@@ -148,6 +150,20 @@ async fn only_genuine_tokens_of_the_tenants_own_idp_open_me() {
         );
     }
     let dataplane = Process::dataplane("us-east-1", dataplane_url("us-east-1").await, None).await;
+    // Both tenants provision users through SCIM: their IdP's users exist here first.
+    let (alice, bob) = (
+        user_email("alice", "mercy-general"),
+        user_email("bob", "mercy-general"),
+    );
+    provision_users(
+        &dataplane.addr,
+        MERCY_HOST,
+        "mercy-general",
+        &[&alice, &bob],
+    )
+    .await;
+    let lukes_alice = user_email("alice", "st-lukes");
+    provision_users(&dataplane.addr, ST_LUKES_HOST, "st-lukes", &[&lukes_alice]).await;
 
     // No token: a challenge without an error.
     let (status, challenge, body) = me(&dataplane, MERCY_HOST, None).await;

@@ -35,7 +35,7 @@ async fn provisioning_is_idempotent_and_a_converged_database_gets_no_ddl() {
     assert_eq!((m.from, m.to), (0, latest));
     assert_eq!(
         first.rls_drift.len(),
-        4,
+        phoenix_catalog::TENANT_TABLES.len(),
         "a fresh database has every table enforced once"
     );
     assert!(

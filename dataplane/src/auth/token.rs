@@ -76,6 +76,9 @@ pub enum TokenError {
     /// The email's domain is not allowed for this tenant.
     #[error("the user's email domain is not allowed for this tenant")]
     EmailDomain,
+    /// The identity is not (or no longer) an active provisioned user of the tenant.
+    #[error("the token's user has no active account in this tenant")]
+    NotProvisioned,
 }
 
 /// Who a valid token speaks for.

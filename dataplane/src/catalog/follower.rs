@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep, timeout};
 use tokio_postgres::{AsyncMessage, Client};
 
-use super::{Catalog, CatalogError, load_sso, load_tenants};
+use super::{Catalog, CatalogError, load_scim_tokens, load_sso, load_tenants};
 use crate::db::DbTarget;
 use crate::error::Report;
 use crate::metrics::Metrics;
@@ -264,16 +264,21 @@ impl CatalogFollower {
         let timeout_after = self.settings.query_timeout;
         // Tenants and their SSO settings are read together; a change between the two reads
         // is notified and loaded by the next reload.
-        let load =
-            async { Ok::<_, CatalogError>((load_tenants(client).await?, load_sso(client).await?)) };
+        let load = async {
+            Ok::<_, CatalogError>((
+                load_tenants(client).await?,
+                load_sso(client).await?,
+                load_scim_tokens(client).await?,
+            ))
+        };
         let loaded = match timeout(timeout_after, load).await {
             Ok(Ok(tenants)) => Ok(tenants),
             Ok(Err(error)) => Err(FollowError::Load(error)),
             Err(_) => Err(FollowError::Timeout(timeout_after)),
         };
         match loaded {
-            Ok((tenants, sso)) => {
-                let count = self.catalog.replace_with_sso(tenants, sso);
+            Ok((tenants, sso, scim_tokens)) => {
+                let count = self.catalog.replace_all(tenants, sso, scim_tokens);
                 self.metrics.catalog_reloaded(count);
                 Ok(count)
             }

@@ -1,0 +1,197 @@
+//! The access rule (`auth::access::admit`) on the bearer path against a real PostgreSQL:
+//! with SCIM on, a valid token opens `/me` only while its user is an active SCIM user of
+//! the tenant, read on every request (no cache); with SCIM off every valid token does.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use phoenix_catalog::sso::Protocol;
+use phoenix_dataplane::auth::jwks::{FetchError, JwksCache, JwksSource};
+use phoenix_dataplane::catalog::{
+    Catalog, Isolation, SsoRow, TenantRecord, TenantRow, TenantState,
+};
+use phoenix_dataplane::metrics::Metrics;
+use phoenix_dataplane::{AppState, app};
+use serde_json::{Value, json};
+use support::TestDb;
+use tower::ServiceExt;
+
+const ISSUER: &str = "https://idp.example/realms/mercy";
+
+fn key() -> EncodingKey {
+    EncodingKey::from_rsa_pem(include_bytes!("../src/auth/test_rsa.pem")).expect("test key")
+}
+
+struct FixedJwks;
+
+#[async_trait::async_trait]
+impl JwksSource for FixedJwks {
+    async fn fetch(&self, _uri: &str) -> Result<Vec<u8>, FetchError> {
+        let mut jwk = Jwk::from_encoding_key(&key(), Algorithm::RS256).expect("jwk");
+        jwk.common.key_id = Some("k1".into());
+        Ok(json!({ "keys": [jwk] }).to_string().into_bytes())
+    }
+}
+
+fn record(id: i64, name: &str) -> TenantRecord {
+    TenantRecord {
+        id,
+        row: TenantRow {
+            uid: format!("uid-{name}"),
+            name: name.into(),
+            display_name: name.into(),
+            hostname: format!("{name}.example.org"),
+            home_region: "us-east-1".into(),
+            data_residency: vec!["US".into()],
+            isolation: Isolation::Shared,
+            state: TenantState::Active,
+            requests_per_second: 100,
+            max_users: 100,
+            generation: 1,
+        },
+    }
+}
+
+fn sso(scim_enabled: bool) -> SsoRow {
+    SsoRow {
+        idp_uid: "uid".into(),
+        idp_name: "mercy".into(),
+        protocol: Protocol::Oidc,
+        issuer: ISSUER.into(),
+        jwks_uri: format!("{ISSUER}/certs"),
+        client_id: "phoenix-dataplane".into(),
+        audiences: vec!["phoenix-dataplane".into()],
+        claim_subject: "sub".into(),
+        claim_email: "email".into(),
+        claim_groups: "groups".into(),
+        claim_name: "name".into(),
+        role_mapping: vec![],
+        allowed_email_domains: vec![],
+        scim_enabled,
+        generation: 1,
+    }
+}
+
+fn token() -> String {
+    let now = jiff::Timestamp::now().as_second();
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("k1".into());
+    let claims = json!({"iss": ISSUER, "aud": "phoenix-dataplane", "sub": "alice-id",
+        "exp": now + 300, "email": "alice@mercy.example"});
+    jsonwebtoken::encode(&header, &claims, &key()).expect("signed")
+}
+
+struct Setup {
+    db: TestDb,
+    mercy: i64,
+    other: i64,
+    catalog: Catalog,
+    app: axum::Router,
+}
+
+async fn setup() -> Setup {
+    let db = TestDb::create().await;
+    let mercy = db.insert_tenant("mercy", "mercy.example.org").await;
+    let other = db.insert_tenant("other", "other.example.org").await;
+    let catalog = Catalog::new();
+    catalog.replace_with_sso(
+        [record(mercy, "mercy"), record(other, "other")],
+        [(mercy, sso(true))],
+    );
+    let jwks = JwksCache::new(Arc::new(FixedJwks), Duration::from_secs(30));
+    let state = AppState::new(
+        catalog.clone(),
+        db.database(2),
+        Metrics::new(Some("us-east-1")),
+    )
+    .with_jwks(jwks);
+    Setup {
+        db,
+        mercy,
+        other,
+        catalog,
+        app: app(state),
+    }
+}
+
+async fn me(app: &axum::Router) -> (StatusCode, Value) {
+    let request = Request::get("/me")
+        .header(header::HOST, "mercy.example.org")
+        .header(header::AUTHORIZATION, format!("Bearer {}", token()))
+        .body(Body::empty())
+        .expect("request");
+    let response = app.clone().oneshot(request).await.expect("response");
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+async fn add_user(
+    db: &TestDb,
+    tenant: i64,
+    user_name: &str,
+    external_id: Option<&str>,
+    active: bool,
+) {
+    let external = external_id.map_or("NULL".to_owned(), |e| format!("'{e}'"));
+    db.execute(&format!(
+        "INSERT INTO clinical.scim_users (tenant_id, user_name, external_id, active, resource) \
+         VALUES ({tenant}, '{user_name}', {external}, {active}, '{{}}')"
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn only_active_scim_users_of_the_tenant_are_admitted_checked_on_every_request() {
+    let s = setup().await;
+    let (status, body) = me(&s.app).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "not provisioned: {body}");
+    assert_eq!(body["error"], "invalid_token");
+    assert_eq!(
+        body["message"],
+        "the token's user has no active account in this tenant"
+    );
+
+    // Another tenant's user with the same subject admits nothing here.
+    add_user(
+        &s.db,
+        s.other,
+        "alice@mercy.example",
+        Some("alice-id"),
+        true,
+    )
+    .await;
+    assert_eq!(me(&s.app).await.0, StatusCode::UNAUTHORIZED);
+
+    add_user(&s.db, s.mercy, "alice", Some("alice-id"), true).await;
+    assert_eq!(me(&s.app).await.0, StatusCode::OK);
+    s.db.execute("UPDATE clinical.scim_users SET active = false WHERE external_id = 'alice-id'")
+        .await;
+    assert_eq!(
+        me(&s.app).await.0,
+        StatusCode::UNAUTHORIZED,
+        "deactivated: refused at once"
+    );
+    s.db.execute("DELETE FROM clinical.scim_users").await;
+    // Matched by email as userName, whatever its case.
+    add_user(&s.db, s.mercy, "ALICE@Mercy.Example", None, true).await;
+    assert_eq!(me(&s.app).await.0, StatusCode::OK);
+
+    // SCIM off: a valid token is enough.
+    s.db.execute("DELETE FROM clinical.scim_users").await;
+    s.catalog
+        .replace_with_sso([record(s.mercy, "mercy")], [(s.mercy, sso(false))]);
+    assert_eq!(me(&s.app).await.0, StatusCode::OK);
+}
