@@ -336,3 +336,30 @@ async fn tokens_are_refused_when_unknown_expired_or_scim_is_off() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn what_the_service_provider_config_disclaims_answers_501_as_a_scim_error() {
+    let (_db, _dp, mercy, _) = started().await;
+    let (_, config) = mercy
+        .send(Method::GET, "/ServiceProviderConfig", None)
+        .await;
+    assert_eq!(config["bulk"]["supported"], false, "{config}");
+    for (method, path) in [(Method::POST, "/Bulk"), (Method::GET, "/Me")] {
+        let (status, body) = mercy.send(method.clone(), path, Some(json!({}))).await;
+        assert_eq!(status, 501, "{method} {path}: {body}");
+        assert_eq!(
+            body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error",
+            "{body}"
+        );
+        assert_eq!(body["status"], "501", "{body}");
+    }
+    // Still behind the token: a caller without one learns nothing about what is served.
+    let anonymous = mercy
+        .client
+        .post(format!("http://{}/scim/v2/Bulk", mercy.addr))
+        .header("Host", &mercy.host)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(anonymous.status().as_u16(), 401);
+}

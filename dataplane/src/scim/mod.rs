@@ -25,7 +25,7 @@ use axum::http::header::{CONTENT_TYPE, ETAG, HOST, IF_MATCH, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{any, post};
 use serde_json::Value;
 
 use crate::app::AppState;
@@ -43,6 +43,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(groups::router())
         .merge(discovery::router())
         .route("/.search", post(search_everything))
+        .route("/Bulk", post(bulk))
+        .route("/Me", any(me))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
@@ -52,6 +54,20 @@ pub fn router(state: AppState) -> Router<AppState> {
         .layer(middleware::from_fn_with_state(state, resolve_tenant))
         .layer(middleware::map_response(error::render_errors));
     Router::new().nest(PREFIX, routes)
+}
+
+// `POST /Bulk`: advertised as unsupported in the ServiceProviderConfig (RFC 7644 3.7).
+async fn bulk() -> ScimError {
+    ScimError::NotImplemented(
+        "bulk operations are not supported (ServiceProviderConfig: bulk.supported = false)",
+    )
+}
+
+// `/Me`: a SCIM token speaks for the IdP, not for a user (RFC 7644 3.11 allows 501).
+async fn me() -> ScimError {
+    ScimError::NotImplemented(
+        "/Me is not supported: the SCIM token authenticates the identity provider, not a user",
+    )
 }
 
 // `POST /.search`: users and groups of the tenant together (RFC 7644 3.4.3).
