@@ -9,15 +9,19 @@ pub const TENANT_SETTING: &str = "app.tenant_id";
 pub const POLICY_NAME: &str = "phoenix_tenant_isolation";
 
 /// Tables that hold tenants' rows and must be under forced RLS.
-pub const TENANT_TABLES: [&str; 4] = [
+pub const TENANT_TABLES: [&str; 6] = [
     "clinical.patients",
     "clinical.encounters",
     "clinical.document_references",
     "clinical.medication_requests",
+    "clinical.login_attempts",
+    "clinical.sessions",
 ];
 
 /// Tables holding tenants' rows, children first, so that foreign keys hold while deleting.
-pub const DELETE_ORDER: [&str; 4] = [
+pub const DELETE_ORDER: [&str; 6] = [
+    "clinical.sessions",
+    "clinical.login_attempts",
     "clinical.medication_requests",
     "clinical.document_references",
     "clinical.encounters",

@@ -319,6 +319,9 @@ mod tests {
             allowed_email_domains: vec![],
             scim_enabled: false,
             generation: 1,
+            authorization_endpoint: None,
+            token_endpoint: None,
+            end_session_endpoint: None,
         }
     }
 
