@@ -96,7 +96,11 @@ mod tests {
 
     // Every migration's text, with the clinical tables it creates.
     fn all_sql() -> String {
-        MIGRATIONS.iter().map(|m| m.sql).collect::<Vec<_>>().join("\n")
+        MIGRATIONS
+            .iter()
+            .map(|m| m.sql)
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     #[test]
@@ -130,7 +134,10 @@ mod tests {
     #[test]
     fn every_clinical_table_created_is_a_tenant_table() {
         let sql = all_sql();
-        for line in sql.lines().filter(|l| l.starts_with("CREATE TABLE clinical.")) {
+        for line in sql
+            .lines()
+            .filter(|l| l.starts_with("CREATE TABLE clinical."))
+        {
             let name = line
                 .trim_start_matches("CREATE TABLE ")
                 .split_whitespace()

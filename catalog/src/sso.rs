@@ -200,7 +200,11 @@ mod tests {
 
     #[test]
     fn the_columns_name_the_login_endpoints() {
-        for column in ["authorization_endpoint", "token_endpoint", "end_session_endpoint"] {
+        for column in [
+            "authorization_endpoint",
+            "token_endpoint",
+            "end_session_endpoint",
+        ] {
             assert!(COLUMNS.contains(column), "{column}");
         }
     }

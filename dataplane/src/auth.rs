@@ -206,10 +206,7 @@ pub fn wants_page(request: &Request) -> bool {
 
 // 303 to /login, returning to the requested path afterwards.
 fn to_login(request: &Request) -> Response {
-    let path = request
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str());
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
     let mut location = reqwest::Url::parse("http://login.invalid/login").ok();
     if let Some(url) = location.as_mut() {
         url.query_pairs_mut()

@@ -26,7 +26,11 @@ use crate::tenant::resolve_tenant;
 /// `/fhir/metadata` and the login routes stay public.
 pub fn tenant_routes(state: AppState) -> Router<AppState> {
     let me = protected(me::router(), Permission::ViewSelf, &state);
-    let whoami = protected(login::handlers::whoami_router(), Permission::ViewSelf, &state);
+    let whoami = protected(
+        login::handlers::whoami_router(),
+        Permission::ViewSelf,
+        &state,
+    );
     let admin = protected(admin::router(), Permission::Administer, &state);
     let login = login::handlers::public_router().route_layer(middleware::from_fn_with_state(
         state.clone(),

@@ -202,7 +202,13 @@ pub fn verify_id_token(
     sso: &SsoRow,
     nonce: &str,
 ) -> Result<Identity, TokenError> {
-    let claims = decode(token, alg, key, &sso.issuer, std::slice::from_ref(&sso.client_id))?;
+    let claims = decode(
+        token,
+        alg,
+        key,
+        &sso.issuer,
+        std::slice::from_ref(&sso.client_id),
+    )?;
     if let Some(azp) = claims.get("azp")
         && azp.as_str() != Some(sso.client_id.as_str())
     {
@@ -518,7 +524,10 @@ mod tests {
         let no_nonce = id_token(|c| {
             c.remove("nonce");
         });
-        assert_eq!(check_id(&no_nonce, ""), Err(TokenError::Claim("nonce".into())));
+        assert_eq!(
+            check_id(&no_nonce, ""),
+            Err(TokenError::Claim("nonce".into()))
+        );
         let other_client = id_token(|c| {
             c.insert("aud".into(), json!("other-client"));
         });
@@ -530,7 +539,10 @@ mod tests {
         let access = id_token(|c| {
             c.insert("typ".into(), json!("Bearer"));
         });
-        assert_eq!(check_id(&access, "n-123"), Err(TokenError::Claim("typ".into())));
+        assert_eq!(
+            check_id(&access, "n-123"),
+            Err(TokenError::Claim("typ".into()))
+        );
         let expired = id_token(|c| {
             c.insert("exp".into(), json!(now() - 120));
         });

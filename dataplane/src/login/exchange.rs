@@ -26,7 +26,10 @@ pub fn http_client() -> reqwest::Client {
 /// The client secret of IdPConnection `idp_name`: the file of that name in `dir`, read on
 /// every login so that a rotated secret needs no restart. `None` (a public client, PKCE
 /// only) when no directory is configured or it holds no such file.
-pub async fn client_secret(dir: Option<&Path>, idp_name: &str) -> Result<Option<String>, LoginError> {
+pub async fn client_secret(
+    dir: Option<&Path>,
+    idp_name: &str,
+) -> Result<Option<String>, LoginError> {
     let Some(dir) = dir else {
         return Ok(None);
     };
@@ -63,7 +66,8 @@ pub fn error_code(code: Option<&str>) -> String {
     code.filter(|c| {
         !c.is_empty()
             && c.len() <= 64
-            && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-' || ch == '.')
+            && c.chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-' || ch == '.')
     })
     .unwrap_or("unknown error")
     .to_owned()

@@ -86,9 +86,7 @@ pub enum LoginError {
     )]
     NoEndpoint(&'static str),
     /// The callback carries no state, or one this tenant did not issue, or one used before.
-    #[error(
-        "this login link is invalid, was already used or has expired; start the login again"
-    )]
+    #[error("this login link is invalid, was already used or has expired; start the login again")]
     UnknownState,
     /// The callback carries no code.
     #[error("the identity provider returned no authorization code")]
@@ -191,10 +189,7 @@ pub fn cleared_cookie(name: &str) -> String {
 }
 
 /// The value of cookie `name` in the `Cookie` headers, if exactly one is present.
-pub fn cookie_value<'h>(
-    headers: &'h axum::http::HeaderMap,
-    name: &str,
-) -> Option<&'h str> {
+pub fn cookie_value<'h>(headers: &'h axum::http::HeaderMap, name: &str) -> Option<&'h str> {
     let mut found = headers
         .get_all(axum::http::header::COOKIE)
         .iter()
@@ -260,7 +255,10 @@ mod tests {
         for attribute in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/", "Max-Age=60"] {
             assert!(cookie.contains(attribute), "{cookie} lacks {attribute}");
         }
-        assert!(!cookie.contains("Domain"), "a __Host- cookie names no domain");
+        assert!(
+            !cookie.contains("Domain"),
+            "a __Host- cookie names no domain"
+        );
         assert!(cleared_cookie("__Host-x").contains("Max-Age=0"));
     }
 

@@ -100,9 +100,14 @@ async fn login(
         return_to: flow::safe_return_to(query.return_to.as_deref()),
     };
     let ttl = state.login.sessions.attempt;
-    if let Err(error) =
-        session::store_attempt(&state.database, tenant.id, sha256_hex(&attempt.state), stored, ttl)
-            .await
+    if let Err(error) = session::store_attempt(
+        &state.database,
+        tenant.id,
+        sha256_hex(&attempt.state),
+        stored,
+        ttl,
+    )
+    .await
     {
         return database_failed(error);
     }
@@ -166,8 +171,14 @@ async fn callback(
     };
     let id = flow::random_token();
     let absolute = state.login.sessions.absolute;
-    if let Err(error) =
-        session::create(&state.database, tenant.id, sha256_hex(&id), identity, absolute).await
+    if let Err(error) = session::create(
+        &state.database,
+        tenant.id,
+        sha256_hex(&id),
+        identity,
+        absolute,
+    )
+    .await
     {
         return database_failed(error);
     }
@@ -264,20 +275,37 @@ mod tests {
         let host = "mercy.example:8443";
         assert!(same_origin(&headers(&[]), "https", host));
         assert!(same_origin(
-            &headers(&[("origin", "https://mercy.example:8443"), ("sec-fetch-site", "same-origin")]),
+            &headers(&[
+                ("origin", "https://mercy.example:8443"),
+                ("sec-fetch-site", "same-origin")
+            ]),
             "https",
             host
         ));
-        assert!(!same_origin(&headers(&[("origin", "https://evil.example")]), "https", host));
+        assert!(!same_origin(
+            &headers(&[("origin", "https://evil.example")]),
+            "https",
+            host
+        ));
         assert!(!same_origin(&headers(&[("origin", "null")]), "https", host));
-        assert!(!same_origin(&headers(&[("sec-fetch-site", "cross-site")]), "https", host));
+        assert!(!same_origin(
+            &headers(&[("sec-fetch-site", "cross-site")]),
+            "https",
+            host
+        ));
     }
 
     #[test]
     fn refusals_are_403_and_broken_links_400() {
         assert_eq!(LoginError::EmailDomain.status(), StatusCode::FORBIDDEN);
-        assert_eq!(LoginError::Provider("access_denied".into()).status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            LoginError::Provider("access_denied".into()).status(),
+            StatusCode::FORBIDDEN
+        );
         assert_eq!(LoginError::UnknownState.status(), StatusCode::BAD_REQUEST);
-        assert_eq!(LoginError::Exchange("invalid_grant".into()).status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            LoginError::Exchange("invalid_grant".into()).status(),
+            StatusCode::BAD_GATEWAY
+        );
     }
 }

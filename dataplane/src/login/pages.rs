@@ -60,7 +60,12 @@ pub fn whoami(principal: &Principal, ends: Ends) -> Response {
     };
     let ends = match ends {
         Ends::Session(at) => jiff::Timestamp::from_second(at)
-            .map(|t| format!("session, ends at the latest at {}", t.strftime("%Y-%m-%d %H:%M:%S UTC")))
+            .map(|t| {
+                format!(
+                    "session, ends at the latest at {}",
+                    t.strftime("%Y-%m-%d %H:%M:%S UTC")
+                )
+            })
             .unwrap_or_else(|_| "session".to_owned()),
         Ends::Bearer => "bearer token".to_owned(),
     };

@@ -28,10 +28,16 @@ pub struct Sessions {
     pub sessions: Vec<SessionSummary>,
 }
 
-async fn list(State(state): State<AppState>, principal: Principal) -> Result<Json<Sessions>, ApiError> {
-    let sessions =
-        session::list_active(&state.database, principal.tenant.id, state.login.sessions.idle)
-            .await?;
+async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<Sessions>, ApiError> {
+    let sessions = session::list_active(
+        &state.database,
+        principal.tenant.id,
+        state.login.sessions.idle,
+    )
+    .await?;
     Ok(Json(Sessions {
         tenant: principal.tenant.name.clone(),
         sessions,
