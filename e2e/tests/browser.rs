@@ -5,6 +5,9 @@
 //! replayed afterwards is a 401, the row is revoked). Bob (a nurse) logs in too; a user whose
 //! email domain the IdPConnection does not allow is refused; a tampered state is refused.
 //!
+//! The client secret reaches the data plane as in a cluster: mirrored by the operator into
+//! Secret `phoenix-dataplane-oidc-<region>`, mounted as `OIDC_CLIENT_SECRETS_DIR`.
+//!
 //! The scenario's own Tenant and IdPConnection (SCIM off, so that login does not depend on
 //! provisioning) use the realm of the example tenant mercy-general. Users are provisioned
 //! in one place, [`provision_users`], should the tenant ever need them provisioned.
@@ -151,11 +154,34 @@ fn certificate() -> (PathBuf, PathBuf) {
     (cert, key)
 }
 
-/// The client secrets directory: one file per IdPConnection, as a mounted Secret.
-fn secrets_dir() -> PathBuf {
+/// The client secrets directory as the chart mounts it: the operator's mirror Secret
+/// `phoenix-dataplane-oidc-us-east-1`, one file per key, once it holds this scenario's
+/// IdPConnection's client secret.
+async fn secrets_dir() -> PathBuf {
+    use k8s_openapi::api::core::v1::Secret;
+    let secrets: kube::Api<Secret> = kube::Api::namespaced(kube_client().await, NAMESPACE);
+    let expected = stack_var("KEYCLOAK_CLIENT_SECRET");
+    let data = eventually(
+        "the operator mirrors the client secret",
+        Duration::from_secs(60),
+        || {
+            let (secrets, expected) = (secrets.clone(), expected.clone());
+            async move {
+                let secret = secrets
+                    .get_opt("phoenix-dataplane-oidc-us-east-1")
+                    .await
+                    .ok()??;
+                let data = secret.data?;
+                (data.get(TENANT)?.0 == expected.as_bytes()).then_some(data)
+            }
+        },
+    )
+    .await;
     let dir = PathBuf::from(stack_var("STACK_DIR")).join("e2e-login-oidc-secrets");
     std::fs::create_dir_all(&dir).expect("secrets dir");
-    std::fs::write(dir.join(TENANT), stack_var("KEYCLOAK_CLIENT_SECRET")).expect("write secret");
+    for (name, value) in data {
+        std::fs::write(dir.join(name), value.0).expect("write secret");
+    }
     dir
 }
 
@@ -234,7 +260,7 @@ async fn a_browser_logs_in_with_keycloak_sees_whoami_and_logs_out() {
             ("PUBLIC_SCHEME", "https".to_owned()),
             (
                 "OIDC_CLIENT_SECRETS_DIR",
-                secrets_dir().display().to_string(),
+                secrets_dir().await.display().to_string(),
             ),
         ],
     )
