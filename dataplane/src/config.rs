@@ -160,8 +160,8 @@ mod tests {
 
     #[test]
     fn debug_output_never_contains_the_password() {
-        let mut config = Config::new("postgres://u:secret@db/phoenix");
-        config.reader_url = Some("postgres://u:secret@replica/phoenix".into());
-        assert!(!format!("{config:?}").contains("secret"));
+        let mut config = Config::new("postgres://u:hunter2@db/phoenix");
+        config.reader_url = Some("postgres://u:hunter2@replica/phoenix".into());
+        assert!(!format!("{config:?}").contains("hunter2"));
     }
 }

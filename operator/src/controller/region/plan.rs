@@ -252,7 +252,7 @@ mod tests {
             kinds, sorted,
             "RLS before roles before ownership before grants"
         );
-        assert_eq!(plan.rls_drift.len(), 4);
+        assert_eq!(plan.rls_drift.len(), phoenix_catalog::TENANT_TABLES.len());
     }
 
     #[test]
