@@ -5,7 +5,8 @@
 //! `OIDC_CLIENT_SECRETS_DIR` — the data plane never reads Secrets across namespaces and the
 //! catalog never holds a secret.
 //!
-//! Each IdPConnection writes only its own key (read, merge, write when different). Two
+//! The Secret exists while it holds a key (the chart mounts it as optional). Each
+//! IdPConnection writes only its own key (read, merge, write when different). Two
 //! connections of one Region reconciled at the same instant could overwrite each other's
 //! key; the next resync writes it again (level-triggered).
 
@@ -22,20 +23,49 @@ pub fn secret_name(region: &str) -> String {
     format!("phoenix-dataplane-oidc-{region}")
 }
 
-/// The Secret's data once `idp`'s key holds `value` (`None`: removed, a public client);
-/// `None` when `current` already is that.
-pub fn merged(
+/// What happens to a Region's Secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// It is as it must be.
+    None,
+    /// It must hold this data.
+    Put(BTreeMap<String, String>),
+    /// Its last key went: it is deleted (nothing of a deleted connection lingers).
+    Delete,
+}
+
+/// The change to the Secret `current` (`None`: it does not exist) once `idp`'s key holds
+/// `value` (`None`: no key, a public client).
+pub fn change(
     current: Option<&BTreeMap<String, String>>,
     idp: &str,
     value: Option<&str>,
-) -> Option<BTreeMap<String, String>> {
+) -> Change {
     let mut data = current.cloned().unwrap_or_default();
     let changed = match value {
         Some(v) => data.insert(idp.to_owned(), v.to_owned()).as_deref() != Some(v),
         None => data.remove(idp).is_some(),
     };
-    // A Secret that does not exist yet is created even when empty, for the chart to mount.
-    (changed || current.is_none()).then_some(data)
+    match (changed, data.is_empty()) {
+        (false, _) => Change::None,
+        (true, true) => Change::Delete,
+        (true, false) => Change::Put(data),
+    }
+}
+
+async fn apply(world: &World<'_>, region: &str, change: Change) -> Result<(), ApplyError> {
+    let secrets = &world.providers.secrets;
+    let ns = &world.settings.namespace;
+    let name = secret_name(region);
+    match change {
+        Change::None => {}
+        Change::Put(data) => {
+            secrets.put(ns, &name, labels(region), None, data).await?;
+            tracing::info!(secret = %name, "mirrored the OIDC client secret for the data plane");
+        }
+        Change::Delete => secrets.delete(ns, &name).await?,
+    }
+    Ok(())
 }
 
 fn labels(region: &str) -> BTreeMap<String, String> {
@@ -57,8 +87,6 @@ pub async fn mirror(
     region: &str,
 ) -> Result<(), ApplyError> {
     let secrets = &world.providers.secrets;
-    let ns = &world.settings.namespace;
-    let name = secret_name(region);
     let value = match idp
         .spec
         .oidc
@@ -74,12 +102,11 @@ pub async fn mirror(
         },
         None => None,
     };
-    let current = secrets.read(ns, &name).await?;
-    if let Some(data) = merged(current.as_ref(), &idp.name_any(), value.as_deref()) {
-        secrets.put(ns, &name, labels(region), None, data).await?;
-        tracing::info!(secret = %name, "mirrored the OIDC client secret for the data plane");
-    }
-    Ok(())
+    let current = secrets
+        .read(&world.settings.namespace, &secret_name(region))
+        .await?;
+    let change = change(current.as_ref(), &idp.name_any(), value.as_deref());
+    apply(world, region, change).await
 }
 
 /// Removes `idp`'s key from the Secret of `region`, if there.
@@ -88,15 +115,13 @@ pub async fn remove(
     world: &World<'_>,
     region: &str,
 ) -> Result<(), ApplyError> {
-    let secrets = &world.providers.secrets;
-    let ns = &world.settings.namespace;
-    let name = secret_name(region);
-    if let Some(current) = secrets.read(ns, &name).await?
-        && let Some(data) = merged(Some(&current), &idp.name_any(), None)
-    {
-        secrets.put(ns, &name, labels(region), None, data).await?;
-    }
-    Ok(())
+    let current = world
+        .providers
+        .secrets
+        .read(&world.settings.namespace, &secret_name(region))
+        .await?;
+    let change = change(current.as_ref(), &idp.name_any(), None);
+    apply(world, region, change).await
 }
 
 #[cfg(test)]
@@ -106,25 +131,34 @@ mod tests {
     #[test]
     fn only_the_connections_own_key_changes_and_only_when_it_differs() {
         let current = BTreeMap::from([("other".to_owned(), "x".to_owned())]);
-        let added = merged(Some(&current), "mercy", Some("s1")).expect("added");
+        let Change::Put(added) = change(Some(&current), "mercy", Some("s1")) else {
+            panic!("added");
+        };
         assert_eq!(added.len(), 2);
         assert_eq!(added["other"], "x");
-        assert_eq!(merged(Some(&added), "mercy", Some("s1")), None, "unchanged");
+        assert_eq!(change(Some(&added), "mercy", Some("s1")), Change::None);
         assert_eq!(
-            merged(Some(&added), "mercy", Some("s2")).expect("rotated")["mercy"],
-            "s2"
+            change(Some(&added), "mercy", Some("s2")),
+            Change::Put(BTreeMap::from([
+                ("mercy".to_owned(), "s2".to_owned()),
+                ("other".to_owned(), "x".to_owned())
+            ])),
+            "rotated"
         );
         assert_eq!(
-            merged(Some(&added), "mercy", None).expect("removed"),
-            current,
+            change(Some(&added), "mercy", None),
+            Change::Put(current.clone()),
             "a public client has no key"
         );
-        assert_eq!(merged(Some(&current), "mercy", None), None);
-        assert_eq!(
-            merged(None, "mercy", None),
-            Some(BTreeMap::new()),
-            "the Secret exists for the chart to mount"
-        );
+        assert_eq!(change(Some(&current), "mercy", None), Change::None);
+    }
+
+    #[test]
+    fn the_secret_exists_only_while_it_holds_a_key() {
+        assert_eq!(change(None, "mercy", None), Change::None);
+        let one = BTreeMap::from([("mercy".to_owned(), "s".to_owned())]);
+        assert_eq!(change(None, "mercy", Some("s")), Change::Put(one.clone()));
+        assert_eq!(change(Some(&one), "mercy", None), Change::Delete);
     }
 
     #[test]
