@@ -6,11 +6,13 @@
 //! catalog never holds a secret.
 //!
 //! The Secret exists while it holds a key (the chart mounts it as optional). Each
-//! IdPConnection writes only its own key (read, merge, write when different). Two
-//! connections of one Region reconciled at the same instant could overwrite each other's
-//! key; the next resync writes it again (level-triggered).
+//! IdPConnection writes its own key (read, merge, write when different) and drops the keys
+//! of connections that no longer exist or are being deleted, so a key whose cleanup never
+//! ran (a finalizer removed by hand) goes at the next write. The read-modify-write runs
+//! under one lock in the process, so concurrent reconciles of two connections of one
+//! Region (only the leader reconciles) cannot undo each other's change.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kube::ResourceExt;
 use phoenix_crds::IdPConnection;
@@ -35,23 +37,41 @@ pub enum Change {
 }
 
 /// The change to the Secret `current` (`None`: it does not exist) once `idp`'s key holds
-/// `value` (`None`: no key, a public client).
+/// `value` (`None`: no key, a public client) and only connections in `live` keep theirs.
 pub fn change(
     current: Option<&BTreeMap<String, String>>,
     idp: &str,
     value: Option<&str>,
+    live: &BTreeSet<String>,
 ) -> Change {
-    let mut data = current.cloned().unwrap_or_default();
-    let changed = match value {
-        Some(v) => data.insert(idp.to_owned(), v.to_owned()).as_deref() != Some(v),
-        None => data.remove(idp).is_some(),
-    };
-    match (changed, data.is_empty()) {
-        (false, _) => Change::None,
-        (true, true) => Change::Delete,
-        (true, false) => Change::Put(data),
+    let before = current.cloned().unwrap_or_default();
+    let mut data: BTreeMap<String, String> = before
+        .iter()
+        .filter(|(k, _)| live.contains(*k) && k.as_str() != idp)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if let Some(v) = value {
+        data.insert(idp.to_owned(), v.to_owned());
+    }
+    match (data == before, data.is_empty()) {
+        (true, _) => Change::None,
+        (false, true) => Change::Delete,
+        (false, false) => Change::Put(data),
     }
 }
+
+// The names of the connections that exist and are not being deleted.
+fn live(world: &World<'_>) -> BTreeSet<String> {
+    world
+        .idps
+        .iter()
+        .filter(|i| i.metadata.deletion_timestamp.is_none())
+        .map(|i| i.name_any())
+        .collect()
+}
+
+// Serialises the read-modify-write of the mirrored Secrets within the process.
+static WRITING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn apply(world: &World<'_>, region: &str, change: Change) -> Result<(), ApplyError> {
     let secrets = &world.providers.secrets;
@@ -102,10 +122,16 @@ pub async fn mirror(
         },
         None => None,
     };
+    let _writing = WRITING.lock().await;
     let current = secrets
         .read(&world.settings.namespace, &secret_name(region))
         .await?;
-    let change = change(current.as_ref(), &idp.name_any(), value.as_deref());
+    let change = change(
+        current.as_ref(),
+        &idp.name_any(),
+        value.as_deref(),
+        &live(world),
+    );
     apply(world, region, change).await
 }
 
@@ -115,12 +141,13 @@ pub async fn remove(
     world: &World<'_>,
     region: &str,
 ) -> Result<(), ApplyError> {
+    let _writing = WRITING.lock().await;
     let current = world
         .providers
         .secrets
         .read(&world.settings.namespace, &secret_name(region))
         .await?;
-    let change = change(current.as_ref(), &idp.name_any(), None);
+    let change = change(current.as_ref(), &idp.name_any(), None, &live(world));
     apply(world, region, change).await
 }
 
@@ -128,37 +155,60 @@ pub async fn remove(
 mod tests {
     use super::*;
 
-    #[test]
-    fn only_the_connections_own_key_changes_and_only_when_it_differs() {
-        let current = BTreeMap::from([("other".to_owned(), "x".to_owned())]);
-        let Change::Put(added) = change(Some(&current), "mercy", Some("s1")) else {
-            panic!("added");
-        };
-        assert_eq!(added.len(), 2);
-        assert_eq!(added["other"], "x");
-        assert_eq!(change(Some(&added), "mercy", Some("s1")), Change::None);
-        assert_eq!(
-            change(Some(&added), "mercy", Some("s2")),
-            Change::Put(BTreeMap::from([
-                ("mercy".to_owned(), "s2".to_owned()),
-                ("other".to_owned(), "x".to_owned())
-            ])),
-            "rotated"
-        );
-        assert_eq!(
-            change(Some(&added), "mercy", None),
-            Change::Put(current.clone()),
-            "a public client has no key"
-        );
-        assert_eq!(change(Some(&current), "mercy", None), Change::None);
+    fn live(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
-    fn the_secret_exists_only_while_it_holds_a_key() {
-        assert_eq!(change(None, "mercy", None), Change::None);
-        let one = BTreeMap::from([("mercy".to_owned(), "s".to_owned())]);
-        assert_eq!(change(None, "mercy", Some("s")), Change::Put(one.clone()));
-        assert_eq!(change(Some(&one), "mercy", None), Change::Delete);
+    fn the_connections_own_key_changes_only_when_it_differs() {
+        let all = live(&["mercy", "other"]);
+        let current = map(&[("other", "x")]);
+        let added = map(&[("mercy", "s1"), ("other", "x")]);
+        assert_eq!(
+            change(Some(&current), "mercy", Some("s1"), &all),
+            Change::Put(added.clone())
+        );
+        assert_eq!(
+            change(Some(&added), "mercy", Some("s1"), &all),
+            Change::None
+        );
+        assert_eq!(
+            change(Some(&added), "mercy", Some("s2"), &all),
+            Change::Put(map(&[("mercy", "s2"), ("other", "x")])),
+            "rotated"
+        );
+        assert_eq!(
+            change(Some(&added), "mercy", None, &all),
+            Change::Put(current.clone()),
+            "a public client has no key"
+        );
+        assert_eq!(change(Some(&current), "mercy", None, &all), Change::None);
+    }
+
+    #[test]
+    fn keys_of_connections_gone_are_dropped_and_an_empty_secret_deleted() {
+        let current = map(&[("gone", "x"), ("mercy", "s")]);
+        assert_eq!(
+            change(Some(&current), "mercy", Some("s"), &live(&["mercy"])),
+            Change::Put(map(&[("mercy", "s")]))
+        );
+        // Being deleted: not live; its own key goes too.
+        assert_eq!(
+            change(Some(&map(&[("mercy", "s")])), "mercy", None, &live(&[])),
+            Change::Delete
+        );
+        assert_eq!(change(None, "mercy", None, &live(&["mercy"])), Change::None);
+        assert_eq!(
+            change(None, "mercy", Some("s"), &live(&["mercy"])),
+            Change::Put(map(&[("mercy", "s")]))
+        );
     }
 
     #[test]

@@ -89,6 +89,10 @@ async fn remove(idp: &IdPConnection, ctx: &Context) -> Result<Action, Error> {
     let world = World::of(ctx);
     let uid = idp.uid().unwrap_or_default();
     let mut removed = Vec::new();
+    // Needs no database: every Region, whatever its state.
+    for region in &world.regions {
+        client_secret::remove(idp, &world, &region.name_any()).await?;
+    }
     for region in &world.regions {
         if region.spec.role != phoenix_crds::RegionRole::Primary {
             continue;
@@ -101,7 +105,6 @@ async fn remove(idp: &IdPConnection, ctx: &Context) -> Result<Action, Error> {
         {
             continue;
         }
-        client_secret::remove(idp, &world, &region.name_any()).await?;
         let n = db
             .delete_sso(&uid)
             .await

@@ -1,9 +1,7 @@
-//! Browser login and sessions against a real PostgreSQL provisioned by the operator (forced
-//! RLS, the data plane's NOBYPASSRLS role): session rows found by hash only, revoked and
-//! expired sessions refused, one tenant never seeing another's sessions or login attempts,
-//! a state working once; and through `app()`: a session cookie authenticating like a bearer
-//! token, 401 vs 403 by permission, the admin routes, logout, and the whole callback with a
-//! local token endpoint that checks the PKCE verifier.
+//! Browser login through `app()` against a real PostgreSQL: a session cookie authenticating
+//! like a bearer token, 401 vs 403 by permission, the admin routes, logout from the same
+//! origin only, and `/login` with PKCE and a single-use state (the whole callback with a
+//! token endpoint is in `login_callback.rs`).
 //!
 //! Needs the stack: `e2e/stack up && source .stack/env` (sets PG_ADMIN_DSN_US_EAST_1).
 
@@ -21,7 +19,7 @@ use phoenix_dataplane::catalog::{
 };
 use phoenix_dataplane::db::Database;
 use phoenix_dataplane::login::flow::{pkce_challenge, sha256_hex};
-use phoenix_dataplane::login::session::{self, StoredAttempt};
+use phoenix_dataplane::login::session;
 use phoenix_dataplane::login::{LoginSettings, SESSION_COOKIE};
 use phoenix_dataplane::metrics::Metrics;
 use phoenix_dataplane::{AppState, app};
@@ -31,6 +29,7 @@ use tower::ServiceExt;
 
 const A_HOST: &str = "mercy.example.org";
 const B_HOST: &str = "stjude.example.org";
+const HOUR: Duration = Duration::from_secs(3600);
 
 fn identity(subject: &str, roles: &[&str]) -> Identity {
     Identity {
@@ -40,203 +39,6 @@ fn identity(subject: &str, roles: &[&str]) -> Identity {
         roles: roles.iter().map(|r| (*r).to_owned()).collect(),
     }
 }
-
-fn attempt(verifier: &str) -> StoredAttempt {
-    StoredAttempt {
-        code_verifier: verifier.to_owned(),
-        nonce: "nonce".to_owned(),
-        redirect_uri: format!("https://{A_HOST}/auth/callback"),
-        return_to: "/whoami".to_owned(),
-    }
-}
-
-const HOUR: Duration = Duration::from_secs(3600);
-
-#[tokio::test]
-async fn sessions_are_found_by_hash_end_when_revoked_or_expired_and_stay_in_their_tenant() {
-    let db = TestDb::create().await;
-    let a = db.insert_tenant("mercy", A_HOST).await;
-    let b = db.insert_tenant("stjude", B_HOST).await;
-    let database = db.database(2);
-
-    let expires = session::create(
-        &database,
-        a,
-        sha256_hex("id-1"),
-        identity("alice", &["physician"]),
-        HOUR,
-    )
-    .await
-    .expect("create");
-    let found = session::lookup(&database, a, sha256_hex("id-1"), HOUR)
-        .await
-        .expect("lookup")
-        .expect("live session");
-    assert_eq!(found.identity, identity("alice", &["physician"]));
-    assert_eq!(found.expires_at, expires);
-    assert!(expires > jiff::Timestamp::now().as_second() + 3500);
-
-    // Only the hash is stored.
-    let stored: Vec<String> = db
-        .admin()
-        .query("SELECT id_sha256 FROM clinical.sessions", &[])
-        .await
-        .expect("admin reads")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(stored, [sha256_hex("id-1")]);
-
-    // Tenant B sees nothing of A's, even naming A's row by its hash.
-    assert_eq!(
-        session::lookup(&database, b, sha256_hex("id-1"), HOUR)
-            .await
-            .expect("lookup"),
-        None
-    );
-    assert!(
-        session::list_active(&database, b, HOUR)
-            .await
-            .expect("list")
-            .is_empty()
-    );
-    assert_eq!(
-        session::revoke_subject(&database, b, "alice".into())
-            .await
-            .expect("revoke"),
-        0
-    );
-    let listed = session::list_active(&database, a, HOUR)
-        .await
-        .expect("list");
-    assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].subject, "alice");
-
-    // Revoked: gone at once.
-    assert!(
-        session::revoke(&database, a, sha256_hex("id-1"))
-            .await
-            .expect("revoke")
-    );
-    assert_eq!(
-        session::lookup(&database, a, sha256_hex("id-1"), HOUR)
-            .await
-            .expect("lookup"),
-        None
-    );
-    assert!(
-        !session::revoke(&database, a, sha256_hex("id-1"))
-            .await
-            .expect("again")
-    );
-
-    // Past the absolute end, and past the idle timeout.
-    session::create(
-        &database,
-        a,
-        sha256_hex("id-2"),
-        identity("bob", &["nurse"]),
-        HOUR,
-    )
-    .await
-    .expect("create");
-    db.execute("UPDATE clinical.sessions SET last_seen_at = now() - interval '2 hours' WHERE subject = 'bob'")
-        .await;
-    assert_eq!(
-        session::lookup(&database, a, sha256_hex("id-2"), HOUR)
-            .await
-            .expect("lookup"),
-        None,
-        "idle for longer than the idle timeout"
-    );
-    session::create(
-        &database,
-        a,
-        sha256_hex("id-3"),
-        identity("carol", &[]),
-        Duration::ZERO,
-    )
-    .await
-    .expect("create");
-    assert_eq!(
-        session::lookup(&database, a, sha256_hex("id-3"), HOUR)
-            .await
-            .expect("lookup"),
-        None,
-        "past its absolute end"
-    );
-
-    // The data plane's role cannot write a session into another tenant.
-    let refused = database
-        .tenant_tx(phoenix_dataplane::db::tenant_tx::Access::Write, a, move |tx| {
-            Box::pin(async move {
-                tx.execute(
-                    "INSERT INTO clinical.sessions (tenant_id, id_sha256, subject, roles, expires_at)
-                     VALUES ($1, 'x', 'mallory', '{}', now() + interval '1 hour')",
-                    &[&b],
-                )
-                .await
-            })
-        })
-        .await;
-    assert!(
-        matches!(
-            refused,
-            Err(phoenix_dataplane::db::tenant_tx::TxError::OtherTenant(_))
-        ),
-        "{refused:?}"
-    );
-}
-
-#[tokio::test]
-async fn a_login_state_works_once_in_its_tenant_until_it_expires() {
-    let db = TestDb::create().await;
-    let a = db.insert_tenant("mercy", A_HOST).await;
-    let b = db.insert_tenant("stjude", B_HOST).await;
-    let database = db.database(2);
-
-    session::store_attempt(&database, a, sha256_hex("state-1"), attempt("v1"), HOUR)
-        .await
-        .expect("store");
-    assert_eq!(
-        session::take_attempt(&database, b, sha256_hex("state-1"))
-            .await
-            .expect("take"),
-        None,
-        "another tenant's state"
-    );
-    assert_eq!(
-        session::take_attempt(&database, a, sha256_hex("state-1"))
-            .await
-            .expect("take"),
-        Some(attempt("v1"))
-    );
-    assert_eq!(
-        session::take_attempt(&database, a, sha256_hex("state-1"))
-            .await
-            .expect("take"),
-        None,
-        "a state works once"
-    );
-    session::store_attempt(
-        &database,
-        a,
-        sha256_hex("state-2"),
-        attempt("v2"),
-        Duration::ZERO,
-    )
-    .await
-    .expect("store");
-    assert_eq!(
-        session::take_attempt(&database, a, sha256_hex("state-2"))
-            .await
-            .expect("take"),
-        None,
-        "expired"
-    );
-}
-
-// ---- through app() ----
 
 fn record(id: i64, name: &str, host: &str) -> TenantRecord {
     TenantRecord {
