@@ -220,3 +220,52 @@ async fn a_login_state_works_once_in_its_tenant_until_it_expires() {
         "expired"
     );
 }
+
+#[tokio::test]
+async fn a_new_login_deletes_the_tenants_sessions_ended_long_ago() {
+    let db = TestDb::create().await;
+    let a = db.insert_tenant("mercy", A_HOST).await;
+    let b = db.insert_tenant("stjude", B_HOST).await;
+    let database = db.database(2);
+    for (tenant, id) in [
+        (a, "old-a"),
+        (a, "revoked-a"),
+        (a, "recent-a"),
+        (b, "old-b"),
+    ] {
+        session::create(&database, tenant, sha256_hex(id), identity(id, &[]), HOUR)
+            .await
+            .expect("create");
+    }
+    db.execute(
+        "UPDATE clinical.sessions SET expires_at = now() - interval '8 days' WHERE subject IN ('old-a', 'old-b');
+         UPDATE clinical.sessions SET revoked_at = now() - interval '8 days' WHERE subject = 'revoked-a';
+         UPDATE clinical.sessions SET revoked_at = now() - interval '1 day' WHERE subject = 'recent-a'",
+    )
+    .await;
+    session::create(
+        &database,
+        a,
+        sha256_hex("new-a"),
+        identity("new-a", &[]),
+        HOUR,
+    )
+    .await
+    .expect("create");
+    let left: Vec<String> = db
+        .admin()
+        .query(
+            "SELECT subject FROM clinical.sessions ORDER BY subject",
+            &[],
+        )
+        .await
+        .expect("sessions")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        left,
+        ["new-a", "old-b", "recent-a"],
+        "only tenant A's long-ended sessions go"
+    );
+}

@@ -152,8 +152,13 @@ pub async fn take_attempt(
     .await
 }
 
+/// How long ended sessions are kept (for `GET /admin/sessions` history and incident
+/// review) before a new login of the tenant deletes them.
+pub const ENDED_RETENTION_DAYS: i32 = 7;
+
 /// Creates a session for `identity` under `id_sha256`; returns when it ends at the latest
-/// (Unix seconds).
+/// (Unix seconds). Also deletes the tenant's sessions that ended more than
+/// [`ENDED_RETENTION_DAYS`] ago.
 pub async fn create(
     db: &Database,
     tenant_id: i64,
@@ -163,6 +168,14 @@ pub async fn create(
 ) -> Result<i64, TxError> {
     db.tenant_tx(Access::Write, tenant_id, move |tx| {
         Box::pin(async move {
+            tx.execute(
+                "DELETE FROM clinical.sessions
+                 WHERE tenant_id = $1
+                   AND (expires_at < now() - make_interval(days => $2)
+                        OR revoked_at < now() - make_interval(days => $2))",
+                &[&tenant_id, &ENDED_RETENTION_DAYS],
+            )
+            .await?;
             let row = tx
                 .query_one(
                     "INSERT INTO clinical.sessions
