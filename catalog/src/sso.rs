@@ -55,12 +55,19 @@ pub struct SsoRow {
     pub scim_enabled: bool,
     /// `metadata.generation` of the IdPConnection.
     pub generation: i64,
+    /// Where browsers are sent to log in (discovery's `authorization_endpoint`).
+    pub authorization_endpoint: Option<String>,
+    /// Where the data plane exchanges an authorization code (discovery's `token_endpoint`).
+    pub token_endpoint: Option<String>,
+    /// Where browsers are sent to end the IdP session (RP-Initiated Logout), if published.
+    pub end_session_endpoint: Option<String>,
 }
 
 /// The columns [`SsoRow::from_row`] reads (plus `tenant_id`).
 pub const COLUMNS: &str = "tenant_id, idp_uid, idp_name, protocol, issuer, jwks_uri, client_id, audiences, \
      claim_subject, claim_email, claim_groups, claim_name, role_mapping::text AS role_mapping, \
-     allowed_email_domains, scim_enabled, generation";
+     allowed_email_domains, scim_enabled, generation, authorization_endpoint, token_endpoint, \
+     end_session_endpoint";
 
 impl SsoRow {
     /// Reads a row selected with [`COLUMNS`]: its tenant id and the row.
@@ -96,6 +103,9 @@ impl SsoRow {
                 allowed_email_domains: row.try_get("allowed_email_domains")?,
                 scim_enabled: row.try_get("scim_enabled")?,
                 generation: row.try_get("generation")?,
+                authorization_endpoint: row.try_get("authorization_endpoint")?,
+                token_endpoint: row.try_get("token_endpoint")?,
+                end_session_endpoint: row.try_get("end_session_endpoint")?,
             },
         ))
     }
@@ -134,6 +144,68 @@ impl SsoRow {
             "allowedEmailDomains",
         );
         check(self.scim_enabled != other.scim_enabled, "scim");
+        check(
+            (
+                &self.authorization_endpoint,
+                &self.token_endpoint,
+                &self.end_session_endpoint,
+            ) != (
+                &other.authorization_endpoint,
+                &other.token_endpoint,
+                &other.end_session_endpoint,
+            ),
+            "endpoints",
+        );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row() -> SsoRow {
+        SsoRow {
+            idp_uid: "u".into(),
+            idp_name: "n".into(),
+            protocol: Protocol::Oidc,
+            issuer: "https://idp/realms/r".into(),
+            jwks_uri: "https://idp/realms/r/certs".into(),
+            client_id: "phoenix-dataplane".into(),
+            audiences: vec![],
+            claim_subject: "sub".into(),
+            claim_email: "email".into(),
+            claim_groups: "groups".into(),
+            claim_name: "name".into(),
+            role_mapping: vec![],
+            allowed_email_domains: vec![],
+            scim_enabled: false,
+            generation: 1,
+            authorization_endpoint: Some("https://idp/realms/r/auth".into()),
+            token_endpoint: Some("https://idp/realms/r/token".into()),
+            end_session_endpoint: None,
+        }
+    }
+
+    #[test]
+    fn a_changed_login_endpoint_is_a_difference() {
+        let old = row();
+        assert!(old.differences(&row()).is_empty());
+        let mut new = row();
+        new.end_session_endpoint = Some("https://idp/realms/r/logout".into());
+        assert_eq!(old.differences(&new), ["endpoints"]);
+        new.token_endpoint = None;
+        assert_eq!(old.differences(&new), ["endpoints"]);
+    }
+
+    #[test]
+    fn the_columns_name_the_login_endpoints() {
+        for column in [
+            "authorization_endpoint",
+            "token_endpoint",
+            "end_session_endpoint",
+        ] {
+            assert!(COLUMNS.contains(column), "{column}");
+        }
     }
 }

@@ -9,6 +9,7 @@ use axum::middleware;
 use crate::auth::jwks::{self, HttpJwks, JwksCache};
 use crate::catalog::Catalog;
 use crate::db::{Database, DatabaseProbe};
+use crate::login::LoginSettings;
 use crate::metrics::{self, Metrics};
 use crate::routes;
 
@@ -26,6 +27,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The signing keys of the tenants' identity providers.
     pub jwks: JwksCache,
+    /// Browser login and session settings.
+    pub login: LoginSettings,
     started_at: jiff::Timestamp,
 }
 
@@ -47,6 +50,7 @@ impl AppState {
             database,
             metrics,
             jwks: JwksCache::new(Arc::new(HttpJwks::new()), jwks::MIN_REFRESH),
+            login: LoginSettings::default(),
             started_at: jiff::Timestamp::now(),
         }
     }
@@ -54,6 +58,12 @@ impl AppState {
     /// Keys come from `jwks` instead of the issuers' endpoints (for tests).
     pub fn with_jwks(mut self, jwks: JwksCache) -> Self {
         self.jwks = jwks;
+        self
+    }
+
+    /// Browser logins and sessions follow `login`.
+    pub fn with_login(mut self, login: LoginSettings) -> Self {
+        self.login = login;
         self
     }
 

@@ -1,37 +1,59 @@
-//! Authentication of tenant requests by bearer JWTs from the tenant's identity provider.
+//! Authentication of tenant requests: bearer JWTs from the tenant's identity provider, or
+//! the session cookie of a browser login ([`crate::login`]).
 //!
 //! A middleware behind tenant resolution reads `Authorization: Bearer`, checks the header
 //! ([`token::inspect_header`]), takes the key by `kid` from the tenant's issuer's JWKS only
 //! ([`jwks::JwksCache`]), verifies signature and claims against the tenant's `catalog.sso`
-//! row ([`token::verify`]) and hands the [`Principal`] to handlers. A refused request answers
-//! 401 with a `WWW-Authenticate: Bearer` challenge (RFC 6750). No token ever reaches a log.
+//! row ([`token::verify`]). Without an `Authorization` header it looks the session cookie up
+//! by its hash in the tenant's sessions. Either way [`principal`] turns the identity into
+//! the [`Principal`] handlers see, and each route's [`permission::require`] decides what it
+//! may do. A refused request answers 401 with a `WWW-Authenticate: Bearer` challenge (RFC
+//! 6750) — or, for a browser asking for a page, a redirect to `/login`. No token or cookie
+//! value ever reaches a log.
 
 pub mod access;
 pub mod jwks;
+pub mod permission;
 pub mod token;
 
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Request, State};
-use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use axum::http::header::{ACCEPT, AUTHORIZATION, LOCATION, SET_COOKIE, WWW_AUTHENTICATE};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::catalog::TenantRecord;
-use crate::error::ApiError;
+use crate::error::{ApiError, Report};
+use crate::login::{self, SESSION_COOKIE, flow};
 use crate::tenant::Tenant;
+pub use permission::Permission;
 pub use token::{Identity, TokenError};
+
+/// How a request proved who it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Credential {
+    /// A bearer token of the tenant's identity provider.
+    Bearer,
+    /// A session cookie of a browser login.
+    Session {
+        /// When the session ends at the latest (Unix seconds).
+        expires_at: i64,
+    },
+}
 
 /// The authenticated user of a request, in its tenant.
 #[derive(Clone, Debug)]
 pub struct Principal {
-    /// The tenant the token was accepted for.
+    /// The tenant the credential was accepted for.
     pub tenant: Arc<TenantRecord>,
-    /// Who the token speaks for.
+    /// Who the credential speaks for.
     pub identity: Identity,
+    /// What the credential was.
+    pub credential: Credential,
 }
 
 /// The bearer token of `headers`: exactly one `Authorization: Bearer <token>`.
@@ -71,42 +93,154 @@ pub async fn authenticate_token(
     token::verify(token, alg, &key, &sso)
 }
 
+/// Why a request is not authenticated.
+enum Refusal {
+    /// No valid credential (the text says why).
+    Token(TokenError),
+    /// The sessions could not be read.
+    Database(crate::db::tenant_tx::TxError),
+}
+
+/// The identity and credential of a request: its bearer token when it sends an
+/// `Authorization` header (then never its cookie), else its session cookie.
+async fn credential(
+    state: &AppState,
+    tenant: &TenantRecord,
+    headers: &HeaderMap,
+) -> Result<(Identity, Credential), Refusal> {
+    if headers.contains_key(AUTHORIZATION) {
+        let token = bearer(headers).map_err(Refusal::Token)?;
+        let identity = authenticate_token(state, tenant, token)
+            .await
+            .map_err(Refusal::Token)?;
+        return Ok((identity, Credential::Bearer));
+    }
+    let Some(id) = flow::cookie_value(headers, SESSION_COOKIE) else {
+        return Err(Refusal::Token(TokenError::Missing));
+    };
+    let found = login::session::lookup(
+        &state.database,
+        tenant.id,
+        flow::sha256_hex(id),
+        state.login.sessions.idle,
+    )
+    .await
+    .map_err(Refusal::Database)?;
+    match found {
+        Some(session) => Ok((
+            session.identity,
+            Credential::Session {
+                expires_at: session.expires_at,
+            },
+        )),
+        None => Err(Refusal::Token(TokenError::Session)),
+    }
+}
+
+/// Where an authenticated identity becomes the request's [`Principal`]: the one place every
+/// credential passes, for the checks that hold whatever the credential — today
+/// [`access::admit`] (on a SCIM-provisioned tenant, only active provisioned users).
+async fn principal(
+    state: &AppState,
+    tenant: &Tenant,
+    identity: Identity,
+    credential: Credential,
+) -> Result<Principal, Refusal> {
+    match access::admit(state, tenant, &identity).await {
+        Ok(()) => Ok(Principal {
+            tenant: Arc::clone(&tenant.0),
+            identity,
+            credential,
+        }),
+        Err(access::AccessError::NotProvisioned) => {
+            // The IdP took the account away: its browser sessions end with it, so that
+            // reactivating the account later does not bring an old session back.
+            if matches!(credential, Credential::Session { .. }) {
+                let ended = login::session::revoke_subject(
+                    &state.database,
+                    tenant.id,
+                    identity.subject.clone(),
+                )
+                .await;
+                if let Err(error) = ended {
+                    tracing::warn!(tenant = %tenant.name, error = %Report(&error), "ending the sessions of a deprovisioned user failed");
+                }
+            }
+            Err(Refusal::Token(TokenError::NotProvisioned))
+        }
+        Err(access::AccessError::Unavailable(error)) => Err(Refusal::Database(error)),
+    }
+}
+
 /// Middleware after [`crate::tenant::resolve_tenant`]: admits only requests with a valid
-/// bearer token of the tenant's identity provider.
+/// bearer token of the tenant's identity provider or a live session of the tenant.
 pub async fn authenticate(
     State(state): State<AppState>,
     tenant: Tenant,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let checked = match bearer(request.headers()) {
-        Ok(token) => authenticate_token(&state, &tenant, token).await,
-        Err(error) => Err(error),
-    };
-    let checked = match checked {
-        Ok(identity) => match access::admit(&state, &tenant, &identity).await {
-            Ok(()) => Ok(identity),
-            Err(access::AccessError::NotProvisioned) => Err(TokenError::NotProvisioned),
-            // The database failed: refused as the database's failure (503 or 500, logged).
-            Err(access::AccessError::Unavailable(error)) => {
-                return ApiError::from(error).into_response();
-            }
-        },
-        Err(error) => Err(error),
+    let checked = match credential(&state, &tenant, request.headers()).await {
+        Ok((identity, credential)) => principal(&state, &tenant, identity, credential).await,
+        Err(refusal) => Err(refusal),
     };
     match checked {
-        Ok(identity) => {
-            request.extensions_mut().insert(Principal {
-                tenant: Arc::clone(&tenant.0),
-                identity,
-            });
+        Ok(principal) => {
+            request.extensions_mut().insert(principal);
             next.run(request).await
         }
-        Err(error) => {
+        Err(Refusal::Database(error)) => {
+            tracing::warn!(tenant = %tenant.name, error = %Report(&error), "checking the request's credential failed");
+            ApiError::from(error).into_response()
+        }
+        Err(Refusal::Token(error)) => {
             tracing::info!(tenant = %tenant.name, reason = %error, "request not authenticated");
-            unauthorized(&tenant.hostname, error)
+            let mut response = if wants_page(&request) {
+                to_login(&request)
+            } else {
+                unauthorized(&tenant.hostname, error.clone())
+            };
+            if matches!(error, TokenError::Session | TokenError::NotProvisioned)
+                && request.headers().contains_key(axum::http::header::COOKIE)
+                && let Ok(cookie) = HeaderValue::from_str(&flow::cleared_cookie(SESSION_COOKIE))
+            {
+                response.headers_mut().insert(SET_COOKIE, cookie);
+            }
+            response
         }
     }
+}
+
+/// Whether a refused request is a browser asking for a page (a GET that accepts HTML and
+/// sends no `Authorization`): it is sent to log in rather than given a 401.
+pub fn wants_page(request: &Request) -> bool {
+    request.method() == Method::GET
+        && !request.headers().contains_key(AUTHORIZATION)
+        && request
+            .headers()
+            .get_all(ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|accept| accept.contains("text/html"))
+}
+
+// 303 to /login, returning to the requested path afterwards.
+fn to_login(request: &Request) -> Response {
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let mut location = reqwest::Url::parse("http://login.invalid/login").ok();
+    if let Some(url) = location.as_mut() {
+        url.query_pairs_mut()
+            .append_pair("return_to", &flow::safe_return_to(Some(path)));
+    }
+    let target = location.map_or_else(
+        || "/login".to_owned(),
+        |url| format!("/login?{}", url.query().unwrap_or_default()),
+    );
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(value) = HeaderValue::from_str(&target) {
+        response.headers_mut().insert(LOCATION, value);
+    }
+    response
 }
 
 /// The 401 answer: the plain JSON error and its `WWW-Authenticate` challenge.

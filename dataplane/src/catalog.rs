@@ -70,6 +70,13 @@ pub async fn load_sso(client: &tokio_postgres::Client) -> Result<Vec<(i64, SsoRo
             tracing::warn!("catalog.sso does not exist yet; no tenant accepts bearer tokens");
             return Ok(Vec::new());
         }
+        // Nor to its login endpoints (migration 6).
+        Err(error) if error.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_COLUMN) => {
+            tracing::warn!(
+                "catalog.sso lacks the login endpoints (migration 6) yet; no tenant accepts bearer tokens or logins"
+            );
+            return Ok(Vec::new());
+        }
         Err(error) => return Err(error.into()),
     };
     let mut sso = Vec::with_capacity(rows.len());
@@ -313,6 +320,9 @@ mod tests {
             allowed_email_domains: vec![],
             scim_enabled: false,
             generation: 1,
+            authorization_endpoint: None,
+            token_endpoint: None,
+            end_session_endpoint: None,
         }
     }
 

@@ -41,6 +41,45 @@ pub struct Config {
     /// Region label put on every metric and log line (e.g. us-east-1).
     #[arg(long = "region", env = "REGION")]
     pub region: Option<String>,
+
+    /// PEM certificate chain to serve HTTPS with (with --tls-key-file); plain HTTP without.
+    #[arg(
+        long = "tls-cert-file",
+        env = "TLS_CERT_FILE",
+        requires = "tls_key_file"
+    )]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of --tls-cert-file.
+    #[arg(
+        long = "tls-key-file",
+        env = "TLS_KEY_FILE",
+        requires = "tls_cert_file"
+    )]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// Scheme browsers reach the data plane with, for the login's redirect URI: `https`
+    /// (TLS here or at the ingress); `http` only for local development.
+    #[arg(long = "public-scheme", env = "PUBLIC_SCHEME", default_value = "https",
+          value_parser = ["https", "http"])]
+    pub public_scheme: String,
+    /// Directory with one file per IdPConnection name holding its OIDC client secret (a
+    /// mounted Secret), read at every login; without a file the client is public (PKCE).
+    #[arg(long = "oidc-client-secrets-dir", env = "OIDC_CLIENT_SECRETS_DIR")]
+    pub oidc_client_secrets_dir: Option<PathBuf>,
+    /// A browser session unused for this many seconds ends.
+    #[arg(
+        long = "session-idle-seconds",
+        env = "SESSION_IDLE_SECONDS",
+        default_value_t = 1800
+    )]
+    pub session_idle_seconds: u64,
+    /// A browser session ends this many seconds after login, however much it is used.
+    #[arg(
+        long = "session-max-seconds",
+        env = "SESSION_MAX_SECONDS",
+        default_value_t = 43200
+    )]
+    pub session_max_seconds: u64,
 }
 
 impl Config {
@@ -53,7 +92,25 @@ impl Config {
             database_ca_file: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             region: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            public_scheme: "https".to_owned(),
+            oidc_client_secrets_dir: None,
+            session_idle_seconds: 1800,
+            session_max_seconds: 43200,
         }
+    }
+
+    /// The browser login settings this configuration asks for.
+    pub fn login(&self) -> crate::login::LoginSettings {
+        let mut login = crate::login::LoginSettings {
+            scheme: self.public_scheme.clone(),
+            client_secrets_dir: self.oidc_client_secrets_dir.clone(),
+            ..Default::default()
+        };
+        login.sessions.idle = std::time::Duration::from_secs(self.session_idle_seconds);
+        login.sessions.absolute = std::time::Duration::from_secs(self.session_max_seconds);
+        login
     }
 }
 
@@ -70,7 +127,10 @@ impl fmt::Debug for Config {
             .field("database_ca_file", &self.database_ca_file)
             .field("listen", &self.listen)
             .field("region", &self.region)
-            .finish()
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("public_scheme", &self.public_scheme)
+            .field("oidc_client_secrets_dir", &self.oidc_client_secrets_dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -100,8 +160,8 @@ mod tests {
 
     #[test]
     fn debug_output_never_contains_the_password() {
-        let mut config = Config::new("postgres://u:secret@db/phoenix");
-        config.reader_url = Some("postgres://u:secret@replica/phoenix".into());
-        assert!(!format!("{config:?}").contains("secret"));
+        let mut config = Config::new("postgres://u:hunter2@db/phoenix");
+        config.reader_url = Some("postgres://u:hunter2@replica/phoenix".into());
+        assert!(!format!("{config:?}").contains("hunter2"));
     }
 }

@@ -125,6 +125,7 @@ impl ApiError {
             Self::MissingHost => "missing_host",
             Self::InvalidHost => "invalid_host",
             Self::Unauthenticated(crate::auth::TokenError::Missing) => "unauthenticated",
+            Self::Unauthenticated(crate::auth::TokenError::Session) => "invalid_session",
             Self::Unauthenticated(_) => "invalid_token",
             Self::UnknownTenant { .. } => "unknown_tenant",
             Self::TenantSuspended { .. } => "tenant_suspended",

@@ -1,5 +1,6 @@
 //! The HTTP routes: process health (no tenant) and the tenant-scoped API.
 
+pub mod admin;
 pub mod fhir;
 pub mod health;
 pub mod me;
@@ -11,7 +12,9 @@ use axum::middleware;
 
 use crate::app::AppState;
 use crate::auth::authenticate;
+use crate::auth::permission::{Permission, require};
 use crate::error::ApiError;
+use crate::login;
 use crate::tenant::resolve_tenant;
 
 /// Every route served on behalf of a tenant, one nested router per API. Each route sits
@@ -19,16 +22,22 @@ use crate::tenant::resolve_tenant;
 /// API renders its errors its own way (FHIR: `OperationOutcome`), including its unknown
 /// paths and wrong methods.
 ///
-/// Authenticated routes add [`authenticate`] as a `route_layer` before tenant resolution
-/// (so it runs after it); `/fhir/metadata` stays public, as FHIR requires.
+/// Authenticated routes go through [`protected`], which names the permission they need;
+/// `/fhir/metadata` and the login routes stay public; `/scim/v2` authenticates the tenant's
+/// identity provider by its SCIM token instead ([`crate::scim`]).
 pub fn tenant_routes(state: AppState) -> Router<AppState> {
-    let state_for_scim = state.clone();
-    let me = me::router()
-        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            resolve_tenant,
-        ));
+    let me = protected(me::router(), Permission::ViewSelf, &state);
+    let whoami = protected(
+        login::handlers::whoami_router(),
+        Permission::ViewSelf,
+        &state,
+    );
+    let admin = protected(admin::router(), Permission::Administer, &state);
+    let login = login::handlers::public_router().route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        resolve_tenant,
+    ));
+    let scim = crate::scim::router(state.clone());
     let fhir = fhir::router()
         .route_layer(middleware::from_fn_with_state(state, resolve_tenant))
         .method_not_allowed_fallback(method_not_allowed)
@@ -36,8 +45,29 @@ pub fn tenant_routes(state: AppState) -> Router<AppState> {
         .layer(middleware::map_response(crate::fhir::render_errors));
     Router::new()
         .merge(me)
+        .merge(whoami)
+        .merge(admin)
+        .merge(login)
         .nest("/fhir", fhir)
-        .merge(crate::scim::router(state_for_scim))
+        .merge(scim)
+}
+
+/// `router` behind tenant resolution, authentication (bearer token or session) and
+/// `permission`, in that order: the one way a route becomes authenticated, so none can
+/// forget to say what it lets its caller do. 401 without a valid credential, 403 without
+/// the permission.
+pub fn protected(
+    router: Router<AppState>,
+    permission: Permission,
+    state: &AppState,
+) -> Router<AppState> {
+    router
+        .route_layer(middleware::from_fn_with_state(permission, require))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            resolve_tenant,
+        ))
 }
 
 /// Fallback for paths no route matches. Names the full path, also inside a nested router.

@@ -1,4 +1,7 @@
-//! Starting and stopping the whole data plane: pools, catalog follower and HTTP server.
+//! Starting and stopping the whole data plane: pools, catalog follower and HTTP server
+//! (HTTPS with [`tls`] when a certificate is configured).
+
+pub mod tls;
 
 use std::io;
 use std::net::SocketAddr;
@@ -23,6 +26,9 @@ pub enum StartError {
     /// A database URL is unusable.
     #[error(transparent)]
     Database(#[from] DbError),
+    /// The TLS certificate or key is unusable.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// The listen address could not be bound or read.
     #[error("listening on {addr} failed")]
     Listen {
@@ -81,6 +87,10 @@ impl Dataplane {
             source,
         })?;
         let database = Database::new(config)?;
+        let acceptor = match (&config.tls_cert_file, &config.tls_key_file) {
+            (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+            _ => None,
+        };
         let follower_pg = pg_config(
             "DATABASE_URL",
             &config.database_url,
@@ -100,17 +110,26 @@ impl Dataplane {
                 .instrument(span.clone()),
         );
 
-        let state = AppState::new(catalog.clone(), database, metrics);
+        let state = AppState::new(catalog.clone(), database, metrics).with_login(config.login());
         // Requests run on tasks of their own: carry the region span into each of them.
         let request_span = span.clone();
         let app = app(state).layer(middleware::from_fn(move |request: Request, next: Next| {
             next.run(request).instrument(request_span.clone())
         }));
-        let server = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal(stopped))
-            .into_future();
-        let server = tokio::spawn(server.instrument(span.clone()));
-        span.in_scope(|| tracing::info!(%local_addr, "data plane listening"));
+        let tls = acceptor.is_some();
+        let server = match acceptor {
+            Some(acceptor) => tokio::spawn(
+                tls::serve(listener, acceptor, app, shutdown_signal(stopped))
+                    .instrument(span.clone()),
+            ),
+            None => tokio::spawn(
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown_signal(stopped))
+                    .into_future()
+                    .instrument(span.clone()),
+            ),
+        };
+        span.in_scope(|| tracing::info!(%local_addr, tls, "data plane listening"));
 
         Ok(Self {
             local_addr,

@@ -1,6 +1,7 @@
 //! The access rule (`auth::access::admit`) on the bearer path against a real PostgreSQL:
 //! with SCIM on, a valid token opens `/me` only while its user is an active SCIM user of
-//! the tenant, read on every request (no cache); with SCIM off every valid token does.
+//! the tenant, read on every request (no cache); with SCIM off every valid token does. A
+//! browser session of a user the IdP deactivates stops at once and is revoked.
 
 mod support;
 
@@ -76,6 +77,9 @@ fn sso(scim_enabled: bool) -> SsoRow {
         allowed_email_domains: vec![],
         scim_enabled,
         generation: 1,
+        authorization_endpoint: None,
+        token_endpoint: None,
+        end_session_endpoint: None,
     }
 }
 
@@ -194,4 +198,80 @@ async fn only_active_scim_users_of_the_tenant_are_admitted_checked_on_every_requ
     s.catalog
         .replace_with_sso([record(s.mercy, "mercy")], [(s.mercy, sso(false))]);
     assert_eq!(me(&s.app).await.0, StatusCode::OK);
+}
+
+/// `GET /me` at mercy's host with the session cookie `id`: status and `Set-Cookie`.
+async fn me_by_session(app: &axum::Router, id: &str) -> (StatusCode, Option<String>) {
+    let request = Request::get("/me")
+        .header(header::HOST, "mercy.example.org")
+        .header(
+            header::COOKIE,
+            format!("{}={id}", phoenix_dataplane::login::SESSION_COOKIE),
+        )
+        .body(Body::empty())
+        .expect("request");
+    let response = app.clone().oneshot(request).await.expect("response");
+    let cookie = response
+        .headers()
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (response.status(), cookie)
+}
+
+#[tokio::test]
+async fn a_deprovisioned_users_sessions_stop_at_once_and_stay_ended() {
+    let s = setup().await;
+    add_user(&s.db, s.mercy, "alice", Some("alice-id"), true).await;
+    let id = phoenix_dataplane::login::flow::random_token();
+    let identity = phoenix_dataplane::auth::Identity {
+        subject: "alice-id".into(),
+        email: Some("alice@mercy.example".into()),
+        name: None,
+        roles: vec!["physician".into()],
+    };
+    phoenix_dataplane::login::session::create(
+        &s.db.database(1),
+        s.mercy,
+        phoenix_dataplane::login::flow::sha256_hex(&id),
+        identity,
+        Duration::from_secs(3600),
+    )
+    .await
+    .expect("session created");
+    assert_eq!(me_by_session(&s.app, &id).await.0, StatusCode::OK);
+
+    s.db.execute("UPDATE clinical.scim_users SET active = false WHERE external_id = 'alice-id'")
+        .await;
+    let (status, cookie) = me_by_session(&s.app, &id).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "deactivated: refused at once"
+    );
+    let cookie = cookie.expect("the refused cookie is cleared");
+    assert!(
+        cookie.starts_with(phoenix_dataplane::login::SESSION_COOKIE)
+            && cookie.contains("Max-Age=0"),
+        "{cookie}"
+    );
+    let revoked: i64 = s
+        .db
+        .admin()
+        .query_one(
+            "SELECT count(*) FROM clinical.sessions WHERE subject = 'alice-id' AND revoked_at IS NOT NULL",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(
+        revoked, 1,
+        "the user's session is revoked, not only refused"
+    );
+
+    // Reactivating the account does not revive the old session: a new login is needed.
+    s.db.execute("UPDATE clinical.scim_users SET active = true WHERE external_id = 'alice-id'")
+        .await;
+    assert_eq!(me_by_session(&s.app, &id).await.0, StatusCode::UNAUTHORIZED);
 }

@@ -76,6 +76,9 @@ fn sso() -> SsoRow {
         allowed_email_domains: vec!["mercy.example".into()],
         scim_enabled: false,
         generation: 1,
+        authorization_endpoint: None,
+        token_endpoint: None,
+        end_session_endpoint: None,
     }
 }
 

@@ -140,6 +140,10 @@ ensure_packages() {
   command -v curl >/dev/null || apt_install curl ca-certificates
   command -v runuser >/dev/null || apt_install util-linux   # runuser, setsid, flock
   command -v ps >/dev/null || apt_install procps            # ps, pgrep
+  # The browser login test drives headless Chromium through chromedriver (W3C WebDriver).
+  if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    apt_install chromium chromium-driver
+  fi
   if [[ ! -x "$PG_BIN/initdb" || ! -x "$PG_BIN/pg_basebackup" || ! -x "$PG_BIN/psql" ]]; then
     # Keep the package from creating and starting its own cluster on 5432.
     mkdir -p /etc/postgresql-common

@@ -152,7 +152,9 @@ def ensure_client(kc, realm, host):
     redirects = ["http://127.0.0.1:*", "http://localhost:*"]
     origins = ["+"]
     if host:
-        redirects += [f"https://{host}/*", f"http://{host}/*"]
+        # Browser login: https://<host>[:port]/auth/callback and /logged-out (Keycloak
+        # takes only a trailing wildcard, so "host:*" covers every port).
+        redirects += [f"https://{host}/*", f"http://{host}/*", f"https://{host}:*"]
     rep = {
         "clientId": CLIENT_ID,
         "name": "Phoenix Guardian data plane",

@@ -13,6 +13,7 @@ pub mod guard;
 pub mod keycloak;
 pub mod scenario;
 pub mod scim;
+pub mod webdriver;
 
 /// The three regions of examples/.
 pub const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-southeast-1"];
@@ -320,12 +321,51 @@ impl Process {
         p
     }
 
+    /// Starts a data plane like [`Process::dataplane`], logging to `<name>.log`, with
+    /// `extra` environment; serving HTTPS when `extra` sets `TLS_CERT_FILE`.
+    pub async fn dataplane_with(
+        name: &str,
+        region: &str,
+        database_url: String,
+        ca_file: Option<String>,
+        extra: &[(&str, String)],
+    ) -> Self {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut env = vec![
+            ("DATABASE_URL", database_url),
+            ("LISTEN_ADDR", addr.clone()),
+            ("REGION", region.to_owned()),
+        ];
+        if let Some(ca) = ca_file {
+            env.push(("DATABASE_CA_FILE", ca));
+        }
+        env.extend(extra.iter().cloned());
+        let tls = extra.iter().any(|(k, _)| *k == "TLS_CERT_FILE");
+        let p = Self::spawn(name, &binary("phoenix-dataplane"), &env, addr);
+        let scheme = if tls { "https" } else { "http" };
+        p.wait_url(
+            &format!("{scheme}://{}/readyz", p.addr),
+            Duration::from_secs(30),
+        )
+        .await;
+        p
+    }
+
     async fn wait_http(&self, path: &str, timeout: Duration) {
-        let url = format!("http://{}{path}", self.addr);
+        self.wait_url(&format!("http://{}{path}", self.addr), timeout)
+            .await;
+    }
+
+    async fn wait_url(&self, url: &str, timeout: Duration) {
         let log = self.log.clone();
         let start = Instant::now();
+        // The test's own certificates are self-signed.
+        let client = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .build()
+            .expect("HTTP client");
         loop {
-            if let Ok(r) = reqwest::get(&url).await
+            if let Ok(r) = client.get(url).send().await
                 && r.status().is_success()
             {
                 return;

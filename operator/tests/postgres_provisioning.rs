@@ -57,7 +57,10 @@ async fn provisioning_is_idempotent_and_a_converged_database_gets_no_ddl() {
         .await
         .expect("ledger")
         .get(0);
-    assert_eq!(ledger, i64::from(migrations::latest_version()));
+    assert_eq!(
+        ledger,
+        i64::try_from(migrations::MIGRATIONS.len()).expect("few migrations")
+    );
 }
 
 #[tokio::test]

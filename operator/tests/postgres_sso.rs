@@ -46,6 +46,9 @@ fn sso(idp_uid: &str) -> SsoRow {
         allowed_email_domains: vec!["mercy.example".into()],
         scim_enabled: true,
         generation: 1,
+        authorization_endpoint: Some("https://idp.example/realms/mercy/auth".into()),
+        token_endpoint: Some("https://idp.example/realms/mercy/token".into()),
+        end_session_endpoint: None,
     }
 }
 
@@ -79,7 +82,11 @@ async fn sso_rows_round_trip_update_and_go_with_their_idp_or_tenant() {
     changed
         .allowed_email_domains
         .push("mercy-staff.example".into());
-    assert_eq!(row.differences(&changed), ["allowedEmailDomains", "scim"]);
+    changed.end_session_endpoint = Some("https://idp.example/realms/mercy/logout".into());
+    assert_eq!(
+        row.differences(&changed),
+        ["allowedEmailDomains", "scim", "endpoints"]
+    );
     region.upsert_sso(id, &changed).await.expect("update");
     assert_eq!(
         region.sso_seen(&t.uid).await.expect("seen").row,

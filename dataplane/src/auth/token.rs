@@ -79,6 +79,9 @@ pub enum TokenError {
     /// The identity is not (or no longer) an active provisioned user of the tenant.
     #[error("the token's user has no active account in this tenant")]
     NotProvisioned,
+    /// The session cookie names no live session of this tenant (ended, revoked, unknown).
+    #[error("the session has ended or is not valid; log in again")]
+    Session,
 }
 
 /// Who a valid token speaks for.
@@ -173,6 +176,70 @@ pub fn verify(
     key: &DecodingKey,
     sso: &SsoRow,
 ) -> Result<Identity, TokenError> {
+    let audiences: &[String] = if sso.audiences.is_empty() {
+        std::slice::from_ref(&sso.client_id)
+    } else {
+        &sso.audiences
+    };
+    let claims = decode(token, alg, key, &sso.issuer, audiences)?;
+    // An ID token carries the same issuer and (as aud) the client id; it proves a login to
+    // the client, not a grant to call the API. Keycloak names the kind in `typ`.
+    if let Some(kind) = claims.get("typ")
+        && !kind
+            .as_str()
+            .is_some_and(|k| k.eq_ignore_ascii_case("bearer"))
+    {
+        return Err(TokenError::NotAccessToken);
+    }
+    identity(&claims, sso)
+}
+
+/// Verifies an ID token of a browser login (OpenID Connect Core 1.0, section 3.1.3.7): the
+/// same signature, issuer and time checks as a bearer token, `aud` naming the client id,
+/// `azp` (when present) the client id, and `nonce` the login's. Maps groups to roles and
+/// enforces the allowed email domains like [`verify`].
+pub fn verify_id_token(
+    token: &str,
+    alg: Algorithm,
+    key: &DecodingKey,
+    sso: &SsoRow,
+    nonce: &str,
+) -> Result<Identity, TokenError> {
+    let claims = decode(
+        token,
+        alg,
+        key,
+        &sso.issuer,
+        std::slice::from_ref(&sso.client_id),
+    )?;
+    if let Some(azp) = claims.get("azp")
+        && azp.as_str() != Some(sso.client_id.as_str())
+    {
+        return Err(TokenError::Audience);
+    }
+    // Keycloak says `ID`; other providers say nothing. An access token is not an ID token.
+    if let Some(kind) = claims.get("typ")
+        && !kind.as_str().is_some_and(|k| k.eq_ignore_ascii_case("id"))
+    {
+        return Err(TokenError::Claim("typ".into()));
+    }
+    // Both values are random and public to the browser; comparing them needs no constant
+    // time, but a missing nonce is never taken as a match.
+    match claims.get("nonce").and_then(Value::as_str) {
+        Some(found) if !nonce.is_empty() && found == nonce => {}
+        _ => return Err(TokenError::Claim("nonce".into())),
+    }
+    identity(&claims, sso)
+}
+
+// The signature with `key` and the registered claims: `iss`, one of `audiences`, `exp`, `nbf`.
+fn decode(
+    token: &str,
+    alg: Algorithm,
+    key: &DecodingKey,
+    issuer: &str,
+    audiences: &[String],
+) -> Result<Map<String, Value>, TokenError> {
     use jsonwebtoken::errors::ErrorKind;
 
     let mut validation = Validation::new(alg);
@@ -182,12 +249,7 @@ pub fn verify(
     validation.validate_nbf = true;
     validation.validate_aud = true;
     validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-    validation.set_issuer(&[&sso.issuer]);
-    let audiences: &[String] = if sso.audiences.is_empty() {
-        std::slice::from_ref(&sso.client_id)
-    } else {
-        &sso.audiences
-    };
+    validation.set_issuer(&[issuer]);
     validation.set_audience(audiences);
 
     let data =
@@ -209,19 +271,10 @@ pub fn verify(
                 _ => TokenError::Malformed,
             }
         })?;
-    identity(&data.claims, sso)
+    Ok(data.claims)
 }
 
 fn identity(claims: &Map<String, Value>, sso: &SsoRow) -> Result<Identity, TokenError> {
-    // An ID token carries the same issuer and (as aud) the client id; it proves a login to
-    // the client, not a grant to call the API. Keycloak names the kind in `typ`.
-    if let Some(kind) = claims.get("typ")
-        && !kind
-            .as_str()
-            .is_some_and(|k| k.eq_ignore_ascii_case("bearer"))
-    {
-        return Err(TokenError::NotAccessToken);
-    }
     let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
     let subject = text(&sso.claim_subject)
         .filter(|s| !s.is_empty())
@@ -322,6 +375,9 @@ mod tests {
             allowed_email_domains: vec![],
             scim_enabled: false,
             generation: 1,
+            authorization_endpoint: None,
+            token_endpoint: None,
+            end_session_endpoint: None,
         }
     }
 
@@ -440,6 +496,64 @@ mod tests {
         header.typ = Some("at+jwt".into());
         let rfc9068 = encode(&header, &claims(), &key()).expect("signed");
         assert!(check(&rfc9068, &sso()).is_ok());
+    }
+
+    fn check_id(token: &str, nonce: &str) -> Result<Identity, TokenError> {
+        let mut sso = sso();
+        sso.allowed_email_domains = vec!["mercy.example".into()];
+        let (alg, _) = inspect_header(token)?;
+        let decoding = key_for(alg, &jwk(&key()))?;
+        verify_id_token(token, alg, &decoding, &sso, nonce)
+    }
+
+    fn id_token(change: impl FnOnce(&mut Map<String, Value>)) -> String {
+        with(|c| {
+            c.insert("typ".into(), json!("ID"));
+            c.insert("aud".into(), json!("phoenix-dataplane"));
+            c.insert("azp".into(), json!("phoenix-dataplane"));
+            c.insert("nonce".into(), json!("n-123"));
+            change(c);
+        })
+    }
+
+    #[test]
+    fn an_id_token_must_carry_the_logins_nonce_and_the_client_as_audience() {
+        let identity = check_id(&id_token(|_| {}), "n-123").expect("valid");
+        assert_eq!(identity.roles, ["physician"]);
+        assert_eq!(
+            check_id(&id_token(|_| {}), "n-other"),
+            Err(TokenError::Claim("nonce".into()))
+        );
+        let no_nonce = id_token(|c| {
+            c.remove("nonce");
+        });
+        assert_eq!(
+            check_id(&no_nonce, ""),
+            Err(TokenError::Claim("nonce".into()))
+        );
+        let other_client = id_token(|c| {
+            c.insert("aud".into(), json!("other-client"));
+        });
+        assert_eq!(check_id(&other_client, "n-123"), Err(TokenError::Audience));
+        let other_azp = id_token(|c| {
+            c.insert("azp".into(), json!("other-client"));
+        });
+        assert_eq!(check_id(&other_azp, "n-123"), Err(TokenError::Audience));
+        let access = id_token(|c| {
+            c.insert("typ".into(), json!("Bearer"));
+        });
+        assert_eq!(
+            check_id(&access, "n-123"),
+            Err(TokenError::Claim("typ".into()))
+        );
+        let expired = id_token(|c| {
+            c.insert("exp".into(), json!(now() - 120));
+        });
+        assert_eq!(check_id(&expired, "n-123"), Err(TokenError::Expired));
+        let foreign = id_token(|c| {
+            c.insert("email".into(), json!("eve@elsewhere.example"));
+        });
+        assert_eq!(check_id(&foreign, "n-123"), Err(TokenError::EmailDomain));
     }
 
     #[test]

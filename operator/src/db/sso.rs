@@ -51,8 +51,10 @@ pub async fn upsert(client: &Client, tenant_id: i64, row: &SsoRow) -> Result<(),
         .execute(
             "INSERT INTO catalog.sso (tenant_id, idp_uid, idp_name, protocol, issuer, jwks_uri, client_id,
                  audiences, claim_subject, claim_email, claim_groups, claim_name, role_mapping,
-                 allowed_email_domains, scim_enabled, generation)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::text::jsonb, $14, $15, $16)
+                 allowed_email_domains, scim_enabled, generation, authorization_endpoint,
+                 token_endpoint, end_session_endpoint)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::text::jsonb, $14, $15, $16,
+                 $17, $18, $19)
              ON CONFLICT (tenant_id) DO UPDATE SET
                  idp_uid = EXCLUDED.idp_uid, idp_name = EXCLUDED.idp_name, protocol = EXCLUDED.protocol,
                  issuer = EXCLUDED.issuer, jwks_uri = EXCLUDED.jwks_uri, client_id = EXCLUDED.client_id,
@@ -61,6 +63,9 @@ pub async fn upsert(client: &Client, tenant_id: i64, row: &SsoRow) -> Result<(),
                  claim_name = EXCLUDED.claim_name, role_mapping = EXCLUDED.role_mapping,
                  allowed_email_domains = EXCLUDED.allowed_email_domains,
                  scim_enabled = EXCLUDED.scim_enabled, generation = EXCLUDED.generation,
+                 authorization_endpoint = EXCLUDED.authorization_endpoint,
+                 token_endpoint = EXCLUDED.token_endpoint,
+                 end_session_endpoint = EXCLUDED.end_session_endpoint,
                  updated_at = now()",
             &[
                 &tenant_id,
@@ -79,6 +84,9 @@ pub async fn upsert(client: &Client, tenant_id: i64, row: &SsoRow) -> Result<(),
                 &row.allowed_email_domains,
                 &row.scim_enabled,
                 &row.generation,
+                &row.authorization_endpoint,
+                &row.token_endpoint,
+                &row.end_session_endpoint,
             ],
         )
         .await

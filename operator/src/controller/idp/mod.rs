@@ -3,8 +3,10 @@
 //! Validation repeats every resync, so key rotation at the provider is followed.
 //! Its SSO settings are published to the tenant's Region catalog (`catalog.sso`), its SCIM
 //! token generated into a Secret with only its hash in the catalog ([`scim`]); both are
-//! removed on deletion.
+//! removed on deletion. Its OIDC client secret is mirrored into its Region's
+//! `phoenix-dataplane-oidc-<region>` Secret for the data plane's login ([`client_secret`]).
 
+pub mod client_secret;
 pub mod deref;
 pub mod plan;
 pub mod scim;
@@ -50,6 +52,9 @@ async fn converge(idp: &IdPConnection, ctx: &Context) -> Result<Action, Error> {
         }
         let (mut status, mut events) =
             status::validated(idp, &v, refs.tenant_exists, &publish, &now);
+        if let (Some(_), plan::Publish::Row { region, .. }) = (&db, &publish) {
+            client_secret::mirror(idp, &world, region).await?;
+        }
         if let (Some(db), plan::Publish::Row { tenant_id, .. }) = (&db, &publish) {
             let existing = refs.scim_token.as_ref().map(|t| t.0.as_str());
             let scim_plan = scim::plan(idp, existing.is_some());
@@ -84,6 +89,10 @@ async fn remove(idp: &IdPConnection, ctx: &Context) -> Result<Action, Error> {
     let world = World::of(ctx);
     let uid = idp.uid().unwrap_or_default();
     let mut removed = Vec::new();
+    // Needs no database: every Region, whatever its state.
+    for region in &world.regions {
+        client_secret::remove(idp, &world, &region.name_any()).await?;
+    }
     for region in &world.regions {
         if region.spec.role != phoenix_crds::RegionRole::Primary {
             continue;

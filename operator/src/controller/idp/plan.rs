@@ -74,6 +74,37 @@ pub struct Validated {
     pub algorithms: Vec<String>,
     /// Key ids of its usable signing keys, sorted.
     pub key_ids: Vec<String>,
+    /// The endpoints browser login uses (see [`LoginEndpoints`]).
+    pub endpoints: LoginEndpoints,
+}
+
+/// The endpoints of a provider the data plane's browser login needs, from its discovery
+/// document. Each is `None` when the document names none; a login is then refused by the
+/// data plane with a message, while bearer tokens keep working.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoginEndpoints {
+    /// `authorization_endpoint`.
+    pub authorization: Option<String>,
+    /// `token_endpoint`.
+    pub token: Option<String>,
+    /// `end_session_endpoint` (RP-Initiated Logout), optional in the specification.
+    pub end_session: Option<String>,
+}
+
+/// The login endpoints of a discovery document: only absolute `https` URLs, or `http` ones
+/// (local providers in tests), are taken.
+pub fn login_endpoints(doc: &Value) -> LoginEndpoints {
+    let url = |name: &str| {
+        doc.get(name)
+            .and_then(Value::as_str)
+            .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+            .map(str::to_owned)
+    };
+    LoginEndpoints {
+        authorization: url("authorization_endpoint"),
+        token: url("token_endpoint"),
+        end_session: url("end_session_endpoint"),
+    }
 }
 
 /// The members of a discovery document the platform needs: `issuer`, `jwks_uri`, and the
@@ -193,6 +224,7 @@ pub fn validate(
         jwks_uri,
         algorithms,
         key_ids,
+        endpoints: login_endpoints(discovery),
     })
 }
 
@@ -241,6 +273,9 @@ pub fn sso_row(idp: &IdPConnection, v: &Validated) -> SsoRow {
         allowed_email_domains: idp.spec.allowed_email_domains.clone(),
         scim_enabled: idp.spec.scim.enabled,
         generation: idp.metadata.generation.unwrap_or(0),
+        authorization_endpoint: v.endpoints.authorization.clone(),
+        token_endpoint: v.endpoints.token.clone(),
+        end_session_endpoint: v.endpoints.end_session.clone(),
     }
 }
 
@@ -361,6 +396,29 @@ mod tests {
         );
         let ec = json!({"keys": [{"kid": "ec", "kty": "EC", "crv": "P-256", "x": "a", "y": "b"}]});
         assert_eq!(usable_keys("u", &ec, &algs).expect("usable"), ["ec"]);
+    }
+
+    #[test]
+    fn the_login_endpoints_are_taken_from_discovery() {
+        let mut doc = discovery();
+        doc["authorization_endpoint"] = json!(format!("{ISS}/protocol/openid-connect/auth"));
+        doc["token_endpoint"] = json!(format!("{ISS}/protocol/openid-connect/token"));
+        doc["end_session_endpoint"] = json!("javascript:alert(1)");
+        let jwks = json!({"keys": [rsa("k1")]});
+        let v = validate(ISS, &doc, &jwks).expect("valid");
+        assert_eq!(
+            v.endpoints,
+            LoginEndpoints {
+                authorization: Some(format!("{ISS}/protocol/openid-connect/auth")),
+                token: Some(format!("{ISS}/protocol/openid-connect/token")),
+                end_session: None,
+            },
+            "only http(s) URLs are published"
+        );
+        assert_eq!(
+            validate(ISS, &discovery(), &jwks).expect("valid").endpoints,
+            LoginEndpoints::default()
+        );
     }
 
     #[test]

@@ -239,6 +239,7 @@ mod tests {
             jwks_uri: "https://idp.example/certs".into(),
             algorithms: vec!["RS256".into()],
             key_ids: keys.iter().map(|k| (*k).to_owned()).collect(),
+            endpoints: Default::default(),
         }
     }
 

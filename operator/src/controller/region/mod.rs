@@ -172,6 +172,15 @@ async fn release(region: &Region, ctx: &Context) -> Result<Action, Error> {
         .delete(&ctx.settings.namespace, &dataplane_secret_name(&name))
         .await
         .map_err(super::error::ApplyError::from)?;
+    // The client secrets mirrored for this Region's data plane go with it.
+    ctx.providers
+        .secrets
+        .delete(
+            &ctx.settings.namespace,
+            &super::idp::client_secret::secret_name(&name),
+        )
+        .await
+        .map_err(super::error::ApplyError::from)?;
     ctx.providers.databases.forget(&name);
     ctx.publish_events(
         region,
