@@ -1,6 +1,7 @@
 //! IdPConnections against the stack's real Keycloak: a valid realm is Ready and its tenant's
-//! SSOReady follows; a wrong issuer URL, an unreachable IdP and an issuer mismatch each say
-//! what is wrong; SAML is NotImplemented; a key added at Keycloak is picked up as a rotation.
+//! SSOReady follows; a wrong issuer URL, an unreachable IdP, an issuer mismatch and an
+//! untrusted TLS certificate each say what is wrong; SAML is NotImplemented; a key added at
+//! Keycloak is picked up as a rotation.
 
 use std::time::Duration;
 
@@ -16,6 +17,85 @@ fn idp_yaml(name: &str, tenant: &str, issuer: &str) -> String {
     format!(
         "---\napiVersion: phoenixguardian.io/v1alpha1\nkind: IdPConnection\nmetadata:\n  name: {name}\nspec:\n  tenantRef: {tenant}\n  protocol: OIDC\n  oidc:\n    issuerUrl: {issuer}\n    clientId: phoenix-dataplane\n    audiences: [phoenix-dataplane]\n"
     )
+}
+
+/// An HTTPS server on loopback whose certificate no client trusts (self-signed, made for
+/// the test): `openssl s_server`, stopped on drop.
+struct UntrustedTls {
+    child: std::process::Child,
+    url: String,
+    _dir: TempDir,
+}
+
+/// A directory removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl UntrustedTls {
+    fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("e2e-untrusted-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let made = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args([
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("run openssl req");
+        assert!(
+            made.status.success(),
+            "openssl req: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let port = free_port();
+        let child = std::process::Command::new("openssl")
+            .args(["s_server", "-quiet", "-www", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run openssl s_server");
+        let start = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "openssl s_server did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            child,
+            url: format!("https://127.0.0.1:{port}"),
+            _dir: TempDir(dir),
+        }
+    }
+}
+
+impl Drop for UntrustedTls {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The Ready condition of IdPConnection `name` once it has `status`: (reason, message).
@@ -208,6 +288,7 @@ async fn idp_connections_against_keycloak_say_what_is_wrong_and_follow_key_rotat
 
     // What is wrong is named, one case each.
     let dead = format!("http://127.0.0.1:{}/realms/x", free_port());
+    let untrusted = UntrustedTls::start();
     for (name, url, want, says) in [
         (
             "e2e-idp-wrong",
@@ -226,6 +307,12 @@ async fn idp_connections_against_keycloak_say_what_is_wrong_and_follow_key_rotat
             format!("{kc}/realms/e2e-mismatch"),
             "IssuerMismatch",
             "says its issuer is",
+        ),
+        (
+            "e2e-idp-tls",
+            format!("{}/realms/x", untrusted.url),
+            "IdPTLSError",
+            "certificate",
         ),
     ] {
         scenario.apply(&idp_yaml(name, "e2e-sso", &url));
