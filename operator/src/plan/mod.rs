@@ -415,6 +415,13 @@ pub async fn plan(
         databases: Arc::new(PgDatabases::read_only()),
         secrets: Arc::new(ReadOnlySecrets(KubeSecrets::new(client.clone()))),
         oidc: Arc::new(oidc),
+        dns: Arc::new(crate::controller::providers::ReadOnlyDns(Arc::new(
+            crate::dns::route53::Route53::from_env(
+                Arc::new(crate::metrics::Metrics::default()),
+                settings.route53.clone(),
+            )
+            .await,
+        ))),
     };
     let world = World {
         providers: &providers,
