@@ -308,6 +308,9 @@ pub struct RegionDnsStatus {
     /// The hosted zone, resolved from `spec.dns`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hosted_zone_id: Option<String>,
+    /// The hosted zone's domain name, with a trailing dot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_name: Option<String>,
     /// The Route53 health check probing `spec.ingress`, attached to the region's latency
     /// records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
