@@ -34,8 +34,8 @@ pub enum Refusal {
     },
 }
 
-/// Whether the zone holds our ownership record for `host`: `Some(true)` ours,
-/// `Some(false)` someone else's (its value), `None` none.
+/// The ownership record of `host` in the zone: `Some(Ok)` ours, `Some(Err(record))`
+/// someone else's, `None` none.
 fn ownership<'a>(
     seen: &'a [RecordSet],
     host: &str,
@@ -45,7 +45,7 @@ fn ownership<'a>(
     let name = owner_record_name(host);
     let txt = seen.iter().find(|r| r.name == name && r.rtype == "TXT")?;
     let ours = owner_value(owner, tenant);
-    Some(if txt.values.iter().any(|v| *v == ours) {
+    Some(if txt.values.contains(&ours) {
         Ok(())
     } else {
         Err(txt)
