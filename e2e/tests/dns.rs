@@ -193,18 +193,24 @@ async fn records_of_others_and_hosts_outside_the_zone_are_refused_and_left_alone
         tenant("dns-foreign", "US", "dns-foreign.e2e.phoenixguardian.test"),
         tenant("dns-outside", "EU", "dns-outside.example.com")
     ));
-    let t = wait_tenant("dns-foreign", "DNSReady False", READY_TIMEOUT, |t| {
-        dns_ready(t).is_some_and(|c| c.0 == "False")
-    })
+    let t = wait_tenant(
+        "dns-foreign",
+        "DNSReady RecordNotOwned",
+        READY_TIMEOUT,
+        |t| dns_ready(t).is_some_and(|c| c.1 == "RecordNotOwned"),
+    )
     .await;
     let (_, reason, message) = dns_ready(&t).expect("DNSReady");
     assert_eq!(reason, "RecordNotOwned", "{message}");
     assert!(message.contains(foreign), "{message}");
     wait_event(&Regarding::of(&t), "RecordNotOwned", since).await;
 
-    let t = wait_tenant("dns-outside", "DNSReady False", READY_TIMEOUT, |t| {
-        dns_ready(t).is_some_and(|c| c.0 == "False")
-    })
+    let t = wait_tenant(
+        "dns-outside",
+        "DNSReady HostnameOutsideZones",
+        READY_TIMEOUT,
+        |t| dns_ready(t).is_some_and(|c| c.1 == "HostnameOutsideZones"),
+    )
     .await;
     let (_, reason, message) = dns_ready(&t).expect("DNSReady");
     assert_eq!(reason, "HostnameOutsideZones", "{message}");

@@ -23,8 +23,8 @@ pub struct RegionTarget {
     pub residency: Vec<String>,
     /// Ingress host name (the CNAME's value).
     pub ingress: String,
-    /// The Region's hosted zone.
-    pub zone: Zone,
+    /// The Region's hosted zone, once the Region controller resolved it.
+    pub zone: Option<Zone>,
     /// Its ingress health check, once the Region controller made it.
     pub health_check_id: Option<String>,
 }
@@ -52,7 +52,7 @@ pub enum NoRecords {
         /// The zones looked at.
         zones: Vec<String>,
     },
-    /// A Region's health check does not exist yet.
+    /// A Region's zone or health check does not exist yet.
     HealthCheckPending(String),
 }
 
@@ -83,20 +83,29 @@ pub fn desired(
     if allowed.is_empty() {
         return Err(NoRecords::NoDnsRegion);
     }
+    if let Some(r) = allowed.iter().find(|r| r.zone.is_none()) {
+        return Err(NoRecords::HealthCheckPending(r.name.clone()));
+    }
     let Some(zone) = allowed
         .iter()
-        .map(|r| &r.zone)
+        .filter_map(|r| r.zone.as_ref())
         .filter(|z| z.contains(&host))
         .max_by_key(|z| z.name.len())
         .cloned()
     else {
-        let mut zones: Vec<String> = allowed.iter().map(|r| r.zone.name.clone()).collect();
+        let mut zones: Vec<String> = allowed
+            .iter()
+            .filter_map(|r| r.zone.as_ref().map(|z| z.name.clone()))
+            .collect();
         zones.sort();
         zones.dedup();
         return Err(NoRecords::OutsideZones { zones });
     };
     let mut records = Vec::new();
-    for r in allowed.iter().filter(|r| r.zone.id == zone.id) {
+    for r in allowed
+        .iter()
+        .filter(|r| r.zone.as_ref().is_some_and(|z| z.id == zone.id))
+    {
         let Some(check) = &r.health_check_id else {
             return Err(NoRecords::HealthCheckPending(r.name.clone()));
         };
@@ -140,7 +149,7 @@ mod tests {
             aws_region: aws.into(),
             residency: vec![juris.into()],
             ingress: format!("api.{name}.phoenixguardian.test"),
-            zone: zone(),
+            zone: Some(zone()),
             health_check_id: Some(format!("hc-{name}")),
         }
     }
@@ -219,15 +228,22 @@ mod tests {
             desired("x", "x.phoenixguardian.test", &eu, "op", &rs),
             Err(NoRecords::HealthCheckPending("eu-west-1".into()))
         );
+        // A Region that has not resolved its zone yet: wait, never decide without it.
+        let mut rs = regions();
+        rs[2].zone = None;
+        assert_eq!(
+            desired("x", "x.example.com", &eu, "op", &rs),
+            Err(NoRecords::HealthCheckPending("eu-west-1".into()))
+        );
     }
 
     #[test]
     fn the_most_specific_zone_holding_the_host_wins() {
         let mut rs = regions();
-        rs[1].zone = Zone {
+        rs[1].zone = Some(Zone {
             id: "Z2".into(),
             name: "us.phoenixguardian.test.".into(),
-        };
+        });
         let us = vec!["US".to_owned()];
         let d = desired("m", "m.us.phoenixguardian.test", &us, "op", &rs).expect("records");
         assert_eq!(d.zone.id, "Z2");

@@ -13,8 +13,8 @@ use crate::dns::records::{self, NoRecords, RegionTarget};
 use crate::dns::{Action, Change, DnsError, RecordSet, Zone, fqdn, ownership};
 use crate::reason::Reason;
 
-/// The Regions tenants may get records in: those with `spec.dns`, `spec.ingress` and a
-/// zone resolved in status, not being deleted.
+/// The Regions tenants may get records in: those with `spec.dns` and `spec.ingress`, not
+/// being deleted, with the zone and health check their status shows (if any yet).
 pub fn targets(world: &World<'_>) -> Vec<RegionTarget> {
     world
         .regions
@@ -22,17 +22,19 @@ pub fn targets(world: &World<'_>) -> Vec<RegionTarget> {
         .filter(|r| r.metadata.deletion_timestamp.is_none() && r.spec.dns.is_some())
         .filter_map(|r| {
             let ingress = r.spec.ingress.as_ref()?;
-            let dns = r.status.as_ref()?.dns.as_ref()?;
+            let dns = r.status.as_ref().and_then(|s| s.dns.as_ref());
             Some(RegionTarget {
                 name: r.name_any(),
                 aws_region: r.spec.aws_region.clone(),
                 residency: r.spec.data_residency.clone(),
                 ingress: ingress.hostname.clone(),
-                zone: Zone {
-                    id: dns.hosted_zone_id.clone()?,
-                    name: dns.zone_name.clone()?,
-                },
-                health_check_id: dns.health_check_id.clone(),
+                zone: dns.and_then(|d| {
+                    Some(Zone {
+                        id: d.hosted_zone_id.clone()?,
+                        name: d.zone_name.clone()?,
+                    })
+                }),
+                health_check_id: dns.and_then(|d| d.health_check_id.clone()),
             })
         })
         .collect()
@@ -101,7 +103,7 @@ pub async fn changes(
             ),
             NoRecords::HealthCheckPending(region) => not_ready(
                 Reason::HealthCheckPending,
-                format!("waiting for the health check of region {region}"),
+                format!("waiting for region {region} to resolve its hosted zone and create its health check (see its DNSReady)"),
                 true,
             ),
         })?;
@@ -183,7 +185,7 @@ pub async fn remove(tenant: &Tenant, world: &World<'_>) -> Result<Option<String>
     let host = fqdn(&tenant.spec.dns.hostname);
     let mut zones: Vec<Zone> = targets(world)
         .into_iter()
-        .map(|t| t.zone)
+        .filter_map(|t| t.zone)
         .filter(|z| z.contains(&host))
         .collect();
     zones.sort_by(|a, b| a.id.cmp(&b.id));
