@@ -99,6 +99,14 @@ struct Args {
         global = true
     )]
     route53_zone_cache_seconds: u64,
+    /// Milliseconds changes are gathered before a round of Route53 requests is sent.
+    #[arg(
+        long,
+        env = "ROUTE53_BATCH_WINDOW_MS",
+        default_value_t = 200,
+        global = true
+    )]
+    route53_batch_window_ms: u64,
     #[arg(long, env = "LOG_FORMAT", default_value = "json", global = true)]
     log_format: String,
 }
@@ -220,6 +228,7 @@ fn route53_settings(args: &Args) -> phoenix_operator::dns::route53::Route53Setti
     phoenix_operator::dns::route53::Route53Settings {
         requests_per_second: args.route53_requests_per_second.max(1),
         zone_cache: Duration::from_secs(args.route53_zone_cache_seconds),
+        batch_window: Duration::from_millis(args.route53_batch_window_ms),
         ..Default::default()
     }
 }

@@ -63,6 +63,7 @@ pub struct Metrics {
     route53_requests: Family<Route53Labels, Counter>,
     route53_throttles: Family<OperationLabels, Counter>,
     route53_batch_changes: Histogram,
+    route53_queued: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -130,8 +131,15 @@ impl Default for Metrics {
             "Changes per applied ChangeResourceRecordSets request",
             route53_batch_changes.clone(),
         );
+        let route53_queued = Gauge::default();
+        registry.register(
+            "route53_queued_changes",
+            "Changes gathered in the current round of Route53 requests, not yet applied",
+            route53_queued.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
+            route53_queued,
             route53_requests,
             route53_throttles,
             route53_batch_changes,
@@ -192,6 +200,11 @@ impl Metrics {
     /// Records the size of one applied change batch.
     pub fn route53_batch(&self, changes: usize) {
         self.route53_batch_changes.observe(changes as f64);
+    }
+
+    /// Adds `delta` to the changes waiting in a round.
+    pub fn route53_queued(&self, delta: i64) {
+        self.route53_queued.inc_by(delta);
     }
 
     /// The Prometheus text exposition.

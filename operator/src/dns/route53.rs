@@ -10,7 +10,6 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use aws_sdk_route53::Client;
 use aws_sdk_route53::error::ProvideErrorMetadata;
 use aws_sdk_route53::types::ChangeStatus;
@@ -22,11 +21,13 @@ use super::batch::{self, Limits, SendError};
 use super::{
     Applied, Change, DnsError, HealthCheckOutcome, HealthCheckSpec, RecordSet, Zone, ZoneRef,
 };
-use crate::controller::providers::Dns;
 use crate::metrics::Metrics;
 
+mod coalesce;
 mod convert;
 mod health;
+
+pub use coalesce::Route53;
 
 /// Settings of the Route53 provider.
 #[derive(Clone, Debug)]
@@ -37,6 +38,9 @@ pub struct Route53Settings {
     pub zone_cache: Duration,
     /// Longest wait for a change to become INSYNC.
     pub insync_timeout: Duration,
+    /// How long changes are gathered before a round of requests is sent: the changes of
+    /// every tenant converging meanwhile share its batches.
+    pub batch_window: Duration,
 }
 
 impl Default for Route53Settings {
@@ -45,6 +49,7 @@ impl Default for Route53Settings {
             requests_per_second: 5,
             zone_cache: Duration::from_secs(10),
             insync_timeout: Duration::from_secs(120),
+            batch_window: Duration::from_millis(200),
         }
     }
 }
@@ -55,8 +60,9 @@ struct Snapshot {
     read_at: Instant,
 }
 
-/// Route53 through the AWS SDK.
-pub struct Route53 {
+/// The SDK client with its pacing, metrics and zone cache; [`Route53`] queues changes in
+/// front of it.
+struct Inner {
     client: Client,
     limiter: DefaultDirectRateLimiter,
     metrics: Arc<Metrics>,
@@ -78,9 +84,9 @@ pub fn limiter(rate: u32) -> DefaultDirectRateLimiter {
     RateLimiter::direct(Quota::per_second(rate).allow_burst(NonZeroU32::MIN))
 }
 
-impl Route53 {
-    /// A provider from the environment's AWS settings (credentials, `AWS_ENDPOINT_URL`).
-    pub async fn from_env(metrics: Arc<Metrics>, settings: Route53Settings) -> Self {
+impl Inner {
+    /// A client from the environment's AWS settings (credentials, `AWS_ENDPOINT_URL`).
+    async fn from_env(metrics: Arc<Metrics>, settings: Route53Settings) -> Self {
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
                 aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
@@ -268,8 +274,7 @@ fn flatten(e: SendError<DnsError>) -> DnsError {
     }
 }
 
-#[async_trait]
-impl Dns for Route53 {
+impl Inner {
     async fn zone(&self, zone: &ZoneRef) -> Result<Zone, DnsError> {
         match zone {
             ZoneRef::Id(id) => {
@@ -329,7 +334,8 @@ impl Dns for Route53 {
         Ok(records)
     }
 
-    async fn change(&self, zone_id: &str, changes: Vec<Change>) -> Result<Applied, DnsError> {
+    /// Sends `changes` now: in batches within the limits, each bisected when rejected.
+    async fn apply(&self, zone_id: &str, changes: Vec<Change>) -> Result<Applied, DnsError> {
         let mut applied = Applied::default();
         for b in batch::batches(changes, Limits::default()) {
             let (requests, rejected) =

@@ -7,7 +7,7 @@ use aws_sdk_route53::types::{
     HealthCheck, HealthCheckConfig, HealthCheckType, Tag, TagResourceType,
 };
 
-use super::{Route53, flatten};
+use super::{Inner, flatten};
 use crate::dns::{DnsError, HealthCheckOutcome, HealthCheckSpec};
 
 /// Tag naming the operator instance that owns a health check.
@@ -15,7 +15,7 @@ pub const OWNER_TAG: &str = "phoenixguardian.io/owner";
 /// Tag naming the Region a health check probes.
 pub const REGION_TAG: &str = "phoenixguardian.io/region";
 
-async fn find(r53: &Route53, caller_reference: &str) -> Result<Option<HealthCheck>, DnsError> {
+async fn find(r53: &Inner, caller_reference: &str) -> Result<Option<HealthCheck>, DnsError> {
     let mut marker: Option<String> = None;
     loop {
         let page = r53
@@ -61,7 +61,7 @@ fn tag(key: &str, value: &str) -> Tag {
     Tag::builder().key(key).value(value).build()
 }
 
-async fn ensure_tags(r53: &Route53, id: &str, spec: &HealthCheckSpec) -> Result<(), DnsError> {
+async fn ensure_tags(r53: &Inner, id: &str, spec: &HealthCheckSpec) -> Result<(), DnsError> {
     let wanted = [(OWNER_TAG, &spec.owner), (REGION_TAG, &spec.region)];
     let out = r53
         .call("ListTagsForResource", || {
@@ -95,7 +95,7 @@ async fn ensure_tags(r53: &Route53, id: &str, spec: &HealthCheckSpec) -> Result<
 }
 
 /// Makes the health check of `spec` exist as specified.
-pub async fn ensure(r53: &Route53, spec: &HealthCheckSpec) -> Result<HealthCheckOutcome, DnsError> {
+pub async fn ensure(r53: &Inner, spec: &HealthCheckSpec) -> Result<HealthCheckOutcome, DnsError> {
     let outcome = match find(r53, &spec.caller_reference).await? {
         Some(hc) => {
             let current = hc.health_check_config();
@@ -146,7 +146,7 @@ pub async fn ensure(r53: &Route53, spec: &HealthCheckSpec) -> Result<HealthCheck
 }
 
 /// Deletes the health check with `caller_reference`; its id, if there was one.
-pub async fn delete(r53: &Route53, caller_reference: &str) -> Result<Option<String>, DnsError> {
+pub async fn delete(r53: &Inner, caller_reference: &str) -> Result<Option<String>, DnsError> {
     let Some(hc) = find(r53, caller_reference).await? else {
         return Ok(None);
     };
