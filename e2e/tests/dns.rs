@@ -236,3 +236,76 @@ async fn records_of_others_and_hosts_outside_the_zone_are_refused_and_left_alone
         "the foreign record survives the tenant's deletion"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_gets_a_record_per_region_of_its_residency_and_a_deleted_region_takes_its_own() {
+    let _serial = SERIAL.lock().await;
+    install_platform();
+    let _operator = Process::operator(5).await;
+    let scenario = ScenarioGuard::new("dns-region");
+    let r53 = route53::client().await;
+    let zone = route53::zone_id(&r53).await;
+    // A second US Region: a Replica on the stack's streaming replica (it creates no
+    // roles, so it changes nothing another Region relies on), with its own ingress.
+    scenario.apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: dns-replica-db\n  namespace: {NAMESPACE}\nstringData:\n  dsn: {}\n",
+        serde_json::to_string(&stack_var("PG_REPLICA_DSN_US_EAST_1")).expect("json")
+    ));
+    scenario.apply(&format!(
+        "apiVersion: phoenixguardian.io/v1alpha1\nkind: Region\nmetadata:\n  name: dns-replica\nspec:\n  awsRegion: us-west-2\n  role: Replica\n  replicaOf: us-east-1\n  dataResidency: [US]\n  database:\n    writer: {{connectionSecretRef: {{namespace: {NAMESPACE}, name: dns-replica-db, key: dsn}}}}\n  ingress:\n    hostname: api.us-west-2.phoenixguardian.test\n  dns:\n    zoneName: {ZONE}\n"
+    ));
+    let replica_check = health_check_of("dns-replica").await;
+    let us_check = health_check_of("us-east-1").await;
+    scenario.apply(&format!(
+        "{}  homeRegion: us-east-1\n",
+        tenant("dns-two", "US", "dns-two.e2e.phoenixguardian.test")
+    ));
+    let host = "dns-two.e2e.phoenixguardian.test.";
+    let sets = eventually(
+        "dns-two has a record in both US regions",
+        READY_TIMEOUT,
+        || {
+            let r53 = r53.clone();
+            let zone = zone.clone();
+            async move {
+                let sets = route53::records_named(&r53, &zone, host).await;
+                (sets.len() == 2).then_some(sets)
+            }
+        },
+    )
+    .await;
+    let by_id = |id: &str| {
+        sets.iter()
+            .find(|s| s.set_identifier() == Some(id))
+            .unwrap_or_else(|| panic!("no record [{id}]: {sets:?}"))
+            .clone()
+    };
+    let replica = by_id("dns-replica");
+    assert_eq!(replica.region().map(|r| r.as_str()), Some("us-west-2"));
+    assert_eq!(replica.health_check_id(), Some(replica_check.as_str()));
+    assert_eq!(
+        by_id("us-east-1").health_check_id(),
+        Some(us_check.as_str())
+    );
+
+    // Deleting the Region removes its latency record, then its health check.
+    let regions: Api<Region> = Api::all(kube_client().await);
+    let region = regions.get("dns-replica").await.expect("dns-replica");
+    let reference = format!("phoenix-{}", region.uid().expect("uid"));
+    let since = instant();
+    kubectl_ok(&["delete", "region", "dns-replica", "--timeout=60s"], None);
+    wait_event(&Regarding::of(&region), "HealthCheckDeleted", since).await;
+    let left = route53::records_named(&r53, &zone, host).await;
+    let ids: Vec<_> = left.iter().map(|s| s.set_identifier()).collect();
+    assert_eq!(ids, [Some("us-east-1")], "{left:?}");
+    let checks = route53::health_checks(&r53).await;
+    assert!(
+        !checks.iter().any(|h| h.caller_reference() == reference),
+        "the Region's health check is still there"
+    );
+    assert!(
+        checks.iter().any(|h| h.id() == us_check),
+        "us-east-1's health check must stay"
+    );
+    drop(scenario);
+}
