@@ -7,7 +7,10 @@ use aws_sdk_route53::types::{
     TagResourceType,
 };
 
-use crate::stack_var;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::{eventually, free_port, repo, stack_var};
 
 /// The hosted zone the stack creates and the example Regions name.
 pub const ZONE: &str = "phoenixguardian.test.";
@@ -148,4 +151,74 @@ pub async fn health_check_tags(r53: &Client, id: &str) -> Vec<Tag> {
         .resource_tag_set()
         .map(|s| s.tags().to_vec())
         .unwrap_or_default()
+}
+
+/// The fault-injecting proxy (`e2e/faults/route53_proxy.py`) in front of the stack's
+/// moto, killed when dropped.
+pub struct Proxy {
+    child: Child,
+    /// Its URL (the operator's `AWS_ENDPOINT_URL`).
+    pub url: String,
+}
+
+impl Proxy {
+    /// Starts it answering `share` of the requests with Route53 throttling errors.
+    pub async fn start(share: f64) -> Self {
+        let port = free_port();
+        let script = repo().join("e2e/faults/route53_proxy.py");
+        let child = Command::new("python3")
+            .arg(&script)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--upstream", &stack_var("AWS_ENDPOINT_URL")])
+            .args(["--share", &share.to_string()])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {} (python3 is required): {e}",
+                    script.display()
+                )
+            });
+        let url = format!("http://127.0.0.1:{port}");
+        let proxy = Self { child, url };
+        eventually(
+            "the Route53 proxy answers",
+            Duration::from_secs(20),
+            || async { proxy.stats().await.map(|_| ()) },
+        )
+        .await;
+        proxy
+    }
+
+    /// Its counters: `requests`, `throttled`, `by_code`.
+    pub async fn stats(&self) -> Option<serde_json::Value> {
+        reqwest::get(format!("{}/_proxy/stats", self.url))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The sum of counter `name` over its label sets that contain every one of `labels`
+/// (e.g. `outcome="success"`), read from the `/metrics` of the process at `addr`.
+pub async fn counter(addr: &str, name: &str, labels: &[&str]) -> f64 {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .fold(0.0, |a, b| a + b)
 }

@@ -3,93 +3,11 @@
 //! with Route53's `Throttling` and `PriorRequestNotComplete` errors. Everything still
 //! converges, no tenant fails, and the throttles show in the metrics.
 
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
 use phoenix_e2e::events::{Regarding, events_about, instant};
 use phoenix_e2e::guard::ScenarioGuard;
-use phoenix_e2e::route53;
+use phoenix_e2e::route53::{self, Proxy};
 use phoenix_e2e::scenario::*;
 use phoenix_e2e::*;
-
-/// The proxy, killed when dropped.
-struct Proxy {
-    child: Child,
-    url: String,
-}
-
-impl Proxy {
-    async fn start(share: f64) -> Self {
-        let port = free_port();
-        let script = repo().join("e2e/faults/route53_proxy.py");
-        let child = Command::new("python3")
-            .arg(&script)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--upstream", &stack_var("AWS_ENDPOINT_URL")])
-            .args(["--share", &share.to_string()])
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {} (python3 is required): {e}",
-                    script.display()
-                )
-            });
-        let url = format!("http://127.0.0.1:{port}");
-        let proxy = Self { child, url };
-        eventually(
-            "the Route53 proxy answers",
-            Duration::from_secs(20),
-            || async { proxy.stats().await.map(|_| ()) },
-        )
-        .await;
-        proxy
-    }
-
-    async fn stats(&self) -> Option<serde_json::Value> {
-        reqwest::get(format!("{}/_proxy/stats", self.url))
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The sum of a labelled counter over all its label sets.
-async fn counter_sum(operator: &Process, name: &str) -> f64 {
-    let text = reqwest::get(format!("http://{}/metrics", operator.addr))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// The sum of the Route53 request counter over the label sets that contain `label`.
-async fn counter_sum_of(operator: &Process, label: &str) -> f64 {
-    let text = reqwest::get(format!("http://{}/metrics", operator.addr))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .filter(|l| l.starts_with("phoenix_operator_route53_requests_total{") && l.contains(label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
 
 fn tenant(name: &str, residency: &str) -> String {
     format!(
@@ -138,14 +56,22 @@ async fn under_thirty_percent_throttling_every_tenant_converges() {
             > 0,
         "{stats}"
     );
-    let seen = counter_sum(&operator, "phoenix_operator_route53_throttles_total").await;
+    let seen = route53::counter(
+        &operator.addr,
+        "phoenix_operator_route53_throttles_total",
+        &[],
+    )
+    .await;
     assert!(
         seen >= throttled as f64 * 0.9,
         "the operator counted {seen} throttles, the proxy sent {throttled}"
     );
-    let errors = counter_sum(&operator, "phoenix_operator_route53_requests_total").await
-        - counter_sum_of(&operator, "outcome=\"success\"").await
-        - counter_sum_of(&operator, "outcome=\"throttled\"").await;
+    let errors = route53::counter(
+        &operator.addr,
+        "phoenix_operator_route53_requests_total",
+        &["outcome=\"error\""],
+    )
+    .await;
     assert_eq!(
         errors, 0.0,
         "Route53 requests failed other than by throttling"
@@ -157,9 +83,13 @@ async fn under_thirty_percent_throttling_every_tenant_converges() {
         assert!(gave_up.is_empty(), "{name}: {gave_up:?}");
     }
 
-    let sent = counter_sum_of(
-        &operator,
-        "operation=\"ChangeResourceRecordSets\",outcome=\"success\"",
+    let sent = route53::counter(
+        &operator.addr,
+        "phoenix_operator_route53_requests_total",
+        &[
+            "operation=\"ChangeResourceRecordSets\"",
+            "outcome=\"success\"",
+        ],
     )
     .await;
     eprintln!(
