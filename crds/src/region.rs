@@ -26,6 +26,7 @@ use crate::common::{Condition, SecretKeyRef};
 )]
 #[x_kube(
     validation = Rule::new("self.role == 'Replica' ? has(self.replicaOf) : !has(self.replicaOf)").message("spec.replicaOf is required when spec.role is Replica and must be absent when it is Primary"),
+    validation = Rule::new("!has(self.dns) || has(self.ingress)").message("spec.ingress is required with spec.dns: tenants' latency records point at it"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RegionSpec {
@@ -228,13 +229,26 @@ fn default_health_path() -> String {
     "/healthz".to_owned()
 }
 
-/// Route53 settings of a region.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+/// Route53 settings of a region: the hosted zone its tenants' latency records go to,
+/// named by id or by domain name (resolved by the operator).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(
+    validation = Rule::new("has(self.hostedZoneId) != has(self.zoneName)").message("set exactly one of spec.dns.hostedZoneId or spec.dns.zoneName"),
+)]
 #[serde(rename_all = "camelCase")]
 pub struct RegionDns {
-    /// Hosted zone in which tenants' records are written.
+    /// Id of the hosted zone in which tenants' records are written, e.g. `Z0123456789ABC`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 32), regex(pattern = r"^[A-Z0-9]+$"))]
-    pub hosted_zone_id: String,
+    pub hosted_zone_id: Option<String>,
+    /// Domain name of a public hosted zone the operator looks up instead of an id, e.g.
+    /// `phoenixguardian.test` (a trailing dot is optional). Exactly one zone must have it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 254),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+\.?$")
+    )]
+    pub zone_name: Option<String>,
 }
 
 /// Capacity of a region.
@@ -279,7 +293,26 @@ pub struct RegionStatus {
     /// Catalog schema version applied to the region's database.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_version: Option<i32>,
+    /// The region's Route53 zone and ingress health check, when `spec.dns` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<RegionDnsStatus>,
     /// The `metadata.generation` last reconciled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// What the operator built in Route53 for a region.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionDnsStatus {
+    /// The hosted zone, resolved from `spec.dns`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosted_zone_id: Option<String>,
+    /// The hosted zone's domain name, with a trailing dot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_name: Option<String>,
+    /// The Route53 health check probing `spec.ingress`, attached to the region's latency
+    /// records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_id: Option<String>,
 }

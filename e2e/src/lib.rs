@@ -11,6 +11,7 @@ use tokio_postgres::Client;
 pub mod events;
 pub mod guard;
 pub mod keycloak;
+pub mod route53;
 pub mod scenario;
 pub mod scim;
 pub mod webdriver;

@@ -197,6 +197,24 @@ async fn plan_shows_no_change_for_what_is_applied_and_the_changes_of_a_new_tenan
         "{row}"
     );
 
+    // Its latency record in the EU region's zone and its ownership record.
+    let record = find(
+        "DNS e2e-plan-new.e2e.phoenixguardian.test. CNAME [eu-west-1] in zone phoenixguardian.test.",
+    );
+    assert_eq!(record["action"], "upsert");
+    assert!(
+        record["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("api.eu-west-1.phoenixguardian.test.")
+                && d.contains("latency region eu-west-1")
+                && d.contains("health check")),
+        "{record}"
+    );
+    let owner = find(
+        "DNS _phoenix-owner.e2e-plan-new.e2e.phoenixguardian.test. TXT in zone phoenixguardian.test.",
+    );
+    assert_eq!(owner["action"], "upsert");
+
     std::fs::write(&new, tenant_yaml("e2e-plan-canada", "CA", "")).expect("write");
     let (code, stdout, _) = plan(&["-f", &new.display().to_string()]);
     assert_eq!(code, 1, "{stdout}");

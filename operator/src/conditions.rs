@@ -17,6 +17,9 @@ pub mod types {
     pub const DATABASE_READY: &str = "DatabaseReady";
     /// Row-level security is enabled, forced and its policies are in place.
     pub const RLS_ENFORCED: &str = "RLSEnforced";
+    /// Route53 holds what the object needs: a Region's ingress health check, a Tenant's
+    /// latency and ownership records.
+    pub const DNS_READY: &str = "DNSReady";
     /// The tenant's identity provider is validated.
     pub const SSO_READY: &str = "SSOReady";
 }
@@ -106,6 +109,14 @@ pub fn merge(
         }
     }
     out
+}
+
+/// The typed reason of the condition of `type_`, if it is set and known.
+pub fn reason_of(conditions: &[Condition], type_: &str) -> Option<Reason> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .and_then(|c| Reason::parse(&c.reason))
 }
 
 /// Whether the condition of `type_` is `True`.

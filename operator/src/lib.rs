@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod conditions;
 pub mod controller;
 pub mod db;
+pub mod dns;
 pub mod http;
 pub mod leader;
 pub mod metrics;

@@ -75,6 +75,38 @@ struct Args {
     )]
     secret_namespaces: Vec<String>,
     /// Log format: `json` or `text`.
+    /// This instance's id in DNS ownership records and health check tags.
+    #[arg(
+        long,
+        env = "DNS_OWNER_ID",
+        default_value = "phoenix-operator",
+        global = true
+    )]
+    dns_owner: String,
+    /// Route53 requests per second (a token bucket; Route53 allows 5 per account).
+    #[arg(
+        long,
+        env = "ROUTE53_REQUESTS_PER_SECOND",
+        default_value_t = 5,
+        global = true
+    )]
+    route53_requests_per_second: u32,
+    /// How long a read of a hosted zone is reused.
+    #[arg(
+        long,
+        env = "ROUTE53_ZONE_CACHE_SECONDS",
+        default_value_t = 10,
+        global = true
+    )]
+    route53_zone_cache_seconds: u64,
+    /// Milliseconds changes are gathered before a round of Route53 requests is sent.
+    #[arg(
+        long,
+        env = "ROUTE53_BATCH_WINDOW_MS",
+        default_value_t = 200,
+        global = true
+    )]
+    route53_batch_window_ms: u64,
     #[arg(long, env = "LOG_FORMAT", default_value = "json", global = true)]
     log_format: String,
 }
@@ -159,6 +191,8 @@ async fn main() -> std::process::ExitCode {
 async fn plan(args: &Args, files: &[std::path::PathBuf], output: &str) -> std::process::ExitCode {
     let settings = Settings {
         namespace: args.namespace.clone(),
+        dns_owner: args.dns_owner.clone(),
+        route53: route53_settings(args),
         ..Settings::default()
     };
     let result = async {
@@ -190,6 +224,15 @@ async fn plan(args: &Args, files: &[std::path::PathBuf], output: &str) -> std::p
     }
 }
 
+fn route53_settings(args: &Args) -> phoenix_operator::dns::route53::Route53Settings {
+    phoenix_operator::dns::route53::Route53Settings {
+        requests_per_second: args.route53_requests_per_second.max(1),
+        zone_cache: Duration::from_secs(args.route53_zone_cache_seconds),
+        batch_window: Duration::from_millis(args.route53_batch_window_ms),
+        ..Default::default()
+    }
+}
+
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let client = kube::Client::try_default().await?;
     let metrics = Arc::new(Metrics::default());
@@ -218,6 +261,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 .cloned()
                 .collect()
         }),
+        dns_owner: args.dns_owner.clone(),
+        route53: route53_settings(&args),
         ..Settings::default()
     };
     let shutdown = shutdown_signal().boxed().shared();

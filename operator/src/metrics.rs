@@ -35,6 +35,22 @@ pub struct ControllerLabels {
     pub controller: String,
 }
 
+/// Labels of a Route53 request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Route53Labels {
+    /// The API operation (`ChangeResourceRecordSets`, ...).
+    pub operation: String,
+    /// `success`, `throttled` or `error`.
+    pub outcome: String,
+}
+
+/// Labels naming a Route53 operation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    /// The API operation.
+    pub operation: String,
+}
+
 /// The operator's metrics.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -44,6 +60,10 @@ pub struct Metrics {
     in_flight: Family<ControllerLabels, Gauge>,
     rls_repairs: Counter,
     leading: Gauge,
+    route53_requests: Family<Route53Labels, Counter>,
+    route53_throttles: Family<OperationLabels, Counter>,
+    route53_batch_changes: Histogram,
+    route53_queued: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -93,8 +113,36 @@ impl Default for Metrics {
             "1 while this replica holds the lease and runs the controllers",
             leading.clone(),
         );
+        let route53_requests = Family::<Route53Labels, Counter>::default();
+        let route53_throttles = Family::<OperationLabels, Counter>::default();
+        let route53_batch_changes = Histogram::new(exponential_buckets(1.0, 4.0, 6));
+        registry.register(
+            "route53_requests",
+            "Route53 API requests by operation and outcome (each retry counts)",
+            route53_requests.clone(),
+        );
+        registry.register(
+            "route53_throttles",
+            "Route53 requests answered Throttling or PriorRequestNotComplete",
+            route53_throttles.clone(),
+        );
+        registry.register(
+            "route53_batch_changes",
+            "Changes per applied ChangeResourceRecordSets request",
+            route53_batch_changes.clone(),
+        );
+        let route53_queued = Gauge::default();
+        registry.register(
+            "route53_queued_changes",
+            "Changes gathered in the current round of Route53 requests, not yet applied",
+            route53_queued.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
+            route53_queued,
+            route53_requests,
+            route53_throttles,
+            route53_batch_changes,
             reconciles,
             errors,
             duration,
@@ -128,6 +176,35 @@ impl Metrics {
     /// Counts a repaired table.
     pub fn rls_repaired(&self, tables: usize) {
         self.rls_repairs.inc_by(tables as u64);
+    }
+
+    /// Counts one Route53 request.
+    pub fn route53_request(&self, operation: &str, outcome: &str) {
+        self.route53_requests
+            .get_or_create(&Route53Labels {
+                operation: operation.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one throttled Route53 request.
+    pub fn route53_throttled(&self, operation: &str) {
+        self.route53_throttles
+            .get_or_create(&OperationLabels {
+                operation: operation.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Records the size of one applied change batch.
+    pub fn route53_batch(&self, changes: usize) {
+        self.route53_batch_changes.observe(changes as f64);
+    }
+
+    /// Adds `delta` to the changes waiting in a round.
+    pub fn route53_queued(&self, delta: i64) {
+        self.route53_queued.inc_by(delta);
     }
 
     /// The Prometheus text exposition.

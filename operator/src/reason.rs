@@ -189,6 +189,35 @@ reasons! {
     IdPNotReady => No,
     /// The IdPConnection a tenant names does not exist or is another tenant's.
     IdPConnectionNotFound => No,
+    // DNS (Route53).
+    /// The tenant's latency and ownership records are in place.
+    RecordsReady => No,
+    /// The tenant's records were created, updated or deleted (Event).
+    RecordsChanged => No,
+    /// The tenant's records were removed on deletion (Event).
+    RecordsRemoved => No,
+    /// The Region's ingress health check exists as specified.
+    HealthCheckReady => No,
+    /// The Region's ingress health check was created (Event).
+    HealthCheckCreated => No,
+    /// The Region's ingress health check was updated (Event).
+    HealthCheckUpdated => No,
+    /// The Region's ingress health check was deleted (Event).
+    HealthCheckDeleted => No,
+    /// A Region's health check does not exist yet; records wait for it.
+    HealthCheckPending => No,
+    /// No Region of the tenant's residency declares `spec.dns`.
+    DNSNotConfigured => No,
+    /// The tenant's host name lies outside every hosted zone of its Regions.
+    HostnameOutsideZones => No,
+    /// Records exist at the tenant's host name that the operator does not own.
+    RecordNotOwned => No,
+    /// Route53 refused one of the tenant's changes.
+    RecordRejected => No,
+    /// The Region's hosted zone does not exist or is ambiguous.
+    ZoneNotFound => No,
+    /// A Route53 request failed (after retries).
+    Route53Error => No,
     // The operator's own trouble.
     /// The Kubernetes API failed.
     KubernetesAPIError => No,

@@ -39,6 +39,11 @@ pub struct Settings {
     /// Namespaces whose Secrets' metadata is watched (a change wakes the Regions that
     /// reference them); `None` watches every namespace (needs cluster-wide list/watch).
     pub secret_namespaces: Option<Vec<String>>,
+    /// This operator instance's id in DNS ownership records and health check tags: it
+    /// changes only records whose ownership record names it.
+    pub dns_owner: String,
+    /// Pacing and caching of Route53 requests.
+    pub route53: crate::dns::route53::Route53Settings,
 }
 
 impl Default for Settings {
@@ -51,6 +56,8 @@ impl Default for Settings {
             max_replication_lag: Duration::from_secs(30),
             scim_token_grace: Duration::from_secs(3600),
             secret_namespaces: None,
+            dns_owner: "phoenix-operator".to_owned(),
+            route53: Default::default(),
         }
     }
 }

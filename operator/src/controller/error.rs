@@ -88,6 +88,9 @@ pub enum ApplyError {
     /// The Kubernetes API failed (recording placement).
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    /// Route53 failed (removing records or a health check).
+    #[error(transparent)]
+    Dns(#[from] crate::dns::DnsError),
 }
 
 /// Why a reconcile failed.
@@ -180,6 +183,7 @@ impl Error {
                 ApplyError::Database(d) => db_reason(d),
                 ApplyError::Secret(s) => secret_reason(s),
                 ApplyError::Kube(_) => Reason::KubernetesAPIError,
+                ApplyError::Dns(_) => Reason::Route53Error,
             },
             Error::Status(_) => Reason::KubernetesAPIError,
             Error::Finalizer(_) => Reason::FinalizerError,

@@ -140,6 +140,10 @@ pub async fn run(
             databases: Arc::new(PgDatabases::new()),
             secrets: Arc::new(KubeSecrets::new(client.clone())),
             oidc: Arc::new(oidc),
+            dns: Arc::new(
+                crate::dns::route53::Route53::from_env(metrics.clone(), settings.route53.clone())
+                    .await,
+            ),
         },
         metrics,
         settings,

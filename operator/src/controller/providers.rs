@@ -1,7 +1,7 @@
 //! The providers the reconcilers drive, behind small traits the reconcilers own, gathered
 //! in [`Providers`]. Each has one real implementation (PostgreSQL in [`crate::db`],
 //! Kubernetes Secrets in [`crate::secrets`]); `plan` runs the same reconcilers over
-//! read-only instances. Route53, RDS and the IdP join here.
+//! read-only instances. RDS joins here.
 
 use std::sync::Arc;
 
@@ -11,6 +11,9 @@ use phoenix_catalog::{TenantRecord, TenantRow};
 use crate::db::rls::TableState;
 use crate::db::state::DbState;
 use crate::db::{DbError, Deleted, Migrated};
+use crate::dns::{
+    Applied, Change, DnsError, HealthCheckOutcome, HealthCheckSpec, RecordSet, Zone, ZoneRef,
+};
 use crate::secrets::SecretStore;
 
 /// Every provider a reconcile may use.
@@ -22,6 +25,53 @@ pub struct Providers {
     pub secrets: Arc<dyn SecretStore>,
     /// OpenID Connect providers' published metadata.
     pub oidc: Arc<dyn OidcMetadata>,
+    /// Route53: zones, tenants' record sets, Region health checks.
+    pub dns: Arc<dyn Dns>,
+}
+
+/// Route53 as the reconcilers use it ([`crate::dns::route53::Route53`]).
+#[async_trait]
+pub trait Dns: Send + Sync {
+    /// Resolves a Region's zone (by id, or by name when exactly one zone has it).
+    async fn zone(&self, zone: &ZoneRef) -> Result<Zone, DnsError>;
+    /// Every record set of the zone (read whole, paginated; shortly cached).
+    async fn records(&self, zone_id: &str) -> Result<Arc<Vec<RecordSet>>, DnsError>;
+    /// Applies `changes` in batches within Route53's limits, each waited on until
+    /// INSYNC; a rejected batch is bisected so only bad changes fail.
+    async fn change(&self, zone_id: &str, changes: Vec<Change>) -> Result<Applied, DnsError>;
+    /// Makes a Region's ingress health check exist as `spec` says.
+    async fn ensure_health_check(
+        &self,
+        spec: &HealthCheckSpec,
+    ) -> Result<HealthCheckOutcome, DnsError>;
+    /// Deletes the health check with `caller_reference`; its id, if it existed.
+    async fn delete_health_check(&self, caller_reference: &str)
+    -> Result<Option<String>, DnsError>;
+}
+
+/// A [`Dns`] that reads and never writes, for `plan`.
+pub struct ReadOnlyDns(pub Arc<dyn Dns>);
+
+#[async_trait]
+impl Dns for ReadOnlyDns {
+    async fn zone(&self, zone: &ZoneRef) -> Result<Zone, DnsError> {
+        self.0.zone(zone).await
+    }
+    async fn records(&self, zone_id: &str) -> Result<Arc<Vec<RecordSet>>, DnsError> {
+        self.0.records(zone_id).await
+    }
+    async fn change(&self, _: &str, _: Vec<Change>) -> Result<Applied, DnsError> {
+        Err(DnsError::ReadOnly("ChangeResourceRecordSets"))
+    }
+    async fn ensure_health_check(
+        &self,
+        _: &HealthCheckSpec,
+    ) -> Result<HealthCheckOutcome, DnsError> {
+        Err(DnsError::ReadOnly("CreateHealthCheck"))
+    }
+    async fn delete_health_check(&self, _: &str) -> Result<Option<String>, DnsError> {
+        Err(DnsError::ReadOnly("DeleteHealthCheck"))
+    }
 }
 
 /// Why an identity provider's metadata could not be fetched.

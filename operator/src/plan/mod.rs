@@ -238,7 +238,45 @@ async fn plan_tenant(
             RowChange::Unchanged => {}
         },
     }
+    changes.extend(dns_changes(t, world).await);
     ObjectPlan::with("Tenant", &name, changes)
+}
+
+/// The Route53 changes a tenant's DNS pass would send, or why it would wait.
+async fn dns_changes(t: &Tenant, world: &World<'_>) -> Vec<Change> {
+    use crate::dns::Action;
+    match tenant::dns::changes(t, world).await {
+        Ok((zone, _, changes)) => changes
+            .iter()
+            .map(|c| {
+                let r = &c.record;
+                let mut detail = format!("{} -> {}", c.action.as_str(), r.values.join(" "));
+                if let Some(region) = &r.region {
+                    detail.push_str(&format!(", latency region {region}"));
+                }
+                if let Some(check) = &r.health_check_id {
+                    detail.push_str(&format!(", health check {check}"));
+                }
+                let action = match c.action {
+                    Action::Upsert => "upsert",
+                    Action::Delete => "delete",
+                };
+                Change::new(
+                    action,
+                    format!("DNS {} in zone {}", r.label(), zone.name),
+                    detail,
+                )
+            })
+            .collect(),
+        Err(report) if report.condition.reason == crate::reason::Reason::DNSNotConfigured => {
+            Vec::new()
+        }
+        Err(report) => vec![Change::new(
+            "wait",
+            "DNS records",
+            format!("{}: {}", report.condition.reason, report.condition.message),
+        )],
+    }
 }
 
 async fn plan_idp(i: &IdPConnection, world: &World<'_>) -> ObjectPlan {
@@ -415,6 +453,13 @@ pub async fn plan(
         databases: Arc::new(PgDatabases::read_only()),
         secrets: Arc::new(ReadOnlySecrets(KubeSecrets::new(client.clone()))),
         oidc: Arc::new(oidc),
+        dns: Arc::new(crate::controller::providers::ReadOnlyDns(Arc::new(
+            crate::dns::route53::Route53::from_env(
+                Arc::new(crate::metrics::Metrics::default()),
+                settings.route53.clone(),
+            )
+            .await,
+        ))),
     };
     let world = World {
         providers: &providers,

@@ -5,7 +5,7 @@ use serde::Serialize;
 /// One change applying the manifests would make.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Change {
-    /// `create`, `update`, `repair`, `apply`, `set` or `wait`.
+    /// `create`, `update`, `repair`, `apply`, `set`, `upsert`, `delete` or `wait`.
     pub action: &'static str,
     /// What changes (`placement`, `catalog row in us-east-1`, `table clinical.patients`...).
     pub target: String,
@@ -123,6 +123,7 @@ impl Report {
                     for c in &o.changes {
                         let sign = match c.action {
                             "create" | "apply" => '+',
+                            "delete" => '-',
                             "wait" => '…',
                             _ => '~',
                         };

@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod deref;
+pub mod dns;
 pub mod plan;
 pub mod status;
 
@@ -18,7 +19,7 @@ use super::context::{Context, EventSpec};
 use super::error::{Error, PlanError};
 use super::skeleton::Reconciled;
 use super::world::World;
-use crate::conditions;
+use crate::conditions::{self, types};
 use crate::reason::Reason;
 
 /// Finalizer guarding the region's pools and the data plane Secret.
@@ -105,7 +106,23 @@ async fn converge(region: &Region, ctx: &Context) -> Result<Action, Error> {
     }
     .await;
     match outcome {
-        Ok((status, events)) => {
+        Ok((mut status, mut events)) => {
+            if let Some(d) = dns::converge(region, &world).await {
+                let before = conditions::reason_of(&status.conditions, types::DNS_READY);
+                // A failure is announced when it starts, not on every pass.
+                events.extend(
+                    d.events
+                        .into_iter()
+                        .filter(|e| !e.warning || before != Some(e.reason)),
+                );
+                status.dns = Some(d.status);
+                status.conditions = conditions::merge(
+                    &status.conditions,
+                    &[d.condition],
+                    region.metadata.generation,
+                    &now,
+                );
+            }
             ctx.publish(region, &status, &events)
                 .await
                 .map_err(Error::Status)?;
@@ -166,6 +183,21 @@ async fn release(region: &Region, ctx: &Context) -> Result<Action, Error> {
             "region {name}'s catalog still holds {live} live tenant(s); retire or delete them (docs/runbooks.md) before deleting the Region"
         );
         return Err(refuse_deletion(ctx, region, message).await);
+    }
+    // Records first, then the health check they follow.
+    let dns_note = dns::release(region, &world)
+        .await
+        .map_err(super::error::ApplyError::from)?;
+    if let Some(note) = dns_note {
+        ctx.publish_events(
+            region,
+            &[EventSpec::normal(
+                Reason::HealthCheckDeleted,
+                "Delete",
+                note,
+            )],
+        )
+        .await;
     }
     ctx.providers
         .secrets

@@ -189,6 +189,7 @@ pub fn ready(
         replication_lag_seconds: lag,
         tenant_count: tenants,
         schema_version,
+        dns: current.dns.clone(),
         observed_generation: generation,
     };
     (status, events)

@@ -6,6 +6,7 @@
 
 pub mod apply;
 pub mod deref;
+pub mod dns;
 pub mod placing;
 pub mod plan;
 pub mod status;
@@ -53,12 +54,17 @@ async fn converge(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     .await;
     match result {
         Ok((placement, TenantPlan::Converge { .. }, Some(catalog_id))) => {
-            let (status, events) = status::ready(tenant, &placement, catalog_id, &now);
+            let (status, mut events) = status::ready(tenant, &placement, catalog_id, &now);
             let status = status::with_sso(status, tenant, sso, &now);
+            let (status, retry) = with_dns(status, &mut events, tenant, ctx, &now).await;
             ctx.publish(tenant, &status, &events)
                 .await
                 .map_err(Error::Status)?;
-            Ok(Action::requeue(ctx.settings.resync))
+            Ok(Action::requeue(if retry {
+                REGION_WAIT
+            } else {
+                ctx.settings.resync
+            }))
         }
         Ok((placement, plan, _)) => {
             let (reason, message) = match plan {
@@ -68,8 +74,9 @@ async fn converge(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
                     format!("region {} database was not reached", placement.region),
                 ),
             };
-            let (status, events) = status::waiting(tenant, &placement, reason, &message, &now);
+            let (status, mut events) = status::waiting(tenant, &placement, reason, &message, &now);
             let status = status::with_sso(status, tenant, sso, &now);
+            let (status, _) = with_dns(status, &mut events, tenant, ctx, &now).await;
             ctx.publish(tenant, &status, &events)
                 .await
                 .map_err(Error::Status)?;
@@ -86,6 +93,32 @@ async fn converge(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     }
 }
 
+/// `status` with the tenant's `DNSReady`, after converging its records; whether to look
+/// again soon. A failure's Warning is published when it starts, not on every pass.
+async fn with_dns(
+    mut status: phoenix_crds::TenantStatus,
+    events: &mut Vec<EventSpec>,
+    tenant: &Tenant,
+    ctx: &Context,
+    now: &str,
+) -> (phoenix_crds::TenantStatus, bool) {
+    let world = World::of(ctx);
+    let d = dns::converge(tenant, &world).await;
+    let before = conditions::reason_of(&status.conditions, conditions::types::DNS_READY);
+    events.extend(
+        d.events
+            .into_iter()
+            .filter(|e| !e.warning || before != Some(e.reason)),
+    );
+    status.conditions = conditions::merge(
+        &status.conditions,
+        &[d.condition],
+        tenant.metadata.generation,
+        now,
+    );
+    (status, d.retry)
+}
+
 async fn release(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     let uid = tenant.uid().unwrap_or_default();
     if tenant.status.as_ref().and_then(|s| s.phase) != Some(TenantPhase::Deleting) {
@@ -93,6 +126,18 @@ async fn release(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
         if let Err(e) = ctx.patch_status(tenant, &status).await {
             tracing::warn!(error = %e, "could not mark the tenant Deleting");
         }
+    }
+    // Users stop being routed to the tenant before its data goes. The finalizer stays
+    // until Route53 reports the removal INSYNC.
+    let removed = dns::remove(tenant, &World::of(ctx))
+        .await
+        .map_err(super::error::ApplyError::from)?;
+    if let Some(note) = removed {
+        ctx.publish_events(
+            tenant,
+            &[EventSpec::normal(Reason::RecordsRemoved, "Delete", note)],
+        )
+        .await;
     }
     // Cleanup follows what was built (status), never the spec alone.
     let pending = ctx.placements.lock().await.get(&uid).cloned();

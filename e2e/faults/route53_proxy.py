@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""A fault-injecting HTTP proxy in front of moto's Route53.
+
+A configured share of requests is answered, without reaching moto, with Route53's real
+error bodies for request throttling: `Throttling` ("Rate exceeded") and, alternately,
+`PriorRequestNotComplete`, both HTTP 400 as Route53 sends them. So the operator's pacing
+and retries are tested through the real AWS SDK. The share is deterministic (request n
+is refused when floor((n+1)*share) > floor(n*share)): 0.3 refuses 3 requests in 10,
+never two in a row.
+
+    route53_proxy.py --listen 127.0.0.1:PORT --upstream http://127.0.0.1:MOTO --share 0.3
+
+GET /_proxy/stats answers {"requests": N, "throttled": M, "by_code": {...}} (JSON).
+Standard library only.
+"""
+
+import argparse
+import http.client
+import json
+import math
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+BODY = """<?xml version="1.0" encoding="UTF-8"?>
+<ErrorResponse xmlns="https://route53.amazonaws.com/doc/2013-04-01/"><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>{rid}</RequestId></ErrorResponse>"""
+
+FAULTS = [
+    ("Throttling", "Rate exceeded"),
+    ("PriorRequestNotComplete", "The request was rejected because Route 53 was still processing a prior request."),
+]
+
+HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
+       "proxy-authorization", "proxy-authenticate", "host", "content-length"}
+
+
+class State:
+    def __init__(self, share):
+        self.share = share
+        self.lock = threading.Lock()
+        self.requests = 0
+        self.throttled = 0
+        self.by_code = {}
+
+    def next_fault(self):
+        with self.lock:
+            n = self.requests
+            self.requests += 1
+            if math.floor((n + 1) * self.share) > math.floor(n * self.share):
+                code, message = FAULTS[self.throttled % len(FAULTS)]
+                self.throttled += 1
+                self.by_code[code] = self.by_code.get(code, 0) + 1
+                return code, message
+            return None
+
+
+def handler(state, upstream):
+    up = urlsplit(upstream)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, fmt, *args):
+            pass
+
+        def reply(self, status, headers, body):
+            self.send_response(status)
+            for k, v in headers:
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def handle_any(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            if self.path == "/_proxy/stats":
+                with state.lock:
+                    stats = {"requests": state.requests, "throttled": state.throttled,
+                             "by_code": dict(state.by_code)}
+                return self.reply(200, [("Content-Type", "application/json")],
+                                  json.dumps(stats).encode())
+            fault = state.next_fault()
+            if fault:
+                code, message = fault
+                xml = BODY.format(code=code, message=message, rid=uuid.uuid4()).encode()
+                return self.reply(400, [("Content-Type", "text/xml"),
+                                        ("x-amzn-RequestId", str(uuid.uuid4()))], xml)
+            conn = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
+            headers["Host"] = up.netloc
+            conn.request(self.command, self.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            out = [(k, v) for k, v in resp.getheaders() if k.lower() not in HOP]
+            conn.close()
+            self.reply(resp.status, out, data)
+
+        do_GET = do_POST = do_DELETE = do_PUT = handle_any
+
+    return Handler
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--listen", required=True, help="HOST:PORT")
+    p.add_argument("--upstream", required=True, help="moto's URL")
+    p.add_argument("--share", type=float, default=0.3, help="share of requests refused")
+    a = p.parse_args()
+    host, port = a.listen.rsplit(":", 1)
+    server = ThreadingHTTPServer((host, int(port)), handler(State(a.share), a.upstream))
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+//! A Tenant's DNS: its latency records (one per Region its residency allows) and its
+//! ownership record, converged in the Regions' hosted zone, and removed on deletion.
+//! Reported as the `DNSReady` condition, which does not hold `Ready` back: the data
+//! plane serves the tenant by its Host header whatever resolves it.
+
+use kube::ResourceExt;
+use phoenix_crds::Tenant;
+
+use crate::conditions::{NewCondition, Status, types};
+use crate::controller::context::EventSpec;
+use crate::controller::world::World;
+use crate::dns::records::{self, NoRecords, RegionTarget};
+use crate::dns::{Action, Change, DnsError, RecordSet, Zone, fqdn, ownership};
+use crate::reason::Reason;
+
+/// The Regions tenants may get records in: those with `spec.dns` and `spec.ingress`, not
+/// being deleted, with the zone and health check their status shows (if any yet).
+pub fn targets(world: &World<'_>) -> Vec<RegionTarget> {
+    world
+        .regions
+        .iter()
+        .filter(|r| r.metadata.deletion_timestamp.is_none() && r.spec.dns.is_some())
+        .filter_map(|r| {
+            let ingress = r.spec.ingress.as_ref()?;
+            let dns = r.status.as_ref().and_then(|s| s.dns.as_ref());
+            Some(RegionTarget {
+                name: r.name_any(),
+                aws_region: r.spec.aws_region.clone(),
+                residency: r.spec.data_residency.clone(),
+                ingress: ingress.hostname.clone(),
+                zone: dns.and_then(|d| {
+                    Some(Zone {
+                        id: d.hosted_zone_id.clone()?,
+                        name: d.zone_name.clone()?,
+                    })
+                }),
+                health_check_id: dns.and_then(|d| d.health_check_id.clone()),
+            })
+        })
+        .collect()
+}
+
+/// What the tenant's DNS pass found and did.
+#[derive(Debug)]
+pub struct TenantDns {
+    /// `DNSReady`.
+    pub condition: NewCondition,
+    /// Events of what changed (a failure's Warning is filtered by the caller).
+    pub events: Vec<EventSpec>,
+    /// Whether to look again soon (waiting for a health check, Route53 failed).
+    pub retry: bool,
+}
+
+fn not_ready(reason: Reason, message: impl Into<String>, retry: bool) -> TenantDns {
+    let message = message.into();
+    TenantDns {
+        condition: NewCondition::new(types::DNS_READY, Status::False, reason, message.clone()),
+        events: vec![EventSpec::warning(reason, "DNS", message)],
+        retry,
+    }
+}
+
+fn describe(records: &[RecordSet]) -> String {
+    let latency: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r.set_identifier.as_deref())
+        .collect();
+    let name = records.first().map(|r| r.name.as_str()).unwrap_or_default();
+    let owner = records
+        .iter()
+        .find(|r| r.rtype == "TXT")
+        .map(|r| r.name.as_str())
+        .unwrap_or_default();
+    format!(
+        "latency records {name} CNAME in {}; ownership record {owner} TXT",
+        latency.join(", ")
+    )
+}
+
+/// The changes the tenant's records need, or the condition saying why none can be made.
+pub async fn changes(
+    tenant: &Tenant,
+    world: &World<'_>,
+) -> Result<(Zone, Vec<RecordSet>, Vec<Change>), TenantDns> {
+    let host = &tenant.spec.dns.hostname;
+    let residency = &tenant.spec.data_residency;
+    let owner = &world.settings.dns_owner;
+    let desired = records::desired(&tenant.name_any(), host, residency, owner, &targets(world))
+        .map_err(|e| match e {
+            // Not a fault: a platform may run without managed DNS. No Warning.
+            NoRecords::NoDnsRegion => TenantDns {
+                events: Vec::new(),
+                ..not_ready(
+                    Reason::DNSNotConfigured,
+                    format!("no Region of residency {residency:?} declares spec.dns and spec.ingress; no records are managed"),
+                    false,
+                )
+            },
+            NoRecords::OutsideZones { zones } => not_ready(
+                Reason::HostnameOutsideZones,
+                format!("hostname {host} lies outside the hosted zone(s) {} of its Regions; choose a spec.dns.hostname inside one", zones.join(", ")),
+                false,
+            ),
+            NoRecords::HealthCheckPending(region) => not_ready(
+                Reason::HealthCheckPending,
+                format!("waiting for region {region} to resolve its hosted zone and create its health check (see its DNSReady)"),
+                true,
+            ),
+        })?;
+    let seen = world
+        .providers
+        .dns
+        .records(&desired.zone.id)
+        .await
+        .map_err(|e| not_ready(Reason::Route53Error, e.to_string(), true))?;
+    let changes = ownership::converge(
+        &desired.records,
+        &seen,
+        &fqdn(host),
+        owner,
+        &tenant.name_any(),
+    )
+    .map_err(|refusal| not_ready(Reason::RecordNotOwned, refusal.to_string(), false))?;
+    Ok((desired.zone, desired.records, changes))
+}
+
+/// Converges the tenant's records; the condition and Events to publish.
+pub async fn converge(tenant: &Tenant, world: &World<'_>) -> TenantDns {
+    let (zone, desired, changes) = match changes(tenant, world).await {
+        Ok(c) => c,
+        Err(report) => return report,
+    };
+    let mut events = Vec::new();
+    if !changes.is_empty() {
+        let (upserts, deletes) = (
+            changes
+                .iter()
+                .filter(|c| c.action == Action::Upsert)
+                .count(),
+            changes
+                .iter()
+                .filter(|c| c.action == Action::Delete)
+                .count(),
+        );
+        let applied = match world.providers.dns.change(&zone.id, changes).await {
+            Ok(a) => a,
+            Err(e) => return not_ready(Reason::Route53Error, e.to_string(), true),
+        };
+        if let Some(r) = applied.rejected.first() {
+            return not_ready(
+                Reason::RecordRejected,
+                format!(
+                    "Route53 refused {} {}: {}",
+                    r.change.action.as_str(),
+                    r.change.record.label(),
+                    r.message
+                ),
+                false,
+            );
+        }
+        events.push(EventSpec::normal(
+            Reason::RecordsChanged,
+            "DNS",
+            format!(
+                "{upserts} record set(s) written, {deletes} deleted in zone {} ({})",
+                zone.name, zone.id
+            ),
+        ));
+    }
+    TenantDns {
+        condition: NewCondition::new(
+            types::DNS_READY,
+            Status::True,
+            Reason::RecordsReady,
+            describe(&desired),
+        ),
+        events,
+        retry: false,
+    }
+}
+
+/// Removes the tenant's records from every zone its Regions use, only under its own
+/// ownership record, waiting until Route53 has them INSYNC. What was removed, if any.
+pub async fn remove(tenant: &Tenant, world: &World<'_>) -> Result<Option<String>, DnsError> {
+    let host = fqdn(&tenant.spec.dns.hostname);
+    let mut zones: Vec<Zone> = targets(world)
+        .into_iter()
+        .filter_map(|t| t.zone)
+        .filter(|z| z.contains(&host))
+        .collect();
+    zones.sort_by(|a, b| a.id.cmp(&b.id));
+    zones.dedup();
+    let mut removed = Vec::new();
+    for zone in zones {
+        let seen = world.providers.dns.records(&zone.id).await?;
+        let changes =
+            ownership::remove(&seen, &host, &world.settings.dns_owner, &tenant.name_any());
+        if changes.is_empty() {
+            continue;
+        }
+        let labels: Vec<String> = changes.iter().map(|c| c.record.label()).collect();
+        let applied = world.providers.dns.change(&zone.id, changes).await?;
+        if let Some(r) = applied.rejected.first() {
+            return Err(DnsError::Api {
+                operation: "ChangeResourceRecordSets",
+                message: format!("{}: {}", r.change.record.label(), r.message),
+            });
+        }
+        removed.extend(labels);
+    }
+    Ok((!removed.is_empty()).then(|| format!("removed DNS records {}", removed.join(", "))))
+}
