@@ -4,6 +4,7 @@
 
 pub mod bundle;
 pub mod cursor;
+pub mod date;
 pub mod error;
 pub mod patient;
 pub mod search;
@@ -92,6 +93,8 @@ pub enum IssueType {
     Conflict,
     /// The resource existed and has been deleted.
     Deleted,
+    /// Content too long (the body exceeds the server's limit).
+    TooLong,
 }
 
 /// One issue of an `OperationOutcome`.

@@ -420,6 +420,8 @@ async fn invalid_input_is_a_4xx_operation_outcome_naming_the_element() {
         "/fhir/Patient/00000000-0000-4000-8000-000000000000",
         "/fhir/Patient/00000000-0000-4000-8000-000000000000/_history/x",
         "/fhir/Patient/%00",
+        "/fhir/Patient/%FF%FE",
+        "/fhir/Patient/%FF/_history/1",
     ] {
         let (status, _, outcome) = Call::new(Method::GET, path, A, PHYSICIAN)
             .send(&s.app)

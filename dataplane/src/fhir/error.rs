@@ -24,6 +24,9 @@ pub enum FhirError {
     /// The body is not a JSON object.
     #[error("the body is not a JSON object: {0}")]
     NotJson(String),
+    /// The body is larger than the server accepts.
+    #[error("the body is larger than this server accepts")]
+    TooLarge,
     /// The body is not sent as FHIR JSON.
     #[error("send the resource as application/fhir+json (or application/json), not {0}")]
     UnsupportedMediaType(String),
@@ -106,6 +109,7 @@ impl FhirError {
             | Self::BadSearch { .. }
             | Self::BadCursor => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::Gone { .. } => StatusCode::GONE,
             Self::VersionConflict { .. } => StatusCode::PRECONDITION_FAILED,
@@ -123,6 +127,7 @@ impl FhirError {
             Self::BadSearch { parameter, .. } => {
                 OperationOutcome::about(IssueType::Value, parameter, self.to_string())
             }
+            Self::TooLarge => OperationOutcome::single(error, IssueType::TooLong, self.to_string()),
             Self::NotJson(_) | Self::UnsupportedMediaType(_) => {
                 OperationOutcome::single(error, IssueType::Structure, self.to_string())
             }

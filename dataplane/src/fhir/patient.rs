@@ -8,8 +8,8 @@
 
 use serde_json::{Map, Value};
 
+use super::date::date_range;
 use super::error::FhirError;
-use super::search::date_range;
 
 /// The resource type served by this module.
 pub const RESOURCE_TYPE: &str = "Patient";

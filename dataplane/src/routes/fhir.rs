@@ -2,6 +2,7 @@
 //! serves ([`patient`]), which need a token or session with the clinical permissions.
 
 pub mod patient;
+pub mod wire;
 
 use axum::Router;
 use axum::extract::State;

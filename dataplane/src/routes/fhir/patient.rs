@@ -4,24 +4,26 @@
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::header::{CONTENT_TYPE, ETAG, IF_MATCH, LOCATION};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::header::LOCATION;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::ServedResource;
+use super::wire::{json_body, new_id, now, resource};
 use crate::app::AppState;
 use crate::db::tenant_tx::Access;
+use crate::fhir::FhirJson;
 use crate::fhir::bundle::{Entry, SearchSet};
 use crate::fhir::cursor::{self, is_uuid};
 use crate::fhir::error::FhirError;
 use crate::fhir::patient::{RESOURCE_TYPE, stamp, validate};
 use crate::fhir::search::{self, CURSOR_PARAM, Handling, PATIENT_SEARCH};
 use crate::fhir::store::{self, Lookup};
-use crate::fhir::{FHIR_JSON, FhirJson};
 use crate::tenant::Tenant;
 
 /// What `/fhir/Patient` serves: the CapabilityStatement is written from it.
@@ -64,92 +66,19 @@ fn gone(id: &str) -> FhirError {
     }
 }
 
-/// A version 4 UUID for a new resource.
-fn new_id() -> String {
-    let bits = (rand::random::<u128>() & !(0xF000_u128 << 64) & !(0xC_u128 << 60))
-        | (0x4000_u128 << 64)
-        | (0x8_u128 << 60);
-    let hex = format!("{bits:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
-}
-
-fn now() -> String {
-    let now = jiff::Timestamp::now();
-    now.round(jiff::Unit::Millisecond)
-        .unwrap_or(now)
-        .to_string()
-}
-
-/// A stored resource answered with its ETag (and `extra` headers).
-fn resource(
-    status: StatusCode,
-    version: i32,
-    json: String,
-    extra: Option<(HeaderName, String)>,
-) -> Response {
-    let mut response = (
-        status,
-        [(CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON))],
-        json,
-    )
-        .into_response();
-    let headers = response.headers_mut();
-    if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{version}\"")) {
-        headers.insert(ETAG, etag);
-    }
-    if let Some((name, value)) = extra
-        && let Ok(value) = HeaderValue::from_str(&value)
-    {
-        headers.insert(name, value);
-    }
-    response
-}
-
-/// The body as JSON, if it is sent as FHIR JSON (or plain JSON).
-fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, FhirError> {
-    let media = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("none");
-    let essence = media.split(';').next().unwrap_or_default().trim();
-    if !essence.eq_ignore_ascii_case(FHIR_JSON) && !essence.eq_ignore_ascii_case("application/json")
-    {
-        return Err(FhirError::UnsupportedMediaType(
-            essence.chars().take(100).collect(),
-        ));
-    }
-    serde_json::from_slice(body).map_err(|error| FhirError::NotJson(error.to_string()))
-}
-
-/// The version an `If-Match` header names, if there is one.
-fn if_match(headers: &HeaderMap) -> Result<Option<String>, FhirError> {
-    let Some(value) = headers.get(IF_MATCH) else {
-        return Ok(None);
-    };
-    let text = value.to_str().map_err(|_| FhirError::BadIfMatch)?.trim();
-    let quoted = text.strip_prefix("W/").unwrap_or(text);
-    match quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"')) {
-        Some(version) if !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()) => {
-            Ok(Some(version.to_owned()))
-        }
-        _ => Err(FhirError::BadIfMatch),
-    }
+/// The `{id}` of the path; one that does not even decode (not UTF-8) is unknown like any
+/// other id, not a routing error.
+fn path_id(id: Result<Path<String>, PathRejection>) -> Result<String, FhirError> {
+    id.map(|Path(id)| id).map_err(|_| not_found("?"))
 }
 
 async fn create(
     State(state): State<AppState>,
     tenant: Tenant,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, FhirError> {
-    let (mut patient, columns) = validate(json_body(&headers, &body)?)?;
+    let (mut patient, columns) = validate(json_body(&headers, body)?)?;
     let (id, at) = (new_id(), now());
     stamp(&mut patient, &id, 1, &at);
     let json = Value::Object(patient).to_string();
@@ -177,8 +106,9 @@ async fn create(
 async fn read(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, FhirError> {
+    let id = path_id(id)?;
     if !is_uuid(&id) {
         return Err(not_found(&id));
     }
@@ -200,8 +130,11 @@ async fn read(
 async fn vread(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path((id, vid)): Path<(String, String)>,
+    ids: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, FhirError> {
+    let Ok(Path((id, vid))) = ids else {
+        return Err(not_found("?"));
+    };
     let version = vid.parse::<i32>().ok().filter(|v| *v > 0);
     let (true, Some(version)) = (is_uuid(&id), version) else {
         return Err(not_found(&format!("{id}/_history/{vid}")));
@@ -226,11 +159,12 @@ async fn vread(
 async fn update(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, FhirError> {
-    let (mut patient, columns) = validate(json_body(&headers, &body)?)?;
+    let id = path_id(id)?;
+    let (mut patient, columns) = validate(json_body(&headers, body)?)?;
     if patient.get("id").and_then(Value::as_str) != Some(id.as_str()) {
         return Err(FhirError::invalid(
             "Patient.id",
@@ -240,7 +174,7 @@ async fn update(
     if !is_uuid(&id) {
         return Err(not_found(&id));
     }
-    let expected = if_match(&headers)?;
+    let expected = super::wire::if_match(&headers)?;
     let tenant_id = tenant.id;
     let key = id.clone();
     let (version, json) = state
@@ -272,8 +206,9 @@ async fn update(
 async fn remove(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, FhirError> {
+    let id = path_id(id)?;
     if !is_uuid(&id) {
         return Err(not_found(&id));
     }
@@ -365,36 +300,4 @@ async fn search_patients(
         _ => None,
     };
     Ok(FhirJson(SearchSet::page(entries, total, self_url, next)).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn new_ids_are_version_4_uuids() {
-        for _ in 0..100 {
-            let id = new_id();
-            assert!(is_uuid(&id), "{id}");
-            assert_eq!(&id[14..15], "4", "{id}");
-            assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "{id}");
-        }
-    }
-
-    #[test]
-    fn if_match_takes_weak_and_strong_version_etags_only() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(if_match(&headers).ok(), Some(None));
-        for (value, version) in [("W/\"3\"", Some("3")), ("\"12\"", Some("12"))] {
-            headers.insert(IF_MATCH, HeaderValue::from_static(value));
-            assert_eq!(if_match(&headers).ok().flatten().as_deref(), version);
-        }
-        for bad in ["3", "W/\"\"", "W/\"x\"", "*"] {
-            headers.insert(IF_MATCH, HeaderValue::from_static(bad));
-            assert!(
-                matches!(if_match(&headers), Err(FhirError::BadIfMatch)),
-                "{bad}"
-            );
-        }
-    }
 }
