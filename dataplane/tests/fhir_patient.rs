@@ -462,7 +462,12 @@ async fn search_pages_through_every_match_once_even_across_a_restart() {
             .await;
         assert_eq!(status, StatusCode::OK, "{bundle}");
         assert_eq!(bundle["type"], "searchset");
-        assert!(bundle.get("total").is_none() || pages > 0 || seen.is_empty());
+        if pages == 0 {
+            assert!(
+                bundle.get("total").is_none(),
+                "more than one page: no cheap total"
+            );
+        }
         for entry in bundle["entry"].as_array().into_iter().flatten() {
             seen.push(entry["resource"]["id"].as_str().expect("id").to_owned());
         }
