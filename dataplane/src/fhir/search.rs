@@ -214,7 +214,8 @@ pub fn parse(
                     search.summary_count = true;
                 }
                 search.count = count.clamp(1, MAX_COUNT);
-                search.applied.push((name, search.count.to_string()));
+                let applied = if count == 0 { 0 } else { search.count };
+                search.applied.push((name, applied.to_string()));
                 continue;
             }
             "_summary" if value == "count" => search.summary_count = true,

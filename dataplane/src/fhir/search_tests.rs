@@ -145,7 +145,13 @@ fn count_summary_and_cursor_are_control_parameters() {
     assert_eq!(search.applied_query(), "_count=100");
     assert_eq!(strict("").expect("parses").count, DEFAULT_COUNT);
     assert!(strict("_summary=count").expect("parses").summary_count);
-    assert!(strict("_count=0").expect("parses").summary_count);
+    let zero = strict("_count=0").expect("parses");
+    assert!(zero.summary_count);
+    assert_eq!(
+        zero.applied_query(),
+        "_count=0",
+        "the self link says what was applied"
+    );
     for bad in ["_count=-1", "_count=ten", "_count="] {
         assert!(
             matches!(strict(bad), Err(FhirError::BadSearch { .. })),
