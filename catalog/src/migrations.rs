@@ -53,6 +53,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "sessions",
         sql: include_str!("../migrations/0006_sessions.sql"),
     },
+    Migration {
+        version: 7,
+        name: "fhir_history",
+        sql: include_str!("../migrations/0007_fhir_history.sql"),
+    },
 ];
 
 /// The version a fully migrated database has.

@@ -9,7 +9,7 @@ pub const TENANT_SETTING: &str = "app.tenant_id";
 pub const POLICY_NAME: &str = "phoenix_tenant_isolation";
 
 /// Tables that hold tenants' rows and must be under forced RLS.
-pub const TENANT_TABLES: [&str; 9] = [
+pub const TENANT_TABLES: [&str; 10] = [
     "clinical.patients",
     "clinical.encounters",
     "clinical.document_references",
@@ -19,10 +19,12 @@ pub const TENANT_TABLES: [&str; 9] = [
     "clinical.scim_group_members",
     "clinical.login_attempts",
     "clinical.sessions",
+    "clinical.fhir_history",
 ];
 
 /// Tables holding tenants' rows, children first, so that foreign keys hold while deleting.
-pub const DELETE_ORDER: [&str; 9] = [
+pub const DELETE_ORDER: [&str; 10] = [
+    "clinical.fhir_history",
     "clinical.sessions",
     "clinical.login_attempts",
     "clinical.scim_group_members",

@@ -1,4 +1,14 @@
-//! FHIR R4 JSON on the wire: the `application/fhir+json` response and `OperationOutcome`.
+//! FHIR R4 JSON on the wire: the `application/fhir+json` response and `OperationOutcome`;
+//! and, in its submodules, what the FHIR API decides without I/O (validation, search
+//! parameters, paging cursors, Bundles) and the storage of resources.
+
+pub mod bundle;
+pub mod cursor;
+pub mod date;
+pub mod error;
+pub mod patient;
+pub mod search;
+pub mod store;
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -75,6 +85,16 @@ pub enum IssueType {
     Transient,
     /// An unexpected internal error.
     Exception,
+    /// Content invalid against the specification or a profile.
+    Invalid,
+    /// A structural issue in the content (not JSON, not an object, wrong resourceType).
+    Structure,
+    /// An edit conflict (a version mismatch, or a resource still referenced).
+    Conflict,
+    /// The resource existed and has been deleted.
+    Deleted,
+    /// Content too long (the body exceeds the server's limit).
+    TooLong,
 }
 
 /// One issue of an `OperationOutcome`.
@@ -86,6 +106,9 @@ pub struct OutcomeIssue {
     pub code: IssueType,
     /// Human-readable detail, safe to show to the client.
     pub diagnostics: String,
+    /// FHIRPath of the elements the issue is about (`Patient.birthDate`); often none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub expression: Vec<String>,
 }
 
 /// The FHIR resource that carries errors.
@@ -110,6 +133,24 @@ impl OperationOutcome {
                 severity,
                 code,
                 diagnostics: diagnostics.into(),
+                expression: Vec::new(),
+            }],
+        }
+    }
+
+    /// An error about element `expression` (a FHIRPath such as `Patient.birthDate`).
+    pub fn about(
+        code: IssueType,
+        expression: impl Into<String>,
+        diagnostics: impl Into<String>,
+    ) -> Self {
+        Self {
+            resource_type: "OperationOutcome",
+            issue: vec![OutcomeIssue {
+                severity: IssueSeverity::Error,
+                code,
+                diagnostics: diagnostics.into(),
+                expression: vec![expression.into()],
             }],
         }
     }

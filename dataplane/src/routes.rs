@@ -23,7 +23,8 @@ use crate::tenant::resolve_tenant;
 /// paths and wrong methods.
 ///
 /// Authenticated routes go through [`protected`], which names the permission they need;
-/// `/fhir/metadata` and the login routes stay public; `/scim/v2` authenticates the tenant's
+/// `/fhir/metadata` and the login routes stay public; FHIR resources need
+/// `ReadClinical` to read and `WriteClinical` to write; `/scim/v2` authenticates the tenant's
 /// identity provider by its SCIM token instead ([`crate::scim`]).
 pub fn tenant_routes(state: AppState) -> Router<AppState> {
     let me = protected(me::router(), Permission::ViewSelf, &state);
@@ -39,7 +40,20 @@ pub fn tenant_routes(state: AppState) -> Router<AppState> {
     ));
     let scim = crate::scim::router(state.clone());
     let fhir = fhir::router()
-        .route_layer(middleware::from_fn_with_state(state, resolve_tenant))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            resolve_tenant,
+        ))
+        .merge(protected(
+            fhir::read_router(),
+            Permission::ReadClinical,
+            &state,
+        ))
+        .merge(protected(
+            fhir::write_router(),
+            Permission::WriteClinical,
+            &state,
+        ))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(middleware::map_response(crate::fhir::render_errors));

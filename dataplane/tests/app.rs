@@ -241,12 +241,12 @@ async fn readyz_is_503_when_the_database_does_not_answer_in_time() {
 async fn unknown_path_is_404_operation_outcome() {
     let (status, content_type, body) = send(
         test_app(),
-        get("/fhir/Patient/123", Some("mercy.example.org")),
+        get("/fhir/Observation/123", Some("mercy.example.org")),
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(content_type, "application/fhir+json");
-    assert_outcome(&body, "not-found", "/fhir/Patient/123");
+    assert_outcome(&body, "not-found", "/fhir/Observation/123");
 }
 
 #[tokio::test]

@@ -23,6 +23,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::Principal;
+use crate::error::PublicError;
+use crate::fhir::{IssueSeverity, IssueType};
 
 /// Something a route lets a principal do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -90,20 +92,32 @@ struct Forbidden {
     missing_permission: &'static str,
 }
 
-/// The 403 answer for a principal lacking `permission`.
+/// The 403 answer for a principal lacking `permission`. It carries its [`PublicError`] in
+/// its extensions, so an API with its own error format (FHIR: `OperationOutcome`)
+/// renders it like any other error.
 pub fn forbidden(permission: Permission) -> Response {
-    (
+    let message = format!(
+        "your roles do not grant the permission {}",
+        permission.as_str()
+    );
+    let public = PublicError {
+        status: StatusCode::FORBIDDEN,
+        code: "forbidden",
+        severity: IssueSeverity::Error,
+        issue: IssueType::Forbidden,
+        message: message.clone(),
+    };
+    let mut response = (
         StatusCode::FORBIDDEN,
         Json(Forbidden {
             error: "forbidden",
-            message: format!(
-                "your roles do not grant the permission {}",
-                permission.as_str()
-            ),
+            message,
             missing_permission: permission.as_str(),
         }),
     )
-        .into_response()
+        .into_response();
+    response.extensions_mut().insert(public);
+    response
 }
 
 /// Route layer behind [`super::authenticate`]: lets the request through only if its

@@ -1,4 +1,8 @@
-//! The FHIR R4 API of a tenant. For now only its `CapabilityStatement`.
+//! The FHIR R4 API of a tenant: its `CapabilityStatement`, public, and the resources it
+//! serves ([`patient`]), which need a token or session with the clinical permissions.
+
+pub mod patient;
+pub mod wire;
 
 use axum::Router;
 use axum::extract::State;
@@ -7,12 +11,39 @@ use serde::Serialize;
 
 use crate::app::AppState;
 use crate::fhir::FhirJson;
+use crate::fhir::search::SearchParam;
 use crate::tenant::Tenant;
 
-/// FHIR routes, mounted under `/fhir` behind tenant resolution.
+/// The public FHIR routes (the CapabilityStatement), mounted under `/fhir` behind tenant
+/// resolution.
 pub fn router() -> Router<AppState> {
     Router::new().route("/metadata", get(metadata))
 }
+
+/// The resource routes that only read (need `Permission::ReadClinical`).
+pub fn read_router() -> Router<AppState> {
+    patient::read_router()
+}
+
+/// The resource routes that write (need `Permission::WriteClinical`).
+pub fn write_router() -> Router<AppState> {
+    patient::write_router()
+}
+
+/// A resource type the API serves: what the CapabilityStatement says of it, from the same
+/// constants its handlers use.
+#[derive(Debug)]
+pub struct ServedResource {
+    /// The FHIR resource type.
+    pub resource_type: &'static str,
+    /// Its interactions (FHIR `TypeRestfulInteraction` codes).
+    pub interactions: &'static [&'static str],
+    /// Its search parameters, the table the search handler parses against.
+    pub search: &'static [SearchParam],
+}
+
+/// Every resource type served.
+pub const SERVED: [&ServedResource; 1] = [&patient::SERVED];
 
 const SOFTWARE_NAME: &str = "Phoenix Guardian data plane";
 const SECURITY_DESCRIPTION: &str = "Every request except GET /fhir/metadata needs an OAuth 2.0 \
@@ -76,6 +107,55 @@ struct Coding {
 #[serde(rename_all = "camelCase")]
 struct RestResource {
     r#type: &'static str,
+    interaction: Vec<Interaction>,
+    versioning: &'static str,
+    read_history: bool,
+    update_create: bool,
+    conditional_create: bool,
+    conditional_update: bool,
+    conditional_delete: &'static str,
+    search_param: Vec<RestSearchParam>,
+}
+
+#[derive(Debug, Serialize)]
+struct Interaction {
+    code: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct RestSearchParam {
+    name: &'static str,
+    r#type: &'static str,
+    documentation: &'static str,
+}
+
+impl RestResource {
+    fn from_served(served: &ServedResource) -> Self {
+        Self {
+            r#type: served.resource_type,
+            interaction: served
+                .interactions
+                .iter()
+                .map(|code| Interaction { code })
+                .collect(),
+            // Updates honour If-Match; every version is kept and readable (vread).
+            versioning: "versioned-update",
+            read_history: true,
+            update_create: false,
+            conditional_create: false,
+            conditional_update: false,
+            conditional_delete: "not-supported",
+            search_param: served
+                .search
+                .iter()
+                .map(|p| RestSearchParam {
+                    name: p.name,
+                    r#type: p.kind.as_str(),
+                    documentation: p.documentation,
+                })
+                .collect(),
+        }
+    }
 }
 
 impl CapabilityStatement {
@@ -107,7 +187,10 @@ impl CapabilityStatement {
                     }],
                     description: SECURITY_DESCRIPTION,
                 },
-                resource: Vec::new(),
+                resource: SERVED
+                    .iter()
+                    .map(|s| RestResource::from_served(s))
+                    .collect(),
             }],
         }
     }
@@ -115,4 +198,62 @@ impl CapabilityStatement {
 
 async fn metadata(State(state): State<AppState>, tenant: Tenant) -> FhirJson<CapabilityStatement> {
     FhirJson(CapabilityStatement::for_tenant(&tenant, state.fhir_date()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Isolation, TenantRecord, TenantRow, TenantState};
+
+    fn tenant() -> Tenant {
+        Tenant(std::sync::Arc::new(TenantRecord {
+            id: 1,
+            row: TenantRow {
+                uid: "uid".into(),
+                name: "mercy".into(),
+                display_name: "Mercy".into(),
+                hostname: "mercy.example.org".into(),
+                home_region: "us-east-1".into(),
+                data_residency: vec!["US".into()],
+                isolation: Isolation::Shared,
+                state: TenantState::Active,
+                requests_per_second: 1,
+                max_users: 1,
+                generation: 1,
+            },
+        }))
+    }
+
+    #[test]
+    fn the_capability_statement_lists_exactly_the_served_table() {
+        let statement = serde_json::to_value(CapabilityStatement::for_tenant(
+            &tenant(),
+            "2026-01-01T00:00:00Z".into(),
+        ))
+        .expect("serializes");
+        let resources = statement["rest"][0]["resource"]
+            .as_array()
+            .expect("resources");
+        assert_eq!(resources.len(), SERVED.len());
+        for (resource, served) in resources.iter().zip(SERVED) {
+            assert_eq!(resource["type"], served.resource_type);
+            let names: Vec<&str> = resource["searchParam"]
+                .as_array()
+                .expect("search params")
+                .iter()
+                .filter_map(|p| p["name"].as_str())
+                .collect();
+            let table: Vec<&str> = served.search.iter().map(|p| p.name).collect();
+            assert_eq!(names, table);
+            let codes: Vec<&str> = resource["interaction"]
+                .as_array()
+                .expect("interactions")
+                .iter()
+                .filter_map(|i| i["code"].as_str())
+                .collect();
+            assert_eq!(codes, served.interactions);
+        }
+        let patient = &resources[0];
+        assert_eq!(patient["searchParam"][3]["type"], "date");
+    }
 }
