@@ -36,6 +36,14 @@ async fn changes(addr: &str, outcome: &str) -> f64 {
     .await
 }
 
+/// Changes applied so far (the sum of the batch-size histogram).
+async fn applied_changes(operator: &Process) -> f64 {
+    operator
+        .metric("phoenix_operator_route53_batch_changes_sum")
+        .await
+        .unwrap_or(0.0)
+}
+
 #[tokio::main]
 async fn main() {
     let count: usize = arg(1, 500);
@@ -98,6 +106,7 @@ async fn main() {
         &[],
     )
     .await;
+    let base_changes = applied_changes(&operator).await;
     let started = Instant::now();
     kubectl_ok(&["apply", "-f", "-"], Some(&labeled));
     let api = tenants().await;
@@ -137,6 +146,8 @@ async fn main() {
     .await
         - base_requests;
 
+    let sent_changes = applied_changes(&operator).await - base_changes;
+
     let deleting = Instant::now();
     kubectl_ok(
         &[
@@ -164,7 +175,7 @@ async fn main() {
     drop(guard);
     println!(
         "tenants={count} rate={rate}/s throttle_share={share}\n\
-         all DNSReady after {:.1} s: ChangeResourceRecordSets accepted {batches}, failed {failed}; \
+         all DNSReady after {:.1} s: {sent_changes} changes, ChangeResourceRecordSets accepted {batches}, failed {failed}; \
          Route53 requests {all_requests} (throttled {throttles})\n\
          all deleted after {:.1} s: ChangeResourceRecordSets accepted {delete_batches}\n\
          proxy: {proxy_stats}",
