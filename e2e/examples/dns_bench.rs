@@ -71,7 +71,8 @@ async fn main() {
             // default of 5 s: the operator would exit on losing the lease.
             ("LEASE_SECONDS", "30"),
             ("LOG_FORMAT", "json"),
-            ("RUST_LOG", "warn"),
+            // One debug line per round of Route53 changes (what closed it, its size).
+            ("RUST_LOG", "warn,phoenix_operator::dns=debug"),
         ],
     )
     .await;

@@ -103,7 +103,7 @@ struct Args {
     #[arg(
         long,
         env = "ROUTE53_BATCH_WINDOW_MS",
-        default_value_t = 500,
+        default_value_t = 2000,
         global = true
     )]
     route53_batch_window_ms: u64,
@@ -111,7 +111,7 @@ struct Args {
     #[arg(
         long,
         env = "ROUTE53_BATCH_MAX_DELAY_MS",
-        default_value_t = 5000,
+        default_value_t = 10000,
         global = true
     )]
     route53_batch_max_delay_ms: u64,

@@ -53,8 +53,8 @@ impl Default for Route53Settings {
             requests_per_second: 5,
             zone_cache: Duration::from_secs(10),
             insync_timeout: Duration::from_secs(120),
-            batch_window: Duration::from_millis(500),
-            batch_max_delay: Duration::from_secs(5),
+            batch_window: Duration::from_millis(2000),
+            batch_max_delay: Duration::from_secs(10),
         }
     }
 }
