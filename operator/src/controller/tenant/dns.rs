@@ -98,7 +98,7 @@ async fn send(world: &World<'_>, zone_id: &str, changes: Vec<Change>) -> Result<
 
 /// The changes removing what the tenant published at a host name it no longer has
 /// (`status.dns` names another host), only under its own ownership record.
-async fn left_behind(
+pub async fn left_behind(
     tenant: &Tenant,
     world: &World<'_>,
 ) -> Result<Option<(String, Vec<Change>)>, DnsError> {

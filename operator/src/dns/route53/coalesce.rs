@@ -70,6 +70,19 @@ fn split(round: &[Vec<Change>], applied: &Applied) -> Vec<Applied> {
         .collect()
 }
 
+/// The round's changes, each once: two callers asking for the same change (a reconcile
+/// retried while its first attempt is still in the round) must not make Route53 refuse
+/// the batch as holding a duplicate. Both get its outcome.
+fn distinct(round: &[Vec<Change>]) -> Vec<Change> {
+    let mut out: Vec<Change> = Vec::new();
+    for c in round.iter().flatten() {
+        if !out.contains(c) {
+            out.push(c.clone());
+        }
+    }
+    out
+}
+
 /// What a caller's changes cost of one request: `ResourceRecord` elements, characters.
 fn cost(pending: &Pending) -> (usize, usize) {
     pending
@@ -102,11 +115,12 @@ async fn work(inner: Arc<Inner>, zone_id: String, mut rx: mpsc::UnboundedReceive
             .into_iter()
             .map(|p| (p.changes, p.reply))
             .unzip();
-        let all: Vec<Change> = changes.iter().flatten().cloned().collect();
+        let queued: usize = changes.iter().map(Vec::len).sum();
+        let all = distinct(&changes);
         // Queued counts what waits for a round; these are being sent now.
-        inner.metrics.route53_queued(-(all.len() as i64));
+        inner.metrics.route53_queued(-(queued as i64));
         tracing::debug!(zone = %zone_id, callers = changes.len(), changes = all.len(), closed = ?gathered.closed, "Route53 round");
-        let result = inner.apply(&zone_id, all.clone()).await;
+        let result = inner.apply(&zone_id, all).await;
         match result {
             Ok(applied) => {
                 for (reply, mine) in replies.into_iter().zip(split(&changes, &applied)) {
@@ -184,6 +198,12 @@ mod tests {
             },
             for_object: name.into(),
         }
+    }
+
+    #[test]
+    fn a_change_asked_twice_in_a_round_is_sent_once() {
+        let round = vec![vec![change("a."), change("b.")], vec![change("a.")]];
+        assert_eq!(distinct(&round), vec![change("a."), change("b.")]);
     }
 
     #[test]
