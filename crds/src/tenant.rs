@@ -203,6 +203,10 @@ pub struct TenantStatus {
     /// Where the tenant is served.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<TenantEndpoints>,
+    /// The DNS records the operator published for the tenant: where they are, so that a
+    /// changed `spec.dns.hostname` has the old ones removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<TenantDnsStatus>,
     /// The `metadata.generation` last reconciled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
@@ -218,6 +222,19 @@ pub struct Placement {
     pub aws_region: String,
     /// Jurisdiction of the tenant the region satisfies.
     pub jurisdiction: String,
+}
+
+/// The Route53 records the operator published for a tenant.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantDnsStatus {
+    /// The host name the records are at (fully qualified, lowercase, trailing dot).
+    pub hostname: String,
+    /// The hosted zone holding them.
+    pub hosted_zone_id: String,
+    /// The record sets, as `name type [set identifier]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub records: Vec<String>,
 }
 
 /// Endpoints of a tenant.

@@ -36,6 +36,14 @@ async fn changes(addr: &str, outcome: &str) -> f64 {
     .await
 }
 
+/// Changes applied so far (the sum of the batch-size histogram).
+async fn applied_changes(operator: &Process) -> f64 {
+    operator
+        .metric("phoenix_operator_route53_batch_changes_sum")
+        .await
+        .unwrap_or(0.0)
+}
+
 #[tokio::main]
 async fn main() {
     let count: usize = arg(1, 500);
@@ -63,7 +71,8 @@ async fn main() {
             // default of 5 s: the operator would exit on losing the lease.
             ("LEASE_SECONDS", "30"),
             ("LOG_FORMAT", "json"),
-            ("RUST_LOG", "warn"),
+            // One debug line per round of Route53 changes (what closed it, its size).
+            ("RUST_LOG", "warn,phoenix_operator::dns=debug"),
         ],
     )
     .await;
@@ -98,6 +107,7 @@ async fn main() {
         &[],
     )
     .await;
+    let base_changes = applied_changes(&operator).await;
     let started = Instant::now();
     kubectl_ok(&["apply", "-f", "-"], Some(&labeled));
     let api = tenants().await;
@@ -137,6 +147,8 @@ async fn main() {
     .await
         - base_requests;
 
+    let sent_changes = applied_changes(&operator).await - base_changes;
+
     let deleting = Instant::now();
     kubectl_ok(
         &[
@@ -164,7 +176,7 @@ async fn main() {
     drop(guard);
     println!(
         "tenants={count} rate={rate}/s throttle_share={share}\n\
-         all DNSReady after {:.1} s: ChangeResourceRecordSets accepted {batches}, failed {failed}; \
+         all DNSReady after {:.1} s: {sent_changes} changes, ChangeResourceRecordSets accepted {batches}, failed {failed}; \
          Route53 requests {all_requests} (throttled {throttles})\n\
          all deleted after {:.1} s: ChangeResourceRecordSets accepted {delete_batches}\n\
          proxy: {proxy_stats}",

@@ -10,8 +10,11 @@ never two in a row.
 
     route53_proxy.py --listen 127.0.0.1:PORT --upstream http://127.0.0.1:MOTO --share 0.3
 
-GET /_proxy/stats answers {"requests": N, "throttled": M, "by_code": {...}} (JSON).
-Standard library only.
+GET /_proxy/stats answers {"requests": N, "throttled": M, "held": H, "by_code": {...}}
+(JSON). POST /_proxy/hold with {"suffixes": ["/rrset", "/healthcheck"]} makes every POST
+whose path ends with one of them reach moto and then hold its answer back until POST
+/_proxy/release: the caller's change is made but it never learns so, which is where the
+crash tests kill the operator. Standard library only.
 """
 
 import argparse
@@ -42,6 +45,17 @@ class State:
         self.requests = 0
         self.throttled = 0
         self.by_code = {}
+        self.hold = []
+        self.held = 0
+        self.released = threading.Event()
+
+    def holds(self, command, path):
+        with self.lock:
+            path = path.split("?", 1)[0]
+            if command == "POST" and any(path.endswith(s) for s in self.hold):
+                self.held += 1
+                return True
+            return False
 
     def next_fault(self):
         with self.lock:
@@ -78,9 +92,19 @@ def handler(state, upstream):
             if self.path == "/_proxy/stats":
                 with state.lock:
                     stats = {"requests": state.requests, "throttled": state.throttled,
-                             "by_code": dict(state.by_code)}
+                             "held": state.held, "by_code": dict(state.by_code)}
                 return self.reply(200, [("Content-Type", "application/json")],
                                   json.dumps(stats).encode())
+            if self.path == "/_proxy/hold":
+                with state.lock:
+                    state.hold = list(json.loads(body or b"{}").get("suffixes", []))
+                    state.released.clear()
+                return self.reply(200, [], b"")
+            if self.path == "/_proxy/release":
+                with state.lock:
+                    state.hold = []
+                    state.released.set()
+                return self.reply(200, [], b"")
             fault = state.next_fault()
             if fault:
                 code, message = fault
@@ -95,7 +119,12 @@ def handler(state, upstream):
             data = resp.read()
             out = [(k, v) for k, v in resp.getheaders() if k.lower() not in HOP]
             conn.close()
-            self.reply(resp.status, out, data)
+            if state.holds(self.command, self.path):
+                state.released.wait(300)
+            try:
+                self.reply(resp.status, out, data)
+            except OSError:
+                pass  # the caller is gone (killed while its answer was held)
 
         do_GET = do_POST = do_DELETE = do_PUT = handle_any
 

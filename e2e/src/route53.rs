@@ -190,7 +190,27 @@ impl Proxy {
         proxy
     }
 
-    /// Its counters: `requests`, `throttled`, `by_code`.
+    /// From now on, POSTs whose path ends with one of `suffixes` reach moto but their
+    /// answers are held back until [`Proxy::release`].
+    pub async fn hold(&self, suffixes: &[&str]) {
+        reqwest::Client::new()
+            .post(format!("{}/_proxy/hold", self.url))
+            .json(&serde_json::json!({ "suffixes": suffixes }))
+            .send()
+            .await
+            .expect("proxy hold");
+    }
+
+    /// Answers what was held, and holds nothing more.
+    pub async fn release(&self) {
+        reqwest::Client::new()
+            .post(format!("{}/_proxy/release", self.url))
+            .send()
+            .await
+            .expect("proxy release");
+    }
+
+    /// Its counters: `requests`, `throttled`, `held`, `by_code`.
     pub async fn stats(&self) -> Option<serde_json::Value> {
         reqwest::get(format!("{}/_proxy/stats", self.url))
             .await

@@ -99,14 +99,22 @@ struct Args {
         global = true
     )]
     route53_zone_cache_seconds: u64,
-    /// Milliseconds changes are gathered before a round of Route53 requests is sent.
+    /// A round of Route53 changes is sent once none arrived for this many milliseconds.
     #[arg(
         long,
         env = "ROUTE53_BATCH_WINDOW_MS",
-        default_value_t = 200,
+        default_value_t = 2000,
         global = true
     )]
     route53_batch_window_ms: u64,
+    /// ... or at the latest this many milliseconds after its first change.
+    #[arg(
+        long,
+        env = "ROUTE53_BATCH_MAX_DELAY_MS",
+        default_value_t = 10000,
+        global = true
+    )]
+    route53_batch_max_delay_ms: u64,
     #[arg(long, env = "LOG_FORMAT", default_value = "json", global = true)]
     log_format: String,
 }
@@ -229,6 +237,7 @@ fn route53_settings(args: &Args) -> phoenix_operator::dns::route53::Route53Setti
         requests_per_second: args.route53_requests_per_second.max(1),
         zone_cache: Duration::from_secs(args.route53_zone_cache_seconds),
         batch_window: Duration::from_millis(args.route53_batch_window_ms),
+        batch_max_delay: Duration::from_millis(args.route53_batch_max_delay_ms),
         ..Default::default()
     }
 }

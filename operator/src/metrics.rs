@@ -134,7 +134,7 @@ impl Default for Metrics {
         let route53_queued = Gauge::default();
         registry.register(
             "route53_queued_changes",
-            "Changes gathered in the current round of Route53 requests, not yet applied",
+            "Route53 changes waiting for the next round of requests (not those being sent)",
             route53_queued.clone(),
         );
         Self {
@@ -202,7 +202,7 @@ impl Metrics {
         self.route53_batch_changes.observe(changes as f64);
     }
 
-    /// Adds `delta` to the changes waiting in a round.
+    /// Adds `delta` to the changes waiting for the next round.
     pub fn route53_queued(&self, delta: i64) {
         self.route53_queued.inc_by(delta);
     }

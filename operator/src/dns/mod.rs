@@ -129,6 +129,9 @@ pub struct HealthCheckSpec {
     pub owner: String,
     /// Tag `phoenixguardian.io/region`.
     pub region: String,
+    /// The id the Region's status shows, if any: verified with one GetHealthCheck instead
+    /// of listing every health check (and its tags, which were set when it was recorded).
+    pub known_id: Option<String>,
 }
 
 /// What ensuring a health check did.

@@ -26,6 +26,7 @@ use crate::metrics::Metrics;
 mod coalesce;
 mod convert;
 mod health;
+pub mod round;
 
 pub use coalesce::Route53;
 
@@ -38,9 +39,12 @@ pub struct Route53Settings {
     pub zone_cache: Duration,
     /// Longest wait for a change to become INSYNC.
     pub insync_timeout: Duration,
-    /// How long changes are gathered before a round of requests is sent: the changes of
-    /// every tenant converging meanwhile share its batches.
+    /// A round of changes is sent once none arrived for this long (each arrival restarts
+    /// it): the changes of every tenant converging meanwhile share its batches.
     pub batch_window: Duration,
+    /// ... and at the latest once its first change has waited this long (a full round,
+    /// one request's worth, goes at once).
+    pub batch_max_delay: Duration,
 }
 
 impl Default for Route53Settings {
@@ -49,7 +53,8 @@ impl Default for Route53Settings {
             requests_per_second: 5,
             zone_cache: Duration::from_secs(10),
             insync_timeout: Duration::from_secs(120),
-            batch_window: Duration::from_millis(200),
+            batch_window: Duration::from_millis(2000),
+            batch_max_delay: Duration::from_secs(10),
         }
     }
 }

@@ -239,6 +239,16 @@ async fn plan_tenant(
         },
     }
     changes.extend(dns_changes(t, world).await);
+    // Records left at a previous host name (status.dns names another one).
+    if let Ok(Some((zone_id, old))) = tenant::dns::left_behind(t, world).await {
+        changes.extend(old.iter().map(|c| {
+            Change::new(
+                "delete",
+                format!("DNS {} in zone {zone_id}", c.record.label()),
+                "DELETE: left at the tenant's previous spec.dns.hostname",
+            )
+        }));
+    }
     ObjectPlan::with("Tenant", &name, changes)
 }
 

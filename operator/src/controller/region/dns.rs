@@ -10,7 +10,7 @@ use phoenix_crds::region::RegionDnsStatus;
 use crate::conditions::{NewCondition, Status, types};
 use crate::controller::context::EventSpec;
 use crate::controller::world::World;
-use crate::dns::{DnsError, HealthCheckOutcome, HealthCheckSpec, ZoneRef, ownership};
+use crate::dns::{DnsError, HealthCheckOutcome, HealthCheckSpec, Zone, ZoneRef, fqdn, ownership};
 use crate::reason::Reason;
 
 /// The caller reference of `region`'s health check: from its UID, so a Region deleted
@@ -29,6 +29,20 @@ pub fn zone_ref(dns: &phoenix_crds::region::RegionDns) -> Option<ZoneRef> {
         (None, Some(name)) => Some(ZoneRef::Name(name.clone())),
         (None, None) => None,
     }
+}
+
+/// The zone the status shows, when it is the one `spec.dns` names: no lookup needed. A
+/// different zone in the spec (or none in status) is looked up again.
+fn known_zone(zone_ref: &ZoneRef, status: &RegionDnsStatus) -> Option<Zone> {
+    let zone = Zone {
+        id: status.hosted_zone_id.clone()?,
+        name: status.zone_name.clone()?,
+    };
+    let same = match zone_ref {
+        ZoneRef::Id(id) => id.trim_start_matches("/hostedzone/") == zone.id,
+        ZoneRef::Name(name) => fqdn(name) == zone.name,
+    };
+    same.then_some(zone)
 }
 
 /// What the Region's DNS pass found and did.
@@ -58,7 +72,11 @@ pub async fn converge(region: &Region, world: &World<'_>) -> Option<RegionDns> {
         events: vec![EventSpec::warning(reason, "Reconcile", e.to_string())],
     };
     let zone_ref = zone_ref(dns)?;
-    let zone = match world.providers.dns.zone(&zone_ref).await {
+    let zone = match known_zone(&zone_ref, &current) {
+        Some(z) => Ok(z),
+        None => world.providers.dns.zone(&zone_ref).await,
+    };
+    let zone = match zone {
         Ok(z) => z,
         Err(e @ (DnsError::ZoneNotFound(_) | DnsError::ZoneAmbiguous { .. })) => {
             return Some(failed(Reason::ZoneNotFound, e));
@@ -71,6 +89,7 @@ pub async fn converge(region: &Region, world: &World<'_>) -> Option<RegionDns> {
         path: ingress.health_check_path.clone(),
         owner: world.settings.dns_owner.clone(),
         region: region.name_any(),
+        known_id: current.health_check_id.clone(),
     };
     let outcome = match world.providers.dns.ensure_health_check(&spec).await {
         Ok(o) => o,

@@ -5,6 +5,7 @@
 
 use kube::ResourceExt;
 use phoenix_crds::Tenant;
+use phoenix_crds::tenant::TenantDnsStatus;
 
 use crate::conditions::{NewCondition, Status, types};
 use crate::controller::context::EventSpec;
@@ -49,6 +50,8 @@ pub struct TenantDns {
     pub events: Vec<EventSpec>,
     /// Whether to look again soon (waiting for a health check, Route53 failed).
     pub retry: bool,
+    /// The records now published, for `status.dns`; `None` leaves it as it was.
+    pub published: Option<TenantDnsStatus>,
 }
 
 fn not_ready(reason: Reason, message: impl Into<String>, retry: bool) -> TenantDns {
@@ -57,7 +60,60 @@ fn not_ready(reason: Reason, message: impl Into<String>, retry: bool) -> TenantD
         condition: NewCondition::new(types::DNS_READY, Status::False, reason, message.clone()),
         events: vec![EventSpec::warning(reason, "DNS", message)],
         retry,
+        published: None,
     }
+}
+
+/// What the tenant published before (its `status.dns`).
+fn previous(tenant: &Tenant) -> Option<&TenantDnsStatus> {
+    tenant.status.as_ref().and_then(|s| s.dns.as_ref())
+}
+
+/// Sends `changes` to the zone; the condition saying why when Route53 failed or refused
+/// one of them.
+async fn send(world: &World<'_>, zone_id: &str, changes: Vec<Change>) -> Result<(), TenantDns> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let applied = world
+        .providers
+        .dns
+        .change(zone_id, changes)
+        .await
+        .map_err(|e| not_ready(Reason::Route53Error, e.to_string(), true))?;
+    match applied.rejected.first() {
+        Some(r) => Err(not_ready(
+            Reason::RecordRejected,
+            format!(
+                "Route53 refused {} {}: {}",
+                r.change.action.as_str(),
+                r.change.record.label(),
+                r.message
+            ),
+            false,
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The changes removing what the tenant published at a host name it no longer has
+/// (`status.dns` names another host), only under its own ownership record.
+pub async fn left_behind(
+    tenant: &Tenant,
+    world: &World<'_>,
+) -> Result<Option<(String, Vec<Change>)>, DnsError> {
+    let host = fqdn(&tenant.spec.dns.hostname);
+    let Some(prev) = previous(tenant).filter(|p| p.hostname != host) else {
+        return Ok(None);
+    };
+    let seen = world.providers.dns.records(&prev.hosted_zone_id).await?;
+    let changes = ownership::remove(
+        &seen,
+        &prev.hostname,
+        &world.settings.dns_owner,
+        &tenant.name_any(),
+    );
+    Ok(Some((prev.hosted_zone_id.clone(), changes)))
 }
 
 fn describe(records: &[RecordSet]) -> String {
@@ -126,10 +182,22 @@ pub async fn changes(
 
 /// Converges the tenant's records; the condition and Events to publish.
 pub async fn converge(tenant: &Tenant, world: &World<'_>) -> TenantDns {
-    let (zone, desired, changes) = match changes(tenant, world).await {
+    let (zone, desired, mut changes) = match changes(tenant, world).await {
         Ok(c) => c,
         Err(report) => return report,
     };
+    // A changed host name: the old records go in the same round when in the same zone
+    // (the batch order keeps every record covered by its ownership record).
+    match left_behind(tenant, world).await {
+        Ok(Some((zone_id, old))) if zone_id == zone.id => changes.extend(old),
+        Ok(Some((zone_id, old))) => {
+            if let Err(report) = send(world, &zone_id, old).await {
+                return report;
+            }
+        }
+        Ok(None) => {}
+        Err(e) => return not_ready(Reason::Route53Error, e.to_string(), true),
+    }
     let mut events = Vec::new();
     if !changes.is_empty() {
         let (upserts, deletes) = (
@@ -142,21 +210,8 @@ pub async fn converge(tenant: &Tenant, world: &World<'_>) -> TenantDns {
                 .filter(|c| c.action == Action::Delete)
                 .count(),
         );
-        let applied = match world.providers.dns.change(&zone.id, changes).await {
-            Ok(a) => a,
-            Err(e) => return not_ready(Reason::Route53Error, e.to_string(), true),
-        };
-        if let Some(r) = applied.rejected.first() {
-            return not_ready(
-                Reason::RecordRejected,
-                format!(
-                    "Route53 refused {} {}: {}",
-                    r.change.action.as_str(),
-                    r.change.record.label(),
-                    r.message
-                ),
-                false,
-            );
+        if let Err(report) = send(world, &zone.id, changes).await {
+            return report;
         }
         events.push(EventSpec::normal(
             Reason::RecordsChanged,
@@ -176,6 +231,11 @@ pub async fn converge(tenant: &Tenant, world: &World<'_>) -> TenantDns {
         ),
         events,
         retry: false,
+        published: Some(TenantDnsStatus {
+            hostname: fqdn(&tenant.spec.dns.hostname),
+            hosted_zone_id: zone.id.clone(),
+            records: desired.iter().map(RecordSet::label).collect(),
+        }),
     }
 }
 
@@ -183,23 +243,28 @@ pub async fn converge(tenant: &Tenant, world: &World<'_>) -> TenantDns {
 /// ownership record, waiting until Route53 has them INSYNC. What was removed, if any.
 pub async fn remove(tenant: &Tenant, world: &World<'_>) -> Result<Option<String>, DnsError> {
     let host = fqdn(&tenant.spec.dns.hostname);
-    let mut zones: Vec<Zone> = targets(world)
+    let mut places: Vec<(String, String)> = targets(world)
         .into_iter()
         .filter_map(|t| t.zone)
         .filter(|z| z.contains(&host))
+        .map(|z| (z.id, host.clone()))
         .collect();
-    zones.sort_by(|a, b| a.id.cmp(&b.id));
-    zones.dedup();
+    // What was published at another host name (a changed spec.dns.hostname).
+    if let Some(prev) = previous(tenant) {
+        places.push((prev.hosted_zone_id.clone(), prev.hostname.clone()));
+    }
+    places.sort();
+    places.dedup();
     let mut removed = Vec::new();
-    for zone in zones {
-        let seen = world.providers.dns.records(&zone.id).await?;
+    for (zone_id, host) in places {
+        let seen = world.providers.dns.records(&zone_id).await?;
         let changes =
             ownership::remove(&seen, &host, &world.settings.dns_owner, &tenant.name_any());
         if changes.is_empty() {
             continue;
         }
         let labels: Vec<String> = changes.iter().map(|c| c.record.label()).collect();
-        let applied = world.providers.dns.change(&zone.id, changes).await?;
+        let applied = world.providers.dns.change(&zone_id, changes).await?;
         if let Some(r) = applied.rejected.first() {
             return Err(DnsError::Api {
                 operation: "ChangeResourceRecordSets",

@@ -116,6 +116,9 @@ async fn with_dns(
         tenant.metadata.generation,
         now,
     );
+    if let Some(published) = d.published {
+        status.dns = Some(published);
+    }
     (status, d.retry)
 }
 

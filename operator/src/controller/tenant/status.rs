@@ -73,6 +73,7 @@ pub fn ready(
             catalog_id,
         }),
         placement: Some(placement.clone()),
+        dns: current.dns.clone(),
         observed_generation: tenant.metadata.generation,
     };
     (status, events)

@@ -1,8 +1,9 @@
 //! The [`Dns`] provider: changes from every reconcile are queued per zone, and one worker
-//! per zone sends them in rounds. A round gathers what arrives during the batch window
-//! (and while the previous round was being sent), so many tenants converging at once
-//! share a handful of ChangeResourceRecordSets requests instead of one each. Each caller
-//! gets back only the rejections of its own changes.
+//! per zone sends them in rounds. A round gathers while changes keep arriving, up to a
+//! maximum delay, and is sent at once when it fills a request ([`super::round`]); what
+//! arrives while a round is being sent waits for the next. So many tenants converging at
+//! once share a handful of ChangeResourceRecordSets requests instead of one each. Each
+//! caller gets back only the rejections of its own changes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,8 +11,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use super::round::{self, RoundPolicy};
 use super::{Inner, Route53Settings};
 use crate::controller::providers::Dns;
+use crate::dns::batch::{self, Limits};
 use crate::dns::{
     Applied, Change, DnsError, HealthCheckOutcome, HealthCheckSpec, RecordSet, Rejected, Zone,
     ZoneRef,
@@ -67,20 +70,57 @@ fn split(round: &[Vec<Change>], applied: &Applied) -> Vec<Applied> {
         .collect()
 }
 
+/// The round's changes, each once: two callers asking for the same change (a reconcile
+/// retried while its first attempt is still in the round) must not make Route53 refuse
+/// the batch as holding a duplicate. Both get its outcome.
+fn distinct(round: &[Vec<Change>]) -> Vec<Change> {
+    let mut out: Vec<Change> = Vec::new();
+    for c in round.iter().flatten() {
+        if !out.contains(c) {
+            out.push(c.clone());
+        }
+    }
+    out
+}
+
+/// What a caller's changes cost of one request: `ResourceRecord` elements, characters.
+fn cost(pending: &Pending) -> (usize, usize) {
+    pending
+        .changes
+        .iter()
+        .map(batch::cost)
+        .fold((0, 0), |(e, c), (e2, c2)| (e + e2, c + c2))
+}
+
 /// The worker of one zone: sends rounds until every sender is gone.
 async fn work(inner: Arc<Inner>, zone_id: String, mut rx: mpsc::UnboundedReceiver<Pending>) {
-    while let Some(first) = rx.recv().await {
-        tokio::time::sleep(inner.settings.batch_window).await;
-        let mut round = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            round.push(more);
-        }
-        let (changes, replies): (Vec<Vec<Change>>, Vec<_>) =
-            round.into_iter().map(|p| (p.changes, p.reply)).unzip();
-        let all: Vec<Change> = changes.iter().flatten().cloned().collect();
-        inner.metrics.route53_queued(all.len() as i64);
-        let result = inner.apply(&zone_id, all.clone()).await;
-        inner.metrics.route53_queued(-(all.len() as i64));
+    let policy = RoundPolicy {
+        quiet: inner.settings.batch_window,
+        max_delay: inner.settings.batch_max_delay,
+        limits: Limits::default(),
+    };
+    let mut carried: Option<Pending> = None;
+    loop {
+        let first = match carried.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        let gathered = round::gather(&mut rx, first, &policy, cost).await;
+        carried = gathered.carried;
+        let (changes, replies): (Vec<Vec<Change>>, Vec<_>) = gathered
+            .items
+            .into_iter()
+            .map(|p| (p.changes, p.reply))
+            .unzip();
+        let queued: usize = changes.iter().map(Vec::len).sum();
+        let all = distinct(&changes);
+        // Queued counts what waits for a round; these are being sent now.
+        inner.metrics.route53_queued(-(queued as i64));
+        tracing::debug!(zone = %zone_id, callers = changes.len(), changes = all.len(), closed = ?gathered.closed, "Route53 round");
+        let result = inner.apply(&zone_id, all).await;
         match result {
             Ok(applied) => {
                 for (reply, mine) in replies.into_iter().zip(split(&changes, &applied)) {
@@ -115,10 +155,12 @@ impl Dns for Route53 {
             operation: "ChangeResourceRecordSets",
             message: "the zone's change queue stopped".into(),
         };
+        let count = changes.len() as i64;
         self.queue(zone_id)
             .await
             .send(Pending { changes, reply })
             .map_err(|_| lost())?;
+        self.inner.metrics.route53_queued(count);
         answer.await.map_err(|_| lost())?
     }
 
@@ -156,6 +198,12 @@ mod tests {
             },
             for_object: name.into(),
         }
+    }
+
+    #[test]
+    fn a_change_asked_twice_in_a_round_is_sent_once() {
+        let round = vec![vec![change("a."), change("b.")], vec![change("a.")]];
+        assert_eq!(distinct(&round), vec![change("a."), change("b.")]);
     }
 
     #[test]

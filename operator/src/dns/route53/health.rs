@@ -1,13 +1,15 @@
 //! Route53 health checks of Region ingresses: found by their deterministic caller
 //! reference before anything is created (moto, unlike Route53, happily creates a second
 //! check for a repeated reference), tagged with owner and region, updated in place when
-//! the ingress moves.
+//! the ingress moves. A health check the Region's status already names is verified with
+//! one GetHealthCheck, so a converged Region costs one read per pass.
 
 use aws_sdk_route53::types::{
     HealthCheck, HealthCheckConfig, HealthCheckType, Tag, TagResourceType,
 };
 
 use super::{Inner, flatten};
+use crate::dns::batch::SendError;
 use crate::dns::{DnsError, HealthCheckOutcome, HealthCheckSpec};
 
 /// Tag naming the operator instance that owns a health check.
@@ -38,6 +40,32 @@ async fn find(r53: &Inner, caller_reference: &str) -> Result<Option<HealthCheck>
             (true, Some(next)) => marker = Some(next.to_owned()),
             _ => return Ok(None),
         }
+    }
+}
+
+/// The health check `id`, if it exists and carries `caller_reference` (else the status
+/// that named it is stale).
+async fn get(
+    r53: &Inner,
+    id: &str,
+    caller_reference: &str,
+) -> Result<Option<HealthCheck>, DnsError> {
+    let out = r53
+        .call("GetHealthCheck", || {
+            r53.client.get_health_check().health_check_id(id).send()
+        })
+        .await;
+    match out {
+        Ok(out) => Ok(out
+            .health_check()
+            .filter(|h| h.caller_reference() == caller_reference)
+            .cloned()),
+        Err(SendError::Failed(DnsError::Api { message, .. }))
+            if message.starts_with("NoSuchHealthCheck") =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(flatten(e)),
     }
 }
 
@@ -96,7 +124,17 @@ async fn ensure_tags(r53: &Inner, id: &str, spec: &HealthCheckSpec) -> Result<()
 
 /// Makes the health check of `spec` exist as specified.
 pub async fn ensure(r53: &Inner, spec: &HealthCheckSpec) -> Result<HealthCheckOutcome, DnsError> {
-    let outcome = match find(r53, &spec.caller_reference).await? {
+    // The id in status, verified with one read; else (none, gone, or not ours) the list.
+    let known = match &spec.known_id {
+        Some(id) => get(r53, id, &spec.caller_reference).await?,
+        None => None,
+    };
+    let tagged = known.is_some();
+    let found = match known {
+        Some(hc) => Some(hc),
+        None => find(r53, &spec.caller_reference).await?,
+    };
+    let outcome = match found {
         Some(hc) => {
             let current = hc.health_check_config();
             let same = current.is_some_and(|c| {
@@ -141,7 +179,11 @@ pub async fn ensure(r53: &Inner, spec: &HealthCheckSpec) -> Result<HealthCheckOu
             HealthCheckOutcome::Created(id)
         }
     };
-    ensure_tags(r53, outcome.id(), spec).await?;
+    // Tags were checked before the id went into status; a check found otherwise (new,
+    // or recorded by a run that crashed before its status write) gets them checked.
+    if !tagged {
+        ensure_tags(r53, outcome.id(), spec).await?;
+    }
     Ok(outcome)
 }
 
