@@ -14,7 +14,11 @@ GET /_proxy/stats answers {"requests": N, "throttled": M, "held": H, "by_code": 
 (JSON). POST /_proxy/hold with {"suffixes": ["/rrset", "/healthcheck"]} makes every POST
 whose path ends with one of them reach moto and then hold its answer back until POST
 /_proxy/release: the caller's change is made but it never learns so, which is where the
-crash tests kill the operator. Standard library only.
+crash tests kill the operator. POST /_proxy/reject with {"names": ["host.example.", ...]}
+makes every ChangeResourceRecordSets whose batch names one of them fail, without reaching
+moto, with Route53's real `InvalidChangeBatch` answer (HTTP 400, root element
+`InvalidChangeBatch` with its `Messages`), as Route53 refuses a whole batch for one bad
+change; batches without those names pass. Standard library only.
 """
 
 import argparse
@@ -28,6 +32,9 @@ from urllib.parse import urlsplit
 
 BODY = """<?xml version="1.0" encoding="UTF-8"?>
 <ErrorResponse xmlns="https://route53.amazonaws.com/doc/2013-04-01/"><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>{rid}</RequestId></ErrorResponse>"""
+
+REJECTED = """<?xml version="1.0" encoding="UTF-8"?>
+<InvalidChangeBatch xmlns="https://route53.amazonaws.com/doc/2013-04-01/"><Messages><Message>{message}</Message></Messages><RequestId>{rid}</RequestId></InvalidChangeBatch>"""
 
 FAULTS = [
     ("Throttling", "Rate exceeded"),
@@ -48,6 +55,21 @@ class State:
         self.hold = []
         self.held = 0
         self.released = threading.Event()
+        self.reject = []
+        self.rejected = 0
+
+    def rejects(self, command, path, body):
+        """The name of a change batch to refuse as a whole, if it names a rejected one."""
+        with self.lock:
+            if command != "POST" or "/rrset" not in path.split("?", 1)[0]:
+                return None
+            text = body.decode("utf-8", "replace")
+            for name in self.reject:
+                bare = name.rstrip(".")
+                if f"<Name>{bare}.</Name>" in text or f"<Name>{bare}</Name>" in text:
+                    self.rejected += 1
+                    return bare
+            return None
 
     def holds(self, command, path):
         with self.lock:
@@ -92,7 +114,8 @@ def handler(state, upstream):
             if self.path == "/_proxy/stats":
                 with state.lock:
                     stats = {"requests": state.requests, "throttled": state.throttled,
-                             "held": state.held, "by_code": dict(state.by_code)}
+                             "held": state.held, "rejected": state.rejected,
+                             "by_code": dict(state.by_code)}
                 return self.reply(200, [("Content-Type", "application/json")],
                                   json.dumps(stats).encode())
             if self.path == "/_proxy/hold":
@@ -100,11 +123,22 @@ def handler(state, upstream):
                     state.hold = list(json.loads(body or b"{}").get("suffixes", []))
                     state.released.clear()
                 return self.reply(200, [], b"")
+            if self.path == "/_proxy/reject":
+                with state.lock:
+                    state.reject = list(json.loads(body or b"{}").get("names", []))
+                return self.reply(200, [], b"")
             if self.path == "/_proxy/release":
                 with state.lock:
                     state.hold = []
                     state.released.set()
                 return self.reply(200, [], b"")
+            bad = state.rejects(self.command, self.path, body)
+            if bad:
+                message = (f"RRSet with DNS name {bad}. is not permitted: the change was "
+                           "refused by the test proxy")
+                xml = REJECTED.format(message=message, rid=uuid.uuid4()).encode()
+                return self.reply(400, [("Content-Type", "text/xml"),
+                                        ("x-amzn-RequestId", str(uuid.uuid4()))], xml)
             fault = state.next_fault()
             if fault:
                 code, message = fault

@@ -201,6 +201,17 @@ impl Proxy {
             .expect("proxy hold");
     }
 
+    /// From now on, every change batch naming one of `names` (fully qualified) is refused
+    /// as a whole with Route53's `InvalidChangeBatch`, without reaching moto.
+    pub async fn reject(&self, names: &[&str]) {
+        reqwest::Client::new()
+            .post(format!("{}/_proxy/reject", self.url))
+            .json(&serde_json::json!({ "names": names }))
+            .send()
+            .await
+            .expect("proxy reject");
+    }
+
     /// Answers what was held, and holds nothing more.
     pub async fn release(&self) {
         reqwest::Client::new()
@@ -210,7 +221,7 @@ impl Proxy {
             .expect("proxy release");
     }
 
-    /// Its counters: `requests`, `throttled`, `held`, `by_code`.
+    /// Its counters: `requests`, `throttled`, `held`, `rejected`, `by_code`.
     pub async fn stats(&self) -> Option<serde_json::Value> {
         reqwest::get(format!("{}/_proxy/stats", self.url))
             .await

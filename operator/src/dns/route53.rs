@@ -83,6 +83,34 @@ fn is_throttle(code: Option<&str>) -> bool {
     )
 }
 
+/// Route53 refuses a change batch with a document whose root element is
+/// `InvalidChangeBatch` (a `Messages` list), not the usual `ErrorResponse`; the SDK leaves
+/// it without an error code. The messages of such a body, if `body` is one.
+fn invalid_change_batch(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let root = text.find("<InvalidChangeBatch")?;
+    let messages: Vec<String> = text[root..]
+        .split("<Message>")
+        .skip(1)
+        .filter_map(|m| m.split("</Message>").next())
+        .map(unescape_xml)
+        .collect();
+    Some(if messages.is_empty() {
+        "InvalidChangeBatch".to_owned()
+    } else {
+        format!("InvalidChangeBatch: {}", messages.join("; "))
+    })
+}
+
+// The five predefined XML entities; messages are plain text.
+fn unescape_xml(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
 /// The token bucket: `rate` requests per second, with a burst of one.
 pub fn limiter(rate: u32) -> DefaultDirectRateLimiter {
     let rate = NonZeroU32::new(rate.max(1)).unwrap_or(NonZeroU32::MIN);
@@ -159,7 +187,13 @@ impl Inner {
                     (Some(code), None) => code.to_owned(),
                     _ => aws_sdk_route53::error::DisplayErrorContext(&e).to_string(),
                 };
-                if matches!(e.code(), Some("InvalidChangeBatch" | "InvalidInput")) {
+                let unparsed = e
+                    .raw_response()
+                    .and_then(|r| r.body().bytes())
+                    .and_then(invalid_change_batch);
+                if let Some(messages) = unparsed {
+                    SendError::Rejected(messages)
+                } else if matches!(e.code(), Some("InvalidChangeBatch" | "InvalidInput")) {
                     SendError::Rejected(message)
                 } else {
                     SendError::Failed(DnsError::Api { operation, message })
@@ -375,6 +409,21 @@ mod tests {
         assert!(is_throttle(Some("Throttling")));
         assert!(is_throttle(Some("PriorRequestNotComplete")));
         assert!(!is_throttle(Some("InvalidChangeBatch")));
+    }
+
+    #[test]
+    fn a_refused_batch_in_route53s_own_document_is_read_from_the_body() {
+        let body = br#"<?xml version="1.0" encoding="UTF-8"?>
+<InvalidChangeBatch xmlns="https://route53.amazonaws.com/doc/2013-04-01/"><Messages><Message>Tried to create resource record set [name='a.example.', type='CNAME'] but it already exists</Message><Message>x &amp; y</Message></Messages><RequestId>r</RequestId></InvalidChangeBatch>"#;
+        assert_eq!(
+            invalid_change_batch(body).as_deref(),
+            Some(
+                "InvalidChangeBatch: Tried to create resource record set [name='a.example.', type='CNAME'] but it already exists; x & y"
+            )
+        );
+        let usual = br#"<ErrorResponse><Error><Code>Throttling</Code><Message>Rate exceeded</Message></Error></ErrorResponse>"#;
+        assert_eq!(invalid_change_batch(usual), None);
+        assert_eq!(invalid_change_batch(&[0xff, 0xfe]), None);
         assert!(!is_throttle(None));
     }
 
