@@ -68,6 +68,19 @@ pub enum PlanError {
     /// The Region still holds tenants.
     #[error("{0}")]
     TenantsRemain(String),
+    /// A managed role has an attribute the operator's login (not a superuser) cannot take
+    /// away; the data plane must not use it.
+    #[error(
+        "role {role} has {attribute}, which the operator's login {login} cannot remove (it is not a superuser); the data plane must never bypass row level security: run `ALTER ROLE {role} NO{attribute}` as a superuser, or `DROP ROLE {role}` (it owns nothing) and let the operator create it again"
+    )]
+    UnsafeRole {
+        /// The role.
+        role: String,
+        /// `BYPASSRLS` or `SUPERUSER`.
+        attribute: &'static str,
+        /// The operator's login.
+        login: String,
+    },
     /// The spec asks for something this version does not do yet.
     #[error("{0} is not implemented yet in this operator version")]
     NotImplemented(&'static str),
@@ -168,6 +181,7 @@ impl Error {
                 PlanError::ReplicaNotInRecovery(_) => Reason::ReplicaNotInRecovery,
                 PlanError::ReplicaResidencyViolation { .. } => Reason::ReplicaResidencyViolation,
                 PlanError::TenantsRemain(_) => Reason::TenantsRemain,
+                PlanError::UnsafeRole { .. } => Reason::UnsafeDataplaneRole,
                 PlanError::NotImplemented(_) => Reason::NotImplemented,
                 PlanError::Idp(p) => {
                     use super::idp::plan::IdpProblem as P;

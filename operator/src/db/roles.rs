@@ -4,13 +4,17 @@
 
 use phoenix_catalog::TENANT_TABLES;
 
+use super::owned::mark_sql;
 use super::rls::quote_ident;
 use super::state::{DbState, Grant, RoleState};
 
 /// Owns the clinical tables; cannot log in.
 pub const OWNER_ROLE: &str = "phoenix_owner";
 
-/// The data plane's login role: owns nothing, never bypasses row-level security.
+/// The server-wide data plane role of operators before per-Region roles
+/// ([`super::owned::dataplane_role`]); still the role of `provision` for tools and tests.
+/// A Region never revokes or alters it: data planes of older deployments keep using it
+/// until their Secret is moved to the Region's own role and they restart.
 pub const DATAPLANE_ROLE: &str = "phoenix_dataplane";
 
 /// Schemas whose ownership and grants the operator manages.
@@ -54,8 +58,8 @@ pub struct Ddl {
     pub sql: Vec<String>,
 }
 
-fn desired_role(name: &str) -> RoleState {
-    let dataplane = name == DATAPLANE_ROLE;
+fn desired_role(name: &str, dataplane_role: &str) -> RoleState {
+    let dataplane = name == dataplane_role;
     RoleState {
         name: name.to_owned(),
         superuser: false,
@@ -65,29 +69,63 @@ fn desired_role(name: &str) -> RoleState {
         create_role: false,
         // The data plane must not inherit a privileged role someone grants it.
         inherit: !dataplane,
+        owned: true,
     }
 }
 
-fn attributes(r: &RoleState) -> String {
+/// The attribute clause of `ALTER ROLE`. Without superuser (a managed service) SUPERUSER
+/// and BYPASSRLS cannot be named at all, not even to switch them off: they are verified
+/// instead ([`unsafe_attributes`]).
+fn attributes(r: &RoleState, superuser: bool) -> String {
     let flag = |on: bool, name: &str| format!("{}{name}", if on { "" } else { "NO" });
-    [
-        flag(r.superuser, "SUPERUSER"),
-        flag(r.bypass_rls, "BYPASSRLS"),
+    let mut out = Vec::new();
+    if superuser {
+        out.push(flag(r.superuser, "SUPERUSER"));
+        out.push(flag(r.bypass_rls, "BYPASSRLS"));
+    }
+    out.extend([
         flag(r.login, "LOGIN"),
         flag(r.create_db, "CREATEDB"),
         flag(r.create_role, "CREATEROLE"),
         flag(r.inherit, "INHERIT"),
-    ]
-    .join(" ")
+    ]);
+    out.join(" ")
 }
 
-/// Creates missing roles and resets attributes that drifted (a role someone granted
-/// BYPASSRLS or SUPERUSER is repaired).
-pub fn role_changes(state: &DbState) -> Vec<Ddl> {
+/// Attributes of a managed role the operator's login cannot take away (it is not a
+/// superuser): `(role, attribute)` for SUPERUSER or BYPASSRLS. Empty with a superuser
+/// login, which resets them instead.
+pub fn unsafe_attributes(state: &DbState, dataplane: &str) -> Vec<(String, &'static str)> {
+    if state.admin.superuser {
+        return Vec::new();
+    }
     let mut out = Vec::new();
-    for name in [OWNER_ROLE, DATAPLANE_ROLE] {
-        let want = desired_role(name);
-        let attrs = attributes(&want);
+    for name in [OWNER_ROLE, dataplane] {
+        if let Some(r) = state.role(name) {
+            if r.superuser {
+                out.push((name.to_owned(), "SUPERUSER"));
+            }
+            if r.bypass_rls {
+                out.push((name.to_owned(), "BYPASSRLS"));
+            }
+        }
+    }
+    out
+}
+
+/// Creates missing roles (marked as the operator's), resets attributes that drifted (a
+/// role someone granted BYPASSRLS or SUPERUSER is repaired when the login may), marks
+/// (adopts) an unmarked role at one of the operator's names, revokes memberships of the
+/// managed roles, and, without superuser, makes the login a member of the owner role so
+/// it may hand the clinical tables to it.
+pub fn role_changes(state: &DbState, dataplane: &str) -> Vec<Ddl> {
+    let su = state.admin.superuser;
+    let mut out = Vec::new();
+    for name in [OWNER_ROLE, dataplane] {
+        let want = desired_role(name, dataplane);
+        let attrs = attributes(&want, su);
+        // Both names are plain identifiers (`owned::valid_role_name`), left unquoted.
+        let quoted = name;
         match state.role(name) {
             None => out.push(Ddl {
                 kind: DdlKind::Role,
@@ -96,19 +134,47 @@ pub fn role_changes(state: &DbState) -> Vec<Ddl> {
                 // Tolerates a concurrent creator (another region on the same server).
                 sql: vec![
                     format!(
-                        "DO $$ BEGIN CREATE ROLE {name}; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+                        "DO $$ BEGIN CREATE ROLE {quoted}; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
                     ),
-                    format!("ALTER ROLE {name} {attrs}"),
+                    format!("ALTER ROLE {quoted} {attrs}"),
+                    mark_sql(name),
                 ],
             }),
-            Some(have) if *have != want => out.push(Ddl {
-                kind: DdlKind::Role,
-                target: format!("role {name}"),
-                summary: format!("reset attributes of role {name} (had {})", attributes(have)),
-                sql: vec![format!("ALTER ROLE {name} {attrs}")],
-            }),
-            Some(_) => {}
+            Some(have) => {
+                let had = attributes(have, su);
+                if had != attrs {
+                    out.push(Ddl {
+                        kind: DdlKind::Role,
+                        target: format!("role {name}"),
+                        summary: format!("reset attributes of role {name} (had {had})"),
+                        sql: vec![format!("ALTER ROLE {quoted} {attrs}")],
+                    });
+                }
+                if !have.owned {
+                    out.push(Ddl {
+                        kind: DdlKind::Role,
+                        target: format!("role {name}"),
+                        summary: format!("mark role {name} as managed by the operator"),
+                        sql: vec![mark_sql(name)],
+                    });
+                }
+            }
         }
+    }
+    out.extend(super::owned::membership_changes(state, dataplane));
+    if !su && !state.admin.owner_member {
+        out.push(Ddl {
+            kind: DdlKind::Role,
+            target: format!("role {}", state.admin.name),
+            summary: format!(
+                "make the operator's login {} a member of {OWNER_ROLE} (it is not a superuser)",
+                state.admin.name
+            ),
+            sql: vec![format!(
+                "GRANT {OWNER_ROLE} TO {}",
+                quote_ident(&state.admin.name)
+            )],
+        });
     }
     out
 }
@@ -141,23 +207,24 @@ pub fn ownership_changes(state: &DbState) -> Vec<Ddl> {
         .collect()
 }
 
-/// Privileges the operator's roles must have.
-pub fn desired_grants() -> Vec<Grant> {
+/// Privileges the operator's roles must have, with `dataplane` as the data plane role.
+pub fn desired_grants(dataplane: &str) -> Vec<Grant> {
+    let dataplane_role = dataplane;
     let mut out = vec![
-        Grant::new("schema catalog", DATAPLANE_ROLE, "USAGE"),
-        Grant::new("schema clinical", DATAPLANE_ROLE, "USAGE"),
+        Grant::new("schema catalog", dataplane_role, "USAGE"),
+        Grant::new("schema clinical", dataplane_role, "USAGE"),
         Grant::new("schema catalog", OWNER_ROLE, "USAGE"),
-        Grant::new("table catalog.tenants", DATAPLANE_ROLE, "SELECT"),
+        Grant::new("table catalog.tenants", dataplane_role, "SELECT"),
         Grant::new("table catalog.tenants", OWNER_ROLE, "REFERENCES"),
         Grant::new("table catalog.tenants", OWNER_ROLE, "SELECT"),
-        Grant::new("table catalog.sso", DATAPLANE_ROLE, "SELECT"),
-        Grant::new("table catalog.scim_tokens", DATAPLANE_ROLE, "SELECT"),
+        Grant::new("table catalog.sso", dataplane_role, "SELECT"),
+        Grant::new("table catalog.scim_tokens", dataplane_role, "SELECT"),
     ];
     for table in TENANT_TABLES {
         for privilege in ["DELETE", "INSERT", "SELECT", "UPDATE"] {
             out.push(Grant::new(
                 &format!("table {table}"),
-                DATAPLANE_ROLE,
+                dataplane_role,
                 privilege,
             ));
         }
@@ -173,10 +240,11 @@ pub fn forbidden_grants() -> Vec<Grant> {
         .collect()
 }
 
-/// Grants what is missing and revokes what is forbidden, one statement per object and role.
-pub fn grant_changes(state: &DbState) -> Vec<Ddl> {
+/// Grants what is missing and revokes what is forbidden or not desired of a managed role,
+/// one statement per object and role.
+pub fn grant_changes(state: &DbState, dataplane: &str) -> Vec<Ddl> {
     let mut missing: std::collections::BTreeMap<(String, String), Vec<String>> = Default::default();
-    for g in desired_grants() {
+    for g in desired_grants(dataplane) {
         if !state.grants.contains(&g) {
             missing
                 .entry((g.object, g.grantee))
@@ -211,6 +279,7 @@ pub fn grant_changes(state: &DbState) -> Vec<Ddl> {
             });
         }
     }
+    out.extend(super::owned::extra_grant_changes(state, dataplane));
     out
 }
 
@@ -224,10 +293,10 @@ fn on(object: &str) -> String {
 
 /// Sets the data plane role's password to a SCRAM verifier computed by the operator: the
 /// clear text never appears in a statement.
-pub fn set_password_sql(verifier: &str) -> String {
+pub fn set_password_sql(role: &str, verifier: &str) -> String {
     format!(
         "ALTER ROLE {} PASSWORD '{}'",
-        quote_ident(DATAPLANE_ROLE),
+        quote_ident(role),
         verifier.replace('\'', "''")
     )
 }
@@ -238,28 +307,36 @@ mod tests {
 
     fn converged() -> DbState {
         let mut s = DbState::empty();
-        s.roles = vec![desired_role(OWNER_ROLE), desired_role(DATAPLANE_ROLE)];
+        s.roles = vec![
+            desired_role(OWNER_ROLE, DATAPLANE_ROLE),
+            desired_role(DATAPLANE_ROLE, DATAPLANE_ROLE),
+        ];
         s.owners.insert("schema clinical".into(), OWNER_ROLE.into());
         for t in TENANT_TABLES {
             s.owners.insert(format!("table {t}"), OWNER_ROLE.into());
         }
-        s.grants = desired_grants().into_iter().collect();
+        s.grants = desired_grants(DATAPLANE_ROLE).into_iter().collect();
         s
     }
 
     #[test]
     fn a_converged_database_needs_no_ddl() {
         let s = converged();
-        assert!(role_changes(&s).is_empty());
+        assert!(role_changes(&s, DATAPLANE_ROLE).is_empty());
         assert!(ownership_changes(&s).is_empty());
-        assert!(grant_changes(&s).is_empty());
+        assert!(grant_changes(&s, DATAPLANE_ROLE).is_empty());
     }
 
     #[test]
     fn an_empty_database_gets_roles_owners_and_every_grant() {
         let s = DbState::empty();
-        let roles = role_changes(&s);
+        let roles = role_changes(&s, DATAPLANE_ROLE);
         assert_eq!(roles.len(), 2);
+        assert!(
+            roles[1].sql[2].starts_with("COMMENT ON ROLE"),
+            "{:?}",
+            roles[1]
+        );
         assert!(
             roles[1].sql[1].contains("NOBYPASSRLS LOGIN"),
             "{:?}",
@@ -267,7 +344,7 @@ mod tests {
         );
         assert!(roles[1].sql[1].ends_with("NOINHERIT"));
         assert_eq!(ownership_changes(&s).len(), 1 + TENANT_TABLES.len());
-        let grants = grant_changes(&s);
+        let grants = grant_changes(&s, DATAPLANE_ROLE);
         assert!(
             grants
                 .iter()
@@ -280,7 +357,7 @@ mod tests {
     fn bypassrls_granted_by_hand_is_reset() {
         let mut s = converged();
         s.roles[1].bypass_rls = true;
-        let changes = role_changes(&s);
+        let changes = role_changes(&s, DATAPLANE_ROLE);
         assert_eq!(changes.len(), 1);
         assert_eq!(
             changes[0].sql,
@@ -305,7 +382,10 @@ mod tests {
         ));
         s.grants
             .insert(Grant::new("schema clinical", "PUBLIC", "CREATE"));
-        let sql: Vec<String> = grant_changes(&s).into_iter().flat_map(|c| c.sql).collect();
+        let sql: Vec<String> = grant_changes(&s, DATAPLANE_ROLE)
+            .into_iter()
+            .flat_map(|c| c.sql)
+            .collect();
         assert_eq!(
             sql,
             [
@@ -331,8 +411,55 @@ mod tests {
     #[test]
     fn the_password_statement_carries_only_the_verifier() {
         let v = super::super::scram::verifier("s3cret'pw");
-        let sql = set_password_sql(&v);
+        let sql = set_password_sql(DATAPLANE_ROLE, &v);
         assert!(!sql.contains("s3cret"), "{sql}");
         assert!(sql.starts_with("ALTER ROLE \"phoenix_dataplane\" PASSWORD 'SCRAM-SHA-256$4096:"));
+    }
+
+    #[test]
+    fn without_superuser_bypassrls_is_verified_not_set_and_the_login_joins_the_owner() {
+        let mut s = converged();
+        s.admin.superuser = false;
+        s.admin.name = "rds_admin".into();
+        let changes = role_changes(&s, DATAPLANE_ROLE);
+        assert_eq!(changes.len(), 1, "{changes:#?}");
+        assert_eq!(changes[0].sql, ["GRANT phoenix_owner TO \"rds_admin\""]);
+        s.admin.owner_member = true;
+        s.roles.clear();
+        let created = role_changes(&s, DATAPLANE_ROLE);
+        assert!(
+            created
+                .iter()
+                .flat_map(|c| &c.sql)
+                .all(|q| !q.contains("SUPERUSER") && !q.contains("BYPASSRLS")),
+            "{created:#?}"
+        );
+        s.roles = vec![
+            desired_role(OWNER_ROLE, DATAPLANE_ROLE),
+            desired_role(DATAPLANE_ROLE, DATAPLANE_ROLE),
+        ];
+        s.roles[1].bypass_rls = true;
+        assert!(
+            role_changes(&s, DATAPLANE_ROLE).is_empty(),
+            "cannot be reset"
+        );
+        assert_eq!(
+            unsafe_attributes(&s, DATAPLANE_ROLE),
+            [(DATAPLANE_ROLE.to_owned(), "BYPASSRLS")]
+        );
+        s.admin.superuser = true;
+        assert!(unsafe_attributes(&s, DATAPLANE_ROLE).is_empty());
+    }
+
+    #[test]
+    fn an_unmarked_role_at_an_operator_name_is_adopted() {
+        let mut s = converged();
+        s.roles[0].owned = false;
+        let changes = role_changes(&s, DATAPLANE_ROLE);
+        assert_eq!(changes.len(), 1);
+        assert!(
+            changes[0].sql[0]
+                .starts_with("COMMENT ON ROLE \"phoenix_owner\" IS 'managed by phoenix-operator")
+        );
     }
 }
