@@ -360,7 +360,26 @@ async fn deleting_the_dataplane_secret_rotates_the_password_at_once() {
     assert_ne!(old_url, new_url, "the password was not rotated");
     // The role's password follows: a data plane with the new credentials becomes ready,
     // one with the old ones cannot log in.
+    assert!(
+        new_url.starts_with("postgres://phoenix_dataplane_us_east_1:"),
+        "the data plane Secret names the Region's own role"
+    );
     let _dp = Process::dataplane("us-east-1", new_url.clone(), None).await;
+    // The data plane is connected as the Region's own role, not the shared one.
+    let (admin, conn) =
+        tokio_postgres::connect(&stack_var("PG_ADMIN_DSN_US_EAST_1"), tokio_postgres::NoTls)
+            .await
+            .expect("the admin DSN connects");
+    tokio::spawn(conn);
+    let own: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = 'phoenix_dataplane_us_east_1'",
+            &[],
+        )
+        .await
+        .expect("sessions")
+        .get(0);
+    assert!(own > 0, "no session of the Region's own data plane role");
     match tokio_postgres::connect(&old_url, tokio_postgres::NoTls).await {
         Ok(_) => panic!("the old data plane password still logs in"),
         Err(e) => assert_eq!(
@@ -382,7 +401,7 @@ async fn deleting_the_dataplane_secret_rotates_the_password_at_once() {
     )
     .expect("the us-east-1 primary's log");
     assert!(
-        log.contains("ALTER ROLE \"phoenix_dataplane\" PASSWORD 'SCRAM-SHA-256$"),
+        log.contains("ALTER ROLE \"phoenix_dataplane_us_east_1\" PASSWORD 'SCRAM-SHA-256$"),
         "the password statement is not in the server's DDL log, so this check proves nothing"
     );
     assert!(

@@ -7,6 +7,7 @@
 mod support;
 
 use phoenix_operator::controller::error::{Error, PlanError};
+use phoenix_operator::controller::providers::Database;
 use phoenix_operator::controller::region::apply::provision_for;
 use phoenix_operator::controller::region::status::change_events;
 use phoenix_operator::db::PgDatabase;
@@ -224,6 +225,31 @@ async fn a_createrole_login_that_is_not_a_superuser_provisions_and_refuses_bypas
         .expect("owner")
         .get(0);
     assert_eq!(owner, OWNER_ROLE);
+
+    // Tenant deletion under forced RLS works without superuser too.
+    let row = phoenix_catalog::TenantRow {
+        uid: format!("uid-managed-{suffix}"),
+        name: "managed".to_owned(),
+        display_name: "managed hospital".to_owned(),
+        hostname: format!("managed-{suffix}.example.test"),
+        home_region: "us-east-1".to_owned(),
+        data_residency: vec!["US".to_owned()],
+        isolation: phoenix_catalog::Isolation::Shared,
+        state: phoenix_catalog::TenantState::Active,
+        requests_per_second: 100,
+        max_users: 100,
+        generation: 1,
+    };
+    let id = region.upsert_tenant(&row).await.expect("catalog row");
+    admin
+        .execute(
+            "INSERT INTO clinical.patients (tenant_id, resource) VALUES ($1, '{}'), ($1, '{}')",
+            &[&id],
+        )
+        .await
+        .expect("seed");
+    let deleted = region.delete_tenant(&row.uid).await.expect("delete");
+    assert_eq!((deleted.rows, deleted.existed), (2, true));
 
     admin
         .batch_execute(&format!("ALTER ROLE {role} BYPASSRLS"))
