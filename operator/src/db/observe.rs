@@ -110,9 +110,9 @@ pub async fn db_state(client: &Client, dataplane: &str) -> Result<DbState, DbErr
     .await?;
     let admin = match rows.first() {
         Some(r) => AdminState {
-            name: col(&r, 0)?,
-            superuser: col(&r, 1)?,
-            owner_member: col(&r, 2)?,
+            name: col(r, 0)?,
+            superuser: col(r, 1)?,
+            owner_member: col(r, 2)?,
         },
         None => {
             return Err(DbError::Query {

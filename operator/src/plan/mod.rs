@@ -158,12 +158,12 @@ fn region_changes(name: &str, settings: &Settings, endpoint: &str, p: &RegionPla
     if p.repoint_secret {
         out.push(Change::new(
             "update",
-            &format!(
+            format!(
                 "secret {}/{}",
                 settings.namespace,
                 region::dataplane_secret_name(name)
             ),
-            &format!(
+            format!(
                 "name the region's own role {} (the old role keeps working)",
                 crate::db::owned::dataplane_role(name)
             ),
@@ -172,7 +172,7 @@ fn region_changes(name: &str, settings: &Settings, endpoint: &str, p: &RegionPla
     if let Some(why) = p.set_password {
         out.push(Change::new(
             "set",
-            &format!(
+            format!(
                 "password of role {}",
                 crate::db::owned::dataplane_role(name)
             ),
