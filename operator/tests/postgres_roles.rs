@@ -6,9 +6,11 @@
 
 mod support;
 
-use phoenix_operator::controller::error::{Error, PlanError};
+use phoenix_operator::controller::error::{ApplyError, Error, PlanError};
 use phoenix_operator::controller::providers::Database;
+use phoenix_operator::controller::region::apply::execute;
 use phoenix_operator::controller::region::apply::provision_for;
+use phoenix_operator::controller::region::plan::RegionPlan;
 use phoenix_operator::controller::region::status::change_events;
 use phoenix_operator::db::PgDatabase;
 use phoenix_operator::db::owned::{OWNED_MARKER, dataplane_role};
@@ -274,7 +276,31 @@ async fn a_createrole_login_that_is_not_a_superuser_provisions_and_refuses_bypas
             .contains(&format!("ALTER ROLE {role} NOBYPASSRLS")),
         "{err}"
     );
-    drop((dp, region));
+    // The same on a database this pass creates and migrates: the Region's plan was made
+    // before its state could be read, so apply checks again and stops before any DDL.
+    let fresh = TestDb::new("roles_managed_fresh").await;
+    fresh
+        .admin()
+        .await
+        .batch_execute(&format!(
+            "ALTER DATABASE {} OWNER TO {login_role}",
+            fresh.name
+        ))
+        .await
+        .expect("its database");
+    let mut target = fresh.target.clone();
+    target.config.user(&login_role).password("master-pw");
+    let fresh_region = PgDatabase::new(target, 2, false).expect("pool");
+    let plan = RegionPlan {
+        migrations: vec![(1, "initial")],
+        ..RegionPlan::default()
+    };
+    let err = execute(&fresh_region, &plan, Some("dp-pw"), &role)
+        .await
+        .expect_err("refused after migrating");
+    assert!(matches!(err, ApplyError::Refused(_)), "{err:?}");
+    assert_eq!(Error::from(err).reason(), Reason::UnsafeDataplaneRole);
+    drop((dp, region, fresh_region, fresh));
     admin
         .batch_execute(&format!("REVOKE {OWNER_ROLE} FROM {login_role}"))
         .await

@@ -89,6 +89,8 @@ pub async fn execute(
     if !plan.migrations.is_empty() {
         applied.migrated = Some(db.migrate().await?);
         let state = db.state(dataplane).await?;
+        super::plan::refuse_unsafe_roles(&state, dataplane)
+            .map_err(|e| ApplyError::Refused(Box::new(e)))?;
         (plan.ddl, plan.rls_drift) = database_changes(&state, dataplane);
         if plan.set_password != Some(PasswordWhy::NewSecret) {
             plan.set_password = password_change(&state, password, dataplane);
@@ -126,17 +128,7 @@ pub async fn provision_for(
     password: Option<&str>,
 ) -> Result<Applied, crate::controller::error::Error> {
     let state = db.state(dataplane).await.map_err(ApplyError::from)?;
-    if let Some((role, attribute)) = crate::db::roles::unsafe_attributes(&state, dataplane)
-        .into_iter()
-        .next()
-    {
-        return Err(crate::controller::error::PlanError::UnsafeRole {
-            role,
-            attribute,
-            login: state.admin.name.clone(),
-        }
-        .into());
-    }
+    super::plan::refuse_unsafe_roles(&state, dataplane)?;
     let (ddl, rls_drift) = database_changes(&state, dataplane);
     let plan = RegionPlan {
         migrations: phoenix_catalog::migrations::pending(state.schema_version)

@@ -104,6 +104,19 @@ pub fn password_change(
     }
 }
 
+/// Refuses a managed role with an attribute the login cannot remove (BYPASSRLS or
+/// SUPERUSER without a superuser login): the data plane must never use it.
+pub fn refuse_unsafe_roles(state: &DbState, dataplane: &str) -> Result<(), PlanError> {
+    match unsafe_attributes(state, dataplane).into_iter().next() {
+        Some((role, attribute)) => Err(PlanError::UnsafeRole {
+            role,
+            attribute,
+            login: state.admin.name.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Plans a Region's pass.
 pub fn plan(region: &Region, refs: &RegionRefs) -> Result<RegionPlan, PlanError> {
     let endpoint = refs.endpoint.clone();
@@ -135,13 +148,7 @@ pub fn plan(region: &Region, refs: &RegionRefs) -> Result<RegionPlan, PlanError>
             let empty = DbState::empty();
             let state = refs.state.as_ref().unwrap_or(&empty);
             let role = dataplane_role(&region.name_any());
-            if let Some((role, attribute)) = unsafe_attributes(state, &role).into_iter().next() {
-                return Err(PlanError::UnsafeRole {
-                    role,
-                    attribute,
-                    login: state.admin.name.clone(),
-                });
-            }
+            refuse_unsafe_roles(state, &role)?;
             let (ddl, rls_drift) = database_changes(state, &role);
             let password = refs
                 .dataplane_secret
