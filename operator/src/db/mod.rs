@@ -9,6 +9,7 @@ pub mod owned;
 pub mod pool;
 pub mod replication;
 pub mod rls;
+pub mod role_attrs;
 pub mod roles;
 pub mod scram;
 pub mod sso;
