@@ -131,16 +131,27 @@ async fn killing_the_operator_mid_reconcile_converges_without_duplicates_or_leak
             }
         }
         total += rows.len();
-        let roles: i64 = pg(region)
+        // The owner and the Region's own data plane role, never one per tenant. The shared
+        // `phoenix_dataplane` of older operators may exist (other suites make it).
+        let roles: Vec<String> = pg(region)
             .await
-            .query_one(
-                "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'phoenix\\_%'",
+            .query(
+                "SELECT rolname::text FROM pg_roles WHERE rolname LIKE 'phoenix\\_%' AND rolname <> 'phoenix_dataplane' ORDER BY 1",
                 &[],
             )
             .await
             .expect("roles")
-            .get(0);
-        assert_eq!(roles, 2, "roles leaked in {region}");
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(
+            roles,
+            [
+                format!("phoenix_dataplane_{}", region.replace('-', "_")),
+                "phoenix_owner".to_owned()
+            ],
+            "roles leaked in {region}"
+        );
     }
     assert_eq!(total, BULK);
     let secrets: Api<Secret> = Api::namespaced(kube_client().await, NAMESPACE);
@@ -360,7 +371,26 @@ async fn deleting_the_dataplane_secret_rotates_the_password_at_once() {
     assert_ne!(old_url, new_url, "the password was not rotated");
     // The role's password follows: a data plane with the new credentials becomes ready,
     // one with the old ones cannot log in.
+    assert!(
+        new_url.starts_with("postgres://phoenix_dataplane_us_east_1:"),
+        "the data plane Secret names the Region's own role"
+    );
     let _dp = Process::dataplane("us-east-1", new_url.clone(), None).await;
+    // The data plane is connected as the Region's own role, not the shared one.
+    let (admin, conn) =
+        tokio_postgres::connect(&stack_var("PG_ADMIN_DSN_US_EAST_1"), tokio_postgres::NoTls)
+            .await
+            .expect("the admin DSN connects");
+    tokio::spawn(conn);
+    let own: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = 'phoenix_dataplane_us_east_1'",
+            &[],
+        )
+        .await
+        .expect("sessions")
+        .get(0);
+    assert!(own > 0, "no session of the Region's own data plane role");
     match tokio_postgres::connect(&old_url, tokio_postgres::NoTls).await {
         Ok(_) => panic!("the old data plane password still logs in"),
         Err(e) => assert_eq!(
@@ -382,7 +412,7 @@ async fn deleting_the_dataplane_secret_rotates_the_password_at_once() {
     )
     .expect("the us-east-1 primary's log");
     assert!(
-        log.contains("ALTER ROLE \"phoenix_dataplane\" PASSWORD 'SCRAM-SHA-256$"),
+        log.contains("ALTER ROLE \"phoenix_dataplane_us_east_1\" PASSWORD 'SCRAM-SHA-256$"),
         "the password statement is not in the server's DDL log, so this check proves nothing"
     );
     assert!(

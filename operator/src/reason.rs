@@ -84,6 +84,8 @@ reasons! {
     DataplaneCredentialsCreated => No,
     /// The data plane role's password was set from its Secret (Event).
     DataplanePasswordSet => No,
+    /// The data plane Secret was moved to the Region's own role (Event).
+    DataplaneRoleChanged => No,
     /// Cleanup finished (Event).
     Deleted => No,
     // Drift found and repaired.
@@ -148,6 +150,8 @@ reasons! {
     ReplicationLagging => No,
     /// The Region still holds tenants and cannot be deleted.
     TenantsRemain => No,
+    /// A managed role has BYPASSRLS or SUPERUSER and the operator's login cannot remove it.
+    UnsafeDataplaneRole => No,
     /// The spec asks for something this version does not do yet.
     NotImplemented => No,
     // Identity providers.

@@ -68,6 +68,19 @@ pub enum PlanError {
     /// The Region still holds tenants.
     #[error("{0}")]
     TenantsRemain(String),
+    /// A managed role has an attribute the operator's login (not a superuser) cannot take
+    /// away; the data plane must not use it.
+    #[error(
+        "role {role} has {attribute}, which the operator's login {login} cannot remove (it is not a superuser); the data plane must never bypass row level security: run `ALTER ROLE {role} NO{attribute}` as a superuser, or `DROP ROLE {role}` (it owns nothing) and let the operator create it again"
+    )]
+    UnsafeRole {
+        /// The role.
+        role: String,
+        /// `BYPASSRLS` or `SUPERUSER`.
+        attribute: &'static str,
+        /// The operator's login.
+        login: String,
+    },
     /// The spec asks for something this version does not do yet.
     #[error("{0} is not implemented yet in this operator version")]
     NotImplemented(&'static str),
@@ -91,6 +104,10 @@ pub enum ApplyError {
     /// Route53 failed (removing records or a health check).
     #[error(transparent)]
     Dns(#[from] crate::dns::DnsError),
+    /// What the database showed once created or migrated in this pass is refused, as
+    /// planning refuses it (a managed role with BYPASSRLS the login cannot remove).
+    #[error(transparent)]
+    Refused(Box<PlanError>),
 }
 
 /// Why a reconcile failed.
@@ -140,6 +157,30 @@ fn secret_reason(e: &SecretError) -> Reason {
     }
 }
 
+/// The reason of a refusal found while planning (or, for what only exists after this
+/// pass's migrations, while applying).
+fn plan_reason(e: &PlanError) -> Reason {
+    match e {
+        PlanError::Placement(p) => p.reason(),
+        PlanError::Conflict(c) => conflict_reason(c),
+        PlanError::WriterIsStandby(_) => Reason::WriterIsStandby,
+        PlanError::ReplicaNotInRecovery(_) => Reason::ReplicaNotInRecovery,
+        PlanError::ReplicaResidencyViolation { .. } => Reason::ReplicaResidencyViolation,
+        PlanError::TenantsRemain(_) => Reason::TenantsRemain,
+        PlanError::UnsafeRole { .. } => Reason::UnsafeDataplaneRole,
+        PlanError::NotImplemented(_) => Reason::NotImplemented,
+        PlanError::Idp(p) => {
+            use super::idp::plan::IdpProblem as P;
+            match p {
+                P::InvalidDiscovery { .. } => Reason::InvalidDiscovery,
+                P::IssuerMismatch { .. } => Reason::IssuerMismatch,
+                P::UnsupportedAlgorithms { .. } => Reason::UnsupportedAlgorithms,
+                P::NoUsableSigningKey { .. } => Reason::NoUsableSigningKey,
+            }
+        }
+    }
+}
+
 impl Error {
     /// The condition reason and metric label.
     pub fn reason(&self) -> Reason {
@@ -161,29 +202,13 @@ impl Error {
                     }
                 }
             },
-            Error::Plan(e) => match e {
-                PlanError::Placement(p) => p.reason(),
-                PlanError::Conflict(c) => conflict_reason(c),
-                PlanError::WriterIsStandby(_) => Reason::WriterIsStandby,
-                PlanError::ReplicaNotInRecovery(_) => Reason::ReplicaNotInRecovery,
-                PlanError::ReplicaResidencyViolation { .. } => Reason::ReplicaResidencyViolation,
-                PlanError::TenantsRemain(_) => Reason::TenantsRemain,
-                PlanError::NotImplemented(_) => Reason::NotImplemented,
-                PlanError::Idp(p) => {
-                    use super::idp::plan::IdpProblem as P;
-                    match p {
-                        P::InvalidDiscovery { .. } => Reason::InvalidDiscovery,
-                        P::IssuerMismatch { .. } => Reason::IssuerMismatch,
-                        P::UnsupportedAlgorithms { .. } => Reason::UnsupportedAlgorithms,
-                        P::NoUsableSigningKey { .. } => Reason::NoUsableSigningKey,
-                    }
-                }
-            },
+            Error::Plan(e) => plan_reason(e),
             Error::Apply(e) => match e {
                 ApplyError::Database(d) => db_reason(d),
                 ApplyError::Secret(s) => secret_reason(s),
                 ApplyError::Kube(_) => Reason::KubernetesAPIError,
                 ApplyError::Dns(_) => Reason::Route53Error,
+                ApplyError::Refused(p) => plan_reason(p),
             },
             Error::Status(_) => Reason::KubernetesAPIError,
             Error::Finalizer(_) => Reason::FinalizerError,
@@ -192,7 +217,7 @@ impl Error {
 
     /// Whether the user must change something (the object is Failed), rather than wait.
     pub fn needs_user(&self) -> bool {
-        matches!(self, Error::Plan(_))
+        matches!(self, Error::Plan(_) | Error::Apply(ApplyError::Refused(_)))
             || matches!(self.reason(), Reason::HostnameTaken | Reason::NameTaken)
             || matches!(self, Error::Deref(DerefError::NotImplemented(_)))
     }

@@ -212,8 +212,8 @@ pub trait Database: Send + Sync {
     fn endpoint(&self) -> &str;
     /// Whether the server is a standby, or `None` when the database does not exist.
     async fn probe(&self) -> Result<Option<bool>, DbError>;
-    /// The state the Region plan needs.
-    async fn state(&self) -> Result<DbState, DbError>;
+    /// The state the Region plan needs, with `dataplane` as the data plane role.
+    async fn state(&self, dataplane: &str) -> Result<DbState, DbError>;
     /// RLS of the tenant tables that exist.
     async fn rls_state(&self) -> Result<Vec<TableState>, DbError>;
     /// Applied schema version.

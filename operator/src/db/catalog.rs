@@ -152,6 +152,14 @@ pub async fn delete(client: &mut Client, uid: &str) -> Result<Deleted, DbError> 
         });
     };
     let id: i64 = col(&found, 0)?;
+    // Under forced RLS a login without superuser or BYPASSRLS (a managed service's) sees
+    // only the rows of the tenant set here: without it the deletes would find none.
+    tx.execute(
+        "SELECT set_config('app.tenant_id', $1::bigint::text, true)",
+        &[&id],
+    )
+    .await
+    .map_err(DbError::query("scoping the deletion to the tenant"))?;
     let mut rows = 0;
     for table in DELETE_ORDER {
         rows += tx

@@ -5,9 +5,11 @@
 pub mod catalog;
 pub mod migrate;
 pub mod observe;
+pub mod owned;
 pub mod pool;
 pub mod replication;
 pub mod rls;
+pub mod role_attrs;
 pub mod roles;
 pub mod scram;
 pub mod sso;
@@ -184,8 +186,8 @@ impl Database for PgDatabase {
         Ok(Some(col(&row, 0)?))
     }
 
-    async fn state(&self) -> Result<DbState, DbError> {
-        observe::db_state(&*self.client().await?).await
+    async fn state(&self, dataplane: &str) -> Result<DbState, DbError> {
+        observe::db_state(&*self.client().await?, dataplane).await
     }
 
     async fn rls_state(&self) -> Result<Vec<TableState>, DbError> {

@@ -6,13 +6,23 @@ use std::collections::{BTreeMap, BTreeSet};
 use phoenix_catalog::TENANT_TABLES;
 use tokio_postgres::Client;
 
+use super::owned::OWNED_MARKER;
 use super::rls::{PolicyState, TableState};
-use super::roles::{DATAPLANE_ROLE, MANAGED_SCHEMAS, OWNER_ROLE};
-use super::state::{DbState, Grant, RoleState, Verifier};
+use super::roles::{MANAGED_SCHEMAS, OWNER_ROLE};
+use super::state::{AdminState, DbState, Grant, Membership, RoleState, Verifier};
 use super::{DbError, col};
 
-const ROLES: &str = "SELECT rolname::text, rolsuper, rolbypassrls, rolcanlogin, rolcreatedb, rolcreaterole, rolinherit
+const ROLES: &str = "SELECT rolname::text, rolsuper, rolbypassrls, rolcanlogin, rolcreatedb, rolcreaterole, rolinherit,
+            coalesce(shobj_description(oid, 'pg_authid') = $2, false)
      FROM pg_roles WHERE rolname = ANY($1)";
+
+const MEMBERSHIPS: &str = "SELECT r.rolname::text, m.rolname::text
+     FROM pg_auth_members a JOIN pg_roles r ON r.oid = a.roleid JOIN pg_roles m ON m.oid = a.member
+     WHERE m.rolname = ANY($1) ORDER BY 1, 2";
+
+const ADMIN: &str = "SELECT current_user::text, rolsuper,
+            coalesce(pg_has_role(current_user, (SELECT oid FROM pg_roles WHERE rolname = $1), 'MEMBER'), false)
+     FROM pg_roles WHERE rolname = current_user";
 
 const OWNERS: &str =
     "SELECT 'schema ' || nspname, nspowner::regrole::text FROM pg_namespace WHERE nspname = ANY($1)
@@ -50,15 +60,22 @@ pub fn managed_tables() -> Vec<String> {
         .collect()
 }
 
-/// Reads the whole state the Region plan needs.
-pub async fn db_state(client: &Client) -> Result<DbState, DbError> {
+/// Reads the whole state the Region plan needs, with `dataplane` as the data plane role.
+pub async fn db_state(client: &Client, dataplane: &str) -> Result<DbState, DbError> {
     let schemas: Vec<String> = MANAGED_SCHEMAS.iter().map(|s| (*s).to_owned()).collect();
     let tables = managed_tables();
     let tenant_tables: Vec<String> = TENANT_TABLES.iter().map(|t| (*t).to_owned()).collect();
-    let role_names = vec![OWNER_ROLE.to_owned(), DATAPLANE_ROLE.to_owned()];
+    let role_names = vec![OWNER_ROLE.to_owned(), dataplane.to_owned()];
 
     let mut roles = Vec::new();
-    for r in query(client, ROLES, &[&role_names], "reading roles").await? {
+    for r in query(
+        client,
+        ROLES,
+        &[&role_names, &OWNED_MARKER],
+        "reading roles",
+    )
+    .await?
+    {
         roles.push(RoleState {
             name: col(&r, 0)?,
             superuser: col(&r, 1)?,
@@ -67,8 +84,43 @@ pub async fn db_state(client: &Client) -> Result<DbState, DbError> {
             create_db: col(&r, 4)?,
             create_role: col(&r, 5)?,
             inherit: col(&r, 6)?,
+            owned: col(&r, 7)?,
         });
     }
+    let mut memberships = Vec::new();
+    for r in query(
+        client,
+        MEMBERSHIPS,
+        &[&role_names],
+        "reading role memberships",
+    )
+    .await?
+    {
+        memberships.push(Membership {
+            role: col(&r, 0)?,
+            member: col(&r, 1)?,
+        });
+    }
+    let rows = query(
+        client,
+        ADMIN,
+        &[&OWNER_ROLE],
+        "reading the operator's login",
+    )
+    .await?;
+    let admin = match rows.first() {
+        Some(r) => AdminState {
+            name: col(r, 0)?,
+            superuser: col(r, 1)?,
+            owner_member: col(r, 2)?,
+        },
+        None => {
+            return Err(DbError::Query {
+                context: "reading the operator's login",
+                reason: "current_user is not in pg_roles".to_owned(),
+            });
+        }
+    };
     let mut owners = BTreeMap::new();
     for r in query(client, OWNERS, &[&schemas, &tables], "reading owners").await? {
         owners.insert(col(&r, 0)?, col(&r, 1)?);
@@ -87,7 +139,9 @@ pub async fn db_state(client: &Client) -> Result<DbState, DbError> {
         owners,
         grants,
         rls: rls_state(client, &tenant_tables).await?,
-        dataplane_verifier: verifier(client).await?,
+        dataplane_verifier: verifier(client, dataplane).await?,
+        memberships,
+        admin,
     })
 }
 
@@ -144,11 +198,11 @@ pub async fn schema_version(client: &Client) -> Result<i32, DbError> {
     rows.first().map_or(Ok(0), |r| col(r, 0))
 }
 
-async fn verifier(client: &Client) -> Result<Verifier, DbError> {
+async fn verifier(client: &Client, role: &str) -> Result<Verifier, DbError> {
     match client
         .query_opt(
             "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
-            &[&DATAPLANE_ROLE],
+            &[&role],
         )
         .await
     {

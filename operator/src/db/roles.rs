@@ -5,12 +5,15 @@
 use phoenix_catalog::TENANT_TABLES;
 
 use super::rls::quote_ident;
-use super::state::{DbState, Grant, RoleState};
+use super::state::{DbState, Grant};
 
 /// Owns the clinical tables; cannot log in.
 pub const OWNER_ROLE: &str = "phoenix_owner";
 
-/// The data plane's login role: owns nothing, never bypasses row-level security.
+/// The server-wide data plane role of operators before per-Region roles
+/// ([`super::owned::dataplane_role`]); still the role of `provision` for tools and tests.
+/// A Region never revokes or alters it: data planes of older deployments keep using it
+/// until their Secret is moved to the Region's own role and they restart.
 pub const DATAPLANE_ROLE: &str = "phoenix_dataplane";
 
 /// Schemas whose ownership and grants the operator manages.
@@ -54,64 +57,7 @@ pub struct Ddl {
     pub sql: Vec<String>,
 }
 
-fn desired_role(name: &str) -> RoleState {
-    let dataplane = name == DATAPLANE_ROLE;
-    RoleState {
-        name: name.to_owned(),
-        superuser: false,
-        bypass_rls: false,
-        login: dataplane,
-        create_db: false,
-        create_role: false,
-        // The data plane must not inherit a privileged role someone grants it.
-        inherit: !dataplane,
-    }
-}
-
-fn attributes(r: &RoleState) -> String {
-    let flag = |on: bool, name: &str| format!("{}{name}", if on { "" } else { "NO" });
-    [
-        flag(r.superuser, "SUPERUSER"),
-        flag(r.bypass_rls, "BYPASSRLS"),
-        flag(r.login, "LOGIN"),
-        flag(r.create_db, "CREATEDB"),
-        flag(r.create_role, "CREATEROLE"),
-        flag(r.inherit, "INHERIT"),
-    ]
-    .join(" ")
-}
-
-/// Creates missing roles and resets attributes that drifted (a role someone granted
-/// BYPASSRLS or SUPERUSER is repaired).
-pub fn role_changes(state: &DbState) -> Vec<Ddl> {
-    let mut out = Vec::new();
-    for name in [OWNER_ROLE, DATAPLANE_ROLE] {
-        let want = desired_role(name);
-        let attrs = attributes(&want);
-        match state.role(name) {
-            None => out.push(Ddl {
-                kind: DdlKind::Role,
-                target: format!("role {name}"),
-                summary: format!("create role {name} ({attrs})"),
-                // Tolerates a concurrent creator (another region on the same server).
-                sql: vec![
-                    format!(
-                        "DO $$ BEGIN CREATE ROLE {name}; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
-                    ),
-                    format!("ALTER ROLE {name} {attrs}"),
-                ],
-            }),
-            Some(have) if *have != want => out.push(Ddl {
-                kind: DdlKind::Role,
-                target: format!("role {name}"),
-                summary: format!("reset attributes of role {name} (had {})", attributes(have)),
-                sql: vec![format!("ALTER ROLE {name} {attrs}")],
-            }),
-            Some(_) => {}
-        }
-    }
-    out
-}
+pub use super::role_attrs::{role_changes, unsafe_attributes};
 
 /// Hands the clinical schema and tables to the owner role. Only where it differs:
 /// `ALTER .. OWNER` takes an ACCESS EXCLUSIVE lock even when nothing changes.
@@ -141,23 +87,24 @@ pub fn ownership_changes(state: &DbState) -> Vec<Ddl> {
         .collect()
 }
 
-/// Privileges the operator's roles must have.
-pub fn desired_grants() -> Vec<Grant> {
+/// Privileges the operator's roles must have, with `dataplane` as the data plane role.
+pub fn desired_grants(dataplane: &str) -> Vec<Grant> {
+    let dataplane_role = dataplane;
     let mut out = vec![
-        Grant::new("schema catalog", DATAPLANE_ROLE, "USAGE"),
-        Grant::new("schema clinical", DATAPLANE_ROLE, "USAGE"),
+        Grant::new("schema catalog", dataplane_role, "USAGE"),
+        Grant::new("schema clinical", dataplane_role, "USAGE"),
         Grant::new("schema catalog", OWNER_ROLE, "USAGE"),
-        Grant::new("table catalog.tenants", DATAPLANE_ROLE, "SELECT"),
+        Grant::new("table catalog.tenants", dataplane_role, "SELECT"),
         Grant::new("table catalog.tenants", OWNER_ROLE, "REFERENCES"),
         Grant::new("table catalog.tenants", OWNER_ROLE, "SELECT"),
-        Grant::new("table catalog.sso", DATAPLANE_ROLE, "SELECT"),
-        Grant::new("table catalog.scim_tokens", DATAPLANE_ROLE, "SELECT"),
+        Grant::new("table catalog.sso", dataplane_role, "SELECT"),
+        Grant::new("table catalog.scim_tokens", dataplane_role, "SELECT"),
     ];
     for table in TENANT_TABLES {
         for privilege in ["DELETE", "INSERT", "SELECT", "UPDATE"] {
             out.push(Grant::new(
                 &format!("table {table}"),
-                DATAPLANE_ROLE,
+                dataplane_role,
                 privilege,
             ));
         }
@@ -173,10 +120,11 @@ pub fn forbidden_grants() -> Vec<Grant> {
         .collect()
 }
 
-/// Grants what is missing and revokes what is forbidden, one statement per object and role.
-pub fn grant_changes(state: &DbState) -> Vec<Ddl> {
+/// Grants what is missing and revokes what is forbidden or not desired of a managed role,
+/// one statement per object and role.
+pub fn grant_changes(state: &DbState, dataplane: &str) -> Vec<Ddl> {
     let mut missing: std::collections::BTreeMap<(String, String), Vec<String>> = Default::default();
-    for g in desired_grants() {
+    for g in desired_grants(dataplane) {
         if !state.grants.contains(&g) {
             missing
                 .entry((g.object, g.grantee))
@@ -211,6 +159,7 @@ pub fn grant_changes(state: &DbState) -> Vec<Ddl> {
             });
         }
     }
+    out.extend(super::owned::extra_grant_changes(state, dataplane));
     out
 }
 
@@ -224,42 +173,52 @@ fn on(object: &str) -> String {
 
 /// Sets the data plane role's password to a SCRAM verifier computed by the operator: the
 /// clear text never appears in a statement.
-pub fn set_password_sql(verifier: &str) -> String {
+pub fn set_password_sql(role: &str, verifier: &str) -> String {
     format!(
         "ALTER ROLE {} PASSWORD '{}'",
-        quote_ident(DATAPLANE_ROLE),
+        quote_ident(role),
         verifier.replace('\'', "''")
     )
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn converged() -> DbState {
+    use crate::db::role_attrs::desired_role;
+
+    pub(crate) fn converged() -> DbState {
         let mut s = DbState::empty();
-        s.roles = vec![desired_role(OWNER_ROLE), desired_role(DATAPLANE_ROLE)];
+        s.roles = vec![
+            desired_role(OWNER_ROLE, DATAPLANE_ROLE),
+            desired_role(DATAPLANE_ROLE, DATAPLANE_ROLE),
+        ];
         s.owners.insert("schema clinical".into(), OWNER_ROLE.into());
         for t in TENANT_TABLES {
             s.owners.insert(format!("table {t}"), OWNER_ROLE.into());
         }
-        s.grants = desired_grants().into_iter().collect();
+        s.grants = desired_grants(DATAPLANE_ROLE).into_iter().collect();
         s
     }
 
     #[test]
     fn a_converged_database_needs_no_ddl() {
         let s = converged();
-        assert!(role_changes(&s).is_empty());
+        assert!(role_changes(&s, DATAPLANE_ROLE).is_empty());
         assert!(ownership_changes(&s).is_empty());
-        assert!(grant_changes(&s).is_empty());
+        assert!(grant_changes(&s, DATAPLANE_ROLE).is_empty());
     }
 
     #[test]
     fn an_empty_database_gets_roles_owners_and_every_grant() {
         let s = DbState::empty();
-        let roles = role_changes(&s);
+        let roles = role_changes(&s, DATAPLANE_ROLE);
         assert_eq!(roles.len(), 2);
+        assert!(
+            roles[1].sql[2].starts_with("COMMENT ON ROLE"),
+            "{:?}",
+            roles[1]
+        );
         assert!(
             roles[1].sql[1].contains("NOBYPASSRLS LOGIN"),
             "{:?}",
@@ -267,31 +226,12 @@ mod tests {
         );
         assert!(roles[1].sql[1].ends_with("NOINHERIT"));
         assert_eq!(ownership_changes(&s).len(), 1 + TENANT_TABLES.len());
-        let grants = grant_changes(&s);
+        let grants = grant_changes(&s, DATAPLANE_ROLE);
         assert!(
             grants
                 .iter()
                 .any(|g| g.sql[0] == "GRANT DELETE, INSERT, SELECT, UPDATE ON TABLE clinical.patients TO phoenix_dataplane"),
             "{grants:#?}"
-        );
-    }
-
-    #[test]
-    fn bypassrls_granted_by_hand_is_reset() {
-        let mut s = converged();
-        s.roles[1].bypass_rls = true;
-        let changes = role_changes(&s);
-        assert_eq!(changes.len(), 1);
-        assert_eq!(
-            changes[0].sql,
-            [
-                "ALTER ROLE phoenix_dataplane NOSUPERUSER NOBYPASSRLS LOGIN NOCREATEDB NOCREATEROLE NOINHERIT"
-            ]
-        );
-        assert!(
-            changes[0].summary.contains("had NOSUPERUSER BYPASSRLS"),
-            "{}",
-            changes[0].summary
         );
     }
 
@@ -305,7 +245,10 @@ mod tests {
         ));
         s.grants
             .insert(Grant::new("schema clinical", "PUBLIC", "CREATE"));
-        let sql: Vec<String> = grant_changes(&s).into_iter().flat_map(|c| c.sql).collect();
+        let sql: Vec<String> = grant_changes(&s, DATAPLANE_ROLE)
+            .into_iter()
+            .flat_map(|c| c.sql)
+            .collect();
         assert_eq!(
             sql,
             [
@@ -331,7 +274,7 @@ mod tests {
     #[test]
     fn the_password_statement_carries_only_the_verifier() {
         let v = super::super::scram::verifier("s3cret'pw");
-        let sql = set_password_sql(&v);
+        let sql = set_password_sql(DATAPLANE_ROLE, &v);
         assert!(!sql.contains("s3cret"), "{sql}");
         assert!(sql.starts_with("ALTER ROLE \"phoenix_dataplane\" PASSWORD 'SCRAM-SHA-256$4096:"));
     }

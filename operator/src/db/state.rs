@@ -23,6 +23,29 @@ pub struct RoleState {
     pub create_role: bool,
     /// `rolinherit`.
     pub inherit: bool,
+    /// Whether the role carries the operator's ownership marker (its comment).
+    pub owned: bool,
+}
+
+/// Membership of `member` in `role` (`GRANT role TO member`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Membership {
+    /// The role granted.
+    pub role: String,
+    /// The role that holds it.
+    pub member: String,
+}
+
+/// The operator's own login on the server, as it sees itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminState {
+    /// `current_user`.
+    pub name: String,
+    /// A true superuser; else (a managed service's master user) only `CREATEROLE`.
+    pub superuser: bool,
+    /// Whether it is a member of the owner role (needed to hand objects to it when not
+    /// a superuser).
+    pub owner_member: bool,
 }
 
 /// One privilege on a schema or table: `("schema clinical", "phoenix_dataplane", "USAGE")`.
@@ -84,6 +107,10 @@ pub struct DbState {
     pub rls: Vec<TableState>,
     /// The data plane role's stored password verifier.
     pub dataplane_verifier: Verifier,
+    /// Memberships held by the managed roles.
+    pub memberships: Vec<Membership>,
+    /// The operator's login.
+    pub admin: AdminState,
 }
 
 impl DbState {
@@ -96,6 +123,12 @@ impl DbState {
             grants: BTreeSet::new(),
             rls: Vec::new(),
             dataplane_verifier: Verifier::Missing,
+            memberships: Vec::new(),
+            admin: AdminState {
+                name: String::new(),
+                superuser: true,
+                owner_member: false,
+            },
         }
     }
 

@@ -155,10 +155,27 @@ fn region_changes(name: &str, settings: &Settings, endpoint: &str, p: &RegionPla
             "the data plane's credentials (generated)",
         ));
     }
+    if p.repoint_secret {
+        out.push(Change::new(
+            "update",
+            format!(
+                "secret {}/{}",
+                settings.namespace,
+                region::dataplane_secret_name(name)
+            ),
+            format!(
+                "name the region's own role {} (the old role keeps working)",
+                crate::db::owned::dataplane_role(name)
+            ),
+        ));
+    }
     if let Some(why) = p.set_password {
         out.push(Change::new(
             "set",
-            "password of role phoenix_dataplane",
+            format!(
+                "password of role {}",
+                crate::db::owned::dataplane_role(name)
+            ),
             why.as_str(),
         ));
     }

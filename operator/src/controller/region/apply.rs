@@ -15,6 +15,7 @@ use crate::controller::error::ApplyError;
 use crate::controller::providers::Database;
 use crate::controller::world::World;
 use crate::db::Migrated;
+use crate::db::owned::dataplane_role;
 use crate::db::rls::Drift;
 use crate::db::roles::{DATAPLANE_ROLE, Ddl, set_password_sql};
 use crate::db::scram;
@@ -33,6 +34,8 @@ pub struct Applied {
     pub rls_drift: Vec<(String, Vec<Drift>)>,
     /// The data plane Secret was created.
     pub secret_created: bool,
+    /// The data plane Secret was moved to the Region's own role from this one.
+    pub secret_repointed: Option<String>,
     /// The data plane password was set, and why.
     pub password_set: Option<PasswordWhy>,
 }
@@ -44,16 +47,22 @@ impl Applied {
     }
 }
 
-/// The data plane's credentials: its URL carries the writer's sslmode, and the writer's CA
-/// (when a Secret gave it) goes beside it as `ca.crt` for DATABASE_CA_FILE.
-fn dataplane_secret(region: &str, endpoint: &str, refs: &RegionRefs) -> BTreeMap<String, String> {
-    let password = generate_password(32);
+/// The data plane's credentials for the Region's own role: its URL carries the writer's
+/// sslmode, and the writer's CA (when a Secret gave it) goes beside it as `ca.crt` for
+/// DATABASE_CA_FILE.
+fn dataplane_secret(
+    region: &str,
+    endpoint: &str,
+    refs: &RegionRefs,
+    password: String,
+) -> BTreeMap<String, String> {
+    let role = dataplane_role(region);
     let mut data = BTreeMap::from([
-        ("username".to_owned(), DATAPLANE_ROLE.to_owned()),
+        ("username".to_owned(), role.clone()),
         (
             "databaseUrl".to_owned(),
             format!(
-                "postgres://{DATAPLANE_ROLE}:{password}@{endpoint}?sslmode={}",
+                "postgres://{role}:{password}@{endpoint}?sslmode={}",
                 refs.sslmode
             ),
         ),
@@ -66,23 +75,25 @@ fn dataplane_secret(region: &str, endpoint: &str, refs: &RegionRefs) -> BTreeMap
     data
 }
 
-/// Runs the database part of `plan` on `db`: migrations (then roles, grants and RLS
-/// planned again from the tables that now exist), the DDL, and the data plane password
-/// when `password` is known and the plan sets it.
+/// Runs the database part of `plan` on `db` for the data plane role `dataplane`:
+/// migrations (then roles, grants and RLS planned again from the tables that now exist),
+/// the DDL, and the data plane password when `password` is known and the plan sets it.
 pub async fn execute(
     db: &dyn Database,
     plan: &RegionPlan,
     password: Option<&str>,
-    shared_server: bool,
+    dataplane: &str,
 ) -> Result<Applied, ApplyError> {
     let mut applied = Applied::default();
     let mut plan = plan.clone();
     if !plan.migrations.is_empty() {
         applied.migrated = Some(db.migrate().await?);
-        let state = db.state().await?;
-        (plan.ddl, plan.rls_drift) = database_changes(&state);
+        let state = db.state(dataplane).await?;
+        super::plan::refuse_unsafe_roles(&state, dataplane)
+            .map_err(|e| ApplyError::Refused(Box::new(e)))?;
+        (plan.ddl, plan.rls_drift) = database_changes(&state, dataplane);
         if plan.set_password != Some(PasswordWhy::NewSecret) {
-            plan.set_password = password_change(&state, password, shared_server);
+            plan.set_password = password_change(&state, password, dataplane);
         }
     }
     if !plan.ddl.is_empty() {
@@ -90,7 +101,7 @@ pub async fn execute(
         db.execute(&statements).await?;
     }
     if let (Some(why), Some(password)) = (plan.set_password, password) {
-        db.execute(&[set_password_sql(&scram::verifier(password))])
+        db.execute(&[set_password_sql(dataplane, &scram::verifier(password))])
             .await?;
         applied.password_set = Some(why);
     }
@@ -99,22 +110,46 @@ pub async fn execute(
     Ok(applied)
 }
 
+/// [`provision_for`] with the server-wide [`DATAPLANE_ROLE`] as the data plane role.
+pub async fn provision(
+    db: &dyn Database,
+    password: Option<&str>,
+) -> Result<Applied, crate::controller::error::Error> {
+    provision_for(db, DATAPLANE_ROLE, password).await
+}
+
 /// Provisions (or repairs) a primary region database exactly as the Region reconciler
-/// does, from its observed state; sets the data plane password when one is given and it
-/// differs. For tools and tests that need a real region database.
-pub async fn provision(db: &dyn Database, password: Option<&str>) -> Result<Applied, ApplyError> {
-    let state = db.state().await?;
-    let (ddl, rls_drift) = database_changes(&state);
+/// does, from its observed state, with `dataplane` as the data plane role; sets its
+/// password when one is given and it differs. Refuses, as the Region does, a managed role
+/// with an attribute the login cannot remove. For tools and tests.
+pub async fn provision_for(
+    db: &dyn Database,
+    dataplane: &str,
+    password: Option<&str>,
+) -> Result<Applied, crate::controller::error::Error> {
+    let state = db.state(dataplane).await.map_err(ApplyError::from)?;
+    super::plan::refuse_unsafe_roles(&state, dataplane)?;
+    let (ddl, rls_drift) = database_changes(&state, dataplane);
     let plan = RegionPlan {
         migrations: phoenix_catalog::migrations::pending(state.schema_version)
             .map(|m| (m.version, m.name))
             .collect(),
         ddl,
         rls_drift,
-        set_password: password.and_then(|p| password_change(&state, Some(p), false)),
+        set_password: password.and_then(|p| password_change(&state, Some(p), dataplane)),
         ..RegionPlan::default()
     };
-    execute(db, &plan, password, false).await
+    Ok(execute(db, &plan, password, dataplane).await?)
+}
+
+fn secret_labels(region: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "app.kubernetes.io/managed-by".to_owned(),
+            "phoenix-operator".to_owned(),
+        ),
+        ("phoenixguardian.io/region".to_owned(), region.to_owned()),
+    ])
 }
 
 /// Makes the planned changes.
@@ -135,13 +170,7 @@ pub async fn apply(
     let mut secret_created = false;
     if plan.create_secret {
         let name = region.name_any();
-        let labels = BTreeMap::from([
-            (
-                "app.kubernetes.io/managed-by".to_owned(),
-                "phoenix-operator".to_owned(),
-            ),
-            ("phoenixguardian.io/region".to_owned(), name.clone()),
-        ]);
+        let labels = secret_labels(&name);
         let (data, created) = world
             .providers
             .secrets
@@ -149,16 +178,35 @@ pub async fn apply(
                 &world.settings.namespace,
                 &dataplane_secret_name(&name),
                 labels,
-                dataplane_secret(&name, db.endpoint(), refs),
+                dataplane_secret(&name, db.endpoint(), refs, generate_password(32)),
             )
             .await?;
         secret_created = created;
         password = data.get("password").cloned();
         plan.set_password = Some(PasswordWhy::NewSecret);
     }
-    let shared_server = refs.shares_server_with.is_some();
-    let mut applied = execute(db.as_ref(), &plan, password.as_deref(), shared_server).await?;
+    let role = dataplane_role(&region.name_any());
+    let mut applied = execute(db.as_ref(), &plan, password.as_deref(), &role).await?;
+    // The role and its password exist before the Secret names it, so a data plane that
+    // restarts on the new Secret can log in; until then it keeps the old role.
+    let mut secret_repointed = None;
+    if let (true, Some(pw), Some(old)) = (plan.repoint_secret, &password, &refs.dataplane_secret) {
+        let name = region.name_any();
+        world
+            .providers
+            .secrets
+            .put(
+                &world.settings.namespace,
+                &dataplane_secret_name(&name),
+                secret_labels(&name),
+                None,
+                dataplane_secret(&name, db.endpoint(), refs, pw.clone()),
+            )
+            .await?;
+        secret_repointed = Some(old.get("username").cloned().unwrap_or_default());
+    }
     applied.created_database = created_database;
     applied.secret_created = secret_created;
+    applied.secret_repointed = secret_repointed;
     Ok(applied)
 }

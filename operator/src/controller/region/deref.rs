@@ -52,31 +52,6 @@ pub struct RegionRefs {
     pub readers: Vec<ReaderSeen>,
     /// Live tenants in the catalog whose home is this region.
     pub tenant_count: i64,
-    /// Another Region whose writer is on the same server (roles are server-wide).
-    pub shares_server_with: Option<String>,
-}
-
-/// `host:port` of a connection, the server a role lives on.
-fn server_of(config: &tokio_postgres::Config) -> String {
-    let endpoint = crate::db::endpoint_of(config);
-    endpoint.split('/').next().unwrap_or_default().to_owned()
-}
-
-/// Another Primary Region whose writer is on the server of `ours` (a Region whose
-/// settings cannot be resolved is not counted).
-async fn sharing_server(world: &World<'_>, region: &Region, ours: &DbTarget) -> Option<String> {
-    let server = server_of(&ours.pg.config);
-    for other in &world.regions {
-        if other.name_any() == region.name_any() || other.spec.role != RegionRole::Primary {
-            continue;
-        }
-        if let Ok(t) = writer_target(world, other).await
-            && server_of(&t.pg.config) == server
-        {
-            return Some(other.name_any());
-        }
-    }
-    None
 }
 
 fn ssl_mode(mode: phoenix_crds::region::SslMode) -> SslMode {
@@ -192,7 +167,9 @@ pub async fn dereference(
     };
     let (state, tenant_count) = match (region.spec.role, standby) {
         (RegionRole::Primary, Some(false)) => {
-            let state = writer.state().await?;
+            let state = writer
+                .state(&crate::db::owned::dataplane_role(&name))
+                .await?;
             let count = if state.schema_version > 0 {
                 writer.tenant_count(&name).await?
             } else {
@@ -239,9 +216,7 @@ pub async fn dereference(
             Err(e) => ReaderSeen::Failed(e.to_string()),
         });
     }
-    let shares_server_with = sharing_server(world, region, &writer_at).await;
     let refs = RegionRefs {
-        shares_server_with,
         endpoint: writer.endpoint().to_owned(),
         sslmode: writer_at.pg.tls.mode,
         ca_pem: writer_at.ca_pem,

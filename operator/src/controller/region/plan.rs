@@ -7,8 +7,9 @@ use phoenix_crds::{Region, RegionRole};
 
 use super::deref::RegionRefs;
 use crate::controller::error::PlanError;
+use crate::db::owned::dataplane_role;
 use crate::db::rls::{Drift, rls_changes};
-use crate::db::roles::{DATAPLANE_ROLE, Ddl, grant_changes, ownership_changes, role_changes};
+use crate::db::roles::{Ddl, grant_changes, ownership_changes, role_changes, unsafe_attributes};
 use crate::db::scram;
 use crate::db::state::{DbState, Verifier};
 use crate::placement::replica_residency_violations;
@@ -51,6 +52,9 @@ pub struct RegionPlan {
     pub rls_drift: Vec<(String, Vec<Drift>)>,
     /// Create the data plane Secret.
     pub create_secret: bool,
+    /// Rewrite the data plane Secret for the Region's own role: it names another (the
+    /// server-wide `phoenix_dataplane` of older operators). The password is kept.
+    pub repoint_secret: bool,
     /// Set the data plane role's password from its Secret.
     pub set_password: Option<PasswordWhy>,
 }
@@ -62,9 +66,10 @@ impl RegionPlan {
     }
 }
 
-/// The DDL that takes `state` to the desired database: isolation first (RLS), then roles,
-/// ownership and grants, so the data plane is never granted access to an unprotected table.
-pub fn database_changes(state: &DbState) -> (Vec<Ddl>, Vec<(String, Vec<Drift>)>) {
+/// The DDL that takes `state` to the desired database, `dataplane` being the data plane
+/// role: isolation first (RLS), then roles, ownership and grants, so the data plane is
+/// never granted access to an unprotected table.
+pub fn database_changes(state: &DbState, dataplane: &str) -> (Vec<Ddl>, Vec<(String, Vec<Drift>)>) {
     let mut ddl = Vec::new();
     let mut drift = Vec::new();
     for (change, drifts) in rls_changes(&state.rls) {
@@ -74,30 +79,41 @@ pub fn database_changes(state: &DbState) -> (Vec<Ddl>, Vec<(String, Vec<Drift>)>
         ));
         ddl.push(change);
     }
-    ddl.extend(role_changes(state));
+    ddl.extend(role_changes(state, dataplane));
     ddl.extend(ownership_changes(state));
-    ddl.extend(grant_changes(state));
+    ddl.extend(grant_changes(state, dataplane));
     (ddl, drift)
 }
 
-/// Whether and why the data plane role's password must be set. On a server another Region
-/// shares, a password that differs is left alone: the role is server-wide, and each
-/// Region resetting it to its own Secret would lock the other's data planes out in turn.
+/// Whether and why the data plane role `dataplane` (the Region's own, so no other Region
+/// sets it) must get the password of its Secret.
 pub fn password_change(
     state: &DbState,
     secret_password: Option<&str>,
-    shared_server: bool,
+    dataplane: &str,
 ) -> Option<PasswordWhy> {
     let Some(password) = secret_password else {
         return Some(PasswordWhy::NewSecret);
     };
     match &state.dataplane_verifier {
         Verifier::Present(v) if scram::matches(v, password) => None,
-        Verifier::Present(_) if shared_server => None,
         Verifier::Present(_) => Some(PasswordWhy::Differs),
         Verifier::Missing => Some(PasswordWhy::Missing),
-        Verifier::Unreadable if state.role(DATAPLANE_ROLE).is_none() => Some(PasswordWhy::NewRole),
+        Verifier::Unreadable if state.role(dataplane).is_none() => Some(PasswordWhy::NewRole),
         Verifier::Unreadable => None,
+    }
+}
+
+/// Refuses a managed role with an attribute the login cannot remove (BYPASSRLS or
+/// SUPERUSER without a superuser login): the data plane must never use it.
+pub fn refuse_unsafe_roles(state: &DbState, dataplane: &str) -> Result<(), PlanError> {
+    match unsafe_attributes(state, dataplane).into_iter().next() {
+        Some((role, attribute)) => Err(PlanError::UnsafeRole {
+            role,
+            attribute,
+            login: state.admin.name.clone(),
+        }),
+        None => Ok(()),
     }
 }
 
@@ -131,12 +147,18 @@ pub fn plan(region: &Region, refs: &RegionRefs) -> Result<RegionPlan, PlanError>
             }
             let empty = DbState::empty();
             let state = refs.state.as_ref().unwrap_or(&empty);
-            let (ddl, rls_drift) = database_changes(state);
+            let role = dataplane_role(&region.name_any());
+            refuse_unsafe_roles(state, &role)?;
+            let (ddl, rls_drift) = database_changes(state, &role);
             let password = refs
                 .dataplane_secret
                 .as_ref()
                 .and_then(|d| d.get("password"))
                 .map(String::as_str);
+            let repoint_secret = refs
+                .dataplane_secret
+                .as_ref()
+                .is_some_and(|d| d.get("username") != Some(&role));
             Ok(RegionPlan {
                 create_database: refs.standby.is_none(),
                 migrations: phoenix_catalog::migrations::pending(state.schema_version)
@@ -145,7 +167,8 @@ pub fn plan(region: &Region, refs: &RegionRefs) -> Result<RegionPlan, PlanError>
                 ddl,
                 rls_drift,
                 create_secret: refs.dataplane_secret.is_none(),
-                set_password: password_change(state, password, refs.shares_server_with.is_some()),
+                repoint_secret,
+                set_password: password_change(state, password, &role),
             })
         }
     }
@@ -157,6 +180,8 @@ mod tests {
 
     use super::*;
     use crate::db::roles::desired_grants;
+
+    const DP: &str = "phoenix_dataplane_eu_west_1";
 
     fn region(role: &str) -> Region {
         let mut spec = serde_json::json!({
@@ -179,10 +204,12 @@ mod tests {
             state,
             own_lag: None,
             source: None,
-            dataplane_secret: Some(BTreeMap::from([("password".into(), "pw".into())])),
+            dataplane_secret: Some(BTreeMap::from([
+                ("password".into(), "pw".into()),
+                ("username".into(), DP.into()),
+            ])),
             readers: Vec::new(),
             tenant_count: 0,
-            shares_server_with: None,
         }
     }
 
@@ -190,18 +217,19 @@ mod tests {
     fn converged() -> DbState {
         let mut s = DbState::empty();
         s.schema_version = phoenix_catalog::latest_version();
-        let (ddl, _) = database_changes(&DbState::empty());
+        let (ddl, _) = database_changes(&DbState::empty(), DP);
         assert!(!ddl.is_empty());
-        s.roles = ["phoenix_owner", "phoenix_dataplane"]
+        s.roles = ["phoenix_owner", DP]
             .iter()
             .map(|n| crate::db::state::RoleState {
                 name: (*n).into(),
                 superuser: false,
                 bypass_rls: false,
-                login: *n == "phoenix_dataplane",
+                login: *n == DP,
                 create_db: false,
                 create_role: false,
-                inherit: *n != "phoenix_dataplane",
+                inherit: *n != DP,
+                owned: true,
             })
             .collect();
         s.owners
@@ -210,7 +238,7 @@ mod tests {
             s.owners
                 .insert(format!("table {t}"), "phoenix_owner".into());
         }
-        s.grants = desired_grants().into_iter().collect();
+        s.grants = desired_grants(DP).into_iter().collect();
         s.rls = phoenix_catalog::TENANT_TABLES
             .iter()
             .map(|t| crate::db::rls::TableState {
@@ -274,24 +302,20 @@ mod tests {
         let mut s = converged();
         s.dataplane_verifier = Verifier::Present(scram::verifier("old"));
         assert_eq!(
-            password_change(&s, Some("pw"), false),
-            Some(PasswordWhy::Differs)
-        );
-        assert_eq!(
-            password_change(&s, Some("pw"), true),
-            None,
-            "two Regions on one server would reset the shared role in turn"
+            password_change(&s, Some("pw"), DP),
+            Some(PasswordWhy::Differs),
+            "the role is the Region's own: no other Region resets it"
         );
         s.dataplane_verifier = Verifier::Missing;
         assert_eq!(
-            password_change(&s, Some("pw"), true),
+            password_change(&s, Some("pw"), DP),
             Some(PasswordWhy::Missing)
         );
         s.dataplane_verifier = Verifier::Unreadable;
-        assert_eq!(password_change(&s, Some("pw"), false), None);
+        assert_eq!(password_change(&s, Some("pw"), DP), None);
         s.roles.clear();
         assert_eq!(
-            password_change(&s, Some("pw"), false),
+            password_change(&s, Some("pw"), DP),
             Some(PasswordWhy::NewRole)
         );
     }
@@ -318,5 +342,32 @@ mod tests {
         r.source = Some(std::sync::Arc::new(us));
         let err = plan(&region("Replica"), &r).unwrap_err();
         assert!(err.to_string().contains("[\"US\"]"), "{err}");
+    }
+
+    #[test]
+    fn a_secret_naming_the_shared_role_is_moved_to_the_regions_own() {
+        let mut r = refs(Some(false), Some(converged()));
+        r.dataplane_secret = Some(BTreeMap::from([
+            ("password".into(), "pw".into()),
+            ("username".into(), "phoenix_dataplane".into()),
+        ]));
+        let plan = plan(&region("Primary"), &r).expect("plan");
+        assert!(plan.repoint_secret && !plan.create_secret, "{plan:#?}");
+    }
+
+    #[test]
+    fn a_bypassrls_role_the_login_cannot_fix_is_refused_with_what_to_do() {
+        let mut s = converged();
+        s.admin.superuser = false;
+        s.admin.owner_member = true;
+        s.admin.name = "rds_admin".into();
+        s.roles[1].bypass_rls = true;
+        let err = plan(&region("Primary"), &refs(Some(false), Some(s))).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, PlanError::UnsafeRole { .. }), "{err:?}");
+        assert!(
+            text.contains(&format!("ALTER ROLE {DP} NOBYPASSRLS")),
+            "{text}"
+        );
     }
 }

@@ -123,6 +123,17 @@ pub fn change_events(region: &str, namespace: &str, endpoint: &str, a: &Applied)
             ));
         }
     }
+    if let Some(old) = &a.secret_repointed {
+        out.push(EventSpec::normal(
+            Reason::DataplaneRoleChanged,
+            "MoveSecret",
+            format!(
+                "secret {namespace}/{} now names role {} (was {old}, which keeps working until the data planes restart)",
+                dataplane_secret_name(region),
+                crate::db::owned::dataplane_role(region)
+            ),
+        ));
+    }
     if let Some(why) = a.password_set.filter(|_| !a.secret_created) {
         out.push(EventSpec::normal(
             Reason::DataplanePasswordSet,
@@ -251,7 +262,6 @@ mod tests {
             dataplane_secret: None,
             readers,
             tenant_count: 3,
-            shares_server_with: None,
         }
     }
 
@@ -309,6 +319,7 @@ mod tests {
             rls_drift: vec![("clinical.patients".into(), vec![Drift::Disabled])],
             secret_created: true,
             password_set: Some(PasswordWhy::NewSecret),
+            secret_repointed: None,
         };
         let reasons: Vec<Reason> = change_events("us", "ns", "db", &fresh)
             .iter()
