@@ -2,7 +2,8 @@
 //! Regions on one server keep their own passwords), roles marked as owned, memberships
 //! and grants of owned roles converged while foreign roles are untouched, and a login
 //! that has CREATEROLE but is not a superuser (a managed service's) provisions a Region
-//! and refuses a data plane role with BYPASSRLS.
+//! and refuses a data plane role with BYPASSRLS. A released Region's role loses its login;
+//! a foreign role never does.
 
 mod support;
 
@@ -307,4 +308,61 @@ async fn a_createrole_login_that_is_not_a_superuser_provisions_and_refuses_bypas
         .expect("tidy");
     drop((admin, db));
     drop_roles(&[&role, &login_role]).await;
+}
+
+#[tokio::test]
+async fn a_released_regions_role_loses_its_login_and_a_foreign_role_keeps_its_own() {
+    let suffix = rand_suffix();
+    let db = TestDb::new("roles_retire").await;
+    let role = dataplane_role(&format!("it-retire-{suffix}"));
+    let foreign = format!("foreign_login_{suffix}");
+    provision_for(&*db.region(), &role, Some("dp-pw"))
+        .await
+        .expect("provisioned");
+    let admin = connect(&db.target).await;
+    admin
+        .batch_execute(&format!("CREATE ROLE {foreign} LOGIN PASSWORD 'f-pw'"))
+        .await
+        .expect("foreign role");
+    let live = login(&db, &role, "dp-pw").await.expect("logs in before");
+
+    let region = db.region();
+    assert!(region.retire_login(&role).await.expect("retired"));
+    assert!(
+        !region.retire_login(&role).await.expect("again"),
+        "a retired role is not retired twice"
+    );
+    assert!(
+        !region.retire_login(&foreign).await.expect("foreign"),
+        "a role without the operator's mark is never touched"
+    );
+    let can_login = |name: String| {
+        let admin = &admin;
+        async move {
+            admin
+                .query_one(
+                    "SELECT rolcanlogin, rolpassword IS NULL FROM pg_authid WHERE rolname = $1",
+                    &[&name],
+                )
+                .await
+                .map(|r| (r.get::<_, bool>(0), r.get::<_, bool>(1)))
+                .expect("role")
+        }
+    };
+    assert_eq!(
+        can_login(role.clone()).await,
+        (false, true),
+        "NOLOGIN, no password"
+    );
+    assert_eq!(can_login(foreign.clone()).await, (true, false));
+    assert!(
+        login(&db, &role, "dp-pw").await.is_err(),
+        "the retired role still logs in"
+    );
+    // A session opened before is left to end by itself.
+    live.query_one("SELECT 1", &[])
+        .await
+        .expect("the open session still works");
+    drop((live, admin, region, db));
+    drop_roles(&[&role, &foreign]).await;
 }

@@ -246,6 +246,10 @@ pub trait Database: Send + Sync {
     ) -> Result<ScimConverged, DbError>;
     /// Removes every SCIM token hash of IdPConnection `idp_uid`; how many went.
     async fn delete_scim(&self, idp_uid: &str) -> Result<u64, DbError>;
+    /// Takes away the login of role `name` and its password, if it is a role the operator
+    /// owns (marked) and can still log in; whether it did. Existing sessions are left to
+    /// end by themselves.
+    async fn retire_login(&self, name: &str) -> Result<bool, DbError>;
     /// Creates the database when the server has none of that name; whether it did.
     async fn create_database(&self) -> Result<bool, DbError>;
     /// Applies pending migrations.

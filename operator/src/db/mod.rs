@@ -246,6 +246,31 @@ impl Database for PgDatabase {
         sso::delete_scim(&*self.client().await?, idp_uid).await
     }
 
+    async fn retire_login(&self, name: &str) -> Result<bool, DbError> {
+        self.writable("retiring a role's login")?;
+        let client = self.client().await?;
+        let owned = client
+            .query_opt(
+                "SELECT 1 FROM pg_roles r
+                 WHERE r.rolname = $1 AND r.rolcanlogin
+                   AND shobj_description(r.oid, 'pg_authid') = $2",
+                &[&name, &owned::OWNED_MARKER],
+            )
+            .await
+            .map_err(DbError::query("reading the role to retire"))?;
+        if owned.is_none() {
+            return Ok(false);
+        }
+        client
+            .batch_execute(&format!(
+                "ALTER ROLE {} NOLOGIN PASSWORD NULL",
+                rls::quote_ident(name)
+            ))
+            .await
+            .map_err(DbError::query("retiring a role's login"))?;
+        Ok(true)
+    }
+
     async fn create_database(&self) -> Result<bool, DbError> {
         self.writable("creating the database")?;
         self.create_if_missing().await

@@ -175,7 +175,8 @@ async fn release(region: &Region, ctx: &Context) -> Result<Action, Error> {
     // The database has the last word: a tenant placed there whose Tenant object is gone
     // without cleanup (finalizer removed by hand) still lives in the catalog.
     let world = World::of(ctx);
-    if let Ok(db) = deref::writer(&world, region).await
+    let writer = deref::writer(&world, region).await.ok();
+    if let Some(db) = &writer
         && let Ok(live) = db.tenant_count(&name).await
         && live > 0
     {
@@ -199,6 +200,26 @@ async fn release(region: &Region, ctx: &Context) -> Result<Action, Error> {
         )
         .await;
     }
+    // The Region's own data plane role may no longer log in: its password goes with the
+    // Secret below, and nobody should be left able to use it. A Replica creates no roles;
+    // an unreachable writer keeps its role (said in the Event).
+    let role = crate::db::owned::dataplane_role(&name);
+    let role_note = match &writer {
+        Some(db) if !matches!(region.spec.role, phoenix_crds::RegionRole::Replica) => {
+            match db.retire_login(&role).await {
+                Ok(true) => format!("; role {role} may no longer log in"),
+                Ok(false) => String::new(),
+                Err(error) => {
+                    tracing::warn!(region = %name, error = %error, "retiring the data plane role failed");
+                    format!("; role {role} could not be set NOLOGIN ({error}): do it by hand")
+                }
+            }
+        }
+        Some(_) => String::new(),
+        None => format!(
+            "; the database was unreachable, so role {role} may still log in: run ALTER ROLE {role} NOLOGIN PASSWORD NULL"
+        ),
+    };
     ctx.providers
         .secrets
         .delete(&ctx.settings.namespace, &dataplane_secret_name(&name))
@@ -219,7 +240,7 @@ async fn release(region: &Region, ctx: &Context) -> Result<Action, Error> {
         &[EventSpec::normal(
             Reason::Deleted,
             "Delete",
-            format!("region {name} released; its database is left untouched and the data plane credentials Secret was deleted"),
+            format!("region {name} released; its data is left untouched and the data plane credentials Secret was deleted{role_note}"),
         )],
     )
     .await;
