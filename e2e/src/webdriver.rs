@@ -3,7 +3,10 @@
 //! stack, `e2e/lib/common.sh`). Only what the tests use: open a URL, find, type, click,
 //! read text, source and cookies.
 
+use std::os::unix::process::CommandExt as _;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -11,11 +14,13 @@ use serde_json::{Value, json};
 /// The element reference key of the W3C protocol.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-/// A running chromedriver, killed when dropped.
+/// A running chromedriver, killed when dropped together with every browser it started
+/// (they share its process group), whose profiles are then removed.
 pub struct Driver {
     child: Child,
     url: String,
     http: reqwest::Client,
+    profiles: Mutex<Vec<PathBuf>>,
 }
 
 impl Driver {
@@ -24,6 +29,9 @@ impl Driver {
         let port = crate::free_port();
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            // Its own process group: the browsers it starts join it, and dropping the
+            // driver kills the whole group, so no Chromium outlives the test.
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .stdin(Stdio::null())
@@ -38,6 +46,7 @@ impl Driver {
                 .timeout(Duration::from_secs(60))
                 .build()
                 .expect("HTTP client"),
+            profiles: Mutex::new(Vec::new()),
         };
         let start = Instant::now();
         loop {
@@ -63,6 +72,10 @@ impl Driver {
     /// every `*.phoenixguardian.test` host to 127.0.0.1 and accepts the test certificate.
     pub async fn browser(&self) -> Browser {
         let profile = std::env::temp_dir().join(format!("phoenix-chromium-{:016x}", rand_u64()));
+        self.profiles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(profile.clone());
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "acceptInsecureCerts": true,
@@ -97,8 +110,21 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // The group's id is chromedriver's pid (`process_group(0)`).
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
+        for profile in self
+            .profiles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            let _ = std::fs::remove_dir_all(profile);
+        }
     }
 }
 
