@@ -11,75 +11,26 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
-use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use phoenix_catalog::sso::Protocol;
-use phoenix_dataplane::auth::jwks::{FetchError, JwksCache, JwksSource};
-use phoenix_dataplane::catalog::{
-    Catalog, Isolation, SsoRow, TenantRecord, TenantRow, TenantState,
-};
+use jsonwebtoken::{Algorithm, Header};
+use phoenix_dataplane::auth::jwks::JwksCache;
+use phoenix_dataplane::catalog::{Catalog, SsoRow, TenantRecord};
 use phoenix_dataplane::metrics::Metrics;
 use phoenix_dataplane::{AppState, app};
 use serde_json::{Value, json};
 use support::TestDb;
+use support::auth::{FixedJwks, key, oidc_sso, tenant_record};
 use tower::ServiceExt;
 
 const ISSUER: &str = "https://idp.example/realms/mercy";
 
-fn key() -> EncodingKey {
-    EncodingKey::from_rsa_pem(include_bytes!("../src/auth/test_rsa.pem")).expect("test key")
-}
-
-struct FixedJwks;
-
-#[async_trait::async_trait]
-impl JwksSource for FixedJwks {
-    async fn fetch(&self, _uri: &str) -> Result<Vec<u8>, FetchError> {
-        let mut jwk = Jwk::from_encoding_key(&key(), Algorithm::RS256).expect("jwk");
-        jwk.common.key_id = Some("k1".into());
-        Ok(json!({ "keys": [jwk] }).to_string().into_bytes())
-    }
-}
-
 fn record(id: i64, name: &str) -> TenantRecord {
-    TenantRecord {
-        id,
-        row: TenantRow {
-            uid: format!("uid-{name}"),
-            name: name.into(),
-            display_name: name.into(),
-            hostname: format!("{name}.example.org"),
-            home_region: "us-east-1".into(),
-            data_residency: vec!["US".into()],
-            isolation: Isolation::Shared,
-            state: TenantState::Active,
-            requests_per_second: 100,
-            max_users: 100,
-            generation: 1,
-        },
-    }
+    tenant_record(id, name, &format!("{name}.example.org"))
 }
 
 fn sso(scim_enabled: bool) -> SsoRow {
     SsoRow {
-        idp_uid: "uid".into(),
-        idp_name: "mercy".into(),
-        protocol: Protocol::Oidc,
-        issuer: ISSUER.into(),
-        jwks_uri: format!("{ISSUER}/certs"),
-        client_id: "phoenix-dataplane".into(),
-        audiences: vec!["phoenix-dataplane".into()],
-        claim_subject: "sub".into(),
-        claim_email: "email".into(),
-        claim_groups: "groups".into(),
-        claim_name: "name".into(),
-        role_mapping: vec![],
-        allowed_email_domains: vec![],
         scim_enabled,
-        generation: 1,
-        authorization_endpoint: None,
-        token_endpoint: None,
-        end_session_endpoint: None,
+        ..oidc_sso("mercy", ISSUER)
     }
 }
 

@@ -18,39 +18,22 @@ use axum::http::{Request, StatusCode, header};
 use axum::routing::post;
 use axum::{Json, Router};
 use http_body_util::BodyExt;
-use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use phoenix_catalog::sso::{Protocol, RoleGrant};
-use phoenix_dataplane::auth::jwks::{FetchError, JwksCache, JwksSource};
-use phoenix_dataplane::catalog::{
-    Catalog, Isolation, SsoRow, TenantRecord, TenantRow, TenantState,
-};
+use jsonwebtoken::{Algorithm, Header};
+use phoenix_catalog::sso::RoleGrant;
+use phoenix_dataplane::auth::jwks::JwksCache;
+use phoenix_dataplane::catalog::{Catalog, SsoRow};
 use phoenix_dataplane::login::LoginSettings;
 use phoenix_dataplane::login::flow::pkce_challenge;
 use phoenix_dataplane::metrics::Metrics;
 use phoenix_dataplane::{AppState, app};
 use serde_json::{Value, json};
 use support::TestDb;
+use support::auth::{FixedJwks, key, oidc_sso, tenant_record};
 use tower::ServiceExt;
 
 const HOST: &str = "mercy.example.org";
 const ISSUER: &str = "https://idp.example/realms/mercy";
 const SECRET: &str = "s3cret-of-the-client";
-
-fn key() -> EncodingKey {
-    EncodingKey::from_rsa_pem(include_bytes!("../src/auth/test_rsa.pem")).expect("test key")
-}
-
-struct FixedJwks;
-
-#[async_trait::async_trait]
-impl JwksSource for FixedJwks {
-    async fn fetch(&self, _uri: &str) -> Result<Vec<u8>, FetchError> {
-        let mut jwk = Jwk::from_encoding_key(&key(), Algorithm::RS256).expect("jwk");
-        jwk.common.key_id = Some("k1".into());
-        Ok(json!({ "keys": [jwk] }).to_string().into_bytes())
-    }
-}
 
 /// What the fake IdP knows of the login in flight, and what it puts in the ID token.
 #[derive(Default)]
@@ -153,44 +136,19 @@ async fn get(state: &AppState, path: &str, cookie: Option<&str>) -> Answer {
 async fn setup(token_endpoint: &str, scim_enabled: bool) -> (TestDb, AppState) {
     let db = TestDb::create().await;
     let id = db.insert_tenant("mercy", HOST).await;
-    let tenant = TenantRecord {
-        id,
-        row: TenantRow {
-            uid: "uid-mercy".into(),
-            name: "mercy".into(),
-            display_name: "Mercy".into(),
-            hostname: HOST.into(),
-            home_region: "us-east-1".into(),
-            data_residency: vec!["US".into()],
-            isolation: Isolation::Shared,
-            state: TenantState::Active,
-            requests_per_second: 100,
-            max_users: 100,
-            generation: 1,
-        },
-    };
+    let mut tenant = tenant_record(id, "mercy", HOST);
+    tenant.row.display_name = "Mercy".into();
     let sso = SsoRow {
-        idp_uid: "uid".into(),
-        idp_name: "mercy-idp".into(),
-        protocol: Protocol::Oidc,
-        issuer: ISSUER.into(),
-        jwks_uri: format!("{ISSUER}/certs"),
-        client_id: "phoenix-dataplane".into(),
         audiences: vec![],
-        claim_subject: "sub".into(),
-        claim_email: "email".into(),
-        claim_groups: "groups".into(),
-        claim_name: "name".into(),
         role_mapping: vec![RoleGrant {
             group: "physicians".into(),
             role: "physician".into(),
         }],
         allowed_email_domains: vec!["mercy.example".into()],
         scim_enabled,
-        generation: 1,
         authorization_endpoint: Some(format!("{ISSUER}/auth")),
         token_endpoint: Some(token_endpoint.into()),
-        end_session_endpoint: None,
+        ..oidc_sso("mercy-idp", ISSUER)
     };
     let catalog = Catalog::new();
     catalog.replace_with_sso([tenant], [(id, sso)]);

@@ -12,11 +12,9 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
-use phoenix_catalog::sso::{Protocol, RoleGrant};
+use phoenix_catalog::sso::RoleGrant;
 use phoenix_dataplane::auth::Identity;
-use phoenix_dataplane::catalog::{
-    Catalog, Isolation, SsoRow, TenantRecord, TenantRow, TenantState,
-};
+use phoenix_dataplane::catalog::{Catalog, SsoRow, TenantRecord};
 use phoenix_dataplane::db::Database;
 use phoenix_dataplane::login::flow::{pkce_challenge, sha256_hex};
 use phoenix_dataplane::login::session;
@@ -25,6 +23,7 @@ use phoenix_dataplane::metrics::Metrics;
 use phoenix_dataplane::{AppState, app};
 use serde_json::Value;
 use support::TestDb;
+use support::auth::{oidc_sso, tenant_record};
 use tower::ServiceExt;
 
 const A_HOST: &str = "mercy.example.org";
@@ -41,47 +40,24 @@ fn identity(subject: &str, roles: &[&str]) -> Identity {
 }
 
 fn record(id: i64, name: &str, host: &str) -> TenantRecord {
-    TenantRecord {
-        id,
-        row: TenantRow {
-            uid: format!("uid-{name}"),
-            name: name.into(),
-            display_name: format!("{name} Health System"),
-            hostname: host.into(),
-            home_region: "us-east-1".into(),
-            data_residency: vec!["US".into()],
-            isolation: Isolation::Shared,
-            state: TenantState::Active,
-            requests_per_second: 100,
-            max_users: 100,
-            generation: 1,
-        },
-    }
+    let mut record = tenant_record(id, name, host);
+    record.row.display_name = format!("{name} Health System");
+    record
 }
 
 fn sso(token_endpoint: &str) -> SsoRow {
+    let issuer = "https://idp.example/realms/mercy";
     SsoRow {
-        idp_uid: "uid".into(),
-        idp_name: "mercy".into(),
-        protocol: Protocol::Oidc,
-        issuer: "https://idp.example/realms/mercy".into(),
-        jwks_uri: "https://idp.example/realms/mercy/certs".into(),
-        client_id: "phoenix-dataplane".into(),
         audiences: vec![],
-        claim_subject: "sub".into(),
-        claim_email: "email".into(),
-        claim_groups: "groups".into(),
-        claim_name: "name".into(),
         role_mapping: vec![RoleGrant {
             group: "physicians".into(),
             role: "physician".into(),
         }],
         allowed_email_domains: vec!["mercy.example".into()],
-        scim_enabled: false,
-        generation: 1,
-        authorization_endpoint: Some("https://idp.example/realms/mercy/auth".into()),
+        authorization_endpoint: Some(format!("{issuer}/auth")),
         token_endpoint: Some(token_endpoint.into()),
-        end_session_endpoint: Some("https://idp.example/realms/mercy/logout".into()),
+        end_session_endpoint: Some(format!("{issuer}/logout")),
+        ..oidc_sso("mercy", issuer)
     }
 }
 

@@ -15,8 +15,7 @@ use serde_json::Value;
 use super::list::{self, ListQuery, Projection};
 use super::store::{self, RESOURCE_COLUMNS};
 use super::{
-    ScimError, base_url, check_if_match, is_uuid, json_body, not_modified, patch, scim_response,
-    version_of,
+    ScimError, base_url, check_if_match, json_body, not_modified, patch, scim_response, version_of,
 };
 use crate::app::AppState;
 use crate::db::tenant_tx::Access;
@@ -26,6 +25,13 @@ mod model;
 
 pub use model::case_exact;
 use model::{GroupInput, normalize, one, read_only, render_all, set_members};
+
+/// Where the resources live, and their name index.
+const GROUPS: store::Table = store::Table {
+    table: "clinical.scim_groups",
+    name_attribute: "displayName",
+    name_column: "display_name",
+};
 
 /// The core Group schema.
 pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
@@ -131,7 +137,7 @@ async fn respond_list(
     let pushed = query
         .filter
         .as_ref()
-        .and_then(|f| super::filter::pushdown(f, &["id", "displayName", "externalId"]));
+        .and_then(|f| super::filter::pushdown(f, &GROUPS.indexed()));
     let candidates = candidates(&state, &tenant, &base_url(&headers), pushed).await?;
     Ok(scim_response(
         StatusCode::OK,
@@ -154,22 +160,7 @@ pub async fn candidates(
         .database
         .tenant_tx(Access::Read, tenant.id, |tx| {
             Box::pin(async move {
-                let stored = match &pushed {
-                    Some(("id", value)) if !is_uuid(value) => Vec::new(),
-                    Some((name, value)) => {
-                        let predicate = match *name {
-                            "id" => "id = $1::text::uuid",
-                            "displayName" => "lower(display_name) = lower($1)",
-                            _ => "external_id = $1",
-                        };
-                        let sql = format!("SELECT {RESOURCE_COLUMNS} FROM clinical.scim_groups WHERE {predicate}");
-                        store::query_stored(tx, &sql, &[value]).await?
-                    }
-                    None => {
-                        let sql = format!("SELECT {RESOURCE_COLUMNS} FROM clinical.scim_groups ORDER BY created_at, id");
-                        store::query_stored(tx, &sql, &[]).await?
-                    }
-                };
+                let stored = GROUPS.candidates(tx, pushed.as_ref()).await?;
                 render_all(tx, stored, &base).await
             })
         })

@@ -86,6 +86,50 @@ pub async fn query_stored(
     rows.iter().map(Stored::from_row).collect()
 }
 
+/// A table of SCIM resources and the attribute it indexes case-insensitively by name.
+#[derive(Clone, Copy, Debug)]
+pub struct Table {
+    /// The table (`clinical.scim_users`).
+    pub table: &'static str,
+    /// The SCIM attribute of its name index (`userName`).
+    pub name_attribute: &'static str,
+    /// The column behind it (`user_name`).
+    pub name_column: &'static str,
+}
+
+impl Table {
+    /// The attributes an `eq` filter on which can be answered by an index.
+    pub fn indexed(&self) -> [&'static str; 3] {
+        ["id", self.name_attribute, "externalId"]
+    }
+
+    /// The stored resources an indexed equality `pushed` (one of [`Table::indexed`]) allows;
+    /// without one, every resource of the tenant, oldest first.
+    pub async fn candidates(
+        &self,
+        tx: &mut TenantTx,
+        pushed: Option<&(&'static str, String)>,
+    ) -> Result<Vec<Stored>, ScimError> {
+        let table = self.table;
+        match pushed {
+            Some(("id", value)) if !super::is_uuid(value) => Ok(Vec::new()),
+            Some((name, value)) => {
+                let predicate = match *name {
+                    "id" => "id = $1::text::uuid".to_owned(),
+                    "externalId" => "external_id = $1".to_owned(),
+                    _ => format!("lower({}) = lower($1)", self.name_column),
+                };
+                let sql = format!("SELECT {RESOURCE_COLUMNS} FROM {table} WHERE {predicate}");
+                query_stored(tx, &sql, &[value]).await
+            }
+            None => {
+                let sql = format!("SELECT {RESOURCE_COLUMNS} FROM {table} ORDER BY created_at, id");
+                query_stored(tx, &sql, &[]).await
+            }
+        }
+    }
+}
+
 /// Of `ids` (UUID text), those that are users of the transaction's tenant.
 pub async fn existing_users(tx: &mut TenantTx, ids: &[String]) -> Result<Vec<String>, ScimError> {
     let rows = tx

@@ -14,8 +14,7 @@ use serde_json::Value;
 use super::list::{self, ListQuery, Projection};
 use super::store::{self, RESOURCE_COLUMNS};
 use super::{
-    ScimError, base_url, check_if_match, is_uuid, json_body, not_modified, patch, scim_response,
-    version_of,
+    ScimError, base_url, check_if_match, json_body, not_modified, patch, scim_response, version_of,
 };
 use crate::app::AppState;
 use crate::db::tenant_tx::Access;
@@ -25,6 +24,13 @@ mod model;
 
 pub use model::case_exact;
 use model::{UserInput, normalize, one, read_only, render_all, taken};
+
+/// Where the resources live, and their name index.
+const USERS: store::Table = store::Table {
+    table: "clinical.scim_users",
+    name_attribute: "userName",
+    name_column: "user_name",
+};
 
 /// The core User schema.
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
@@ -135,7 +141,7 @@ async fn respond_list(
     let pushed = query
         .filter
         .as_ref()
-        .and_then(|f| super::filter::pushdown(f, &["id", "userName", "externalId"]));
+        .and_then(|f| super::filter::pushdown(f, &USERS.indexed()));
     let candidates = candidates(&state, &tenant, &base_url(&headers), pushed).await?;
     Ok(scim_response(
         StatusCode::OK,
@@ -158,22 +164,7 @@ pub async fn candidates(
         .database
         .tenant_tx(Access::Read, tenant.id, |tx| {
             Box::pin(async move {
-                let stored = match &pushed {
-                    Some(("id", value)) if !is_uuid(value) => Vec::new(),
-                    Some((name, value)) => {
-                        let predicate = match *name {
-                            "id" => "id = $1::text::uuid",
-                            "userName" => "lower(user_name) = lower($1)",
-                            _ => "external_id = $1",
-                        };
-                        let sql = format!("SELECT {RESOURCE_COLUMNS} FROM clinical.scim_users WHERE {predicate}");
-                        store::query_stored(tx, &sql, &[value]).await?
-                    }
-                    None => {
-                        let sql = format!("SELECT {RESOURCE_COLUMNS} FROM clinical.scim_users ORDER BY created_at, id");
-                        store::query_stored(tx, &sql, &[]).await?
-                    }
-                };
+                let stored = USERS.candidates(tx, pushed.as_ref()).await?;
                 render_all(tx, stored, &base).await
             })
         })

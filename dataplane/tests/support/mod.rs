@@ -4,6 +4,9 @@
 
 #![allow(dead_code)] // each test binary uses its own part of the support code
 
+pub mod auth;
+pub mod fhir;
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 
