@@ -4,7 +4,8 @@
 use std::fmt;
 
 use axum::Json;
-use axum::http::{Method, StatusCode};
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -32,6 +33,18 @@ pub enum ApiError {
     TenantSuspended {
         /// The requested host, lowercased and without port.
         host: String,
+    },
+    /// The tenant is over its request rate (`spec.limits.requestsPerSecond`).
+    #[error(
+        "tenant {tenant} is over its limit of {per_second} requests per second; retry after {retry_after_seconds} s"
+    )]
+    RateLimited {
+        /// The tenant's name.
+        tenant: String,
+        /// Its sustained rate.
+        per_second: u32,
+        /// Whole seconds until a request would be admitted (`Retry-After`).
+        retry_after_seconds: u64,
     },
     /// No route matches the path.
     #[error("no route for {method} {path}")]
@@ -107,6 +120,7 @@ impl ApiError {
                 StatusCode::FORBIDDEN
             }
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Database(_) | Self::Transaction(TxError::Pool(_)) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -131,6 +145,7 @@ impl ApiError {
             Self::TenantSuspended { .. } => "tenant_suspended",
             Self::RouteNotFound { .. } => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::RateLimited { .. } => "rate_limited",
             Self::Transaction(TxError::OtherTenant(_)) => "other_tenant",
             _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => "database_unavailable",
             Self::Database(_) | Self::Transaction(_) | Self::Internal(_) => "internal",
@@ -147,6 +162,7 @@ impl ApiError {
             }
             Self::TenantSuspended { .. } => (IssueSeverity::Error, IssueType::Suspended),
             Self::MethodNotAllowed { .. } => (IssueSeverity::Error, IssueType::NotSupported),
+            Self::RateLimited { .. } => (IssueSeverity::Error, IssueType::Throttled),
             Self::Transaction(TxError::OtherTenant(_)) => {
                 (IssueSeverity::Error, IssueType::Forbidden)
             }
@@ -235,7 +251,18 @@ impl IntoResponse for ApiError {
         if status.is_server_error() || matches!(self, Self::Transaction(TxError::OtherTenant(_))) {
             tracing::error!(error = %Report(&self), "request failed");
         }
-        self.public().into_plain_response()
+        let retry_after = match &self {
+            Self::RateLimited {
+                retry_after_seconds,
+                ..
+            } => Some(HeaderValue::from(*retry_after_seconds)),
+            _ => None,
+        };
+        let mut response = self.public().into_plain_response();
+        if let Some(value) = retry_after {
+            response.headers_mut().insert(RETRY_AFTER, value);
+        }
+        response
     }
 }
 
@@ -283,6 +310,26 @@ mod tests {
             Report(&error).to_string(),
             "database unavailable: DATABASE_URL is not a valid libpq URL: \
              invalid connection string: invalid value for option `port`"
+        );
+    }
+
+    #[test]
+    fn a_rate_limited_request_is_429_with_retry_after_and_what_the_limit_is() {
+        let response = ApiError::RateLimited {
+            tenant: "mercy-general".into(),
+            per_second: 50,
+            retry_after_seconds: 1,
+        }
+        .into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[RETRY_AFTER], "1");
+        let public = response.extensions().get::<PublicError>().expect("public");
+        assert_eq!(public.issue, IssueType::Throttled);
+        assert_eq!(public.code, "rate_limited");
+        assert!(
+            public.message.contains("50 requests per second"),
+            "{}",
+            public.message
         );
     }
 

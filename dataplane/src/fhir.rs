@@ -48,7 +48,15 @@ pub async fn render_errors(response: Response) -> Response {
         return response;
     };
     let outcome = OperationOutcome::single(error.severity, error.issue, error.message.clone());
+    // The error's own headers (`WWW-Authenticate`, `Retry-After`) stay; only the body and
+    // its type change.
+    let (parts, _) = response.into_parts();
     let mut rendered = (error.status, FhirJson(outcome)).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            rendered.headers_mut().append(name.clone(), value.clone());
+        }
+    }
     rendered.extensions_mut().insert(error);
     rendered
 }
@@ -95,6 +103,8 @@ pub enum IssueType {
     Deleted,
     /// Content too long (the body exceeds the server's limit).
     TooLong,
+    /// The tenant is over its request rate.
+    Throttled,
 }
 
 /// One issue of an `OperationOutcome`.

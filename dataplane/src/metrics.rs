@@ -34,6 +34,11 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabels {
+    tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     method: Cow<'static, str>,
     route: String,
@@ -53,6 +58,7 @@ pub struct Metrics {
     catalog_tenants: Gauge,
     catalog_reloads: Counter,
     catalog_reload_failures: Counter,
+    rate_limited: Family<TenantLabels, Counter>,
 }
 
 impl fmt::Debug for Metrics {
@@ -101,6 +107,14 @@ impl Metrics {
             "Failed reloads of the catalog (the previous catalog stays in use)",
             catalog_reload_failures.clone(),
         );
+        // Labelled by tenant name: bounded by the catalog, never by what a client sends
+        // (only resolved tenants are counted).
+        let rate_limited = Family::<TenantLabels, Counter>::default();
+        registry.register(
+            "dataplane_rate_limited_requests",
+            "Requests answered 429 because their tenant was over its requestsPerSecond",
+            rate_limited.clone(),
+        );
 
         Self {
             registry: Arc::new(registry),
@@ -109,6 +123,7 @@ impl Metrics {
             catalog_tenants,
             catalog_reloads,
             catalog_reload_failures,
+            rate_limited,
         }
     }
 
@@ -141,6 +156,15 @@ impl Metrics {
     pub fn catalog_reloaded(&self, tenants: usize) {
         self.catalog_reloads.inc();
         self.set_catalog_tenants(tenants);
+    }
+
+    /// Counts a request of `tenant` refused for its rate limit.
+    pub fn rate_limited(&self, tenant: &str) {
+        self.rate_limited
+            .get_or_create(&TenantLabels {
+                tenant: tenant.to_owned(),
+            })
+            .inc();
     }
 
     /// Records a failed catalog reload.
