@@ -58,6 +58,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "fhir_history",
         sql: include_str!("../migrations/0007_fhir_history.sql"),
     },
+    Migration {
+        version: 8,
+        name: "readers",
+        sql: include_str!("../migrations/0008_readers.sql"),
+    },
 ];
 
 /// The version a fully migrated database has.
