@@ -338,7 +338,7 @@ async fn notes_are_found_by_patient_encounter_and_date_and_include_their_patient
         )
         .await;
         assert_eq!(ids(&bundle, "match").len(), 2);
-        assert_eq!(ids(&bundle, "include"), [ann.clone()], "{include}: once");
+        assert_eq!(ids(&bundle, "include"), [ann.as_str()], "{include}: once");
     }
     let (status, _, outcome) = Call::new(
         Method::GET,

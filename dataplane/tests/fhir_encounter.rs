@@ -522,7 +522,7 @@ async fn include_adds_each_referenced_patient_once() {
         "/fhir/Encounter?_sort=date&_count=1&_include=Encounter:patient",
     )
     .await;
-    assert_eq!(ids(&page, "include"), [ann.clone()]);
+    assert_eq!(ids(&page, "include"), [ann.as_str()]);
     let last = search(
         &s.app,
         A,
