@@ -13,6 +13,7 @@ pub mod kind;
 pub mod medication_request;
 pub mod patient;
 pub mod search;
+pub mod search_sql;
 pub mod store;
 
 /// Every resource type the API serves, in the CapabilityStatement's order.
