@@ -63,6 +63,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "readers",
         sql: include_str!("../migrations/0008_readers.sql"),
     },
+    Migration {
+        version: 9,
+        name: "fhir_clinical_search",
+        sql: include_str!("../migrations/0009_fhir_clinical_search.sql"),
+    },
 ];
 
 /// The version a fully migrated database has.

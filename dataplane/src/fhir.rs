@@ -5,10 +5,24 @@
 pub mod bundle;
 pub mod cursor;
 pub mod date;
+pub mod document_reference;
+pub mod element;
+pub mod encounter;
 pub mod error;
+pub mod kind;
+pub mod medication_request;
 pub mod patient;
 pub mod search;
+pub mod search_sql;
 pub mod store;
+
+/// Every resource type the API serves, in the CapabilityStatement's order.
+pub const KINDS: [&kind::ResourceKind; 4] = [
+    &patient::KIND,
+    &encounter::KIND,
+    &document_reference::KIND,
+    &medication_request::KIND,
+];
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};

@@ -1,7 +1,8 @@
 //! The FHIR R4 API of a tenant: its `CapabilityStatement`, public, and the resources it
-//! serves ([`patient`]), which need a token or session with the clinical permissions.
+//! serves ([`crate::fhir::KINDS`], through the handlers of [`resource`]), which need a
+//! token or session with the clinical permissions.
 
-pub mod patient;
+pub mod resource;
 pub mod wire;
 
 use axum::Router;
@@ -10,8 +11,8 @@ use axum::routing::get;
 use serde::Serialize;
 
 use crate::app::AppState;
-use crate::fhir::FhirJson;
-use crate::fhir::search::SearchParam;
+use crate::fhir::kind::ResourceKind;
+use crate::fhir::{FhirJson, KINDS};
 use crate::tenant::Tenant;
 
 /// The public FHIR routes (the CapabilityStatement), mounted under `/fhir` behind tenant
@@ -22,28 +23,17 @@ pub fn router() -> Router<AppState> {
 
 /// The resource routes that only read (need `Permission::ReadClinical`).
 pub fn read_router() -> Router<AppState> {
-    patient::read_router()
+    KINDS.iter().fold(Router::new(), |router, kind| {
+        router.merge(resource::read_router(kind))
+    })
 }
 
 /// The resource routes that write (need `Permission::WriteClinical`).
 pub fn write_router() -> Router<AppState> {
-    patient::write_router()
+    KINDS.iter().fold(Router::new(), |router, kind| {
+        router.merge(resource::write_router(kind))
+    })
 }
-
-/// A resource type the API serves: what the CapabilityStatement says of it, from the same
-/// constants its handlers use.
-#[derive(Debug)]
-pub struct ServedResource {
-    /// The FHIR resource type.
-    pub resource_type: &'static str,
-    /// Its interactions (FHIR `TypeRestfulInteraction` codes).
-    pub interactions: &'static [&'static str],
-    /// Its search parameters, the table the search handler parses against.
-    pub search: &'static [SearchParam],
-}
-
-/// Every resource type served.
-pub const SERVED: [&ServedResource; 1] = [&patient::SERVED];
 
 const SOFTWARE_NAME: &str = "Phoenix Guardian data plane";
 const SECURITY_DESCRIPTION: &str = "Every request except GET /fhir/metadata needs an OAuth 2.0 \
@@ -114,6 +104,9 @@ struct RestResource {
     conditional_create: bool,
     conditional_update: bool,
     conditional_delete: &'static str,
+    // FHIR JSON forbids empty arrays.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    search_include: Vec<String>,
     search_param: Vec<RestSearchParam>,
 }
 
@@ -130,11 +123,10 @@ struct RestSearchParam {
 }
 
 impl RestResource {
-    fn from_served(served: &ServedResource) -> Self {
+    fn from_kind(served: &ResourceKind) -> Self {
         Self {
             r#type: served.resource_type,
-            interaction: served
-                .interactions
+            interaction: resource::INTERACTIONS
                 .iter()
                 .map(|code| Interaction { code })
                 .collect(),
@@ -145,6 +137,11 @@ impl RestResource {
             conditional_create: false,
             conditional_update: false,
             conditional_delete: "not-supported",
+            search_include: served
+                .includes
+                .iter()
+                .map(|i| format!("{}:{}", served.resource_type, i.name))
+                .collect(),
             search_param: served
                 .search
                 .iter()
@@ -187,10 +184,7 @@ impl CapabilityStatement {
                     }],
                     description: SECURITY_DESCRIPTION,
                 },
-                resource: SERVED
-                    .iter()
-                    .map(|s| RestResource::from_served(s))
-                    .collect(),
+                resource: KINDS.iter().map(|k| RestResource::from_kind(k)).collect(),
             }],
         }
     }
@@ -234,8 +228,8 @@ mod tests {
         let resources = statement["rest"][0]["resource"]
             .as_array()
             .expect("resources");
-        assert_eq!(resources.len(), SERVED.len());
-        for (resource, served) in resources.iter().zip(SERVED) {
+        assert_eq!(resources.len(), KINDS.len());
+        for (resource, served) in resources.iter().zip(KINDS) {
             assert_eq!(resource["type"], served.resource_type);
             let names: Vec<&str> = resource["searchParam"]
                 .as_array()
@@ -251,8 +245,33 @@ mod tests {
                 .iter()
                 .filter_map(|i| i["code"].as_str())
                 .collect();
-            assert_eq!(codes, served.interactions);
+            assert_eq!(codes, resource::INTERACTIONS);
+            let includes: Vec<String> = resource["searchInclude"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i.as_str().map(str::to_owned))
+                .collect();
+            let table: Vec<String> = served
+                .includes
+                .iter()
+                .map(|i| format!("{}:{}", served.resource_type, i.name))
+                .collect();
+            assert_eq!(includes, table);
         }
+        let types: Vec<&str> = resources
+            .iter()
+            .filter_map(|r| r["type"].as_str())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "Patient",
+                "Encounter",
+                "DocumentReference",
+                "MedicationRequest"
+            ]
+        );
         let patient = &resources[0];
         assert_eq!(patient["searchParam"][3]["type"], "date");
     }

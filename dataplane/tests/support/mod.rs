@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses its own part of the support code
 
 pub mod auth;
+pub mod clinical;
 pub mod fhir;
 
 use std::future::Future;
