@@ -1,5 +1,7 @@
 //! Prometheus metrics of the data plane and the `/metrics` route that exposes them.
 
+pub mod reads;
+
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+use self::reads::ReadMetrics;
 use crate::app::AppState;
 use crate::error::ApiError;
 
@@ -53,6 +56,7 @@ pub struct Metrics {
     catalog_tenants: Gauge,
     catalog_reloads: Counter,
     catalog_reload_failures: Counter,
+    reads: ReadMetrics,
 }
 
 impl fmt::Debug for Metrics {
@@ -101,6 +105,7 @@ impl Metrics {
             "Failed reloads of the catalog (the previous catalog stays in use)",
             catalog_reload_failures.clone(),
         );
+        let reads = ReadMetrics::register(&mut registry);
 
         Self {
             registry: Arc::new(registry),
@@ -109,7 +114,13 @@ impl Metrics {
             catalog_tenants,
             catalog_reloads,
             catalog_reload_failures,
+            reads,
         }
+    }
+
+    /// The read/write split's series (given to the `Database`).
+    pub fn reads(&self) -> ReadMetrics {
+        self.reads.clone()
     }
 
     /// Counts one served request and its duration.
