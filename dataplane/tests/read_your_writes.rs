@@ -461,3 +461,48 @@ async fn the_lag_is_sampled_periodically_and_a_reader_that_is_down_degrades_read
         r#"dataplane_db_read_fallbacks_total{region="us-east-1",reason="unavailable"}"#;
     assert_eq!(metric(&down, unavailable).await, 2.0);
 }
+
+#[tokio::test]
+async fn the_running_data_plane_samples_the_lag_of_its_configured_reader() {
+    // The binary's wiring: DATABASE_READER_URL starts the sampler, whose first sample is
+    // at once; a reader nobody listens on makes it fail, which /metrics counts.
+    let db = support::TestDb::create().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a free loopback port");
+    let mut config = phoenix_dataplane::Config::new(db.dataplane_url());
+    config.reader_url = Some("postgres://nobody@127.0.0.1:1/nothing".to_owned());
+    config.listen = listener.local_addr().expect("bound address");
+    config.region = Some("us-east-1".to_owned());
+    let dataplane = phoenix_dataplane::Dataplane::start(&config, listener, Default::default())
+        .await
+        .expect("start the data plane");
+    let client = support::http();
+    let client = &client;
+    let url = format!("http://{}/metrics", dataplane.local_addr());
+    let url = url.as_str();
+    eventually(
+        "a failed lag sample is counted",
+        Duration::from_secs(10),
+        || async move {
+            let text = client
+                .get(url)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+                .text()
+                .await
+                .map_err(|e| e.to_string())?;
+            text.lines()
+                .any(|line| {
+                    line.starts_with(
+                        r#"dataplane_replica_lag_sample_failures_total{region="us-east-1"} "#,
+                    ) && !line.ends_with(" 0")
+                })
+                .then_some(())
+                .ok_or(text)
+        },
+    )
+    .await;
+    dataplane.stop().await.expect("clean stop");
+}
