@@ -45,8 +45,10 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// State over `catalog` and `database`; readiness pings `database`.
+    /// State over `catalog` and `database`; readiness pings `database`, whose read/write
+    /// split reports to `metrics`.
     pub fn new(catalog: Catalog, database: Database, metrics: Metrics) -> Self {
+        let database = database.observed_by(metrics.reads());
         Self {
             catalog,
             probe: Arc::new(database.clone()),

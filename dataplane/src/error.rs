@@ -62,6 +62,9 @@ pub enum ApiError {
         /// Request path, without query.
         path: String,
     },
+    /// `X-Consistency-Token` is not a token a write returned.
+    #[error(transparent)]
+    InvalidConsistencyToken(#[from] crate::db::consistency::InvalidToken),
     /// No valid bearer token; the text says why, never what the token was.
     #[error("{0}")]
     Unauthenticated(crate::auth::TokenError),
@@ -113,7 +116,9 @@ impl ApiError {
     /// The HTTP status this error answers with, whatever API renders it.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::MissingHost | Self::InvalidHost => StatusCode::BAD_REQUEST,
+            Self::MissingHost | Self::InvalidHost | Self::InvalidConsistencyToken(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::UnknownTenant { .. } | Self::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             Self::TenantSuspended { .. } | Self::Transaction(TxError::OtherTenant(_)) => {
@@ -138,6 +143,7 @@ impl ApiError {
         match self {
             Self::MissingHost => "missing_host",
             Self::InvalidHost => "invalid_host",
+            Self::InvalidConsistencyToken(_) => "invalid_consistency_token",
             Self::Unauthenticated(crate::auth::TokenError::Missing) => "unauthenticated",
             Self::Unauthenticated(crate::auth::TokenError::Session) => "invalid_session",
             Self::Unauthenticated(_) => "invalid_token",
@@ -155,7 +161,9 @@ impl ApiError {
     fn issue(&self) -> (IssueSeverity, IssueType) {
         match self {
             Self::MissingHost => (IssueSeverity::Error, IssueType::Required),
-            Self::InvalidHost => (IssueSeverity::Error, IssueType::Value),
+            Self::InvalidHost | Self::InvalidConsistencyToken(_) => {
+                (IssueSeverity::Error, IssueType::Value)
+            }
             Self::Unauthenticated(_) => (IssueSeverity::Error, IssueType::Login),
             Self::UnknownTenant { .. } | Self::RouteNotFound { .. } => {
                 (IssueSeverity::Error, IssueType::NotFound)

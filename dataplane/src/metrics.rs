@@ -1,5 +1,7 @@
 //! Prometheus metrics of the data plane and the `/metrics` route that exposes them.
 
+pub mod reads;
+
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+use self::reads::ReadMetrics;
 use crate::app::AppState;
 use crate::error::ApiError;
 
@@ -59,6 +62,7 @@ pub struct Metrics {
     catalog_reloads: Counter,
     catalog_reload_failures: Counter,
     rate_limited: Family<TenantLabels, Counter>,
+    reads: ReadMetrics,
 }
 
 impl fmt::Debug for Metrics {
@@ -115,6 +119,7 @@ impl Metrics {
             "Requests answered 429 because their tenant was over its requestsPerSecond",
             rate_limited.clone(),
         );
+        let reads = ReadMetrics::register(&mut registry);
 
         Self {
             registry: Arc::new(registry),
@@ -124,7 +129,13 @@ impl Metrics {
             catalog_reloads,
             catalog_reload_failures,
             rate_limited,
+            reads,
         }
+    }
+
+    /// The read/write split's series (given to the `Database`).
+    pub fn reads(&self) -> ReadMetrics {
+        self.reads.clone()
     }
 
     /// Counts one served request and its duration.

@@ -10,24 +10,41 @@
 //! A future dropped mid-transaction (the client went away) must not hand an open
 //! transaction, or the tenant setting, to the next request: the connection is then detached
 //! from the pool and closed, and PostgreSQL aborts the transaction.
+//!
+//! [`Access`] picks the pool. A write's COMMIT travels with the read of the WAL position
+//! it reached (one round trip), which becomes the request's consistency token; a read
+//! runs on the reader pool, after waiting for it to replay the request's token when the
+//! request carries one (see [`super::consistency`] and [`super::readers`]).
 
-use deadpool_postgres::{Object, Pool, PoolError};
+use deadpool_postgres::{Object, PoolError};
 use futures::future::BoxFuture;
 use phoenix_catalog::rls::SET_TENANT_SQL;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Row, Statement};
+use tokio_postgres::{Row, SimpleQueryMessage, Statement};
 
 use super::Database;
+use super::consistency::{Lsn, RequestConsistency};
 use crate::error::Report;
 
-/// Which pool a tenant transaction runs on.
+/// COMMIT, then (same round trip, its own implicit transaction) the WAL insert position,
+/// which has passed the end of the commit record once COMMIT returned, and the sizes that
+/// turn it into an end position ([`Lsn::commit_end`]).
+const COMMIT_RETURNING_POSITION: &str = "COMMIT; SELECT pg_current_wal_insert_lsn()::text, \
+     current_setting('wal_block_size'), pg_size_bytes(current_setting('wal_segment_size'))::text";
+
+/// What a tenant transaction does, which decides the pool it runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
-    /// The region's replica (or the writer when none is configured).
+    /// Only reads, and may see the replica's (slightly older) state: the reader pool,
+    /// after the replica replayed the request's consistency token; the writer when no
+    /// reader is configured, it is unavailable, or it lags past the wait.
     Read,
-    /// The region's primary.
+    /// Writes: the primary. Its commit position becomes the request's consistency token.
     Write,
+    /// Only reads, but must see the primary's state now (the SCIM access check, SCIM
+    /// reads, sessions): the primary, and no consistency token.
+    Primary,
 }
 
 /// Why a tenant transaction failed.
@@ -178,6 +195,36 @@ impl TenantTx {
         })
     }
 
+    // Commits and reads, in the same round trip, where the commit left the primary's WAL
+    // (`None` when the transaction sent nothing, or the position did not read).
+    async fn commit_returning_position(&mut self) -> Result<Option<Lsn>, TxError> {
+        if self.phase != Phase::Open {
+            self.phase = Phase::Done;
+            return Ok(None);
+        }
+        let messages = self
+            .client()
+            .simple_query(COMMIT_RETURNING_POSITION)
+            .await?;
+        self.phase = Phase::Done;
+        let position = messages.iter().find_map(|message| match message {
+            SimpleQueryMessage::Row(row) => {
+                let number = |i| row.get(i).and_then(|v: &str| v.parse::<u64>().ok());
+                let insert = row.get(0).and_then(|v| v.parse::<Lsn>().ok())?;
+                Some(Lsn::commit_end(
+                    insert,
+                    number(1).unwrap_or(0),
+                    number(2).unwrap_or(0),
+                ))
+            }
+            _ => None,
+        });
+        if position.is_none() {
+            tracing::warn!(tenant = %self.tenant, "a commit's WAL position did not read; no consistency token");
+        }
+        Ok(position)
+    }
+
     async fn finish(&mut self, sql: &'static str) -> Result<(), TxError> {
         if self.phase != Phase::Open {
             self.phase = Phase::Done;
@@ -246,7 +293,9 @@ pub type TxWork<'t, T, E> = BoxFuture<'t, Result<T, E>>;
 
 impl Database {
     /// Runs `work` in a transaction of tenant `tenant_id` on the pool `access` picks;
-    /// commits when it returns `Ok`, rolls back when it returns `Err`.
+    /// commits when it returns `Ok`, rolls back when it returns `Err`. Within a request's
+    /// [`RequestConsistency`] scope, a read waits for its token and a write records its
+    /// commit position there.
     ///
     /// An axum handler reaching tenant data (compiled as a doc test, so the shape holds):
     ///
@@ -278,13 +327,27 @@ impl Database {
         F: for<'t> FnOnce(&'t mut TenantTx) -> TxWork<'t, T, E>,
         E: From<TxError>,
     {
-        let pool: &Pool = match access {
-            Access::Read => self.reader(),
-            Access::Write => self.writer(),
+        let request = RequestConsistency::current();
+        let client = match access {
+            Access::Write | Access::Primary => self.writer().get().await.map_err(TxError::from)?,
+            Access::Read => {
+                let token = request.as_ref().and_then(|r| r.token());
+                let (client, pool) = self.read_connection(token).await?;
+                if let Some(request) = &request {
+                    request.record_read(pool);
+                }
+                client
+            }
         };
-        let client = pool.get().await.map_err(TxError::from)?;
         let mut tx = TenantTx::new(client, tenant_id);
         match work(&mut tx).await {
+            Ok(value) if access == Access::Write => {
+                let position = tx.commit_returning_position().await?;
+                if let (Some(request), Some(position)) = (&request, position) {
+                    request.record_commit(position);
+                }
+                Ok(value)
+            }
             Ok(value) => {
                 tx.finish("COMMIT").await?;
                 Ok(value)
