@@ -25,7 +25,16 @@ fn secret_yaml() -> String {
 /// The example tenants and IdPConnections applied and Ready, and a us-east-1 data plane.
 async fn platform(scenario: &ScenarioGuard) -> Process {
     kubectl_ok(&["apply", "-f", "-"], Some(&secret_yaml()));
-    let tenants = std::fs::read_to_string(repo().join("examples/tenants.yaml")).expect("read");
+    // scim2-tester fires its checks back to back, faster than mercy-general's example
+    // limit of 200 requests per second (the data plane answers 429 beyond it, as it
+    // should): the conformance run gets the headroom a bulk provisioning job would.
+    let tenants = std::fs::read_to_string(repo().join("examples/tenants.yaml"))
+        .expect("read")
+        .replacen("requestsPerSecond: 200", "requestsPerSecond: 5000", 1);
+    assert!(
+        tenants.contains("requestsPerSecond: 5000"),
+        "examples/tenants.yaml changed"
+    );
     scenario.apply(&tenants);
     let idps = std::fs::read_to_string(repo().join("examples/idpconnections.yaml"))
         .expect("read")

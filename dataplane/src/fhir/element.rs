@@ -43,6 +43,18 @@ pub enum Shape {
     Strings,
 }
 
+/// What kind of JSON value `v` is, for messages.
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
 /// Checks `body` as a `resource_type` whose own elements are `elements`: a JSON object of
 /// that type, with no unknown, empty or wrongly shaped element. Returns it as an object.
 pub fn check(
@@ -53,14 +65,23 @@ pub fn check(
     let Value::Object(resource) = body else {
         return Err(FhirError::NotJson("expected a JSON object".into()));
     };
-    match resource.get("resourceType") {
-        Some(Value::String(t)) if t == resource_type => {}
-        _ => {
-            return Err(FhirError::invalid(
-                format!("{resource_type}.resourceType"),
-                format!("resourceType must be \"{resource_type}\" on this endpoint"),
-            ));
-        }
+    let found = match resource.get("resourceType") {
+        Some(Value::String(t)) if t == resource_type => None,
+        Some(Value::String(t)) => Some(format!("\"{t}\"")),
+        Some(other) => Some(format!("a JSON {}", json_kind(other))),
+        None => Some("no resourceType".to_owned()),
+    };
+    if let Some(found) = found {
+        // What was sent is named (a type name, never a value of the body beyond it).
+        let found = if found.len() > 80 {
+            "a long string".to_owned()
+        } else {
+            found
+        };
+        return Err(FhirError::invalid(
+            format!("{resource_type}.resourceType"),
+            format!("resourceType must be \"{resource_type}\" on this endpoint, found {found}"),
+        ));
     }
     let unknown = |path: &str| {
         FhirError::invalid(
