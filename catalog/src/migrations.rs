@@ -58,6 +58,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "fhir_history",
         sql: include_str!("../migrations/0007_fhir_history.sql"),
     },
+    Migration {
+        version: 8,
+        name: "audit",
+        sql: include_str!("../migrations/0008_audit.sql"),
+    },
 ];
 
 /// The version a fully migrated database has.

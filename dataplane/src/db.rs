@@ -140,6 +140,15 @@ impl Database {
         Ok(Self { writer, reader })
     }
 
+    /// A database of the writer alone, with at most `max_size` connections (tools such as
+    /// `phoenix-dataplane audit verify`).
+    pub fn writer_only(target: DbTarget, max_size: usize) -> Result<Self, DbError> {
+        Ok(Self {
+            writer: pool(target, max_size.max(1))?,
+            reader: None,
+        })
+    }
+
     /// The pool of the region's primary, for writes and read-your-writes.
     pub fn writer(&self) -> &Pool {
         &self.writer

@@ -54,6 +54,7 @@ pub fn tenant_routes(state: AppState) -> Router<AppState> {
             Permission::WriteClinical,
             &state,
         ))
+        .merge(protected(fhir::audit_router(), Permission::Audit, &state))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(middleware::map_response(crate::fhir::render_errors));

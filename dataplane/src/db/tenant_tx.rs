@@ -19,6 +19,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement};
 
 use super::Database;
+use crate::audit::store::{APPEND_SQL, Record};
+use crate::audit::{AuditEntry, Outcome, Requester};
 use crate::error::Report;
 
 /// Which pool a tenant transaction runs on.
@@ -79,6 +81,8 @@ pub struct TenantTx {
     client: Option<Object>,
     tenant: String,
     phase: Phase,
+    // The audit entry of an audited transaction, appended when it commits.
+    audit: Option<AuditEntry>,
 }
 
 impl std::fmt::Debug for TenantTx {
@@ -96,6 +100,15 @@ impl TenantTx {
             client: Some(client),
             tenant: tenant_id.to_string(),
             phase: Phase::Idle,
+            audit: None,
+        }
+    }
+
+    /// Records the ids a search or export returned in the transaction's audit entry (none
+    /// outside [`Database::audited_tx`]).
+    pub fn audit_results(&mut self, ids: Vec<String>) {
+        if let Some(entry) = &mut self.audit {
+            entry.result_ids = Some(ids);
         }
     }
 
@@ -176,6 +189,22 @@ impl TenantTx {
             statement,
             setup: Some((set_tenant, &self.tenant)),
         })
+    }
+
+    // Appends `record` and commits, the two pipelined (with BEGIN and the tenant setting
+    // too when nothing was sent yet): no round trip of its own. A failed append aborts the
+    // transaction, whose COMMIT then rolls back: the work is undone and the error returned.
+    async fn commit_with(&mut self, record: &Record) -> Result<(), TxError> {
+        let params = record.params();
+        let next = self.prepare(APPEND_SQL).await?;
+        let (appended, committed) = futures::join!(
+            next.send(next.client.execute(&next.statement, &params)),
+            next.client.batch_execute("COMMIT")
+        );
+        committed?;
+        self.phase = Phase::Done;
+        appended?;
+        Ok(())
     }
 
     async fn finish(&mut self, sql: &'static str) -> Result<(), TxError> {
@@ -297,5 +326,89 @@ impl Database {
                 Err(error)
             }
         }
+    }
+
+    /// [`Database::tenant_tx`] for a request that touches PHI: also appends the audit
+    /// `entry` of `requester` to the tenant's chain (ADR 0005).
+    ///
+    /// On success the entry (with what the work added, [`TenantTx::audit_results`]) is
+    /// appended in the same transaction, pipelined with its COMMIT, with the interaction's
+    /// success status: the answer and its audit entry commit together or not at all. When
+    /// the work fails, its transaction rolls back and the entry, with the status of the
+    /// error, is appended in a short transaction of its own on the writer. Reads on a
+    /// separate replica append on the writer after the read committed (a replica takes no
+    /// writes).
+    pub async fn audited_tx<T, E, F>(
+        &self,
+        access: Access,
+        requester: &Requester,
+        entry: AuditEntry,
+        work: F,
+    ) -> Result<T, E>
+    where
+        F: for<'t> FnOnce(&'t mut TenantTx) -> TxWork<'t, T, E>,
+        E: From<TxError> + Outcome,
+    {
+        let on_replica = access == Access::Read && self.reader.is_some();
+        let pool: &Pool = if on_replica {
+            self.reader()
+        } else {
+            self.writer()
+        };
+        let client = pool.get().await.map_err(TxError::from)?;
+        let mut tx = TenantTx::new(client, requester.tenant_id);
+        tx.audit = Some(entry);
+        let result = work(&mut tx).await;
+        let entry = tx
+            .audit
+            .take()
+            .unwrap_or_else(|| unreachable!("only audited_tx sets and takes the audit entry"));
+        let status = match &result {
+            Ok(_) => entry.action.success_status(),
+            Err(error) => error.status(),
+        };
+        let record = Record {
+            requester: requester.clone(),
+            entry,
+            status: i16::try_from(status.as_u16()).unwrap_or(i16::MAX),
+        };
+        match result {
+            Ok(value) if !on_replica => {
+                tx.commit_with(&record).await?;
+                Ok(value)
+            }
+            Ok(value) => {
+                tx.finish("COMMIT").await?;
+                drop(tx);
+                self.append(&record).await?;
+                Ok(value)
+            }
+            Err(error) => {
+                if let Err(rollback) = tx.finish("ROLLBACK").await {
+                    tracing::warn!(error = %Report(&rollback), "rolling back a tenant transaction failed");
+                }
+                drop(tx);
+                // The client is told of its failure either way; an entry that cannot be
+                // written is logged (without PHI) rather than hiding the first error.
+                if let Err(audit) = self.append(&record).await {
+                    tracing::error!(
+                        error = %Report(&audit),
+                        tenant_id = requester.tenant_id,
+                        request_id = %requester.request_id,
+                        status = record.status,
+                        "appending the audit entry of a failed request failed"
+                    );
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Appends `record` in a transaction of its own on the writer (one pipelined round
+    /// trip: BEGIN, the tenant setting, the append and COMMIT).
+    pub async fn append(&self, record: &Record) -> Result<(), TxError> {
+        let client = self.writer().get().await?;
+        let mut tx = TenantTx::new(client, record.requester.tenant_id);
+        tx.commit_with(record).await
     }
 }

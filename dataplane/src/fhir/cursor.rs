@@ -27,14 +27,31 @@ pub fn encode(last_id: &str, search: &str) -> String {
 
 /// The id after which the next page starts, if `cursor` was issued for `search`.
 pub fn decode(cursor: &str, search: &str) -> Result<String, FhirError> {
+    decode_key(cursor, search, is_uuid)
+}
+
+/// The sequence number after which the next page starts (searches kept in `seq` order,
+/// such as the `AuditEvent` export), if `cursor` was issued for `search`.
+pub fn decode_seq(cursor: &str, search: &str) -> Result<i64, FhirError> {
+    let valid = |key: &str| !key.is_empty() && key.bytes().all(|b| b.is_ascii_digit());
+    decode_key(cursor, search, valid)?
+        .parse()
+        .map_err(|_| FhirError::BadCursor)
+}
+
+fn decode_key(
+    cursor: &str,
+    search: &str,
+    valid: impl Fn(&str) -> bool,
+) -> Result<String, FhirError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(cursor)
         .map_err(|_| FhirError::BadCursor)?;
     let text = String::from_utf8(bytes).map_err(|_| FhirError::BadCursor)?;
     let mut parts = text.split('.');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(VERSION), Some(id), Some(sum), None) if is_uuid(id) && sum == digest(search) => {
-            Ok(id.to_owned())
+        (Some(VERSION), Some(key), Some(sum), None) if valid(key) && sum == digest(search) => {
+            Ok(key.to_owned())
         }
         _ => Err(FhirError::BadCursor),
     }

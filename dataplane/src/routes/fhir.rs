@@ -1,6 +1,7 @@
 //! The FHIR R4 API of a tenant: its `CapabilityStatement`, public, and the resources it
 //! serves ([`patient`]), which need a token or session with the clinical permissions.
 
+pub mod audit_event;
 pub mod patient;
 pub mod wire;
 
@@ -30,6 +31,11 @@ pub fn write_router() -> Router<AppState> {
     patient::write_router()
 }
 
+/// The audit trail export (need `Permission::Audit`).
+pub fn audit_router() -> Router<AppState> {
+    audit_event::audit_router()
+}
+
 /// A resource type the API serves: what the CapabilityStatement says of it, from the same
 /// constants its handlers use.
 #[derive(Debug)]
@@ -43,7 +49,7 @@ pub struct ServedResource {
 }
 
 /// Every resource type served.
-pub const SERVED: [&ServedResource; 1] = [&patient::SERVED];
+pub const SERVED: [&ServedResource; 2] = [&patient::SERVED, &audit_event::SERVED];
 
 const SOFTWARE_NAME: &str = "Phoenix Guardian data plane";
 const SECURITY_DESCRIPTION: &str = "Every request except GET /fhir/metadata needs an OAuth 2.0 \
@@ -139,8 +145,12 @@ impl RestResource {
                 .map(|code| Interaction { code })
                 .collect(),
             // Updates honour If-Match; every version is kept and readable (vread).
-            versioning: "versioned-update",
-            read_history: true,
+            versioning: if served.interactions.contains(&"update") {
+                "versioned-update"
+            } else {
+                "no-version"
+            },
+            read_history: served.interactions.contains(&"vread"),
             update_create: false,
             conditional_create: false,
             conditional_update: false,

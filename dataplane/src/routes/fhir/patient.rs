@@ -1,6 +1,8 @@
 //! `/fhir/Patient`: create, read, versioned update, delete, `_history/{vid}` and search,
 //! every statement in the tenant's transaction (reads on the reader pool, writes on the
 //! writer). An id of another tenant, a malformed id and a missing id all answer 404.
+//! Every interaction that reaches the database is audited in its own transaction
+//! ([`crate::db::Database::audited_tx`]).
 
 use axum::Router;
 use axum::body::Bytes;
@@ -16,6 +18,7 @@ use serde_json::value::RawValue;
 use super::ServedResource;
 use super::wire::{json_body, new_id, now, resource};
 use crate::app::AppState;
+use crate::audit::{Action, AuditEntry, Requester};
 use crate::db::tenant_tx::Access;
 use crate::fhir::FhirJson;
 use crate::fhir::bundle::{Entry, SearchSet};
@@ -75,6 +78,7 @@ fn path_id(id: Result<Path<String>, PathRejection>) -> Result<String, FhirError>
 async fn create(
     State(state): State<AppState>,
     tenant: Tenant,
+    requester: Requester,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, FhirError> {
@@ -85,9 +89,10 @@ async fn create(
     let stored = json.clone();
     let tenant_id = tenant.id;
     let new = id.clone();
+    let entry = AuditEntry::new(Action::Create, RESOURCE_TYPE).id(&id);
     state
         .database
-        .tenant_tx(Access::Write, tenant_id, |tx| {
+        .audited_tx(Access::Write, &requester, entry, |tx| {
             Box::pin(async move {
                 store::create(tx, tenant_id, &new, &columns, &stored, &at).await?;
                 Ok::<_, FhirError>(())
@@ -106,6 +111,7 @@ async fn create(
 async fn read(
     State(state): State<AppState>,
     tenant: Tenant,
+    requester: Requester,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, FhirError> {
     let id = path_id(id)?;
@@ -113,23 +119,26 @@ async fn read(
         return Err(not_found(&id));
     }
     let tenant_id = tenant.id;
-    let key = id.clone();
-    let found = state
+    let entry = AuditEntry::new(Action::Read, RESOURCE_TYPE).id(&id);
+    let (json, version) = state
         .database
-        .tenant_tx(Access::Read, tenant_id, |tx| {
-            Box::pin(async move { Ok::<_, FhirError>(store::read(tx, tenant_id, &key).await?) })
+        .audited_tx(Access::Read, &requester, entry, |tx| {
+            Box::pin(async move {
+                match store::read(tx, tenant_id, &id).await? {
+                    Lookup::Found(json, version) => Ok((json, version)),
+                    Lookup::Deleted => Err(gone(&id)),
+                    Lookup::Missing => Err(not_found(&id)),
+                }
+            })
         })
         .await?;
-    match found {
-        Lookup::Found(json, version) => Ok(resource(StatusCode::OK, version, json, None)),
-        Lookup::Deleted => Err(gone(&id)),
-        Lookup::Missing => Err(not_found(&id)),
-    }
+    Ok(resource(StatusCode::OK, version, json, None))
 }
 
 async fn vread(
     State(state): State<AppState>,
     tenant: Tenant,
+    requester: Requester,
     ids: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, FhirError> {
     let Ok(Path((id, vid))) = ids else {
@@ -140,25 +149,27 @@ async fn vread(
         return Err(not_found(&format!("{id}/_history/{vid}")));
     };
     let tenant_id = tenant.id;
-    let key = id.clone();
-    let found = state
+    let key = format!("{id}/_history/{vid}");
+    let entry = AuditEntry::new(Action::Vread, RESOURCE_TYPE).id(&key);
+    let (json, version) = state
         .database
-        .tenant_tx(Access::Read, tenant_id, |tx| {
+        .audited_tx(Access::Read, &requester, entry, |tx| {
             Box::pin(async move {
-                Ok::<_, FhirError>(store::version(tx, tenant_id, &key, version).await?)
+                match store::version(tx, tenant_id, &id, version).await? {
+                    Lookup::Found(json, version) => Ok((json, version)),
+                    Lookup::Deleted => Err(gone(&key)),
+                    Lookup::Missing => Err(not_found(&key)),
+                }
             })
         })
         .await?;
-    match found {
-        Lookup::Found(json, version) => Ok(resource(StatusCode::OK, version, json, None)),
-        Lookup::Deleted => Err(gone(&format!("{id}/_history/{vid}"))),
-        Lookup::Missing => Err(not_found(&format!("{id}/_history/{vid}"))),
-    }
+    Ok(resource(StatusCode::OK, version, json, None))
 }
 
 async fn update(
     State(state): State<AppState>,
     tenant: Tenant,
+    requester: Requester,
     id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -177,9 +188,10 @@ async fn update(
     let expected = super::wire::if_match(&headers)?;
     let tenant_id = tenant.id;
     let key = id.clone();
+    let entry = AuditEntry::new(Action::Update, RESOURCE_TYPE).id(&id);
     let (version, json) = state
         .database
-        .tenant_tx(Access::Write, tenant_id, |tx| {
+        .audited_tx(Access::Write, &requester, entry, |tx| {
             Box::pin(async move {
                 let Some(current) = store::lock_current(tx, tenant_id, &key).await? else {
                     return Err(match store::read(tx, tenant_id, &key).await? {
@@ -206,6 +218,7 @@ async fn update(
 async fn remove(
     State(state): State<AppState>,
     tenant: Tenant,
+    requester: Requester,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, FhirError> {
     let id = path_id(id)?;
@@ -213,9 +226,10 @@ async fn remove(
         return Err(not_found(&id));
     }
     let tenant_id = tenant.id;
+    let entry = AuditEntry::new(Action::Delete, RESOURCE_TYPE).id(&id);
     state
         .database
-        .tenant_tx(Access::Write, tenant_id, |tx| {
+        .audited_tx(Access::Write, &requester, entry, |tx| {
             Box::pin(async move {
                 match store::lock_current(tx, tenant_id, &id).await? {
                     Some(current) => {
@@ -238,6 +252,7 @@ async fn remove(
 async fn search_patients(
     State(state): State<AppState>,
     tenant: Tenant,
+    requester: Requester,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, FhirError> {
@@ -262,19 +277,21 @@ async fn search_patients(
     let tenant_id = tenant.id;
     let page = search.count;
     let query = search.clone();
+    let entry = AuditEntry::new(Action::Search, RESOURCE_TYPE).query(&applied);
     let (rows, total) = state
         .database
-        .tenant_tx(Access::Read, tenant_id, |tx| {
+        .audited_tx(Access::Read, &requester, entry, |tx| {
             Box::pin(async move {
                 if query.summary_count {
                     let total = store::count(tx, tenant_id, &query).await?;
                     return Ok::<_, FhirError>((Vec::new(), Some(total)));
                 }
                 let limit = i64::try_from(page).unwrap_or(100).saturating_add(1);
-                Ok((
-                    store::search(tx, tenant_id, &query, after, limit).await?,
-                    None,
-                ))
+                let rows = store::search(tx, tenant_id, &query, after, limit).await?;
+                // The ids this page returns (not the one extra row that only says more
+                // follow).
+                tx.audit_results(rows.iter().take(page).map(|(id, _)| id.clone()).collect());
+                Ok((rows, None))
             })
         })
         .await?;
