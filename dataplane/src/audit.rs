@@ -13,6 +13,7 @@
 pub mod chain;
 pub mod cli;
 pub mod export;
+pub mod refusals;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -169,16 +170,17 @@ pub const REQUEST_ID: &str = "x-request-id";
 
 impl Requester {
     /// The requester of a request with these parts, in `tenant_id`, as `actor`.
-    pub fn from_parts(parts: &Parts, tenant_id: i64, actor: String) -> Self {
+    pub async fn from_parts(parts: &mut Parts, tenant_id: i64, actor: String) -> Self {
         let request_id = parts
             .headers
             .get(REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .filter(|v| usable_request_id(v))
             .map_or_else(|| format!("{:032x}", rand::random::<u128>()), str::to_owned);
-        let source = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
+        // The extractor, not the extension: it also finds a test's `MockConnectInfo`.
+        let source = ConnectInfo::<SocketAddr>::from_request_parts(parts, &())
+            .await
+            .ok()
             .map(|ConnectInfo(addr)| addr.ip().to_string());
         Self {
             tenant_id,
@@ -200,11 +202,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Requester {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let tenant = Tenant::from_request_parts(parts, state).await?;
         let principal = Principal::from_request_parts(parts, state).await?;
-        Ok(Self::from_parts(
-            parts,
-            tenant.id,
-            principal.identity.subject.clone(),
-        ))
+        Ok(Self::from_parts(parts, tenant.id, principal.identity.subject.clone()).await)
     }
 }
 

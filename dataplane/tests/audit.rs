@@ -519,9 +519,12 @@ async fn the_audit_event_export_is_valid_fhir_pages_and_needs_the_audit_permissi
     unique.dedup();
     assert_eq!(ids, unique, "a page repeated an event");
 
-    // The exports were audited too, with what they returned.
+    // The exports were audited too, with what they returned (and the physician's refusal).
     let rows = entries(admin, a).await;
-    let exports: Vec<&Row> = rows.iter().filter(|r| r.1 == "export").collect();
+    let exports: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.1 == "export" && r.5 == 200)
+        .collect();
     assert_eq!(exports.len(), pages);
     assert_eq!(exports[0].4, Some(vec!["1".to_owned(), "2".to_owned()]));
 
@@ -565,5 +568,157 @@ async fn the_audit_event_export_is_valid_fhir_pages_and_needs_the_audit_permissi
     intact(
         &verify(&s.database, a).await.expect("verify"),
         rows.len() as u64 + 2,
+    );
+}
+
+#[tokio::test]
+async fn refused_requests_are_audited_with_who_was_refused() {
+    let s = setup().await;
+    let admin = s._db.admin();
+    let a = tenant_id(admin, "mercy").await;
+    let id = create(&s.app, patient("Refused", "1980-01-01", "MRN-R")).await;
+    let path = format!("/fhir/Patient/{id}");
+
+    // No credential: 401, anonymous; from the connection's peer address.
+    let peer: std::net::SocketAddr = "10.1.2.3:4444".parse().expect("address");
+    let behind_peer = s
+        .app
+        .clone()
+        .layer(axum::extract::connect_info::MockConnectInfo(peer));
+    let (status, _, _) = Call::new(Method::GET, &path, A, None)
+        .send(&behind_peer)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // A token of B's IdP on A's host: 401, anonymous (it proves nothing here).
+    let (status, _, _) = Call::new(Method::DELETE, &path, A, Some((B, "physicians")))
+        .send(&s.app)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Authenticated without the permission: 403, with the subject.
+    let (status, _, _) = Call::new(Method::PUT, &path, A, Some((A, "readonlys")))
+        .body(patient("Refused", "1980-01-01", "MRN-R"))
+        .send(&s.app)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = Call::new(Method::GET, "/fhir/AuditEvent", A, PHYSICIAN)
+        .header("x-request-id", "req-403")
+        .send(&s.app)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let p = |s: &str| s.to_owned();
+    let rows = entries(admin, a).await;
+    assert_eq!(
+        rows[1..],
+        [
+            (
+                2,
+                p("read"),
+                p("Patient"),
+                Some(id.clone()),
+                None,
+                401,
+                p("anonymous")
+            ),
+            (
+                3,
+                p("delete"),
+                p("Patient"),
+                Some(id.clone()),
+                None,
+                401,
+                p("anonymous")
+            ),
+            (
+                4,
+                p("update"),
+                p("Patient"),
+                Some(id.clone()),
+                None,
+                403,
+                p("readonlys-1")
+            ),
+            (
+                5,
+                p("export"),
+                p("AuditEvent"),
+                None,
+                None,
+                403,
+                p("physicians-1")
+            ),
+        ]
+    );
+    let request_id: String = admin
+        .query_one(
+            "SELECT request_id FROM clinical.audit_events WHERE tenant_id = $1 AND seq = 5",
+            &[&a],
+        )
+        .await
+        .expect("entry 5")
+        .get(0);
+    assert_eq!(request_id, "req-403");
+    let sources: Vec<Option<String>> = admin
+        .query(
+            "SELECT source FROM clinical.audit_events WHERE tenant_id = $1 ORDER BY seq",
+            &[&a],
+        )
+        .await
+        .expect("sources")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        sources,
+        [None, Some("10.1.2.3".to_owned()), None, None, None]
+    );
+    intact(&verify(&s.database, a).await.expect("verify"), 5);
+}
+
+#[tokio::test]
+async fn reads_served_by_the_replica_are_audited_on_the_primary() {
+    let s = setup().await;
+    let admin = s._db.admin();
+    let a = tenant_id(admin, "mercy").await;
+    let mut config = phoenix_dataplane::Config::new(s._db.dataplane_url());
+    config.reader_url = Some(s._db.replica_url());
+    config.database_ca_file = s._db.ca_file();
+    config.pool_size = 2;
+    let split = phoenix_dataplane::db::Database::new(&config).expect("pools");
+    let app = support::fhir::fresh_app(&s.catalog, &split);
+
+    let id = create(&app, patient("Replica", "1980-01-01", "MRN-P")).await;
+    let path = format!("/fhir/Patient/{id}");
+    // The replica serves the read once it replayed the create (no read-your-writes yet).
+    support::eventually(
+        "the replica serves the new patient",
+        std::time::Duration::from_secs(10),
+        || async {
+            let (status, _, _) = Call::new(Method::GET, &path, A, PHYSICIAN).send(&app).await;
+            (status == StatusCode::OK)
+                .then_some(())
+                .ok_or_else(|| status.to_string())
+        },
+    )
+    .await;
+    let missing = format!("/fhir/Patient/{}", "00000000-0000-4000-8000-000000000000");
+    let (status, _, _) = Call::new(Method::GET, &missing, A, PHYSICIAN)
+        .send(&app)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let rows = entries(admin, a).await;
+    let last_two: Vec<(String, i16)> = rows[rows.len() - 2..]
+        .iter()
+        .map(|r| (r.1.clone(), r.5))
+        .collect();
+    assert_eq!(
+        last_two,
+        [("read".to_owned(), 200), ("read".to_owned(), 404)]
+    );
+    assert!(rows.iter().skip(1).all(|r| r.1 == "read"), "{rows:?}");
+    intact(
+        &verify(&s.database, a).await.expect("verify"),
+        rows.len() as u64,
     );
 }
