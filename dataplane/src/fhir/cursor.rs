@@ -30,13 +30,26 @@ pub fn decode(cursor: &str, search: &str) -> Result<String, FhirError> {
     decode_key(cursor, search, is_uuid)
 }
 
-/// The sequence number after which the next page starts (searches kept in `seq` order,
-/// such as the `AuditEvent` export), if `cursor` was issued for `search`.
-pub fn decode_seq(cursor: &str, search: &str) -> Result<i64, FhirError> {
-    let valid = |key: &str| !key.is_empty() && key.bytes().all(|b| b.is_ascii_digit());
-    decode_key(cursor, search, valid)?
-        .parse()
-        .map_err(|_| FhirError::BadCursor)
+/// The cursor after a row whose sort key is the pair `(a, b)` (searches ordered by two
+/// numbers, such as the `AuditEvent` export's time and sequence).
+pub fn encode_pair(a: i64, b: i64, search: &str) -> String {
+    encode(&format!("{a}_{b}"), search)
+}
+
+/// The pair after which the next page starts, if `cursor` was issued for `search` by
+/// [`encode_pair`].
+pub fn decode_pair(cursor: &str, search: &str) -> Result<(i64, i64), FhirError> {
+    let number = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
+    let valid = |key: &str| {
+        key.split_once('_')
+            .is_some_and(|(a, b)| number(a) && number(b))
+    };
+    let key = decode_key(cursor, search, valid)?;
+    let (a, b) = key.split_once('_').ok_or(FhirError::BadCursor)?;
+    Ok((
+        a.parse().map_err(|_| FhirError::BadCursor)?,
+        b.parse().map_err(|_| FhirError::BadCursor)?,
+    ))
 }
 
 fn decode_key(
@@ -76,6 +89,29 @@ mod tests {
     fn a_cursor_round_trips_for_its_own_search() {
         let cursor = encode(ID, "family=smith&_count=2");
         assert_eq!(decode(&cursor, "family=smith&_count=2").expect("valid"), ID);
+    }
+
+    #[test]
+    fn a_pair_cursor_round_trips_and_is_not_an_id_cursor() {
+        let cursor = encode_pair(1_764_000_000_123_456, 42, "date=ge2026");
+        assert_eq!(
+            decode_pair(&cursor, "date=ge2026").expect("valid"),
+            (1_764_000_000_123_456, 42)
+        );
+        assert!(matches!(
+            decode(&cursor, "date=ge2026"),
+            Err(FhirError::BadCursor)
+        ));
+        let id_cursor = encode(ID, "date=ge2026");
+        assert!(matches!(
+            decode_pair(&id_cursor, "date=ge2026"),
+            Err(FhirError::BadCursor)
+        ));
+        let other = encode_pair(1, 2, "date=ge2025");
+        assert!(matches!(
+            decode_pair(&other, "date=ge2026"),
+            Err(FhirError::BadCursor)
+        ));
     }
 
     #[test]

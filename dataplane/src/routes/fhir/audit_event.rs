@@ -1,5 +1,6 @@
 //! `GET /fhir/AuditEvent`: the tenant's audit trail as a `searchset` Bundle of FHIR
-//! `AuditEvent` resources, in chain order, paged by a keyset cursor on the entry's seq;
+//! `AuditEvent` resources, in time (= chain) order, paged by a keyset cursor on the
+//! entry's `(recorded, seq)`;
 //! `date` (with `ge`, `gt`, `le`, `lt`, `eq`) bounds `recorded`. Needs
 //! `Permission::Audit`; the export is itself audited (action `export`).
 
@@ -102,9 +103,8 @@ async fn search_audit_events(
     let after = search
         .cursor
         .as_deref()
-        .map(|c| cursor::decode_seq(c, &applied))
-        .transpose()?
-        .unwrap_or(0);
+        .map(|c| cursor::decode_pair(c, &applied))
+        .transpose()?;
     let url = format!("https://{}/fhir/{RESOURCE_TYPE}", tenant.hostname);
     let self_url = if applied.is_empty() {
         url.clone()
@@ -135,7 +135,7 @@ async fn search_audit_events(
     let total = (search.cursor.is_none() && !more).then_some(entries.len() as u64);
     let next = match (more, links.get(page.saturating_sub(1))) {
         (true, Some(last)) => {
-            let cursor = cursor::encode(&last.seq.to_string(), &applied);
+            let cursor = cursor::encode_pair(last.recorded_at_us, last.seq, &applied);
             let separator = if applied.is_empty() { "" } else { "&" };
             Some(format!("{url}?{applied}{separator}{CURSOR_PARAM}={cursor}"))
         }
