@@ -722,3 +722,44 @@ async fn reads_served_by_the_replica_are_audited_on_the_primary() {
         rows.len() as u64,
     );
 }
+
+#[tokio::test]
+async fn a_request_whose_entry_cannot_be_written_is_not_answered_and_writes_nothing() {
+    let s = setup().await;
+    let admin = s._db.admin();
+    let a = tenant_id(admin, "mercy").await;
+    let id = create(&s.app, patient("Atomic", "1980-01-01", "MRN-A1")).await;
+    // Every new entry now fails (a constraint that refuses all new rows).
+    s._db
+        .execute(
+            "ALTER TABLE clinical.audit_events ADD CONSTRAINT refuse_all CHECK (false) NOT VALID",
+        )
+        .await;
+
+    let (status, _, outcome) = Call::new(Method::POST, "/fhir/Patient", A, PHYSICIAN)
+        .body(patient("Atomic", "1980-01-01", "MRN-A2"))
+        .send(&s.app)
+        .await;
+    assert!(status.is_server_error(), "{status} {outcome}");
+    let (status, _, outcome) = Call::new(Method::GET, &format!("/fhir/Patient/{id}"), A, PHYSICIAN)
+        .send(&s.app)
+        .await;
+    assert!(
+        status.is_server_error(),
+        "a read was answered unaudited: {status} {outcome}"
+    );
+    let patients: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM clinical.patients WHERE tenant_id = $1",
+            &[&a],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(patients, 1, "the create committed without its audit entry");
+
+    s._db
+        .execute("ALTER TABLE clinical.audit_events DROP CONSTRAINT refuse_all")
+        .await;
+    intact(&verify(&s.database, a).await.expect("verify"), 1);
+}
