@@ -48,11 +48,13 @@ macro_rules! string_enum {
 }
 
 pub mod migrations;
+pub mod readers;
 pub mod rls;
 pub mod sso;
 pub mod tenants;
 
 pub use migrations::{MIGRATIONS, Migration, latest_version};
+pub use readers::ReaderRow;
 pub use rls::{POLICY_NAME, TENANT_SETTING, TENANT_TABLES, tenant_predicate};
 pub use sso::SsoRow;
 pub use tenants::{Isolation, RowError, TenantRecord, TenantRow, TenantState, UnknownValue};

@@ -60,8 +60,18 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 8,
+        name: "readers",
+        sql: include_str!("../migrations/0008_readers.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "fhir_clinical_search",
+        sql: include_str!("../migrations/0009_fhir_clinical_search.sql"),
+    },
+    Migration {
+        version: 10,
         name: "audit",
-        sql: include_str!("../migrations/0008_audit.sql"),
+        sql: include_str!("../migrations/0010_audit.sql"),
     },
 ];
 

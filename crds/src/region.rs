@@ -273,6 +273,30 @@ impl Default for RegionCapacity {
     }
 }
 
+/// Replication health of one reader.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReaderStatus {
+    /// `host:port/dbname`, as published to the catalog for the data plane (empty when its
+    /// connection could not be resolved).
+    pub endpoint: String,
+    /// A standby whose WAL receiver streams from the writer.
+    pub healthy: bool,
+    /// The last WAL position it replayed (`pg_last_wal_replay_lsn()`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_lsn: Option<String>,
+    /// Bytes of WAL between what it replayed and the writer's position (sampled after it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_bytes: Option<i64>,
+    /// Seconds behind: 0 when it replayed all it received, else the age of the last
+    /// replayed transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<f64>,
+    /// Why it is not healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
 /// Observed state of a region.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -287,6 +311,9 @@ pub struct RegionStatus {
     /// Replay lag of the slowest reader, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication_lag_seconds: Option<f64>,
+    /// Each declared reader's replication health, in `spec.database.readers` order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub readers: Vec<ReaderStatus>,
     /// Active tenants whose home is this region.
     #[serde(default)]
     pub tenant_count: i32,

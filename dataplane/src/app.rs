@@ -9,6 +9,7 @@ use axum::middleware;
 use crate::auth::jwks::{self, HttpJwks, JwksCache};
 use crate::catalog::Catalog;
 use crate::db::{Database, DatabaseProbe};
+use crate::limits::RateLimits;
 use crate::login::LoginSettings;
 use crate::metrics::{self, Metrics};
 use crate::routes;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub jwks: JwksCache,
     /// Browser login and session settings.
     pub login: LoginSettings,
+    /// Every tenant's request rate bucket.
+    pub limits: RateLimits,
     started_at: jiff::Timestamp,
 }
 
@@ -42,8 +45,10 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// State over `catalog` and `database`; readiness pings `database`.
+    /// State over `catalog` and `database`; readiness pings `database`, whose read/write
+    /// split reports to `metrics`.
     pub fn new(catalog: Catalog, database: Database, metrics: Metrics) -> Self {
+        let database = database.observed_by(metrics.reads());
         Self {
             catalog,
             probe: Arc::new(database.clone()),
@@ -51,6 +56,7 @@ impl AppState {
             metrics,
             jwks: JwksCache::new(Arc::new(HttpJwks::new()), jwks::MIN_REFRESH),
             login: LoginSettings::default(),
+            limits: RateLimits::default(),
             started_at: jiff::Timestamp::now(),
         }
     }

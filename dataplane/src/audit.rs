@@ -1,4 +1,4 @@
-//! The audit trail of PHI access (ADR 0005): every FHIR interaction appends one entry to
+//! The audit trail of PHI access (ADR 0006): every FHIR interaction appends one entry to
 //! its tenant's hash chain in `clinical.audit_events`.
 //!
 //! Handlers describe the access with an [`AuditEntry`] and run their work through
@@ -6,7 +6,7 @@
 //! transaction (pipelined with `COMMIT`), so a request that was answered has its entry
 //! committed with it. A failed request's work rolls back; its entry, with the refusal's
 //! status, is appended in a short transaction of its own. The database keeps the chain
-//! (sequence, previous hash, hash: a trigger, see migration 0008); [`chain`] recomputes it
+//! (sequence, previous hash, hash: a trigger, see migration 0010); [`chain`] recomputes it
 //! for `phoenix-dataplane audit verify`, and [`export`] turns entries into FHIR
 //! `AuditEvent` resources. Entries carry ids, never names or resource bodies.
 

@@ -8,6 +8,8 @@ use clap::Parser;
 
 /// Connections per pool unless configured.
 pub const DEFAULT_POOL_SIZE: usize = 16;
+/// How long a read carrying a consistency token waits for the replica unless configured.
+pub const DEFAULT_READ_CONSISTENCY_WAIT_MS: u64 = 200;
 
 /// Everything the data plane needs to run: where the region's database is and where to listen.
 #[derive(Clone, Parser)]
@@ -17,13 +19,23 @@ pub struct Config {
     #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
 
-    /// libpq URL of the region's read replica; reads use the writer when absent.
+    /// libpq URL of the region's read replica (same TLS settings and CA as the writer);
+    /// reads use the writer when absent.
     #[arg(
         long = "reader-url",
         env = "DATABASE_READER_URL",
         hide_env_values = true
     )]
     pub reader_url: Option<String>,
+
+    /// Longest time a read carrying X-Consistency-Token waits for the replica to replay
+    /// it before it reads on the writer instead (0: look once, never wait).
+    #[arg(
+        long = "read-consistency-wait-ms",
+        env = "READ_CONSISTENCY_WAIT_MS",
+        default_value_t = DEFAULT_READ_CONSISTENCY_WAIT_MS
+    )]
+    pub read_consistency_wait_ms: u64,
 
     /// Connections each pool (writer, reader) keeps at most. The data plane's queries are
     /// short; more connections per process would only queue in PostgreSQL.
@@ -88,6 +100,7 @@ impl Config {
         Self {
             database_url: database_url.into(),
             reader_url: None,
+            read_consistency_wait_ms: DEFAULT_READ_CONSISTENCY_WAIT_MS,
             pool_size: DEFAULT_POOL_SIZE,
             database_ca_file: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
@@ -123,6 +136,7 @@ impl fmt::Debug for Config {
                 "reader_url",
                 &self.reader_url.as_ref().map(|_| "<redacted>"),
             )
+            .field("read_consistency_wait_ms", &self.read_consistency_wait_ms)
             .field("pool_size", &self.pool_size)
             .field("database_ca_file", &self.database_ca_file)
             .field("listen", &self.listen)
@@ -156,6 +170,8 @@ mod tests {
             Some(std::path::Path::new("/etc/phoenix/pg-ca.crt"))
         );
         assert_eq!(config.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(config.reader_url, None);
+        assert_eq!(config.read_consistency_wait_ms, 200);
     }
 
     #[test]

@@ -1,16 +1,23 @@
 //! Connections to the region's PostgreSQL: the writer and reader pools handlers reach
-//! through [`tenant_tx`], and the probe readiness uses.
+//! through [`tenant_tx`] (which pool a read uses: [`readers`]; read-your-writes:
+//! [`consistency`]), the replica lag sampler ([`lag`]) and the probe readiness uses.
 
+pub mod consistency;
+pub mod lag;
+pub mod readers;
 pub mod tenant_tx;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures::future::BoxFuture;
 use phoenix_catalog::connect::{ConnectError, MakeRustlsConnect};
 
+use self::readers::{ConfiguredReader, ReaderSource};
 use crate::config::Config;
+use crate::metrics::reads::ReadMetrics;
 
 /// How long a request waits for a pooled connection, and for a new one to be made.
 const POOL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -99,14 +106,16 @@ pub trait DatabaseProbe: Send + Sync + 'static {
     fn ping(&self) -> BoxFuture<'_, Result<(), DbError>>;
 }
 
-/// The region's database: the writer pool and, when configured, the reader (replica) pool.
+/// The region's database: the writer pool and, when there is one, a reader (replica) pool.
 ///
 /// Handlers reach tenant data only through [`Database::tenant_tx`]; the raw pools are for
 /// readiness, tools and tests.
 #[derive(Clone, Debug)]
 pub struct Database {
     writer: Pool,
-    reader: Option<Pool>,
+    readers: Arc<dyn ReaderSource>,
+    consistency_wait: Duration,
+    metrics: ReadMetrics,
 }
 
 impl Database {
@@ -137,7 +146,12 @@ impl Database {
             .transpose()?
             .map(|pg| pool(pg, size))
             .transpose()?;
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer,
+            readers: Arc::new(ConfiguredReader::new(reader)),
+            consistency_wait: Duration::from_millis(config.read_consistency_wait_ms),
+            metrics: ReadMetrics::default(),
+        })
     }
 
     /// A database of the writer alone, with at most `max_size` connections (tools such as
@@ -145,18 +159,43 @@ impl Database {
     pub fn writer_only(target: DbTarget, max_size: usize) -> Result<Self, DbError> {
         Ok(Self {
             writer: pool(target, max_size.max(1))?,
-            reader: None,
+            readers: Arc::new(ConfiguredReader::new(None)),
+            consistency_wait: Duration::ZERO,
+            metrics: ReadMetrics::default(),
         })
     }
 
-    /// The pool of the region's primary, for writes and read-your-writes.
+    /// Reads take their reader pool from `readers` (e.g. the Region's readers as the
+    /// operator publishes them) instead of the configured one.
+    pub fn with_readers(mut self, readers: Arc<dyn ReaderSource>) -> Self {
+        self.readers = readers;
+        self
+    }
+
+    /// The split's metrics go to `metrics` (the process's registry).
+    pub fn observed_by(mut self, metrics: ReadMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The pool of the region's primary, for writes and reads that must see the primary.
     pub fn writer(&self) -> &Pool {
         &self.writer
     }
 
-    /// The pool of the region's replica, or the writer's when no replica is configured.
-    pub fn reader(&self) -> &Pool {
-        self.reader.as_ref().unwrap_or(&self.writer)
+    /// The pool of the region's replica, when there is one.
+    pub fn reader(&self) -> Option<Pool> {
+        self.readers.reader()
+    }
+
+    /// How long a read carrying a consistency token waits for the replica.
+    pub fn consistency_wait(&self) -> Duration {
+        self.consistency_wait
+    }
+
+    /// The split's metrics.
+    pub fn metrics(&self) -> &ReadMetrics {
+        &self.metrics
     }
 }
 

@@ -4,7 +4,8 @@
 use std::fmt;
 
 use axum::Json;
-use axum::http::{Method, StatusCode};
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -33,6 +34,18 @@ pub enum ApiError {
         /// The requested host, lowercased and without port.
         host: String,
     },
+    /// The tenant is over its request rate (`spec.limits.requestsPerSecond`).
+    #[error(
+        "tenant {tenant} is over its limit of {per_second} requests per second; retry after {retry_after_seconds} s"
+    )]
+    RateLimited {
+        /// The tenant's name.
+        tenant: String,
+        /// Its sustained rate.
+        per_second: u32,
+        /// Whole seconds until a request would be admitted (`Retry-After`).
+        retry_after_seconds: u64,
+    },
     /// No route matches the path.
     #[error("no route for {method} {path}")]
     RouteNotFound {
@@ -49,6 +62,9 @@ pub enum ApiError {
         /// Request path, without query.
         path: String,
     },
+    /// `X-Consistency-Token` is not a token a write returned.
+    #[error(transparent)]
+    InvalidConsistencyToken(#[from] crate::db::consistency::InvalidToken),
     /// No valid bearer token; the text says why, never what the token was.
     #[error("{0}")]
     Unauthenticated(crate::auth::TokenError),
@@ -100,13 +116,16 @@ impl ApiError {
     /// The HTTP status this error answers with, whatever API renders it.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::MissingHost | Self::InvalidHost => StatusCode::BAD_REQUEST,
+            Self::MissingHost | Self::InvalidHost | Self::InvalidConsistencyToken(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::UnknownTenant { .. } | Self::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             Self::TenantSuspended { .. } | Self::Transaction(TxError::OtherTenant(_)) => {
                 StatusCode::FORBIDDEN
             }
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Database(_) | Self::Transaction(TxError::Pool(_)) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -124,6 +143,7 @@ impl ApiError {
         match self {
             Self::MissingHost => "missing_host",
             Self::InvalidHost => "invalid_host",
+            Self::InvalidConsistencyToken(_) => "invalid_consistency_token",
             Self::Unauthenticated(crate::auth::TokenError::Missing) => "unauthenticated",
             Self::Unauthenticated(crate::auth::TokenError::Session) => "invalid_session",
             Self::Unauthenticated(_) => "invalid_token",
@@ -131,6 +151,7 @@ impl ApiError {
             Self::TenantSuspended { .. } => "tenant_suspended",
             Self::RouteNotFound { .. } => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::RateLimited { .. } => "rate_limited",
             Self::Transaction(TxError::OtherTenant(_)) => "other_tenant",
             _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => "database_unavailable",
             Self::Database(_) | Self::Transaction(_) | Self::Internal(_) => "internal",
@@ -140,13 +161,16 @@ impl ApiError {
     fn issue(&self) -> (IssueSeverity, IssueType) {
         match self {
             Self::MissingHost => (IssueSeverity::Error, IssueType::Required),
-            Self::InvalidHost => (IssueSeverity::Error, IssueType::Value),
+            Self::InvalidHost | Self::InvalidConsistencyToken(_) => {
+                (IssueSeverity::Error, IssueType::Value)
+            }
             Self::Unauthenticated(_) => (IssueSeverity::Error, IssueType::Login),
             Self::UnknownTenant { .. } | Self::RouteNotFound { .. } => {
                 (IssueSeverity::Error, IssueType::NotFound)
             }
             Self::TenantSuspended { .. } => (IssueSeverity::Error, IssueType::Suspended),
             Self::MethodNotAllowed { .. } => (IssueSeverity::Error, IssueType::NotSupported),
+            Self::RateLimited { .. } => (IssueSeverity::Error, IssueType::Throttled),
             Self::Transaction(TxError::OtherTenant(_)) => {
                 (IssueSeverity::Error, IssueType::Forbidden)
             }
@@ -235,7 +259,18 @@ impl IntoResponse for ApiError {
         if status.is_server_error() || matches!(self, Self::Transaction(TxError::OtherTenant(_))) {
             tracing::error!(error = %Report(&self), "request failed");
         }
-        self.public().into_plain_response()
+        let retry_after = match &self {
+            Self::RateLimited {
+                retry_after_seconds,
+                ..
+            } => Some(HeaderValue::from(*retry_after_seconds)),
+            _ => None,
+        };
+        let mut response = self.public().into_plain_response();
+        if let Some(value) = retry_after {
+            response.headers_mut().insert(RETRY_AFTER, value);
+        }
+        response
     }
 }
 
@@ -283,6 +318,26 @@ mod tests {
             Report(&error).to_string(),
             "database unavailable: DATABASE_URL is not a valid libpq URL: \
              invalid connection string: invalid value for option `port`"
+        );
+    }
+
+    #[test]
+    fn a_rate_limited_request_is_429_with_retry_after_and_what_the_limit_is() {
+        let response = ApiError::RateLimited {
+            tenant: "mercy-general".into(),
+            per_second: 50,
+            retry_after_seconds: 1,
+        }
+        .into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[RETRY_AFTER], "1");
+        let public = response.extensions().get::<PublicError>().expect("public");
+        assert_eq!(public.issue, IssueType::Throttled);
+        assert_eq!(public.code, "rate_limited");
+        assert!(
+            public.message.contains("50 requests per second"),
+            "{}",
+            public.message
         );
     }
 

@@ -5,10 +5,24 @@
 pub mod bundle;
 pub mod cursor;
 pub mod date;
+pub mod document_reference;
+pub mod element;
+pub mod encounter;
 pub mod error;
+pub mod kind;
+pub mod medication_request;
 pub mod patient;
 pub mod search;
+pub mod search_sql;
 pub mod store;
+
+/// Every resource type the API serves, in the CapabilityStatement's order.
+pub const KINDS: [&kind::ResourceKind; 4] = [
+    &patient::KIND,
+    &encounter::KIND,
+    &document_reference::KIND,
+    &medication_request::KIND,
+];
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -48,7 +62,15 @@ pub async fn render_errors(response: Response) -> Response {
         return response;
     };
     let outcome = OperationOutcome::single(error.severity, error.issue, error.message.clone());
+    // The error's own headers (`WWW-Authenticate`, `Retry-After`) stay; only the body and
+    // its type change.
+    let (parts, _) = response.into_parts();
     let mut rendered = (error.status, FhirJson(outcome)).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            rendered.headers_mut().append(name.clone(), value.clone());
+        }
+    }
     rendered.extensions_mut().insert(error);
     rendered
 }
@@ -95,6 +117,8 @@ pub enum IssueType {
     Deleted,
     /// Content too long (the body exceeds the server's limit).
     TooLong,
+    /// The tenant is over its request rate.
+    Throttled,
 }
 
 /// One issue of an `OperationOutcome`.

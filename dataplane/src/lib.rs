@@ -13,6 +13,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod fhir;
+pub mod limits;
 pub mod login;
 pub mod metrics;
 pub mod routes;

@@ -1,5 +1,7 @@
 //! Prometheus metrics of the data plane and the `/metrics` route that exposes them.
 
+pub mod reads;
+
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+use self::reads::ReadMetrics;
 use crate::app::AppState;
 use crate::error::ApiError;
 
@@ -31,6 +34,11 @@ struct RequestLabels {
     method: Cow<'static, str>,
     route: String,
     status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabels {
+    tenant: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -53,6 +61,8 @@ pub struct Metrics {
     catalog_tenants: Gauge,
     catalog_reloads: Counter,
     catalog_reload_failures: Counter,
+    rate_limited: Family<TenantLabels, Counter>,
+    reads: ReadMetrics,
 }
 
 impl fmt::Debug for Metrics {
@@ -101,6 +111,15 @@ impl Metrics {
             "Failed reloads of the catalog (the previous catalog stays in use)",
             catalog_reload_failures.clone(),
         );
+        // Labelled by tenant name: bounded by the catalog, never by what a client sends
+        // (only resolved tenants are counted).
+        let rate_limited = Family::<TenantLabels, Counter>::default();
+        registry.register(
+            "dataplane_rate_limited_requests",
+            "Requests answered 429 because their tenant was over its requestsPerSecond",
+            rate_limited.clone(),
+        );
+        let reads = ReadMetrics::register(&mut registry);
 
         Self {
             registry: Arc::new(registry),
@@ -109,7 +128,14 @@ impl Metrics {
             catalog_tenants,
             catalog_reloads,
             catalog_reload_failures,
+            rate_limited,
+            reads,
         }
+    }
+
+    /// The read/write split's series (given to the `Database`).
+    pub fn reads(&self) -> ReadMetrics {
+        self.reads.clone()
     }
 
     /// Counts one served request and its duration.
@@ -141,6 +167,15 @@ impl Metrics {
     pub fn catalog_reloaded(&self, tenants: usize) {
         self.catalog_reloads.inc();
         self.set_catalog_tenants(tenants);
+    }
+
+    /// Counts a request of `tenant` refused for its rate limit.
+    pub fn rate_limited(&self, tenant: &str) {
+        self.rate_limited
+            .get_or_create(&TenantLabels {
+                tenant: tenant.to_owned(),
+            })
+            .inc();
     }
 
     /// Records a failed catalog reload.

@@ -1,6 +1,7 @@
 //! The HTTP routes: process health (no tenant) and the tenant-scoped API.
 
 pub mod admin;
+pub mod consistency;
 pub mod fhir;
 pub mod health;
 pub mod me;
@@ -25,8 +26,9 @@ use crate::tenant::resolve_tenant;
 /// Authenticated routes go through [`protected`], which names the permission they need;
 /// `/fhir/metadata` and the login routes stay public; FHIR resources need
 /// `ReadClinical` to read and `WriteClinical` to write, the audit export `Audit` (all
-/// three through [`protected_phi`], which audits their refusals); `/scim/v2` authenticates the tenant's
-/// identity provider by its SCIM token instead ([`crate::scim`]).
+/// three through [`protected_phi`], which audits their refusals); `/scim/v2` authenticates
+/// the tenant's identity provider by its SCIM token instead ([`crate::scim`]). The FHIR
+/// resource routes read on the reader pool with read-your-writes ([`consistency`]).
 pub fn tenant_routes(state: AppState) -> Router<AppState> {
     let me = protected(me::router(), Permission::ViewSelf, &state);
     let whoami = protected(
@@ -46,12 +48,12 @@ pub fn tenant_routes(state: AppState) -> Router<AppState> {
             resolve_tenant,
         ))
         .merge(protected_phi(
-            fhir::read_router(),
+            consistency::read_your_writes(fhir::read_router()),
             Permission::ReadClinical,
             &state,
         ))
         .merge(protected_phi(
-            fhir::write_router(),
+            consistency::read_your_writes(fhir::write_router()),
             Permission::WriteClinical,
             &state,
         ))

@@ -1,5 +1,5 @@
-//! Starting and stopping the whole data plane: pools, catalog follower and HTTP server
-//! (HTTPS with [`tls`] when a certificate is configured).
+//! Starting and stopping the whole data plane: pools, catalog follower, replica lag
+//! sampler and HTTP server (HTTPS with [`tls`] when a certificate is configured).
 
 pub mod tls;
 
@@ -17,7 +17,7 @@ use crate::app::{AppState, app};
 use crate::catalog::Catalog;
 use crate::catalog::follower::{CatalogFollower, FollowerSettings};
 use crate::config::Config;
-use crate::db::{Database, DbError, pg_config};
+use crate::db::{Database, DbError, lag, pg_config};
 use crate::metrics::Metrics;
 
 /// Why the data plane could not start.
@@ -59,6 +59,7 @@ pub struct Dataplane {
     stop: watch::Sender<bool>,
     server: JoinHandle<io::Result<()>>,
     follower: JoinHandle<()>,
+    lag_sampler: JoinHandle<()>,
 }
 
 impl Dataplane {
@@ -111,6 +112,16 @@ impl Dataplane {
         );
 
         let state = AppState::new(catalog.clone(), database, metrics).with_login(config.login());
+        let sampled = state.database.clone();
+        let stopped_sampling = shutdown_signal(stopped.clone());
+        let lag_sampler = tokio::spawn(
+            async move {
+                sampled
+                    .sample_lag_until(lag::SAMPLE_EVERY, stopped_sampling)
+                    .await;
+            }
+            .instrument(span.clone()),
+        );
         // Requests run on tasks of their own: carry the region span into each of them.
         let request_span = span.clone();
         let app = app(state).layer(middleware::from_fn(move |request: Request, next: Next| {
@@ -141,6 +152,7 @@ impl Dataplane {
             stop,
             server,
             follower,
+            lag_sampler,
         })
     }
 
@@ -160,6 +172,7 @@ impl Dataplane {
         let _ = self.stop.send(true);
         let served = self.server.await;
         self.follower.await?;
+        self.lag_sampler.await?;
         served??;
         Ok(())
     }

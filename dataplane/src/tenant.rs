@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, Uri};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use crate::app::AppState;
 use crate::catalog::{Catalog, TenantRecord, TenantState, normalize_host};
 use crate::error::ApiError;
 
@@ -61,14 +62,23 @@ pub fn resolve(catalog: &Catalog, host: &str) -> Result<Arc<TenantRecord>, ApiEr
     }
 }
 
-/// Middleware in front of every tenant route: resolves the tenant or answers the error.
+/// Middleware in front of every tenant route: resolves the tenant and counts the request
+/// against its rate limit, or answers the error (404/403/429).
 pub async fn resolve_tenant(
-    State(catalog): State<Catalog>,
+    State(state): State<AppState>,
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let host = request_host(request.uri(), request.headers())?;
-    let tenant = resolve(&catalog, &host)?;
+    let tenant = resolve(&state.catalog, &host)?;
+    if let Err(throttled) = state.limits.check(&tenant) {
+        state.metrics.rate_limited(&tenant.name);
+        return Err(ApiError::RateLimited {
+            tenant: tenant.name.clone(),
+            per_second: throttled.per_second,
+            retry_after_seconds: throttled.retry_after_seconds(),
+        });
+    }
     tracing::debug!(tenant = %tenant.name, "tenant resolved");
     request.extensions_mut().insert(Tenant(tenant));
     Ok(next.run(request).await)

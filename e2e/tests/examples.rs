@@ -139,6 +139,45 @@ async fn examples_reach_ready_and_their_hosts_are_served() {
         "{:?}",
         us_status.conditions
     );
+    // Its reader (the stack's streaming replica) reports where it is, and is published to
+    // the catalog (endpoint only) for the data plane.
+    let replica_port: i32 = stack_var("PG_REPLICA_PORT_US_EAST_1")
+        .parse()
+        .expect("replica port");
+    let [reader] = us_status.readers.as_slice() else {
+        panic!("one reader expected: {:?}", us_status.readers);
+    };
+    assert!(reader.healthy, "{reader:?}");
+    assert_eq!(reader.endpoint, format!("127.0.0.1:{replica_port}/phoenix"));
+    assert!(
+        reader
+            .replay_lsn
+            .as_deref()
+            .is_some_and(|l| l.contains('/')),
+        "{reader:?}"
+    );
+    assert!(reader.lag_bytes.is_some_and(|b| b >= 0), "{reader:?}");
+    let published = pg("us-east-1")
+        .await
+        .query(
+            "SELECT host, port, dbname, healthy FROM catalog.readers ORDER BY ordinal",
+            &[],
+        )
+        .await
+        .expect("catalog.readers");
+    let published: Vec<(String, i32, String, bool)> = published
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        published,
+        [(
+            "127.0.0.1".to_owned(),
+            replica_port,
+            "phoenix".to_owned(),
+            true
+        )]
+    );
 
     // The data planes serve what the operator built, as the role it created.
     let us_dp = Process::dataplane("us-east-1", dataplane_url("us-east-1").await, None).await;

@@ -4,79 +4,103 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::ListParams;
-use kube::runtime::{WatchStreamExt, watcher};
-use phoenix_crds::{Region, Tenant};
+use phoenix_crds::Region;
 use phoenix_e2e::events::{Regarding, instant, wait_event};
 use phoenix_e2e::guard::ScenarioGuard;
+use phoenix_e2e::route53;
 use phoenix_e2e::scenario::*;
 use phoenix_e2e::*;
 
-/// Tenants applied at once in the crash scenario: enough that some are still in flight
-/// when the first is Ready.
+/// Tenants of the crash scenario, in two waves of `BULK / 2`: the first converges before
+/// the crash, the second is caught mid-reconcile by it.
 const BULK: usize = 60;
+
+/// The manifest of bulk tenants `range`, residencies cycling US, EU, APAC by index.
+fn bulk_tenants(range: std::ops::Range<usize>) -> String {
+    let residencies = ["US", "EU", "APAC"];
+    range
+        .map(|i| {
+            format!(
+                "---\napiVersion: phoenixguardian.io/v1alpha1\nkind: Tenant\nmetadata:\n  name: e2e-bulk-{i:02}\n  labels: {{e2e: bulk}}\nspec:\n  displayName: Bulk {i}\n  dataResidency: [{}]\n  database: {{deletionPolicy: Delete}}\n  dns: {{hostname: bulk-{i:02}.e2e.phoenixguardian.test}}\n",
+                residencies[i % 3]
+            )
+        })
+        .collect()
+}
+
+/// How many record sets of the zone belong to bulk tenant `i` (its latency records and its
+/// ownership record, whatever their names).
+fn records_of(records: &[aws_sdk_route53::types::ResourceRecordSet], i: usize) -> usize {
+    let host = format!("bulk-{i:02}.e2e.phoenixguardian.test.");
+    records.iter().filter(|r| r.name().ends_with(&host)).count()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_operator_mid_reconcile_converges_without_duplicates_or_leaks() {
     let _serial = SERIAL.lock().await;
     install_platform();
-    let residencies = ["US", "EU", "APAC"];
-    let mut manifests = String::new();
-    for i in 0..BULK {
-        manifests.push_str(&format!(
-            "---\napiVersion: phoenixguardian.io/v1alpha1\nkind: Tenant\nmetadata:\n  name: e2e-bulk-{i:02}\n  labels: {{e2e: bulk}}\nspec:\n  displayName: Bulk {i}\n  dataResidency: [{}]\n  database: {{deletionPolicy: Delete}}\n  dns: {{hostname: bulk-{i:02}.e2e.phoenixguardian.test}}\n",
-            residencies[i % 3]
-        ));
-    }
-    // Restarted into the same binding, so that an operator outlives the guard.
-    let mut operator = Process::operator(10).await;
+    // Route53 through the fault proxy: the second wave's change batches reach moto but
+    // their answers are held, so the kill lands while those reconciles are in flight, on
+    // a machine of any speed (waiting for "the first Ready" raced a whole batch window of
+    // tenants all becoming Ready at once).
+    let proxy = route53::Proxy::start(0.0).await;
+    let mut operator = Process::operator_with(
+        "e2e-operator",
+        10,
+        &[("AWS_ENDPOINT_URL", proxy.url.as_str())],
+    )
+    .await;
     let scenario = ScenarioGuard::new("crash");
     let api = tenants().await;
     let bulk = ListParams::default().labels("e2e=bulk");
-    // A watch, not a poll: the operator dies the moment the first tenant is Ready.
-    let mut watch = std::pin::pin!(
-        watcher(api.clone(), watcher::Config::default().labels("e2e=bulk"))
-            .default_backoff()
-            .applied_objects()
-    );
-    scenario.apply(&manifests);
-    let first = tokio::time::timeout(READY_TIMEOUT, async {
-        while let Some(item) = watch.next().await {
-            if let Ok(t) = item
-                && is_ready(&t)
-            {
-                return Some(t);
-            }
-        }
-        None
-    })
-    .await
-    .ok()
-    .flatten()
-    .expect("a first bulk tenant Ready");
+    let half = BULK / 2;
+    scenario.apply(&bulk_tenants(0..half));
+    eventually(
+        &format!("the first {half} bulk tenants Ready"),
+        READY_TIMEOUT,
+        || async {
+            let list = api.list(&bulk).await.ok()?;
+            (list.items.iter().filter(|t| is_ready(t)).count() == half).then_some(())
+        },
+    )
+    .await;
+    proxy.hold(&["/rrset"]).await;
+    scenario.apply(&bulk_tenants(half..BULK));
+    eventually(
+        "a change batch of the second wave held at the proxy",
+        READY_TIMEOUT,
+        || async {
+            let held = proxy.stats().await?["held"].as_u64()?;
+            (held >= 1).then_some(())
+        },
+    )
+    .await;
     operator.kill_hard();
+    proxy.release().await;
 
-    // The operator is dead, so nothing changes any more: some tenants must be Ready and
-    // some not yet, or the kill did not land while reconciles were under way.
+    // The operator is dead, so nothing changes any more: the first wave is Ready, the
+    // second was in flight (its records sent, their answer never seen).
     let at_kill = api.list(&bulk).await.expect("list");
-    let ready: Vec<&Tenant> = at_kill.items.iter().filter(|t| is_ready(t)).collect();
+    let ready: Vec<&str> = at_kill
+        .items
+        .iter()
+        .filter(|t| is_ready(t))
+        .filter_map(|t| t.metadata.name.as_deref())
+        .collect();
     eprintln!(
-        "killed the operator with {}/{BULK} tenants Ready (first: {:?})",
-        ready.len(),
-        first.metadata.name
+        "killed the operator with {}/{BULK} tenants Ready",
+        ready.len()
     );
-    assert!(
-        !ready.is_empty(),
-        "the first Ready tenant is not Ready any more"
+    let first_wave: Vec<String> = (0..half).map(|i| format!("e2e-bulk-{i:02}")).collect();
+    assert_eq!(
+        ready, first_wave,
+        "exactly the first wave is Ready at the kill; the second was in flight"
     );
-    assert!(
-        ready.len() < BULK,
-        "all {BULK} tenants were Ready when the operator was killed: nothing was in flight"
-    );
+    drop(proxy);
     operator = Process::operator(10).await;
     eventually(
         &format!("all {BULK} bulk tenants Ready after the restart"),
@@ -165,6 +189,21 @@ async fn killing_the_operator_mid_reconcile_converges_without_duplicates_or_leak
         .filter_map(|s| s.metadata.name.clone())
         .collect();
     assert_eq!(names.len(), 3, "operator Secrets leaked: {names:?}");
+
+    // A tenant whose change batch was in flight at the crash ends with the records of one
+    // that converged before it (same residency: indexes `half` apart), none duplicated.
+    let r53 = route53::client().await;
+    let zone = route53::records(&r53, &route53::zone_id(&r53).await).await;
+    for i in half..BULK {
+        let (crashed, calm) = (records_of(&zone, i), records_of(&zone, i - half));
+        assert!(calm > 0, "bulk tenant {} has no records", i - half);
+        assert_eq!(
+            crashed,
+            calm,
+            "bulk tenant {i} (in flight at the crash) has {crashed} record sets, bulk tenant {} has {calm}",
+            i - half
+        );
+    }
 
     kubectl_ok(
         &["delete", "tenant", "-l", "e2e=bulk", "--timeout=180s"],

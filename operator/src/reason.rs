@@ -86,6 +86,8 @@ reasons! {
     DataplanePasswordSet => No,
     /// The data plane Secret was moved to the Region's own role (Event).
     DataplaneRoleChanged => No,
+    /// The readers published to the catalog changed (Event).
+    ReadersPublished => No,
     /// Cleanup finished (Event).
     Deleted => No,
     // Drift found and repaired.

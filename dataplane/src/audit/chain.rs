@@ -1,5 +1,5 @@
 //! The hash chain of a tenant's audit entries, recomputed outside the database: the
-//! canonical encoding (the same as `clinical.audit_canonical` of migration 0008), each
+//! canonical encoding (the same as `clinical.audit_canonical` of migration 0010), each
 //! entry's hash, and the walk that finds the first broken link. Pure.
 
 use sha2::{Digest, Sha256};

@@ -86,8 +86,15 @@ pub fn audit_event(link: &Link, site: &str) -> Value {
         "detail": details,
     })];
     for id in link.result_ids.iter().flatten().flatten() {
+        // A search's included resources are stored qualified (`Patient/{id}`), its matches
+        // by id alone (ids never hold a `/`).
+        let reference = if id.contains('/') {
+            id.clone()
+        } else {
+            format!("{}/{id}", link.resource_type)
+        };
         entities.push(json!({
-            "what": {"reference": format!("{}/{id}", link.resource_type)},
+            "what": {"reference": reference},
             "type": {
                 "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
                 "code": "2",
@@ -175,5 +182,28 @@ mod tests {
         assert_eq!(event["entity"].as_array().map(Vec::len), Some(3));
         assert_eq!(event["entity"][2]["what"]["reference"], "Patient/b");
         assert_eq!(event["agent"][0]["network"]["address"], "10.0.0.1");
+    }
+
+    #[test]
+    fn an_included_resource_keeps_its_own_type() {
+        let link = Link {
+            tenant_id: 1,
+            seq: 10,
+            recorded_at_us: 0,
+            actor: "sub-1".into(),
+            action: "search".into(),
+            resource_type: "Encounter".into(),
+            resource_id: None,
+            query: Some("_include,patient".into()),
+            result_ids: Some(vec![Some("e".into()), Some("Patient/p".into())]),
+            status: 200,
+            request_id: "r".into(),
+            source: None,
+            prev_hash: vec![0; 32],
+            hash: vec![1; 32],
+        };
+        let event = audit_event(&link, "mercy.example.org");
+        assert_eq!(event["entity"][1]["what"]["reference"], "Encounter/e");
+        assert_eq!(event["entity"][2]["what"]["reference"], "Patient/p");
     }
 }

@@ -30,8 +30,8 @@ pub fn interaction(method: &Method, path: &str) -> Option<AuditEntry> {
     let known = |t: &str| {
         crate::routes::fhir::SERVED
             .iter()
-            .find(|s| s.resource_type == t)
-            .map(|s| s.resource_type)
+            .find(|s| s.kind.resource_type == t)
+            .map(|s| s.kind.resource_type)
     };
     let resource_type = known(segments.first()?)?;
     let export = resource_type == super::export::RESOURCE_TYPE;
@@ -131,6 +131,20 @@ mod tests {
             of(Method::GET, "/fhir/AuditEvent"),
             Some((Action::Export, None))
         );
+        assert_eq!(
+            of(Method::POST, "/fhir/DocumentReference"),
+            Some((Action::Create, None))
+        );
+        assert_eq!(
+            of(Method::GET, "/fhir/MedicationRequest/x/_history/1"),
+            Some((Action::Vread, Some("x/_history/1".into())))
+        );
+        // Every served type is known, from the same table the routes are built from.
+        for served in crate::routes::fhir::SERVED {
+            let path = format!("/fhir/{}", served.kind.resource_type);
+            let entry = interaction(&Method::GET, &path).expect("a served type");
+            assert_eq!(entry.resource_type, served.kind.resource_type);
+        }
         assert_eq!(of(Method::GET, "/fhir/metadata"), None);
         assert_eq!(of(Method::GET, "/fhir/Unknown/x"), None);
         assert_eq!(of(Method::PATCH, "/fhir/Patient/x"), None);

@@ -45,7 +45,7 @@ pub async fn admit(
     let email = identity.email.clone().unwrap_or_default();
     let active = state
         .database
-        .tenant_tx(Access::Write, tenant.id, |tx| {
+        .tenant_tx(Access::Primary, tenant.id, |tx| {
             Box::pin(async move {
                 // A match on the subject wins over one on the email.
                 let row = tx

@@ -10,26 +10,47 @@
 //! A future dropped mid-transaction (the client went away) must not hand an open
 //! transaction, or the tenant setting, to the next request: the connection is then detached
 //! from the pool and closed, and PostgreSQL aborts the transaction.
+//!
+//! [`Access`] picks the pool. A write's COMMIT travels with the read of the WAL position
+//! it reached (one round trip), which becomes the request's consistency token; a read
+//! runs on the reader pool, after waiting for it to replay the request's token when the
+//! request carries one (see [`super::consistency`] and [`super::readers`]).
+//!
+//! [`Database::audited_tx`] is the same transaction for requests that touch PHI: the
+//! request's audit entry is appended with its COMMIT (ADR 0006), ahead of the read of the
+//! WAL position on a write, so the consistency token covers the entry too.
 
-use deadpool_postgres::{Object, Pool, PoolError};
+use deadpool_postgres::{Object, PoolError};
 use futures::future::BoxFuture;
 use phoenix_catalog::rls::SET_TENANT_SQL;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Row, Statement};
+use tokio_postgres::{Row, SimpleQueryMessage, Statement};
 
 use super::Database;
+use super::consistency::{Lsn, ReadPool, RequestConsistency};
 use crate::audit::store::{APPEND_SQL, Record};
 use crate::audit::{AuditEntry, Outcome, Requester};
 use crate::error::Report;
 
-/// Which pool a tenant transaction runs on.
+/// COMMIT, then (same round trip, its own implicit transaction) the WAL insert position,
+/// which has passed the end of the commit record once COMMIT returned, and the sizes that
+/// turn it into an end position ([`Lsn::commit_end`]).
+const COMMIT_RETURNING_POSITION: &str = "COMMIT; SELECT pg_current_wal_insert_lsn()::text, \
+     current_setting('wal_block_size'), pg_size_bytes(current_setting('wal_segment_size'))::text";
+
+/// What a tenant transaction does, which decides the pool it runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
-    /// The region's replica (or the writer when none is configured).
+    /// Only reads, and may see the replica's (slightly older) state: the reader pool,
+    /// after the replica replayed the request's consistency token; the writer when no
+    /// reader is configured, it is unavailable, or it lags past the wait.
     Read,
-    /// The region's primary.
+    /// Writes: the primary. Its commit position becomes the request's consistency token.
     Write,
+    /// Only reads, but must see the primary's state now (the SCIM access check, SCIM
+    /// reads, sessions): the primary, and no consistency token.
+    Primary,
 }
 
 /// Why a tenant transaction failed.
@@ -191,20 +212,52 @@ impl TenantTx {
         })
     }
 
+    // Commits and reads, in the same round trip, where the commit left the primary's WAL
+    // (`None` when the transaction sent nothing, or the position did not read).
+    async fn commit_returning_position(&mut self) -> Result<Option<Lsn>, TxError> {
+        if self.phase != Phase::Open {
+            self.phase = Phase::Done;
+            return Ok(None);
+        }
+        let messages = self
+            .client()
+            .simple_query(COMMIT_RETURNING_POSITION)
+            .await?;
+        self.phase = Phase::Done;
+        Ok(position_of(&messages, &self.tenant))
+    }
+
     // Appends `record` and commits, the two pipelined (with BEGIN and the tenant setting
-    // too when nothing was sent yet): no round trip of its own. A failed append aborts the
-    // transaction, whose COMMIT then rolls back: the work is undone and the error returned.
-    async fn commit_with(&mut self, record: &Record) -> Result<(), TxError> {
+    // too when nothing was sent yet): no round trip of its own. With `position`, the
+    // COMMIT carries the read of the WAL position it reached, as in
+    // `commit_returning_position`: read after the COMMIT of a transaction that holds the
+    // append, it has passed the commit record of both the work and its entry. A failed
+    // append aborts the transaction, whose COMMIT then rolls back: the work is undone and
+    // the error returned.
+    async fn commit_with(
+        &mut self,
+        record: &Record,
+        position: bool,
+    ) -> Result<Option<Lsn>, TxError> {
         let params = record.params();
+        let commit = if position {
+            COMMIT_RETURNING_POSITION
+        } else {
+            "COMMIT"
+        };
         let next = self.prepare(APPEND_SQL).await?;
         let (appended, committed) = futures::join!(
             next.send(next.client.execute(&next.statement, &params)),
-            next.client.batch_execute("COMMIT")
+            next.client.simple_query(commit)
         );
-        committed?;
+        let messages = committed?;
         self.phase = Phase::Done;
         appended?;
-        Ok(())
+        Ok(if position {
+            position_of(&messages, &self.tenant)
+        } else {
+            None
+        })
     }
 
     async fn finish(&mut self, sql: &'static str) -> Result<(), TxError> {
@@ -216,6 +269,27 @@ impl TenantTx {
         self.phase = Phase::Done;
         Ok(())
     }
+}
+
+// The commit position the answer of `COMMIT_RETURNING_POSITION` carries (`None`, with a
+// warning, when it did not read).
+fn position_of(messages: &[SimpleQueryMessage], tenant: &str) -> Option<Lsn> {
+    let position = messages.iter().find_map(|message| match message {
+        SimpleQueryMessage::Row(row) => {
+            let number = |i| row.get(i).and_then(|v: &str| v.parse::<u64>().ok());
+            let insert = row.get(0).and_then(|v| v.parse::<Lsn>().ok())?;
+            Some(Lsn::commit_end(
+                insert,
+                number(1).unwrap_or(0),
+                number(2).unwrap_or(0),
+            ))
+        }
+        _ => None,
+    });
+    if position.is_none() {
+        tracing::warn!(%tenant, "a commit's WAL position did not read; no consistency token");
+    }
+    position
 }
 
 /// A prepared statement about to be sent; the first of a transaction carries its setup
@@ -275,7 +349,9 @@ pub type TxWork<'t, T, E> = BoxFuture<'t, Result<T, E>>;
 
 impl Database {
     /// Runs `work` in a transaction of tenant `tenant_id` on the pool `access` picks;
-    /// commits when it returns `Ok`, rolls back when it returns `Err`.
+    /// commits when it returns `Ok`, rolls back when it returns `Err`. Within a request's
+    /// [`RequestConsistency`] scope, a read waits for its token and a write records its
+    /// commit position there.
     ///
     /// An axum handler reaching tenant data (compiled as a doc test, so the shape holds):
     ///
@@ -307,13 +383,17 @@ impl Database {
         F: for<'t> FnOnce(&'t mut TenantTx) -> TxWork<'t, T, E>,
         E: From<TxError>,
     {
-        let pool: &Pool = match access {
-            Access::Read => self.reader(),
-            Access::Write => self.writer(),
-        };
-        let client = pool.get().await.map_err(TxError::from)?;
+        let request = RequestConsistency::current();
+        let (client, _) = self.connection(access, request.as_deref()).await?;
         let mut tx = TenantTx::new(client, tenant_id);
         match work(&mut tx).await {
+            Ok(value) if access == Access::Write => {
+                let position = tx.commit_returning_position().await?;
+                if let (Some(request), Some(position)) = (&request, position) {
+                    request.record_commit(position);
+                }
+                Ok(value)
+            }
             Ok(value) => {
                 tx.finish("COMMIT").await?;
                 Ok(value)
@@ -329,15 +409,17 @@ impl Database {
     }
 
     /// [`Database::tenant_tx`] for a request that touches PHI: also appends the audit
-    /// `entry` of `requester` to the tenant's chain (ADR 0005).
+    /// `entry` of `requester` to the tenant's chain (ADR 0006).
     ///
     /// On success the entry (with what the work added, [`TenantTx::audit_results`]) is
     /// appended in the same transaction, pipelined with its COMMIT, with the interaction's
     /// success status: the answer and its audit entry commit together or not at all. When
     /// the work fails, its transaction rolls back and the entry, with the status of the
     /// error, is appended in a short transaction of its own on the writer. Reads on a
-    /// separate replica append on the writer after the read committed (a replica takes no
-    /// writes).
+    /// replica append on the writer after the read committed (a replica takes no writes).
+    /// Within a request's [`RequestConsistency`] scope it waits and records exactly as
+    /// [`Database::tenant_tx`]: a write's token is read after the COMMIT that carries its
+    /// entry, so it covers both.
     pub async fn audited_tx<T, E, F>(
         &self,
         access: Access,
@@ -349,13 +431,10 @@ impl Database {
         F: for<'t> FnOnce(&'t mut TenantTx) -> TxWork<'t, T, E>,
         E: From<TxError> + Outcome,
     {
-        let on_replica = access == Access::Read && self.reader.is_some();
-        let pool: &Pool = if on_replica {
-            self.reader()
-        } else {
-            self.writer()
-        };
-        let client = pool.get().await.map_err(TxError::from)?;
+        let request = RequestConsistency::current();
+        let (client, pool) = self.connection(access, request.as_deref()).await?;
+        // A read the reader pool served: its entry goes to the writer afterwards.
+        let on_replica = access == Access::Read && pool == ReadPool::Reader;
         let mut tx = TenantTx::new(client, requester.tenant_id);
         tx.audit = Some(entry);
         let result = work(&mut tx).await;
@@ -373,14 +452,18 @@ impl Database {
             status: i16::try_from(status.as_u16()).unwrap_or(i16::MAX),
         };
         match result {
-            Ok(value) if !on_replica => {
-                tx.commit_with(&record).await?;
-                Ok(value)
-            }
-            Ok(value) => {
+            Ok(value) if on_replica => {
                 tx.finish("COMMIT").await?;
                 drop(tx);
                 self.append(&record).await?;
+                Ok(value)
+            }
+            Ok(value) => {
+                // A write's token is read after the COMMIT that carries its entry too.
+                let position = tx.commit_with(&record, access == Access::Write).await?;
+                if let (Some(request), Some(position)) = (&request, position) {
+                    request.record_commit(position);
+                }
                 Ok(value)
             }
             Err(error) => {
@@ -405,10 +488,31 @@ impl Database {
     }
 
     /// Appends `record` in a transaction of its own on the writer (one pipelined round
-    /// trip: BEGIN, the tenant setting, the append and COMMIT).
+    /// trip: BEGIN, the tenant setting, the append and COMMIT). It gives the request no
+    /// consistency token: the entry is no data the client could read back.
     pub async fn append(&self, record: &Record) -> Result<(), TxError> {
         let client = self.writer().get().await?;
         let mut tx = TenantTx::new(client, record.requester.tenant_id);
-        tx.commit_with(record).await
+        tx.commit_with(record, false).await.map(|_| ())
+    }
+
+    // A connection for `access` and the pool it came from; a read records its pool in the
+    // request's scope, after waiting for the request's token when it carries one.
+    async fn connection(
+        &self,
+        access: Access,
+        request: Option<&RequestConsistency>,
+    ) -> Result<(Object, ReadPool), TxError> {
+        match access {
+            Access::Write | Access::Primary => Ok((self.writer().get().await?, ReadPool::Writer)),
+            Access::Read => {
+                let token = request.and_then(RequestConsistency::token);
+                let (client, pool) = self.read_connection(token).await?;
+                if let Some(request) = request {
+                    request.record_read(pool);
+                }
+                Ok((client, pool))
+            }
+        }
     }
 }

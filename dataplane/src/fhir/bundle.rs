@@ -47,6 +47,15 @@ impl Entry {
             search: EntrySearch { mode: "match" },
         }
     }
+
+    /// A resource at `full_url` included because a match references it (`_include`).
+    pub fn included(full_url: String, resource: Box<RawValue>) -> Self {
+        Self {
+            full_url,
+            resource,
+            search: EntrySearch { mode: "include" },
+        }
+    }
 }
 
 impl SearchSet {

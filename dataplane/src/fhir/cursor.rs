@@ -1,6 +1,7 @@
-//! The paging cursor of a search: the sort key of the last row served (the resource id;
-//! results are ordered by it, so the next page is `id > cursor`, a keyset that needs no
-//! server state and survives restarts) and a digest of the search it belongs to.
+//! The paging cursor of a search: the sort key of the last row served and a digest of the
+//! search it belongs to. Results are ordered by id, or by a sort column then id; the next
+//! page is the rows after that key (`id > cursor`, `(date, id) > cursor`), a keyset that
+//! needs no server state and survives restarts.
 //!
 //! It is opaque to clients (base64url) but not secret: it grants nothing, since every
 //! page is read under the tenant's row-level security. The digest stops a cursor from
@@ -14,6 +15,18 @@ use sha2::{Digest, Sha256};
 use super::error::FhirError;
 
 const VERSION: &str = "1";
+const SORTED: &str = "2";
+const PAIR: &str = "3";
+
+/// Where the next page starts: after this row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Key {
+    /// The sort column's value of the row, in microseconds since the Unix epoch, when the
+    /// search is sorted by a column.
+    pub sort: Option<i64>,
+    /// The row's id.
+    pub id: String,
+}
 
 /// Digest of a search's applied parameters (`Search::applied_query`), binding a cursor to it.
 fn digest(search: &str) -> String {
@@ -22,52 +35,85 @@ fn digest(search: &str) -> String {
 
 /// The cursor after the row whose id is `last_id`, in the search `search`.
 pub fn encode(last_id: &str, search: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{VERSION}.{last_id}.{}", digest(search)))
+    encode_key(
+        &Key {
+            sort: None,
+            id: last_id.to_owned(),
+        },
+        search,
+    )
+}
+
+/// The cursor after the row `key`, in the search `search`.
+pub fn encode_key(key: &Key, search: &str) -> String {
+    let text = match key.sort {
+        None => format!("{VERSION}.{}.{}", key.id, digest(search)),
+        Some(sort) => format!("{SORTED}.{sort}.{}.{}", key.id, digest(search)),
+    };
+    URL_SAFE_NO_PAD.encode(text)
 }
 
 /// The id after which the next page starts, if `cursor` was issued for `search`.
 pub fn decode(cursor: &str, search: &str) -> Result<String, FhirError> {
-    decode_key(cursor, search, is_uuid)
+    match decode_key(cursor, search, false)? {
+        Key { sort: None, id } => Ok(id),
+        Key { sort: Some(_), .. } => Err(FhirError::BadCursor),
+    }
 }
 
-/// The cursor after a row whose sort key is the pair `(a, b)` (searches ordered by two
-/// numbers, such as the `AuditEvent` export's time and sequence).
+/// The row after which the next page starts, if `cursor` was issued for `search`, which
+/// is sorted by a column (then the cursor must carry its value) or not.
+pub fn decode_key(cursor: &str, search: &str, sorted: bool) -> Result<Key, FhirError> {
+    let text = text(cursor)?;
+    let parts: Vec<&str> = text.split('.').collect();
+    let (sort, id, sum) = match (parts.as_slice(), sorted) {
+        ([VERSION, id, sum], false) => (None, *id, *sum),
+        ([SORTED, sort, id, sum], true) => (
+            Some(sort.parse::<i64>().map_err(|_| FhirError::BadCursor)?),
+            *id,
+            *sum,
+        ),
+        _ => return Err(FhirError::BadCursor),
+    };
+    if !is_uuid(id) || sum != digest(search) {
+        return Err(FhirError::BadCursor);
+    }
+    Ok(Key {
+        sort,
+        id: id.to_owned(),
+    })
+}
+
+/// The cursor after a row whose sort key is the pair `(a, b)` of non-negative numbers
+/// (searches ordered by two numbers, such as the `AuditEvent` export's time and sequence).
 pub fn encode_pair(a: i64, b: i64, search: &str) -> String {
-    encode(&format!("{a}_{b}"), search)
+    URL_SAFE_NO_PAD.encode(format!("{PAIR}.{a}.{b}.{}", digest(search)))
 }
 
 /// The pair after which the next page starts, if `cursor` was issued for `search` by
 /// [`encode_pair`].
 pub fn decode_pair(cursor: &str, search: &str) -> Result<(i64, i64), FhirError> {
-    let number = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
-    let valid = |key: &str| {
-        key.split_once('_')
-            .is_some_and(|(a, b)| number(a) && number(b))
+    let text = text(cursor)?;
+    let number = |n: &str| {
+        (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| n.parse::<i64>().ok())
+            .flatten()
     };
-    let key = decode_key(cursor, search, valid)?;
-    let (a, b) = key.split_once('_').ok_or(FhirError::BadCursor)?;
-    Ok((
-        a.parse().map_err(|_| FhirError::BadCursor)?,
-        b.parse().map_err(|_| FhirError::BadCursor)?,
-    ))
+    match text.split('.').collect::<Vec<_>>().as_slice() {
+        [PAIR, a, b, sum] if *sum == digest(search) => match (number(a), number(b)) {
+            (Some(a), Some(b)) => Ok((a, b)),
+            _ => Err(FhirError::BadCursor),
+        },
+        _ => Err(FhirError::BadCursor),
+    }
 }
 
-fn decode_key(
-    cursor: &str,
-    search: &str,
-    valid: impl Fn(&str) -> bool,
-) -> Result<String, FhirError> {
+// The text of a cursor.
+fn text(cursor: &str) -> Result<String, FhirError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(cursor)
         .map_err(|_| FhirError::BadCursor)?;
-    let text = String::from_utf8(bytes).map_err(|_| FhirError::BadCursor)?;
-    let mut parts = text.split('.');
-    match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(VERSION), Some(key), Some(sum), None) if valid(key) && sum == digest(search) => {
-            Ok(key.to_owned())
-        }
-        _ => Err(FhirError::BadCursor),
-    }
+    String::from_utf8(bytes).map_err(|_| FhirError::BadCursor)
 }
 
 /// Whether `text` is a UUID in its canonical hyphenated form (as resource ids here are).
@@ -142,6 +188,33 @@ mod tests {
                 "{bad} was accepted"
             );
         }
+    }
+
+    #[test]
+    fn a_sorted_cursor_carries_its_key_and_is_refused_on_an_unsorted_search() {
+        let key = Key {
+            sort: Some(-1_700_000_000_123_456),
+            id: ID.into(),
+        };
+        let cursor = encode_key(&key, "_sort=-date");
+        assert_eq!(
+            decode_key(&cursor, "_sort=-date", true).expect("valid"),
+            key
+        );
+        assert!(matches!(
+            decode_key(&cursor, "_sort=-date", false),
+            Err(FhirError::BadCursor)
+        ));
+        let unsorted = encode(ID, "_sort=-date");
+        assert!(matches!(
+            decode_key(&unsorted, "_sort=-date", true),
+            Err(FhirError::BadCursor)
+        ));
+        let garbage = URL_SAFE_NO_PAD.encode(format!("2.soon.{ID}.{}", digest("_sort=-date")));
+        assert!(matches!(
+            decode_key(&garbage, "_sort=-date", true),
+            Err(FhirError::BadCursor)
+        ));
     }
 
     #[test]

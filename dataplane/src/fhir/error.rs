@@ -21,6 +21,17 @@ pub enum FhirError {
         /// What is wrong with it and what is expected.
         message: String,
     },
+    /// A reference to a resource that is not in this tenant (missing, deleted, or another
+    /// tenant's: all answered alike) at `expression`.
+    #[error("{expression} references {target}/{id}, which is not known")]
+    UnresolvedReference {
+        /// The element holding the reference.
+        expression: String,
+        /// The type referenced.
+        target: &'static str,
+        /// The id referenced.
+        id: String,
+    },
     /// The body is not a JSON object.
     #[error("the body is not a JSON object: {0}")]
     NotJson(String),
@@ -108,6 +119,7 @@ impl FhirError {
             | Self::UnknownSearchParameter(_)
             | Self::BadSearch { .. }
             | Self::BadCursor => StatusCode::BAD_REQUEST,
+            Self::UnresolvedReference { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
@@ -123,6 +135,9 @@ impl FhirError {
         match self {
             Self::Invalid { expression, .. } => {
                 OperationOutcome::about(IssueType::Invalid, expression, self.to_string())
+            }
+            Self::UnresolvedReference { expression, .. } => {
+                OperationOutcome::about(IssueType::NotFound, expression, self.to_string())
             }
             Self::BadSearch { parameter, .. } => {
                 OperationOutcome::about(IssueType::Value, parameter, self.to_string())

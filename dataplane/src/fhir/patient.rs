@@ -1,34 +1,70 @@
 //! Validation of a FHIR R4 `Patient` and the search columns drawn from it. Pure.
-//!
-//! The elements of Patient (and of every resource) are known; an unknown element is refused
-//! (400) rather than silently dropped, so that a client's typo never loses data. The
-//! elements the server searches on or relies on are checked by type and value; the others
-//! are checked for shape (array or object) and for what FHIR JSON forbids everywhere (null,
-//! empty strings, arrays or objects). Every refusal names the element as a FHIRPath.
 
 use serde_json::{Map, Value};
 
 use super::date::date_range;
+use super::element::{self, Shape};
 use super::error::FhirError;
+use super::kind::{Column, ResourceKind, Validated};
+use super::search::{ParamType, SearchParam, Sql};
 
 /// The resource type served by this module.
 pub const RESOURCE_TYPE: &str = "Patient";
 
-/// Elements every resource may carry (Resource and DomainResource).
-const RESOURCE_ELEMENTS: [&str; 9] = [
-    "resourceType",
-    "id",
-    "meta",
-    "implicitRules",
-    "language",
-    "text",
-    "contained",
-    "extension",
-    "modifierExtension",
+/// Patient as the API serves it.
+pub const KIND: ResourceKind = ResourceKind {
+    resource_type: RESOURCE_TYPE,
+    table: "clinical.patients",
+    columns: &[
+        Column {
+            name: "family_name",
+            sql_type: "text",
+        },
+        Column {
+            name: "given_name",
+            sql_type: "text",
+        },
+        Column {
+            name: "birth_date",
+            sql_type: "date",
+        },
+    ],
+    search: SEARCH,
+    sorts: &[],
+    includes: &[],
+    validate,
+};
+
+/// The search parameters of Patient.
+pub const SEARCH: &[SearchParam] = &[
+    SearchParam {
+        name: "identifier",
+        kind: ParamType::Token,
+        documentation: "A patient identifier: value, system|value, |value or system|",
+        sql: Sql::Identifier,
+    },
+    SearchParam {
+        name: "name",
+        kind: ParamType::String,
+        documentation: "Start of the family or of a given name of the first HumanName, any case",
+        sql: Sql::AnyName,
+    },
+    SearchParam {
+        name: "family",
+        kind: ParamType::String,
+        documentation: "Start of the family name of the first HumanName, any case",
+        sql: Sql::FamilyName,
+    },
+    SearchParam {
+        name: "birthdate",
+        kind: ParamType::Date,
+        documentation: "The date of birth; prefixes eq, gt, lt, ge, le",
+        sql: Sql::Day("birth_date"),
+    },
 ];
 
 /// Patient's own elements, with the JSON shape each must have.
-const PATIENT_ELEMENTS: [(&str, Shape); 18] = [
+const ELEMENTS: [(&str, Shape); 18] = [
     ("identifier", Shape::Array),
     ("active", Shape::Boolean),
     ("name", Shape::Array),
@@ -49,15 +85,6 @@ const PATIENT_ELEMENTS: [(&str, Shape); 18] = [
     ("link", Shape::Array),
 ];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Shape {
-    Array,
-    Object,
-    String,
-    Boolean,
-    Integer,
-}
-
 /// The search columns of a Patient.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PatientColumns {
@@ -69,56 +96,31 @@ pub struct PatientColumns {
     pub birth_date: Option<String>,
 }
 
+/// Checks `body` as a Patient; returns it with its search columns.
+pub fn validate(body: Value) -> Result<Validated, FhirError> {
+    let (resource, columns) = validate_patient(body)?;
+    Ok(Validated {
+        resource,
+        values: vec![columns.family, columns.given, columns.birth_date],
+        references: Vec::new(),
+    })
+}
+
 /// Checks `body` as a Patient; returns it as an object and its search columns.
-pub fn validate(body: Value) -> Result<(Map<String, Value>, PatientColumns), FhirError> {
-    let Value::Object(resource) = body else {
-        return Err(FhirError::NotJson("expected a JSON object".into()));
-    };
-    match resource.get("resourceType") {
-        Some(Value::String(t)) if t == RESOURCE_TYPE => {}
-        _ => {
-            return Err(FhirError::invalid(
-                "Patient.resourceType",
-                "resourceType must be \"Patient\" on this endpoint",
-            ));
-        }
-    }
-    for (name, value) in &resource {
-        let path = format!("Patient.{}", name.trim_start_matches('_'));
-        no_empty_values(value, &path)?;
-        let base = name.strip_prefix('_').unwrap_or(name);
-        let shape = PATIENT_ELEMENTS
-            .iter()
-            .find(|(n, _)| *n == base)
-            .map(|(_, s)| *s);
-        if name.starts_with('_') {
-            // A primitive's id/extension sibling (`_birthDate`): only beside known primitives.
-            if !matches!(shape, Some(Shape::String | Shape::Boolean | Shape::Integer)) {
-                return Err(unknown(&path));
-            }
-            continue;
-        }
-        match shape {
-            Some(shape) => check_shape(value, shape, &path)?,
-            None if RESOURCE_ELEMENTS.contains(&name.as_str()) => {
-                check_resource_element(name, value, &path)?
-            }
-            None => return Err(unknown(&path)),
-        }
-    }
+pub fn validate_patient(body: Value) -> Result<(Map<String, Value>, PatientColumns), FhirError> {
+    let resource = element::check(body, RESOURCE_TYPE, &ELEMENTS)?;
     if resource.contains_key("deceasedBoolean") && resource.contains_key("deceasedDateTime") {
         return Err(FhirError::invalid(
             "Patient.deceased[x]",
             "give deceasedBoolean or deceasedDateTime, not both",
         ));
     }
-    if let Some(Value::String(gender)) = resource.get("gender")
-        && !["male", "female", "other", "unknown"].contains(&gender.as_str())
-    {
-        return Err(FhirError::invalid(
+    if let Some(gender) = resource.get("gender") {
+        element::code(
+            gender,
             "Patient.gender",
-            "gender must be one of male, female, other, unknown",
-        ));
+            &["male", "female", "other", "unknown"],
+        )?;
     }
     let birth_date = match resource.get("birthDate") {
         Some(Value::String(date)) => match date_range(date) {
@@ -142,102 +144,6 @@ pub fn validate(body: Value) -> Result<(Map<String, Value>, PatientColumns), Fhi
             birth_date,
         },
     ))
-}
-
-/// Sets the server-owned elements: `id` and `meta.versionId` / `meta.lastUpdated` (the
-/// other elements of a client's `meta`, such as tags, are kept).
-pub fn stamp(resource: &mut Map<String, Value>, id: &str, version: i32, last_updated: &str) {
-    resource.insert("id".into(), Value::String(id.to_owned()));
-    let mut meta = match resource.remove("meta") {
-        Some(Value::Object(meta)) => meta,
-        _ => Map::new(),
-    };
-    meta.insert("versionId".into(), Value::String(version.to_string()));
-    meta.insert("lastUpdated".into(), Value::String(last_updated.to_owned()));
-    resource.insert("meta".into(), Value::Object(meta));
-}
-
-fn unknown(path: &str) -> FhirError {
-    FhirError::invalid(
-        path,
-        format!("{path} is not an element of a FHIR R4 Patient"),
-    )
-}
-
-fn check_resource_element(name: &str, value: &Value, path: &str) -> Result<(), FhirError> {
-    let shape = match name {
-        "id" | "implicitRules" | "language" => Shape::String,
-        "meta" | "text" => Shape::Object,
-        "contained" | "extension" | "modifierExtension" => Shape::Array,
-        _ => return Ok(()), // resourceType, checked above
-    };
-    check_shape(value, shape, path)?;
-    if name == "id" && !is_fhir_id(value.as_str().unwrap_or_default()) {
-        return Err(FhirError::invalid(
-            path,
-            "id must be 1-64 of A-Z a-z 0-9 - .",
-        ));
-    }
-    Ok(())
-}
-
-/// Whether `id` is a FHIR id (`[A-Za-z0-9\-\.]{1,64}`).
-pub fn is_fhir_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-}
-
-fn check_shape(value: &Value, shape: Shape, path: &str) -> Result<(), FhirError> {
-    let ok = match shape {
-        Shape::Array => value
-            .as_array()
-            .is_some_and(|items| items.iter().all(Value::is_object)),
-        Shape::Object => value.is_object(),
-        Shape::String => value.is_string(),
-        Shape::Boolean => value.is_boolean(),
-        Shape::Integer => value.is_i64(),
-    };
-    if ok {
-        return Ok(());
-    }
-    let expected = match shape {
-        Shape::Array => "an array of objects",
-        Shape::Object => "an object",
-        Shape::String => "a string",
-        Shape::Boolean => "true or false",
-        Shape::Integer => "an integer",
-    };
-    Err(FhirError::invalid(
-        path,
-        format!("{path} must be {expected}"),
-    ))
-}
-
-// FHIR JSON has no nulls (outside arrays of primitives' extensions), no empty strings, no
-// empty arrays or objects.
-fn no_empty_values(value: &Value, path: &str) -> Result<(), FhirError> {
-    let empty = match value {
-        Value::Null => true,
-        Value::String(s) => s.trim().is_empty(),
-        Value::Array(items) => items.is_empty(),
-        Value::Object(map) => map.is_empty(),
-        Value::Bool(_) | Value::Number(_) => false,
-    };
-    if empty {
-        return Err(FhirError::invalid(
-            path,
-            format!("{path} is empty or null; leave the element out instead"),
-        ));
-    }
-    match value {
-        Value::Array(items) => items.iter().try_for_each(|v| no_empty_values(v, path)),
-        Value::Object(map) => map.iter().try_for_each(|(k, v)| {
-            no_empty_values(v, &format!("{path}.{}", k.trim_start_matches('_')))
-        }),
-        _ => Ok(()),
-    }
 }
 
 fn check_identifiers(identifiers: Option<&Value>) -> Result<(), FhirError> {

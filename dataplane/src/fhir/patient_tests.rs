@@ -1,9 +1,10 @@
 use serde_json::json;
 
 use super::*;
+use crate::fhir::element::stamp;
 
 fn expression(body: Value) -> String {
-    match validate(body) {
+    match validate_patient(body) {
         Err(FhirError::Invalid { expression, .. }) => expression,
         other => panic!("expected an invalid element, got {other:?}"),
     }
@@ -11,7 +12,7 @@ fn expression(body: Value) -> String {
 
 #[test]
 fn a_valid_patient_yields_its_search_columns() {
-    let (_, columns) = validate(json!({
+    let (_, columns) = validate_patient(json!({
         "resourceType": "Patient",
         "identifier": [{"system": "urn:mrn", "value": "1"}],
         "name": [{"family": "Chalmers", "given": ["Peter", "James"]}, {"family": "Other"}],
@@ -104,13 +105,13 @@ fn errors_name_the_element() {
 #[test]
 fn a_body_that_is_not_an_object_is_a_structure_error() {
     for body in [json!([]), json!("Patient"), json!(null), json!(1)] {
-        assert!(matches!(validate(body), Err(FhirError::NotJson(_))));
+        assert!(matches!(validate_patient(body), Err(FhirError::NotJson(_))));
     }
 }
 
 #[test]
 fn stamping_sets_id_and_meta_keeping_client_tags() {
-    let (mut patient, _) = validate(json!({
+    let (mut patient, _) = validate_patient(json!({
         "resourceType": "Patient",
         "id": "client-chosen",
         "meta": {"versionId": "99", "tag": [{"code": "x"}]},

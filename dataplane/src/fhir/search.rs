@@ -16,6 +16,7 @@ use jiff::civil::Date;
 
 use super::date::date_range;
 use super::error::FhirError;
+use super::kind::{IncludeParam, ResourceKind, SortParam};
 
 /// Kinds of search parameter served (FHIR `SearchParamType`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +27,8 @@ pub enum ParamType {
     String,
     /// A date, with comparison prefixes.
     Date,
+    /// A reference to another resource (`Patient/<id>` or `<id>`).
+    Reference,
 }
 
 impl ParamType {
@@ -35,6 +38,7 @@ impl ParamType {
             Self::Token => "token",
             Self::String => "string",
             Self::Date => "date",
+            Self::Reference => "reference",
         }
     }
 }
@@ -48,31 +52,58 @@ pub struct SearchParam {
     pub kind: ParamType,
     /// What it matches, for the CapabilityStatement.
     pub documentation: &'static str,
+    /// How it is matched in SQL.
+    pub sql: Sql,
 }
 
-/// The search parameters of Patient.
-pub const PATIENT_SEARCH: &[SearchParam] = &[
-    SearchParam {
-        name: "identifier",
-        kind: ParamType::Token,
-        documentation: "A patient identifier: value, system|value, |value or system|",
+/// How a search parameter is matched: the columns it reads. The store turns each into SQL
+/// (values are always bound, never spliced into the text).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sql {
+    /// Patient `family`: the start of `family_name`.
+    FamilyName,
+    /// Patient `name`: the start of `family_name` or of any given name.
+    AnyName,
+    /// Patient `identifier`: `identifier[*]` of the stored resource.
+    Identifier,
+    /// A `date` column.
+    Day(&'static str),
+    /// A `timestamptz` column holding one instant.
+    Instant(&'static str),
+    /// A period in two `timestamptz` columns (inclusive bounds); a NULL end is ongoing.
+    Period {
+        /// The column of the start.
+        start: &'static str,
+        /// The column of the end.
+        end: &'static str,
     },
-    SearchParam {
-        name: "name",
-        kind: ParamType::String,
-        documentation: "Start of the family or of a given name of the first HumanName, any case",
+    /// A `text` column holding a code (a token's system is not compared).
+    Code(&'static str),
+    /// A `uuid` column holding the id of a `target` of this server.
+    Id {
+        /// The column.
+        column: &'static str,
+        /// The resource type referenced.
+        target: &'static str,
     },
-    SearchParam {
-        name: "family",
-        kind: ParamType::String,
-        documentation: "Start of the family name of the first HumanName, any case",
+    /// A `text` column holding a reference `target/<id>` to a resource served elsewhere.
+    Reference {
+        /// The column.
+        column: &'static str,
+        /// The resource type referenced.
+        target: &'static str,
     },
-    SearchParam {
-        name: "birthdate",
-        kind: ParamType::Date,
-        documentation: "The date of birth; prefixes eq, gt, lt, ge, le",
-    },
-];
+}
+
+impl Sql {
+    /// The resource type a reference parameter points at.
+    pub fn target(self) -> Option<&'static str> {
+        match self {
+            Self::Id { target, .. } | Self::Reference { target, .. } => Some(target),
+            _ => None,
+        }
+    }
+}
 
 /// Page size when `_count` is not given.
 pub const DEFAULT_COUNT: usize = 20;
@@ -110,6 +141,8 @@ pub enum Criterion {
     },
     /// A string prefix, lowercased.
     Prefix(String),
+    /// A reference: the id of the resource referenced.
+    Reference(String),
     /// The days `[first, next)` compared with `prefix`.
     Date {
         /// How to compare.
@@ -165,6 +198,10 @@ pub struct Search {
     pub summary_count: bool,
     /// The paging cursor, as sent.
     pub cursor: Option<String>,
+    /// The sort key and whether it descends; by id when none.
+    pub sort: Option<(&'static SortParam, bool)>,
+    /// The referenced resources to include.
+    pub includes: Vec<&'static IncludeParam>,
     /// The parameters applied, in order, as sent (not the cursor): the self link's query.
     pub applied: Vec<(String, String)>,
 }
@@ -178,17 +215,21 @@ impl Search {
     }
 }
 
-/// Parses `query` (a raw query string) against `table`.
+/// Parses `query` (a raw query string) against the search parameters, sorts and includes
+/// of `kind`.
 pub fn parse(
     query: &str,
-    table: &'static [SearchParam],
+    kind: &'static ResourceKind,
     handling: Handling,
 ) -> Result<Search, FhirError> {
+    let table = kind.search;
     let mut search = Search {
         filters: Vec::new(),
         count: DEFAULT_COUNT,
         summary_count: false,
         cursor: None,
+        sort: None,
+        includes: Vec::new(),
         applied: Vec::new(),
     };
     let ignore = |name: &str| match handling {
@@ -218,6 +259,31 @@ pub fn parse(
                 search.applied.push((name, applied.to_string()));
                 continue;
             }
+            "_sort" => {
+                let (descending, key) = match value.strip_prefix('-') {
+                    Some(key) => (true, key),
+                    None => (false, value.as_str()),
+                };
+                match kind.sorts.iter().find(|s| s.name == key) {
+                    Some(sort) if search.sort.is_none() => search.sort = Some((sort, descending)),
+                    Some(_) => return Err(bad("only one _sort key is served")),
+                    None => {
+                        ignore(&format!("_sort={value}"))?;
+                        continue;
+                    }
+                }
+            }
+            "_include" => match kind.include(&value) {
+                Some(include) => {
+                    if !search.includes.iter().any(|i| i.name == include.name) {
+                        search.includes.push(include);
+                    }
+                }
+                None => {
+                    ignore(&format!("_include={value}"))?;
+                    continue;
+                }
+            },
             "_summary" if value == "count" => search.summary_count = true,
             "_summary" if value == "false" => {}
             _ => match table.iter().find(|p| p.name == name) {
@@ -246,11 +312,21 @@ fn expected(kind: ParamType) -> &'static str {
         ParamType::Token => "expected value, system|value, |value or system|",
         ParamType::String => "expected a non-empty string",
         ParamType::Date => "expected [eq|gt|lt|ge|le]YYYY[-MM[-DD]], e.g. ge1980-01-01",
+        ParamType::Reference => "expected Type/id or id, of the type the parameter references",
     }
 }
 
 fn criterion(param: &SearchParam, raw: &str) -> Option<Criterion> {
     match param.kind {
+        ParamType::Reference => {
+            let text = unescape(raw);
+            let id = match (text.split_once('/'), param.sql.target()) {
+                (Some((kind, id)), Some(target)) if kind == target => id,
+                (Some(_), _) => return None,
+                (None, _) => text.as_str(),
+            };
+            (!id.is_empty() && !id.contains('/')).then(|| Criterion::Reference(id.to_owned()))
+        }
         ParamType::String => {
             let text = unescape(raw).trim().to_lowercase();
             (!text.is_empty()).then_some(Criterion::Prefix(text))

@@ -1,7 +1,7 @@
 use super::*;
 
 fn strict(query: &str) -> Result<Search, FhirError> {
-    parse(query, PATIENT_SEARCH, Handling::Strict)
+    parse(query, &crate::fhir::patient::KIND, Handling::Strict)
 }
 
 fn day(text: &str) -> Date {
@@ -129,7 +129,7 @@ fn unknown_parameters_follow_the_handling_preference() {
     ));
     let lenient = parse(
         "family=a&colour=red&_sort=name",
-        PATIENT_SEARCH,
+        &crate::fhir::patient::KIND,
         Handling::Lenient,
     )
     .expect("lenient ignores");
@@ -204,5 +204,62 @@ fn date_ranges_cover_years_months_and_days() {
         "2000--1",
     ] {
         assert_eq!(date_range(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn references_sorts_and_includes_parse_against_the_kind() {
+    let kind = &crate::fhir::encounter::KIND;
+    let search = parse(
+        "patient=Patient/abc,def&practitioner=Practitioner/dr&_sort=-date&_include=Encounter:patient&_include=Encounter:patient",
+        kind,
+        Handling::Strict,
+    )
+    .expect("parses");
+    assert_eq!(
+        search.filters[0].any_of,
+        [
+            Criterion::Reference("abc".into()),
+            Criterion::Reference("def".into())
+        ]
+    );
+    assert_eq!(
+        search.filters[1].any_of,
+        [Criterion::Reference("dr".into())]
+    );
+    let (sort, descending) = search.sort.expect("sorted");
+    assert_eq!((sort.column, descending), ("period_start", true));
+    assert_eq!(
+        search.includes.len(),
+        1,
+        "an include given twice is served once"
+    );
+    for bad in [
+        "patient=Group/abc",
+        "patient=",
+        "practitioner=Patient/x",
+        "_sort=date&_sort=-date",
+    ] {
+        assert!(
+            matches!(
+                parse(bad, kind, Handling::Strict),
+                Err(FhirError::BadSearch { .. })
+            ),
+            "{bad}"
+        );
+    }
+    for unknown in [
+        "_sort=status",
+        "_include=Patient:link",
+        "_include=Encounter:practitioner",
+    ] {
+        assert!(matches!(
+            parse(unknown, kind, Handling::Strict),
+            Err(FhirError::UnknownSearchParameter(_))
+        ));
+        let lenient = parse(unknown, kind, Handling::Lenient).expect("ignored");
+        assert!(
+            lenient.applied.is_empty() && lenient.sort.is_none() && lenient.includes.is_empty()
+        );
     }
 }

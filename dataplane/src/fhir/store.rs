@@ -1,13 +1,17 @@
-//! Patients in PostgreSQL: the current version in `clinical.patients` (validated JSON
-//! beside its search columns) and every version, deletions included, in
-//! `clinical.fhir_history`. Each write is one statement (a data-modifying CTE writes both
-//! tables); every statement runs in the caller's tenant transaction, under row-level
-//! security, and names the tenant so that the tenant-leading indexes are used.
+//! Resources in PostgreSQL, one generic store for every [`ResourceKind`]: the current
+//! version in the kind's table (validated JSON beside its search columns) and every
+//! version, deletions included, in `clinical.fhir_history`. Each write is one statement (a
+//! data-modifying CTE writes both tables); every statement runs in the caller's tenant
+//! transaction, under row-level security, and names the tenant so that the tenant-leading
+//! indexes are used. Table and column names come from the kinds' constants only; values are
+//! always bound, never spliced into the text.
 
 use tokio_postgres::types::ToSql;
 
-use super::patient::{PatientColumns, RESOURCE_TYPE};
-use super::search::{Criterion, Filter, ParamType, Prefix, Search};
+use super::cursor::{Key, is_uuid};
+use super::kind::{IncludeParam, LocalReference, ResourceKind};
+use super::search::Search;
+use super::search_sql::{Param, bind, conditions};
 use crate::db::tenant_tx::{TenantTx, TxError};
 
 /// What a lookup of one version found.
@@ -21,46 +25,133 @@ pub enum Lookup {
     Missing,
 }
 
-type Param = Box<dyn ToSql + Sync + Send>;
+/// One match of a search.
+#[derive(Debug)]
+pub struct Match {
+    /// The resource's id.
+    pub id: String,
+    /// Its stored JSON.
+    pub json: String,
+    /// The sort column's value (µs since the epoch), when sorted by one.
+    pub sort: Option<i64>,
+    /// The ids referenced by each of the search's includes, in their order.
+    pub included: Vec<Option<String>>,
+}
 
 fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
     params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect()
 }
 
-/// Inserts version 1 of a new patient `id` and its history row.
+/// The history row of the version a data-modifying CTE named `r` returned.
+const HISTORY: &str = "INSERT INTO clinical.fhir_history \
+     (tenant_id, resource_type, id, version, resource, recorded_at) \
+     SELECT tenant_id, $5, id, version, resource, updated_at FROM r";
+
+// Parameters shared by create and update: $1 tenant, $2 id, $3 JSON, $4 time, $5 type,
+// $6 version, then the search columns' values.
+fn write_params(
+    kind: &ResourceKind,
+    tenant_id: i64,
+    id: &str,
+    json: &str,
+    at: &str,
+    version: i32,
+    values: &[Option<String>],
+) -> Vec<Param> {
+    let mut params: Vec<Param> = vec![
+        Box::new(tenant_id),
+        Box::new(id.to_owned()),
+        Box::new(json.to_owned()),
+        Box::new(at.to_owned()),
+        Box::new(kind.resource_type),
+        Box::new(version),
+    ];
+    params.extend(values.iter().map(|v| Box::new(v.clone()) as Param));
+    params
+}
+
+/// Inserts version 1 of a new resource `id` and its history row.
 pub async fn create(
     tx: &mut TenantTx,
     tenant_id: i64,
+    kind: &ResourceKind,
     id: &str,
-    columns: &PatientColumns,
+    values: &[Option<String>],
     json: &str,
     at: &str,
 ) -> Result<(), TxError> {
-    tx.execute(
-        "WITH p AS (INSERT INTO clinical.patients \
-           (tenant_id, id, family_name, given_name, birth_date, resource, version, created_at, updated_at) \
-           VALUES ($1, $2::text::uuid, $3, $4, $5::text::date, $6::text::jsonb, 1, $7::text::timestamptz, $7::text::timestamptz) \
-           RETURNING tenant_id, id, version, resource, updated_at) \
-         INSERT INTO clinical.fhir_history (tenant_id, resource_type, id, version, resource, recorded_at) \
-         SELECT tenant_id, 'Patient', id, version, resource, updated_at FROM p",
-        &[&tenant_id, &id, &columns.family, &columns.given, &columns.birth_date, &json, &at],
-    )
-    .await?;
+    let names: String = kind
+        .columns
+        .iter()
+        .map(|c| format!(", {}", c.name))
+        .collect();
+    let casts: String = kind
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!(", ${}::text::{}", i + 7, c.sql_type))
+        .collect();
+    let sql = format!(
+        "WITH r AS (INSERT INTO {table} \
+           (tenant_id, id, resource, version, created_at, updated_at{names}) \
+           VALUES ($1, $2::text::uuid, $3::text::jsonb, $6, $4::text::timestamptz, \
+                   $4::text::timestamptz{casts}) \
+           RETURNING tenant_id, id, version, resource, updated_at) {HISTORY}",
+        table = kind.table,
+    );
+    let params = write_params(kind, tenant_id, id, json, at, 1, values);
+    tx.execute(&sql, &refs(&params)).await?;
     Ok(())
 }
 
-/// The current version of patient `id`, or whether it was deleted or never existed.
-pub async fn read(tx: &mut TenantTx, tenant_id: i64, id: &str) -> Result<Lookup, TxError> {
+/// Replaces resource `id` with `version` (the locked current one plus one).
+#[allow(clippy::too_many_arguments)]
+pub async fn update(
+    tx: &mut TenantTx,
+    tenant_id: i64,
+    kind: &ResourceKind,
+    id: &str,
+    version: i32,
+    values: &[Option<String>],
+    json: &str,
+    at: &str,
+) -> Result<(), TxError> {
+    let sets: String = kind
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!(", {} = ${}::text::{}", c.name, i + 7, c.sql_type))
+        .collect();
+    let sql = format!(
+        "WITH r AS (UPDATE {table} SET resource = $3::text::jsonb, version = $6, \
+           updated_at = $4::text::timestamptz{sets} \
+           WHERE tenant_id = $1 AND id = $2::text::uuid \
+           RETURNING tenant_id, id, version, resource, updated_at) {HISTORY}",
+        table = kind.table,
+    );
+    let params = write_params(kind, tenant_id, id, json, at, version, values);
+    tx.execute(&sql, &refs(&params)).await?;
+    Ok(())
+}
+
+/// The current version of resource `id`, or whether it was deleted or never existed.
+pub async fn read(
+    tx: &mut TenantTx,
+    tenant_id: i64,
+    kind: &ResourceKind,
+    id: &str,
+) -> Result<Lookup, TxError> {
+    let sql = format!(
+        "SELECT resource::text, version FROM {table} WHERE tenant_id = $1 AND id = $2::text::uuid \
+         UNION ALL \
+         (SELECT NULL, NULL FROM clinical.fhir_history \
+          WHERE tenant_id = $1 AND resource_type = $3 AND id = $2::text::uuid AND resource IS NULL \
+          LIMIT 1) \
+         LIMIT 1",
+        table = kind.table,
+    );
     let row = tx
-        .query_opt(
-            "SELECT resource::text, version FROM clinical.patients WHERE tenant_id = $1 AND id = $2::text::uuid \
-             UNION ALL \
-             (SELECT NULL, NULL FROM clinical.fhir_history \
-              WHERE tenant_id = $1 AND resource_type = 'Patient' AND id = $2::text::uuid AND resource IS NULL \
-              LIMIT 1) \
-             LIMIT 1",
-            &[&tenant_id, &id],
-        )
+        .query_opt(&sql, &[&tenant_id, &id, &kind.resource_type])
         .await?;
     Ok(match row {
         None => Lookup::Missing,
@@ -71,18 +162,19 @@ pub async fn read(tx: &mut TenantTx, tenant_id: i64, id: &str) -> Result<Lookup,
     })
 }
 
-/// Version `version` of patient `id` from its history.
+/// Version `version` of resource `id` from its history.
 pub async fn version(
     tx: &mut TenantTx,
     tenant_id: i64,
+    kind: &ResourceKind,
     id: &str,
     version: i32,
 ) -> Result<Lookup, TxError> {
     let row = tx
         .query_opt(
             "SELECT resource::text FROM clinical.fhir_history \
-             WHERE tenant_id = $1 AND resource_type = 'Patient' AND id = $2::text::uuid AND version = $3",
-            &[&tenant_id, &id, &version],
+             WHERE tenant_id = $1 AND resource_type = $2 AND id = $3::text::uuid AND version = $4",
+            &[&tenant_id, &kind.resource_type, &id, &version],
         )
         .await?;
     Ok(match row {
@@ -94,232 +186,170 @@ pub async fn version(
     })
 }
 
-/// The current version of patient `id`, locked until the transaction ends.
+/// The current version of resource `id`, locked until the transaction ends.
 pub async fn lock_current(
     tx: &mut TenantTx,
     tenant_id: i64,
+    kind: &ResourceKind,
     id: &str,
 ) -> Result<Option<i32>, TxError> {
-    let row = tx
-        .query_opt(
-            "SELECT version FROM clinical.patients WHERE tenant_id = $1 AND id = $2::text::uuid FOR UPDATE",
-            &[&tenant_id, &id],
-        )
-        .await?;
+    let sql = format!(
+        "SELECT version FROM {} WHERE tenant_id = $1 AND id = $2::text::uuid FOR UPDATE",
+        kind.table
+    );
+    let row = tx.query_opt(&sql, &[&tenant_id, &id]).await?;
     Ok(row.map(|r| r.try_get(0)).transpose()?)
 }
 
-/// Replaces patient `id` with `version` (the locked current one plus one).
-pub async fn update(
-    tx: &mut TenantTx,
-    tenant_id: i64,
-    id: &str,
-    version: i32,
-    columns: &PatientColumns,
-    json: &str,
-    at: &str,
-) -> Result<(), TxError> {
-    tx.execute(
-        "WITH p AS (UPDATE clinical.patients SET family_name = $3, given_name = $4, \
-           birth_date = $5::text::date, resource = $6::text::jsonb, version = $7, \
-           updated_at = $8::text::timestamptz \
-           WHERE tenant_id = $1 AND id = $2::text::uuid \
-           RETURNING tenant_id, id, version, resource, updated_at) \
-         INSERT INTO clinical.fhir_history (tenant_id, resource_type, id, version, resource, recorded_at) \
-         SELECT tenant_id, 'Patient', id, version, resource, updated_at FROM p",
-        &[&tenant_id, &id, &columns.family, &columns.given, &columns.birth_date, &json, &version, &at],
-    )
-    .await?;
-    Ok(())
-}
-
-/// Deletes patient `id`, recording the deletion as version `version` (no resource).
+/// Deletes resource `id`, recording the deletion as version `version` (no resource).
 pub async fn delete(
     tx: &mut TenantTx,
     tenant_id: i64,
+    kind: &ResourceKind,
     id: &str,
     version: i32,
     at: &str,
 ) -> Result<(), TxError> {
-    tx.execute(
-        "WITH p AS (DELETE FROM clinical.patients WHERE tenant_id = $1 AND id = $2::text::uuid \
+    let sql = format!(
+        "WITH r AS (DELETE FROM {table} WHERE tenant_id = $1 AND id = $2::text::uuid \
            RETURNING tenant_id, id) \
          INSERT INTO clinical.fhir_history (tenant_id, resource_type, id, version, resource, recorded_at) \
-         SELECT tenant_id, 'Patient', id, $3, NULL, $4::text::timestamptz FROM p",
-        &[&tenant_id, &id, &version, &at],
-    )
-    .await?;
+         SELECT tenant_id, $5, id, $3, NULL, $4::text::timestamptz FROM r",
+        table = kind.table,
+    );
+    tx.execute(&sql, &[&tenant_id, &id, &version, &at, &kind.resource_type])
+        .await?;
     Ok(())
 }
 
-/// Up to `limit` matches of `search` after id `after`, in id order: `(id, stored JSON)`.
+/// The first of `references` that does not resolve to a current resource of the tenant
+/// (another tenant's resource is invisible here, exactly like a missing one). Those that
+/// do are locked against deletion (`FOR KEY SHARE`) until the transaction ends.
+pub async fn unresolved<'a>(
+    tx: &mut TenantTx,
+    tenant_id: i64,
+    references: &'a [LocalReference],
+) -> Result<Option<&'a LocalReference>, TxError> {
+    for reference in references {
+        if !is_uuid(&reference.id) {
+            return Ok(Some(reference));
+        }
+        let sql = format!(
+            "SELECT 1 FROM {} WHERE tenant_id = $1 AND id = $2::text::uuid FOR KEY SHARE",
+            reference.table
+        );
+        if tx
+            .query_opt(&sql, &[&tenant_id, &reference.id])
+            .await?
+            .is_none()
+        {
+            return Ok(Some(reference));
+        }
+    }
+    Ok(None)
+}
+
+/// Up to `limit` matches of `search` after `after`, in the search's order.
 pub async fn search(
     tx: &mut TenantTx,
     tenant_id: i64,
+    kind: &ResourceKind,
     search: &Search,
-    after: Option<String>,
+    after: Option<Key>,
     limit: i64,
-) -> Result<Vec<(String, String)>, TxError> {
+) -> Result<Vec<Match>, TxError> {
     let mut params: Vec<Param> = vec![Box::new(tenant_id)];
+    let sort_value = match search.sort {
+        Some((sort, _)) => format!("(extract(epoch FROM {}) * 1000000)::bigint", sort.column),
+        None => "NULL::bigint".to_owned(),
+    };
+    let included: String = search
+        .includes
+        .iter()
+        .map(|i: &&IncludeParam| format!(", {}::text", i.column))
+        .collect();
     let mut sql = format!(
-        "SELECT id::text, resource::text FROM clinical.patients WHERE tenant_id = $1{}",
-        conditions(&search.filters, &mut params)
+        "SELECT id::text, resource::text, {sort_value}{included} FROM {table} \
+         WHERE tenant_id = $1{conditions}",
+        table = kind.table,
+        conditions = conditions(&search.filters, &mut params),
     );
-    if let Some(after) = after {
-        params.push(Box::new(after));
-        sql.push_str(&format!(" AND id > ${}::text::uuid", params.len()));
-    }
-    params.push(Box::new(limit));
-    sql.push_str(&format!(" ORDER BY id LIMIT ${}", params.len()));
+    let order = match (search.sort, after) {
+        (Some((sort, descending)), after) => {
+            let (cmp, dir) = if descending {
+                ("<", "DESC")
+            } else {
+                (">", "ASC")
+            };
+            if let Some(Key {
+                sort: Some(key),
+                id,
+            }) = after
+            {
+                let key = bind(&mut params, key);
+                let id = bind(&mut params, id);
+                sql.push_str(&format!(
+                    " AND ({col}, id) {cmp} ('epoch'::timestamptz + {key}::bigint * interval '1 microsecond', {id}::text::uuid)",
+                    col = sort.column
+                ));
+            }
+            format!("{col} {dir}, id {dir}", col = sort.column)
+        }
+        (None, after) => {
+            if let Some(Key { id, .. }) = after {
+                let id = bind(&mut params, id);
+                sql.push_str(&format!(" AND id > {id}::text::uuid"));
+            }
+            "id".to_owned()
+        }
+    };
+    let limit = bind(&mut params, limit);
+    sql.push_str(&format!(" ORDER BY {order} LIMIT {limit}"));
     let rows = tx.query(&sql, &refs(&params)).await?;
     rows.iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .map(|row| {
+            Ok(Match {
+                id: row.try_get(0)?,
+                json: row.try_get(1)?,
+                sort: row.try_get(2)?,
+                included: (0..search.includes.len())
+                    .map(|i| row.try_get(3 + i))
+                    .collect::<Result<_, _>>()?,
+            })
+        })
         .collect()
 }
 
-/// How many patients match `search`.
-pub async fn count(tx: &mut TenantTx, tenant_id: i64, search: &Search) -> Result<i64, TxError> {
+/// How many resources match `search`.
+pub async fn count(
+    tx: &mut TenantTx,
+    tenant_id: i64,
+    kind: &ResourceKind,
+    search: &Search,
+) -> Result<i64, TxError> {
     let mut params: Vec<Param> = vec![Box::new(tenant_id)];
     let sql = format!(
-        "SELECT count(*) FROM clinical.patients WHERE tenant_id = $1{}",
+        "SELECT count(*) FROM {} WHERE tenant_id = $1{}",
+        kind.table,
         conditions(&search.filters, &mut params)
     );
     Ok(tx.query_one(&sql, &refs(&params)).await?.try_get(0)?)
 }
 
-// The SQL of `filters` (each ` AND (..)`), their values appended to `params`. Values are
-// always bound, never spliced into the text.
-fn conditions(filters: &[Filter], params: &mut Vec<Param>) -> String {
-    let mut sql = String::new();
-    for filter in filters {
-        let any: Vec<String> = filter
-            .any_of
-            .iter()
-            .map(|criterion| condition(filter.param.name, filter.param.kind, criterion, params))
-            .collect();
-        sql.push_str(&format!(" AND ({})", any.join(" OR ")));
-    }
-    sql
-}
-
-fn bind(params: &mut Vec<Param>, value: impl ToSql + Sync + Send + 'static) -> String {
-    params.push(Box::new(value));
-    format!("${}", params.len())
-}
-
-fn like_prefix(text: &str) -> String {
-    let escaped = text
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
-    format!("{escaped}%")
-}
-
-fn condition(
-    name: &str,
-    kind: ParamType,
-    criterion: &Criterion,
-    params: &mut Vec<Param>,
-) -> String {
-    match (name, kind, criterion) {
-        ("family", _, Criterion::Prefix(text)) => {
-            let p = bind(params, like_prefix(text));
-            format!("lower(family_name) LIKE {p}")
-        }
-        ("name", _, Criterion::Prefix(text)) => {
-            let p = bind(params, like_prefix(text));
-            let word = bind(params, format!("% {}", like_prefix(text)));
-            format!(
-                "(lower(family_name) LIKE {p} OR lower(given_name) LIKE {p} OR lower(given_name) LIKE {word})"
-            )
-        }
-        (
-            "birthdate",
-            _,
-            Criterion::Date {
-                prefix,
-                first,
-                next,
-            },
-        ) => {
-            let (first, next) = (first.to_string(), next.to_string());
-            match prefix {
-                Prefix::Eq => {
-                    let (a, b) = (bind(params, first), bind(params, next));
-                    format!("(birth_date >= {a}::text::date AND birth_date < {b}::text::date)")
-                }
-                Prefix::Gt => format!("birth_date >= {}::text::date", bind(params, next)),
-                Prefix::Ge => format!("birth_date >= {}::text::date", bind(params, first)),
-                Prefix::Lt => format!("birth_date < {}::text::date", bind(params, first)),
-                Prefix::Le => format!("birth_date < {}::text::date", bind(params, next)),
-            }
-        }
-        (
-            "identifier",
-            _,
-            Criterion::Token {
-                system,
-                value,
-                no_system,
-            },
-        ) => {
-            let (path, vars) = match (system, value, no_system) {
-                (Some(s), Some(v), _) => (
-                    "$.identifier[*] ? (@.system == $s && @.value == $v)",
-                    serde_json::json!({"s": s, "v": v}),
-                ),
-                (Some(s), None, _) => (
-                    "$.identifier[*] ? (@.system == $s)",
-                    serde_json::json!({"s": s}),
-                ),
-                (None, Some(v), true) => (
-                    "$.identifier[*] ? (@.value == $v && !exists(@.system))",
-                    serde_json::json!({"v": v}),
-                ),
-                (None, Some(v), false) => (
-                    "$.identifier[*] ? (@.value == $v)",
-                    serde_json::json!({"v": v}),
-                ),
-                (None, None, _) => return "false".to_owned(),
-            };
-            let p = bind(params, path.to_owned());
-            let v = bind(params, vars.to_string());
-            format!("jsonb_path_exists(resource, {p}::text::jsonpath, {v}::text::jsonb)")
-        }
-        // The table and this match are written together; a parameter without SQL matches
-        // nothing rather than everything.
-        _ => {
-            tracing::error!(
-                parameter = name,
-                kind = kind.as_str(),
-                resource = RESOURCE_TYPE,
-                "search parameter has no SQL"
-            );
-            "false".to_owned()
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::fhir::search::{Handling, PATIENT_SEARCH, parse};
-
-    #[test]
-    fn every_served_parameter_has_sql() {
-        let queries = ["family=a", "name=a", "birthdate=2000", "identifier=s|v"];
-        assert_eq!(queries.len(), PATIENT_SEARCH.len());
-        for query in queries {
-            let search = parse(query, PATIENT_SEARCH, Handling::Strict).expect("parses");
-            let mut params = Vec::new();
-            let sql = conditions(&search.filters, &mut params);
-            assert!(!sql.contains("false"), "{query}: {sql}");
-            assert!(!params.is_empty());
-        }
-    }
-
-    #[test]
-    fn like_wildcards_in_values_are_escaped() {
-        assert_eq!(like_prefix("o'_%\\"), "o'\\_\\%\\\\%");
-    }
+/// The current resources of `kind` among `ids` (UUIDs), by id: `(id, stored JSON)`.
+pub async fn fetch(
+    tx: &mut TenantTx,
+    tenant_id: i64,
+    kind: &ResourceKind,
+    ids: Vec<String>,
+) -> Result<Vec<(String, String)>, TxError> {
+    let sql = format!(
+        "SELECT id::text, resource::text FROM {} \
+         WHERE tenant_id = $1 AND id = ANY($2::text[]::uuid[]) ORDER BY id",
+        kind.table
+    );
+    let rows = tx.query(&sql, &[&tenant_id, &ids]).await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect()
 }

@@ -2,9 +2,9 @@
 //! `clinical.sessions`, always through [`Database::tenant_tx`] (forced RLS: a tenant sees
 //! only its own rows). States and session ids are stored and looked up only as SHA-256.
 //!
-//! Both go to the primary (`Access::Write`): a session must be found right after the
-//! callback created it and refused right after it was revoked, which a lagging replica
-//! could not promise.
+//! Both go to the primary (`Access::Write`, `Access::Primary` for the read-only listing):
+//! a session must be found right after the callback created it and refused right after it
+//! was revoked, which a lagging replica could not promise.
 
 use std::time::Duration;
 
@@ -287,7 +287,7 @@ pub async fn list_active(
     tenant_id: i64,
     idle: Duration,
 ) -> Result<Vec<SessionSummary>, TxError> {
-    db.tenant_tx(Access::Write, tenant_id, move |tx| {
+    db.tenant_tx(Access::Primary, tenant_id, move |tx| {
         Box::pin(async move {
             let rows = tx
                 .query(

@@ -1,8 +1,9 @@
 //! The FHIR R4 API of a tenant: its `CapabilityStatement`, public, and the resources it
-//! serves ([`patient`]), which need a token or session with the clinical permissions.
+//! serves ([`crate::fhir::KINDS`], through the handlers of [`resource`]), which need a
+//! token or session with the clinical permissions.
 
 pub mod audit_event;
-pub mod patient;
+pub mod resource;
 pub mod wire;
 
 use axum::Router;
@@ -11,8 +12,8 @@ use axum::routing::get;
 use serde::Serialize;
 
 use crate::app::AppState;
-use crate::fhir::FhirJson;
-use crate::fhir::search::SearchParam;
+use crate::fhir::kind::ResourceKind;
+use crate::fhir::{FhirJson, KINDS};
 use crate::tenant::Tenant;
 
 /// The public FHIR routes (the CapabilityStatement), mounted under `/fhir` behind tenant
@@ -23,12 +24,16 @@ pub fn router() -> Router<AppState> {
 
 /// The resource routes that only read (need `Permission::ReadClinical`).
 pub fn read_router() -> Router<AppState> {
-    patient::read_router()
+    KINDS.iter().fold(Router::new(), |router, kind| {
+        router.merge(resource::read_router(kind))
+    })
 }
 
 /// The resource routes that write (need `Permission::WriteClinical`).
 pub fn write_router() -> Router<AppState> {
-    patient::write_router()
+    KINDS.iter().fold(Router::new(), |router, kind| {
+        router.merge(resource::write_router(kind))
+    })
 }
 
 /// The audit trail export (need `Permission::Audit`).
@@ -36,20 +41,32 @@ pub fn audit_router() -> Router<AppState> {
     audit_event::audit_router()
 }
 
-/// A resource type the API serves: what the CapabilityStatement says of it, from the same
-/// constants its handlers use.
-#[derive(Debug)]
+/// A resource type the API serves, as the CapabilityStatement and the audit of refused
+/// requests see it: its kind (search parameters, `_include`s) and its interactions.
+#[derive(Clone, Copy, Debug)]
 pub struct ServedResource {
-    /// The FHIR resource type.
-    pub resource_type: &'static str,
+    /// What is stored and searched of it.
+    pub kind: &'static ResourceKind,
     /// Its interactions (FHIR `TypeRestfulInteraction` codes).
     pub interactions: &'static [&'static str],
-    /// Its search parameters, the table the search handler parses against.
-    pub search: &'static [SearchParam],
 }
 
-/// Every resource type served.
-pub const SERVED: [&ServedResource; 2] = [&patient::SERVED, &audit_event::SERVED];
+/// Every resource type served: each of [`KINDS`] through the handlers of [`resource`],
+/// then the audit export ([`audit_event`]).
+pub const SERVED: [ServedResource; KINDS.len() + 1] = served();
+
+const fn served() -> [ServedResource; KINDS.len() + 1] {
+    let mut all = [audit_event::SERVED; KINDS.len() + 1];
+    let mut i = 0;
+    while i < KINDS.len() {
+        all[i] = ServedResource {
+            kind: KINDS[i],
+            interactions: &resource::INTERACTIONS,
+        };
+        i += 1;
+    }
+    all
+}
 
 const SOFTWARE_NAME: &str = "Phoenix Guardian data plane";
 const SECURITY_DESCRIPTION: &str = "Every request except GET /fhir/metadata needs an OAuth 2.0 \
@@ -120,6 +137,9 @@ struct RestResource {
     conditional_create: bool,
     conditional_update: bool,
     conditional_delete: &'static str,
+    // FHIR JSON forbids empty arrays.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    search_include: Vec<String>,
     search_param: Vec<RestSearchParam>,
 }
 
@@ -137,25 +157,30 @@ struct RestSearchParam {
 
 impl RestResource {
     fn from_served(served: &ServedResource) -> Self {
+        let ServedResource { kind, interactions } = *served;
         Self {
-            r#type: served.resource_type,
-            interaction: served
-                .interactions
+            r#type: kind.resource_type,
+            interaction: interactions
                 .iter()
                 .map(|code| Interaction { code })
                 .collect(),
             // Updates honour If-Match; every version is kept and readable (vread).
-            versioning: if served.interactions.contains(&"update") {
+            versioning: if interactions.contains(&"update") {
                 "versioned-update"
             } else {
                 "no-version"
             },
-            read_history: served.interactions.contains(&"vread"),
+            read_history: interactions.contains(&"vread"),
             update_create: false,
             conditional_create: false,
             conditional_update: false,
             conditional_delete: "not-supported",
-            search_param: served
+            search_include: kind
+                .includes
+                .iter()
+                .map(|i| format!("{}:{}", kind.resource_type, i.name))
+                .collect(),
+            search_param: kind
                 .search
                 .iter()
                 .map(|p| RestSearchParam {
@@ -197,10 +222,7 @@ impl CapabilityStatement {
                     }],
                     description: SECURITY_DESCRIPTION,
                 },
-                resource: SERVED
-                    .iter()
-                    .map(|s| RestResource::from_served(s))
-                    .collect(),
+                resource: SERVED.iter().map(RestResource::from_served).collect(),
             }],
         }
     }
@@ -245,15 +267,15 @@ mod tests {
             .as_array()
             .expect("resources");
         assert_eq!(resources.len(), SERVED.len());
-        for (resource, served) in resources.iter().zip(SERVED) {
-            assert_eq!(resource["type"], served.resource_type);
+        for (resource, ServedResource { kind, interactions }) in resources.iter().zip(SERVED) {
+            assert_eq!(resource["type"], kind.resource_type);
             let names: Vec<&str> = resource["searchParam"]
                 .as_array()
                 .expect("search params")
                 .iter()
                 .filter_map(|p| p["name"].as_str())
                 .collect();
-            let table: Vec<&str> = served.search.iter().map(|p| p.name).collect();
+            let table: Vec<&str> = kind.search.iter().map(|p| p.name).collect();
             assert_eq!(names, table);
             let codes: Vec<&str> = resource["interaction"]
                 .as_array()
@@ -261,9 +283,50 @@ mod tests {
                 .iter()
                 .filter_map(|i| i["code"].as_str())
                 .collect();
-            assert_eq!(codes, served.interactions);
+            assert_eq!(codes, interactions);
+            let includes: Vec<String> = resource["searchInclude"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i.as_str().map(str::to_owned))
+                .collect();
+            let table: Vec<String> = kind
+                .includes
+                .iter()
+                .map(|i| format!("{}:{}", kind.resource_type, i.name))
+                .collect();
+            assert_eq!(includes, table);
         }
+        let types: Vec<&str> = resources
+            .iter()
+            .filter_map(|r| r["type"].as_str())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "Patient",
+                "Encounter",
+                "DocumentReference",
+                "MedicationRequest",
+                "AuditEvent"
+            ]
+        );
         let patient = &resources[0];
         assert_eq!(patient["searchParam"][3]["type"], "date");
+        assert_eq!(patient["versioning"], "versioned-update");
+        assert_eq!(patient["readHistory"], true);
+        // The audit trail is searched (exported), never written or read one by one.
+        let audit = &resources[KINDS.len()];
+        let codes: Vec<&str> = audit["interaction"]
+            .as_array()
+            .expect("interactions")
+            .iter()
+            .filter_map(|i| i["code"].as_str())
+            .collect();
+        assert_eq!(codes, ["search-type"]);
+        assert_eq!(audit["versioning"], "no-version");
+        assert_eq!(audit["readHistory"], false);
+        assert_eq!(audit["searchParam"][0]["name"], "date");
+        assert!(audit.get("searchInclude").is_none());
     }
 }

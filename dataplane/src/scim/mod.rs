@@ -6,6 +6,11 @@
 //! indexed attributes in columns; filters ([`filter`]) push `eq` on indexed attributes
 //! down to SQL and evaluate the rest over the candidate rows; PATCH ([`patch`]) edits the
 //! rendered resource, which is then validated and stored like a PUT.
+//!
+//! Reads stay on the primary (`Access::Primary`), not the reader pool: identity providers
+//! read right after they write (Okta and Entra ID look a user up by filter before
+//! creating it) without our consistency token, and a lagging replica would make them
+//! create duplicates or miss a deactivation. SCIM traffic is small; correctness wins.
 
 pub mod auth;
 pub mod discovery;

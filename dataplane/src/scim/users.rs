@@ -92,7 +92,7 @@ async fn read(
     let base = base_url(&headers);
     let user = state
         .database
-        .tenant_tx(Access::Read, tenant.id, |tx| {
+        .tenant_tx(Access::Primary, tenant.id, |tx| {
             Box::pin(async move {
                 let stored = one(tx, &id, false).await?;
                 render_all(tx, vec![stored], &base).await
@@ -162,7 +162,7 @@ pub async fn candidates(
     let base = base.to_owned();
     state
         .database
-        .tenant_tx(Access::Read, tenant.id, |tx| {
+        .tenant_tx(Access::Primary, tenant.id, |tx| {
             Box::pin(async move {
                 let stored = USERS.candidates(tx, pushed.as_ref()).await?;
                 render_all(tx, stored, &base).await

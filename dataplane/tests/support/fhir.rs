@@ -14,6 +14,7 @@ use jsonwebtoken::{Algorithm, Header};
 use phoenix_catalog::sso::RoleGrant;
 use phoenix_dataplane::auth::jwks::JwksCache;
 use phoenix_dataplane::catalog::{Catalog, SsoRow, TenantRecord};
+use phoenix_dataplane::db::Database;
 use phoenix_dataplane::metrics::Metrics;
 use phoenix_dataplane::{AppState, app};
 use serde_json::{Value, json};
@@ -62,37 +63,50 @@ pub struct Setup {
     pub _db: TestDb,
     /// The tenants A and B with their SSO rows.
     pub catalog: Catalog,
-    /// The data plane role's pools.
+    /// The data plane role's pools, reporting to `metrics`.
     pub database: phoenix_dataplane::db::Database,
     /// The router over them.
     pub app: axum::Router,
+    /// The metrics `app` serves at `/metrics`.
+    pub metrics: Metrics,
+    /// Catalog ids of A and B.
+    pub ids: (i64, i64),
 }
 
+/// Tenants A and B on a new database, read and written on the primary.
 pub async fn setup() -> Setup {
+    setup_with(|db| db.database(2)).await
+}
+
+/// Like [`setup`], with the pools `database` makes of the test database.
+pub async fn setup_with(database: impl FnOnce(&TestDb) -> Database) -> Setup {
     let db = TestDb::create().await;
     let a = db.insert_tenant("mercy", A).await;
     let b = db.insert_tenant("stjude", B).await;
     let catalog = Catalog::new();
     catalog.replace_with_sso([record(a, A), record(b, B)], [(a, sso(A)), (b, sso(B))]);
-    let database = db.database(2);
-    let app = fresh_app(&catalog, &database);
+    let metrics = Metrics::new(Some("us-east-1"));
+    let database = database(&db).observed_by(metrics.reads());
+    let app = app_with(&catalog, &database, &metrics);
     Setup {
         _db: db,
         catalog,
         database,
         app,
+        metrics,
+        ids: (a, b),
     }
 }
 
 /// A new application over the same catalog and database: a restarted server.
-pub fn fresh_app(catalog: &Catalog, database: &phoenix_dataplane::db::Database) -> axum::Router {
+pub fn fresh_app(catalog: &Catalog, database: &Database) -> axum::Router {
+    app_with(catalog, database, &Metrics::new(Some("us-east-1")))
+}
+
+/// The application over `catalog` and `database`, serving `metrics`.
+pub fn app_with(catalog: &Catalog, database: &Database, metrics: &Metrics) -> axum::Router {
     let jwks = JwksCache::new(Arc::new(FixedJwks), Duration::from_secs(30));
-    let state = AppState::new(
-        catalog.clone(),
-        database.clone(),
-        Metrics::new(Some("us-east-1")),
-    )
-    .with_jwks(jwks);
+    let state = AppState::new(catalog.clone(), database.clone(), metrics.clone()).with_jwks(jwks);
     app(state)
 }
 

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses its own part of the support code
 
 pub mod auth;
+pub mod clinical;
 pub mod fhir;
 
 use std::future::Future;
@@ -175,6 +176,47 @@ impl TestDb {
         let mut config = stack_dsn(REPLICA_DSN_VAR);
         config.config.dbname(&self.name);
         connect(&config).await
+    }
+
+    /// The region's database with a reader: the stack's streaming replica, as the data
+    /// plane role; a read carrying a consistency token waits up to `wait` for it.
+    pub fn split_database(&self, pool_size: usize, wait: Duration) -> Database {
+        let mut config = Config::new(self.dataplane_url());
+        config.reader_url = Some(self.replica_url());
+        config.read_consistency_wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+        config.database_ca_file = self.ca_file();
+        config.pool_size = pool_size;
+        Database::new(&config).expect("data plane pools")
+    }
+
+    /// Waits until the replica replayed everything written on the primary so far (this
+    /// database, its role and rows included).
+    pub async fn replica_caught_up(&self) {
+        let written: String = self
+            .admin()
+            .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+            .await
+            .expect("the primary's WAL position")
+            .get(0);
+        let replica = connect(&stack_dsn(REPLICA_DSN_VAR)).await;
+        let replica = &replica;
+        let written = &written;
+        eventually(
+            "the replica replays the primary",
+            Duration::from_secs(30),
+            || async move {
+                let caught_up: bool = replica
+                    .query_one(
+                        "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn",
+                        &[written],
+                    )
+                    .await
+                    .map_err(|error| error.to_string())?
+                    .get(0);
+                caught_up.then_some(()).ok_or_else(|| "behind".to_owned())
+            },
+        )
+        .await;
     }
 
     /// The region's database as the data plane sees it, with pools of `pool_size`.
@@ -354,5 +396,62 @@ where
             panic!("{what}: not within {within:?}; last seen: {last}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// WAL replay paused on the stack's replica (shared by every test of the run: keep it
+/// short). Resumed by [`ReplayPaused::resume`], or when dropped, also when the test panics.
+pub struct ReplayPaused {
+    resumed: bool,
+}
+
+impl ReplayPaused {
+    /// Pauses replay: nothing written on the primary from now on reaches the replica's
+    /// readers until it is resumed.
+    pub async fn pause() -> Self {
+        let replica = connect(&stack_dsn(REPLICA_DSN_VAR)).await;
+        replica
+            .batch_execute("SELECT pg_wal_replay_pause()")
+            .await
+            .expect("pause replay on the replica (as superuser)");
+        Self { resumed: false }
+    }
+
+    /// Resumes replay.
+    pub async fn resume(mut self) {
+        let replica = connect(&stack_dsn(REPLICA_DSN_VAR)).await;
+        replica
+            .batch_execute("SELECT pg_wal_replay_resume()")
+            .await
+            .expect("resume replay on the replica");
+        self.resumed = true;
+    }
+}
+
+impl Drop for ReplayPaused {
+    fn drop(&mut self) {
+        if self.resumed {
+            return;
+        }
+        // As TestDb's drop: no await here, and the test's runtime may be unwinding.
+        let target = stack_dsn(REPLICA_DSN_VAR);
+        let resumed = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                let client = target.connect().await?;
+                client
+                    .batch_execute("SELECT pg_wal_replay_resume()")
+                    .await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            })
+        })
+        .join();
+        if !matches!(resumed, Ok(Ok(()))) {
+            eprintln!(
+                "RESUMING WAL REPLAY ON THE REPLICA FAILED: run SELECT pg_wal_replay_resume() on $PG_REPLICA_DSN_US_EAST_1"
+            );
+        }
     }
 }

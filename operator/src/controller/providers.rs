@@ -6,8 +6,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use phoenix_catalog::{TenantRecord, TenantRow};
+use phoenix_catalog::{ReaderRow, TenantRecord, TenantRow};
 
+use crate::db::replication::{Lsn, Replay};
 use crate::db::rls::TableState;
 use crate::db::state::DbState;
 use crate::db::{DbError, Deleted, Migrated};
@@ -218,8 +219,14 @@ pub trait Database: Send + Sync {
     async fn rls_state(&self) -> Result<Vec<TableState>, DbError>;
     /// Applied schema version.
     async fn schema_version(&self) -> Result<i32, DbError>;
-    /// Replay lag of a standby in seconds; `None` on a primary.
-    async fn replay_lag(&self) -> Result<Option<f64>, DbError>;
+    /// Where a standby is (lag and replayed LSN); `None` on a primary.
+    async fn replay(&self) -> Result<Option<Replay>, DbError>;
+    /// The writer's current WAL position.
+    async fn wal_position(&self) -> Result<Lsn, DbError>;
+    /// The readers published in the catalog, by ordinal.
+    async fn published_readers(&self) -> Result<Vec<ReaderRow>, DbError>;
+    /// Makes the published readers exactly `rows`, in one transaction.
+    async fn publish_readers(&self, rows: &[ReaderRow]) -> Result<(), DbError>;
     /// Live tenants whose home is `region`.
     async fn tenant_count(&self, region: &str) -> Result<i64, DbError>;
     /// The catalog rows that concern `row` (its own, and live rows claiming its names).

@@ -190,3 +190,57 @@ pub async fn tenant_count(client: &Client, region: &str) -> Result<i64, DbError>
         .map_err(DbError::query("counting tenants"))?;
     col(&row, 0)
 }
+
+/// The readers published in `catalog.readers`, by ordinal.
+pub async fn readers(client: &Client) -> Result<Vec<phoenix_catalog::ReaderRow>, DbError> {
+    let sql = format!(
+        "SELECT {} FROM catalog.readers ORDER BY ordinal",
+        phoenix_catalog::readers::READER_COLUMNS
+    );
+    client
+        .query(&sql, &[])
+        .await
+        .map_err(DbError::query("reading the published readers"))?
+        .iter()
+        .map(|row| {
+            phoenix_catalog::ReaderRow::from_row(row)
+                .map_err(DbError::query("reading the published readers"))
+        })
+        .collect()
+}
+
+/// Makes `catalog.readers` exactly `rows` in one transaction (one NOTIFY for the data
+/// plane, at commit): rows beyond them are deleted, the others upserted.
+pub async fn publish_readers(
+    client: &mut Client,
+    rows: &[phoenix_catalog::ReaderRow],
+) -> Result<(), DbError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(DbError::query("starting to publish the readers"))?;
+    let ordinals: Vec<i32> = rows.iter().map(|r| r.ordinal).collect();
+    tx.execute(
+        "DELETE FROM catalog.readers WHERE ordinal <> ALL($1)",
+        &[&ordinals],
+    )
+    .await
+    .map_err(DbError::query("removing readers no longer declared"))?;
+    for r in rows {
+        tx.execute(
+            "INSERT INTO catalog.readers (ordinal, host, port, dbname, sslmode, healthy)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (ordinal) DO UPDATE SET host = EXCLUDED.host, port = EXCLUDED.port,
+               dbname = EXCLUDED.dbname, sslmode = EXCLUDED.sslmode, healthy = EXCLUDED.healthy,
+               updated_at = now()",
+            &[
+                &r.ordinal, &r.host, &r.port, &r.dbname, &r.sslmode, &r.healthy,
+            ],
+        )
+        .await
+        .map_err(DbError::query("publishing a reader"))?;
+    }
+    tx.commit()
+        .await
+        .map_err(DbError::query("publishing the readers"))
+}

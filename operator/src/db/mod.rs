@@ -18,13 +18,14 @@ pub mod state;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use phoenix_catalog::TenantRow;
+use phoenix_catalog::{ReaderRow, TenantRow};
 
 pub use catalog::Deleted;
 pub use migrate::Migrated;
 pub use pool::{PgDatabase, PgDatabases};
 
 use crate::controller::providers::{Database, RowsSeen, ScimConverged, SsoSeen};
+use replication::{Lsn, Replay};
 use rls::TableState;
 use state::DbState;
 
@@ -199,8 +200,21 @@ impl Database for PgDatabase {
         observe::schema_version(&*self.client().await?).await
     }
 
-    async fn replay_lag(&self) -> Result<Option<f64>, DbError> {
-        replication::replay_lag(&*self.client().await?).await
+    async fn replay(&self) -> Result<Option<Replay>, DbError> {
+        replication::replay(&*self.client().await?).await
+    }
+
+    async fn wal_position(&self) -> Result<Lsn, DbError> {
+        replication::wal_position(&*self.client().await?).await
+    }
+
+    async fn published_readers(&self) -> Result<Vec<ReaderRow>, DbError> {
+        catalog::readers(&*self.client().await?).await
+    }
+
+    async fn publish_readers(&self, rows: &[ReaderRow]) -> Result<(), DbError> {
+        self.writable("publishing the readers")?;
+        catalog::publish_readers(&mut *self.client().await?, rows).await
     }
 
     async fn tenant_count(&self, region: &str) -> Result<i64, DbError> {

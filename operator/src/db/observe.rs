@@ -53,11 +53,16 @@ const POLICIES: &str =
 
 /// Tables (schema-qualified) the operator manages ownership and grants of.
 pub fn managed_tables() -> Vec<String> {
-    ["catalog.tenants", "catalog.sso", "catalog.scim_tokens"]
-        .into_iter()
-        .chain(TENANT_TABLES)
-        .map(str::to_owned)
-        .collect()
+    [
+        "catalog.tenants",
+        "catalog.sso",
+        "catalog.scim_tokens",
+        "catalog.readers",
+    ]
+    .into_iter()
+    .chain(TENANT_TABLES)
+    .map(str::to_owned)
+    .collect()
 }
 
 /// Reads the whole state the Region plan needs, with `dataplane` as the data plane role.

@@ -100,6 +100,7 @@ pub fn desired_grants(dataplane: &str) -> Vec<Grant> {
         Grant::new("table catalog.tenants", OWNER_ROLE, "SELECT"),
         Grant::new("table catalog.sso", dataplane_role, "SELECT"),
         Grant::new("table catalog.scim_tokens", dataplane_role, "SELECT"),
+        Grant::new("table catalog.readers", dataplane_role, "SELECT"),
     ];
     for table in TENANT_TABLES {
         // The audit trail is appended to and read, never changed: a grant of UPDATE,

@@ -179,6 +179,13 @@ fn region_changes(name: &str, settings: &Settings, endpoint: &str, p: &RegionPla
             why.as_str(),
         ));
     }
+    if let Some(readers) = &p.readers {
+        out.push(Change::new(
+            "publish",
+            format!("readers of {endpoint}"),
+            region::plan::describe_readers(readers),
+        ));
+    }
     out
 }
 

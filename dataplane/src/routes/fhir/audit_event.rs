@@ -9,6 +9,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::ServedResource;
@@ -21,8 +22,9 @@ use crate::fhir::FhirJson;
 use crate::fhir::bundle::{Entry as BundleEntry, SearchSet};
 use crate::fhir::cursor;
 use crate::fhir::error::FhirError;
+use crate::fhir::kind::{ResourceKind, Validated};
 use crate::fhir::search::{
-    self, CURSOR_PARAM, Criterion, Handling, ParamType, Prefix, Search, SearchParam,
+    self, CURSOR_PARAM, Criterion, Handling, ParamType, Prefix, Search, SearchParam, Sql,
 };
 use crate::tenant::Tenant;
 
@@ -31,14 +33,37 @@ pub const AUDIT_EVENT_SEARCH: &[SearchParam] = &[SearchParam {
     name: "date",
     kind: ParamType::Date,
     documentation: "When the event was recorded (UTC days); prefixes eq, gt, lt, ge, le",
+    // What it means; the export builds its own keyset statement from it ([`window`]).
+    sql: Sql::Instant("recorded_at"),
 }];
 
-/// What `/fhir/AuditEvent` serves.
-pub const SERVED: ServedResource = ServedResource {
+/// AuditEvent as a resource kind, for the search parser and the CapabilityStatement: its
+/// `date` parameter, no sort keys, no `_include`s. The table is the trail itself; nothing
+/// is written through the FHIR API ([`written_by_the_server_only`]).
+pub const KIND: ResourceKind = ResourceKind {
     resource_type: RESOURCE_TYPE,
-    interactions: &["search-type"],
+    table: "clinical.audit_events",
+    columns: &[],
     search: AUDIT_EVENT_SEARCH,
+    sorts: &[],
+    includes: &[],
+    validate: written_by_the_server_only,
 };
+
+/// What `/fhir/AuditEvent` serves: search (the export) only.
+pub const SERVED: ServedResource = ServedResource {
+    kind: &KIND,
+    interactions: &["search-type"],
+};
+
+/// The validation of [`KIND`]: no route creates or updates an AuditEvent, and were one
+/// added, it would refuse every body.
+fn written_by_the_server_only(_: Value) -> Result<Validated, FhirError> {
+    Err(FhirError::invalid(
+        RESOURCE_TYPE,
+        "AuditEvent is written by the server only; it cannot be created or updated",
+    ))
+}
 
 /// The routes of the audit export (`Permission::Audit`).
 pub fn audit_router() -> Router<AppState> {
@@ -89,7 +114,7 @@ async fn search_audit_events(
     let prefer = headers.get("prefer").and_then(|v| v.to_str().ok());
     let search = search::parse(
         query.as_deref().unwrap_or(""),
-        AUDIT_EVENT_SEARCH,
+        &KIND,
         Handling::from_prefer(prefer),
     )?;
     if search.summary_count {
@@ -149,7 +174,7 @@ mod tests {
     use super::*;
 
     fn window_of(query: &str) -> Result<Window, FhirError> {
-        window(&search::parse(query, AUDIT_EVENT_SEARCH, Handling::Strict)?)
+        window(&search::parse(query, &KIND, Handling::Strict)?)
     }
 
     #[test]
@@ -163,6 +188,14 @@ mod tests {
         let w = window_of("date=gt2026-03-04&date=le2026").expect("window");
         assert_eq!(w.from.as_deref(), Some("2026-03-05T00:00:00Z"));
         assert_eq!(w.until.as_deref(), Some("2027-01-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn no_audit_event_body_is_accepted() {
+        assert!(matches!(
+            (KIND.validate)(serde_json::json!({"resourceType": "AuditEvent"})),
+            Err(FhirError::Invalid { .. })
+        ));
     }
 
     #[test]

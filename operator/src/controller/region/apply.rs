@@ -38,6 +38,8 @@ pub struct Applied {
     pub secret_repointed: Option<String>,
     /// The data plane password was set, and why.
     pub password_set: Option<PasswordWhy>,
+    /// The readers now published to the catalog, when they changed.
+    pub readers_published: Option<Vec<phoenix_catalog::ReaderRow>>,
 }
 
 impl Applied {
@@ -104,6 +106,11 @@ pub async fn execute(
         db.execute(&[set_password_sql(dataplane, &scram::verifier(password))])
             .await?;
         applied.password_set = Some(why);
+    }
+    // After the migrations (which make catalog.readers on an older database).
+    if let Some(readers) = &plan.readers {
+        db.publish_readers(readers).await?;
+        applied.readers_published = Some(readers.clone());
     }
     applied.ddl = plan.ddl;
     applied.rls_drift = plan.rls_drift;

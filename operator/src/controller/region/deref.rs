@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kube::ResourceExt;
+use phoenix_catalog::ReaderRow;
 use phoenix_catalog::connect::{self, PgTarget, SslMode};
 use phoenix_crds::region::DatabaseConnection;
 use phoenix_crds::{Region, RegionRole};
@@ -13,21 +14,53 @@ use super::dataplane_secret_name;
 use crate::controller::error::DerefError;
 use crate::controller::providers::{Database, DbTarget};
 use crate::controller::world::World;
+use crate::db::replication::{Lsn, Replay};
 use crate::db::state::DbState;
 use crate::secrets::SecretError;
 
 /// Connections per reader pool (the operator only measures lag there).
 const READER_POOL: usize = 2;
 
+/// The schema version that made `catalog.readers`.
+pub const READERS_SCHEMA_VERSION: i32 = 8;
+
 /// What one reader looked like.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ReaderSeen {
-    /// A streaming standby this many seconds behind.
-    Lag(f64),
+    /// A streaming standby: how far behind, and what it has replayed.
+    Standby(Replay),
     /// Not a standby.
     NotStandby,
     /// Could not be measured.
     Failed(String),
+}
+
+/// One declared reader: where the data plane reaches it, and how it looked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reader {
+    /// Host, port, database and sslmode (its `healthy` not yet decided); `None` when its
+    /// connection could not be resolved (a missing Secret, say).
+    pub endpoint: Option<ReaderRow>,
+    /// Its replication state.
+    pub seen: ReaderSeen,
+}
+
+/// Where the data plane reaches the instance `target` points at, as reader `ordinal`.
+fn reader_endpoint(ordinal: usize, target: &DbTarget, dbname: &str) -> ReaderRow {
+    let config = &target.pg.config;
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".to_owned(),
+    };
+    ReaderRow {
+        ordinal: i32::try_from(ordinal).unwrap_or(i32::MAX),
+        host,
+        port: i32::from(config.get_ports().first().copied().unwrap_or(5432)),
+        dbname: dbname.to_owned(),
+        sslmode: target.pg.tls.mode.to_string(),
+        healthy: false,
+    }
 }
 
 /// Everything a Region's plan needs.
@@ -49,7 +82,12 @@ pub struct RegionRefs {
     /// The data plane Secret's data, if it exists.
     pub dataplane_secret: Option<BTreeMap<String, String>>,
     /// The declared readers, in order.
-    pub readers: Vec<ReaderSeen>,
+    pub readers: Vec<Reader>,
+    /// The writer's WAL position, read after the readers' (a Primary's existing database).
+    pub writer_lsn: Option<Lsn>,
+    /// The readers published in the writer's catalog; `None` where there is no catalog
+    /// table to read (a Replica, or a database not yet migrated to it).
+    pub published_readers: Option<Vec<ReaderRow>>,
     /// Live tenants in the catalog whose home is this region.
     pub tenant_count: i64,
 }
@@ -180,7 +218,7 @@ pub async fn dereference(
         _ => (None, 0),
     };
     let own_lag = match standby {
-        Some(true) => writer.replay_lag().await?,
+        Some(true) => writer.replay().await?.map(|r| r.lag_seconds),
         _ => None,
     };
     let secret_name = dataplane_secret_name(&name);
@@ -199,23 +237,48 @@ pub async fn dereference(
         }
         .into());
     }
+    let database_name = &region.spec.database.database_name;
     let mut readers = Vec::new();
     for (i, reader) in region.spec.database.readers.iter().enumerate() {
+        let target = match target(world, reader, database_name).await {
+            Ok(t) => t,
+            Err(e) => {
+                readers.push(Reader {
+                    endpoint: None,
+                    seen: ReaderSeen::Failed(e.to_string()),
+                });
+                continue;
+            }
+        };
+        let endpoint = Some(reader_endpoint(i, &target, database_name));
         let measured = async {
-            let target = target(world, reader, &region.spec.database.database_name).await?;
             let db = world.providers.databases.open(
                 &format!("{name}#reader-{i}"),
                 &target,
                 READER_POOL,
             )?;
-            Ok::<_, DerefError>(db.replay_lag().await?)
+            Ok::<_, DerefError>(db.replay().await?)
         };
-        readers.push(match measured.await {
-            Ok(Some(lag)) => ReaderSeen::Lag(lag),
+        let seen = match measured.await {
+            Ok(Some(replay)) => ReaderSeen::Standby(replay),
             Ok(None) => ReaderSeen::NotStandby,
             Err(e) => ReaderSeen::Failed(e.to_string()),
-        });
+        };
+        readers.push(Reader { endpoint, seen });
     }
+    // After the readers: the writer is never behind what they replayed, so the distance
+    // is never negative.
+    let primary_state = state.as_ref().filter(|_| standby == Some(false));
+    let writer_lsn = match primary_state {
+        Some(_) if !readers.is_empty() => Some(writer.wal_position().await?),
+        _ => None,
+    };
+    let published_readers = match primary_state {
+        Some(s) if s.schema_version >= READERS_SCHEMA_VERSION => {
+            Some(writer.published_readers().await?)
+        }
+        _ => None,
+    };
     let refs = RegionRefs {
         endpoint: writer.endpoint().to_owned(),
         sslmode: writer_at.pg.tls.mode,
@@ -226,6 +289,8 @@ pub async fn dereference(
         source,
         dataplane_secret,
         readers,
+        writer_lsn,
+        published_readers,
         tenant_count,
     };
     Ok((writer, refs))

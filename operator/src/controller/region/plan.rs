@@ -5,7 +5,9 @@
 use kube::ResourceExt;
 use phoenix_crds::{Region, RegionRole};
 
-use super::deref::RegionRefs;
+use phoenix_catalog::ReaderRow;
+
+use super::deref::{ReaderSeen, RegionRefs};
 use crate::controller::error::PlanError;
 use crate::db::owned::dataplane_role;
 use crate::db::rls::{Drift, rls_changes};
@@ -57,6 +59,8 @@ pub struct RegionPlan {
     pub repoint_secret: bool,
     /// Set the data plane role's password from its Secret.
     pub set_password: Option<PasswordWhy>,
+    /// Publish these readers to `catalog.readers` (they differ from what is published).
+    pub readers: Option<Vec<ReaderRow>>,
 }
 
 impl RegionPlan {
@@ -102,6 +106,43 @@ pub fn password_change(
         Verifier::Unreadable if state.role(dataplane).is_none() => Some(PasswordWhy::NewRole),
         Verifier::Unreadable => None,
     }
+}
+
+/// The readers the data plane should see: each declared reader whose connection resolved,
+/// healthy when it is a streaming standby. Readers that are unhealthy stay published (as
+/// unhealthy) so the data plane knows to avoid them rather than forgetting them.
+pub fn desired_readers(refs: &RegionRefs) -> Vec<ReaderRow> {
+    refs.readers
+        .iter()
+        .filter_map(|r| {
+            let mut row = r.endpoint.clone()?;
+            row.healthy = matches!(r.seen, ReaderSeen::Standby(_));
+            Some(row)
+        })
+        .collect()
+}
+
+/// `host:port/db (healthy), ...`, or `none`: readers for plans and Events.
+pub fn describe_readers(readers: &[ReaderRow]) -> String {
+    if readers.is_empty() {
+        return "none".to_owned();
+    }
+    readers
+        .iter()
+        .map(|r| {
+            let health = if r.healthy { "healthy" } else { "unhealthy" };
+            format!("{} ({health})", r.endpoint())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The readers to publish, if they differ from what the catalog holds. A database not yet
+/// migrated to `catalog.readers` holds none (the migration runs first in apply).
+pub fn readers_change(refs: &RegionRefs) -> Option<Vec<ReaderRow>> {
+    let desired = desired_readers(refs);
+    let published = refs.published_readers.as_deref().unwrap_or_default();
+    (desired != published).then_some(desired)
 }
 
 /// Refuses a managed role with an attribute the login cannot remove (BYPASSRLS or
@@ -169,6 +210,7 @@ pub fn plan(region: &Region, refs: &RegionRefs) -> Result<RegionPlan, PlanError>
                 create_secret: refs.dataplane_secret.is_none(),
                 repoint_secret,
                 set_password: password_change(state, password, &role),
+                readers: readers_change(refs),
             })
         }
     }
@@ -209,6 +251,8 @@ mod tests {
                 ("username".into(), DP.into()),
             ])),
             readers: Vec::new(),
+            writer_lsn: None,
+            published_readers: None,
             tenant_count: 0,
         }
     }
@@ -257,6 +301,60 @@ mod tests {
             .collect();
         s.dataplane_verifier = Verifier::Present(scram::verifier("pw"));
         s
+    }
+
+    #[test]
+    fn readers_are_published_when_they_differ_and_a_converged_list_plans_nothing() {
+        use crate::controller::region::deref::Reader;
+        use crate::db::replication::{Lsn, Replay};
+        let row = |ordinal: i32, healthy: bool| ReaderRow {
+            ordinal,
+            host: format!("replica-{ordinal}"),
+            port: 5432,
+            dbname: "phoenix".into(),
+            sslmode: "verify-full".into(),
+            healthy,
+        };
+        let mut r = refs(Some(false), Some(converged()));
+        r.readers = vec![
+            Reader {
+                endpoint: Some(row(0, false)),
+                seen: ReaderSeen::Standby(Replay {
+                    lag_seconds: 0.0,
+                    replayed: Lsn(1),
+                }),
+            },
+            Reader {
+                endpoint: Some(row(1, true)),
+                seen: ReaderSeen::NotStandby,
+            },
+            // Its Secret is missing: nothing to publish for it.
+            Reader {
+                endpoint: None,
+                seen: ReaderSeen::Failed("secret missing".into()),
+            },
+        ];
+        let desired = vec![row(0, true), row(1, false)];
+        // Not migrated to catalog.readers yet: everything is to publish.
+        let p = plan(&region("Primary"), &r).expect("plan");
+        assert_eq!(p.readers.as_ref(), Some(&desired));
+        r.published_readers = Some(desired.clone());
+        let p = plan(&region("Primary"), &r).expect("plan");
+        assert_eq!(p.readers, None);
+        assert!(p.is_empty(), "{p:?}");
+        // A reader turned healthy, one removed from the spec: the new list.
+        r.readers[1].seen = ReaderSeen::Standby(Replay {
+            lag_seconds: 3.0,
+            replayed: Lsn(2),
+        });
+        r.readers.remove(0);
+        let p = plan(&region("Primary"), &r).expect("plan");
+        assert_eq!(p.readers, Some(vec![row(1, true)]));
+        // A Replica's catalog is its source's: nothing is published there.
+        let mut replica = refs(Some(true), None);
+        replica.readers = r.readers.clone();
+        let p = plan(&region("Replica"), &replica).expect("plan");
+        assert_eq!(p.readers, None);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use phoenix_catalog::ReaderRow;
+use phoenix_crds::region::ReaderStatus;
 use phoenix_crds::{Region, RegionStatus};
 
 use super::apply::Applied;
@@ -17,8 +19,11 @@ pub fn replication(refs: &RegionRefs, max_lag: Duration) -> (NewCondition, Optio
     let mut lag = refs.own_lag;
     let mut problem = None;
     for (i, reader) in refs.readers.iter().enumerate() {
-        match reader {
-            ReaderSeen::Lag(l) => lag = Some(lag.map_or(*l, |m: f64| m.max(*l))),
+        match &reader.seen {
+            ReaderSeen::Standby(r) => {
+                let l = r.lag_seconds;
+                lag = Some(lag.map_or(l, |m: f64| m.max(l)));
+            }
             ReaderSeen::NotStandby => {
                 problem = Some(format!(
                     "spec.database.readers[{i}] is not a standby (not in recovery)"
@@ -52,6 +57,46 @@ pub fn replication(refs: &RegionRefs, max_lag: Duration) -> (NewCondition, Optio
     (condition, lag)
 }
 
+/// Each reader's replication health for `status.readers`: its endpoint, what it replayed
+/// and how far that is behind the writer's position sampled after it.
+pub fn reader_statuses(refs: &RegionRefs) -> Vec<ReaderStatus> {
+    refs.readers
+        .iter()
+        .enumerate()
+        .map(|(i, reader)| {
+            let endpoint = reader
+                .endpoint
+                .as_ref()
+                .map(ReaderRow::endpoint)
+                .unwrap_or_default();
+            match &reader.seen {
+                ReaderSeen::Standby(r) => ReaderStatus {
+                    endpoint,
+                    healthy: true,
+                    replay_lsn: Some(r.replayed.to_string()),
+                    lag_bytes: refs
+                        .writer_lsn
+                        .map(|w| i64::try_from(r.replayed.bytes_to(w)).unwrap_or(i64::MAX)),
+                    lag_seconds: Some(r.lag_seconds),
+                    message: None,
+                },
+                ReaderSeen::NotStandby => ReaderStatus {
+                    endpoint,
+                    message: Some(format!(
+                        "spec.database.readers[{i}] is not a standby (not in recovery)"
+                    )),
+                    ..ReaderStatus::default()
+                },
+                ReaderSeen::Failed(e) => ReaderStatus {
+                    endpoint,
+                    message: Some(e.clone()),
+                    ..ReaderStatus::default()
+                },
+            }
+        })
+        .collect()
+}
+
 /// Events saying what a pass changed.
 pub fn change_events(region: &str, namespace: &str, endpoint: &str, a: &Applied) -> Vec<EventSpec> {
     let mut out = Vec::new();
@@ -69,6 +114,16 @@ pub fn change_events(region: &str, namespace: &str, endpoint: &str, a: &Applied)
             format!(
                 "schema migrated from version {} to {} on {endpoint}",
                 m.from, m.to
+            ),
+        ));
+    }
+    if let Some(readers) = &a.readers_published {
+        out.push(EventSpec::normal(
+            Reason::ReadersPublished,
+            "PublishReaders",
+            format!(
+                "readers published to the catalog: {}",
+                super::plan::describe_readers(readers)
             ),
         ));
     }
@@ -198,6 +253,7 @@ pub fn ready(
         phase: Some("Ready".to_owned()),
         conditions: conds,
         replication_lag_seconds: lag,
+        readers: reader_statuses(refs),
         tenant_count: tenants,
         schema_version,
         dns: current.dns.clone(),
@@ -250,7 +306,24 @@ mod tests {
     use crate::db::rls::Drift;
     use crate::db::roles::{Ddl, DdlKind};
 
+    use crate::controller::region::deref::Reader;
+    use crate::db::replication::{Lsn, Replay};
+
+    fn standby(lag_seconds: f64) -> ReaderSeen {
+        ReaderSeen::Standby(Replay {
+            lag_seconds,
+            replayed: Lsn(0x0300_0000),
+        })
+    }
+
     fn refs(readers: Vec<ReaderSeen>) -> RegionRefs {
+        let readers = readers
+            .into_iter()
+            .map(|seen| Reader {
+                endpoint: None,
+                seen,
+            })
+            .collect();
         RegionRefs {
             endpoint: "db:5432/phoenix".into(),
             sslmode: phoenix_catalog::connect::SslMode::Prefer,
@@ -261,6 +334,8 @@ mod tests {
             source: None,
             dataplane_secret: None,
             readers,
+            writer_lsn: None,
+            published_readers: None,
             tenant_count: 3,
         }
     }
@@ -277,28 +352,66 @@ mod tests {
             (reason_of(&c), lag),
             ((Status::Unknown, Reason::NoReaders), None)
         );
-        let (c, lag) = replication(&refs(vec![ReaderSeen::Lag(2.0), ReaderSeen::Lag(5.0)]), max);
+        let (c, lag) = replication(&refs(vec![standby(2.0), standby(5.0)]), max);
         assert_eq!(
             (reason_of(&c), lag),
             ((Status::True, Reason::ReplicaStreaming), Some(5.0))
         );
-        let (c, _) = replication(&refs(vec![ReaderSeen::Lag(45.0)]), max);
+        let (c, _) = replication(&refs(vec![standby(45.0)]), max);
         assert_eq!(reason_of(&c), (Status::False, Reason::ReplicationLagging));
         assert!(
             c.message.contains("45.0s behind (limit 30s)"),
             "{}",
             c.message
         );
-        let (c, _) = replication(
-            &refs(vec![ReaderSeen::Lag(1.0), ReaderSeen::NotStandby]),
-            max,
-        );
+        let (c, _) = replication(&refs(vec![standby(1.0), ReaderSeen::NotStandby]), max);
         assert_eq!(reason_of(&c), (Status::False, Reason::ReplicaUnhealthy));
         assert!(
             c.message.contains("readers[1] is not a standby"),
             "{}",
             c.message
         );
+    }
+
+    #[test]
+    fn each_reader_reports_its_replay_position_and_distance_to_the_writer() {
+        let mut r = refs(vec![
+            standby(1.0),
+            ReaderSeen::NotStandby,
+            ReaderSeen::Failed("connection refused".into()),
+        ]);
+        r.readers[0].endpoint = Some(ReaderRow {
+            ordinal: 0,
+            host: "replica".into(),
+            port: 5433,
+            dbname: "phoenix".into(),
+            sslmode: "prefer".into(),
+            healthy: false,
+        });
+        r.writer_lsn = Some(Lsn(0x0300_1000));
+        let statuses = reader_statuses(&r);
+        assert_eq!(
+            statuses[0],
+            ReaderStatus {
+                endpoint: "replica:5433/phoenix".into(),
+                healthy: true,
+                replay_lsn: Some("0/3000000".into()),
+                lag_bytes: Some(0x1000),
+                lag_seconds: Some(1.0),
+                message: None,
+            }
+        );
+        assert!(!statuses[1].healthy);
+        assert!(
+            statuses[1]
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("readers[1] is not a standby")),
+            "{:?}",
+            statuses[1]
+        );
+        assert_eq!(statuses[2].message.as_deref(), Some("connection refused"));
+        assert_eq!(statuses[2].lag_bytes, None);
     }
 
     fn ddl(kind: DdlKind, summary: &str) -> Ddl {
@@ -320,6 +433,7 @@ mod tests {
             secret_created: true,
             password_set: Some(PasswordWhy::NewSecret),
             secret_repointed: None,
+            readers_published: None,
         };
         let reasons: Vec<Reason> = change_events("us", "ns", "db", &fresh)
             .iter()

@@ -1,5 +1,5 @@
 -- The audit trail: one append-only, hash-chained log per tenant of every access to PHI
--- through the data plane (ADR 0005). The database, not the data plane, keeps the chain:
+-- through the data plane (ADR 0006). The database, not the data plane, keeps the chain:
 -- a BEFORE INSERT trigger serialises the tenant's appends with a transaction-level
 -- advisory lock, reads the tenant's last entry with a fresh snapshot (the function is
 -- VOLATILE, so each of its queries sees what committed before the lock was granted) and
