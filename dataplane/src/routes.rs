@@ -58,7 +58,7 @@ pub fn tenant_routes(state: AppState) -> Router<AppState> {
             &state,
         ))
         .merge(protected_phi(
-            fhir::audit_router(),
+            consistency::read_your_writes(fhir::audit_router()),
             Permission::Audit,
             &state,
         ))

@@ -1039,6 +1039,11 @@ async fn refusals_on_every_resource_kind_are_audited() {
     .send(&s.app)
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // HEAD asks what GET does: an anonymous one is a refused read.
+    let (status, _, _) = Call::new(Method::HEAD, &format!("/fhir/Encounter/{eid}"), A, None)
+        .send(&s.app)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     let p = |s: &str| s.to_owned();
     let rows = entries(admin, a).await;
@@ -1070,7 +1075,14 @@ async fn refusals_on_every_resource_kind_are_audited() {
                 401,
                 p("anonymous")
             ),
+            (
+                p("read"),
+                p("Encounter"),
+                Some(eid.clone()),
+                401,
+                p("anonymous")
+            ),
         ]
     );
-    intact(&verify(&s.database, a).await.expect("verify"), 5);
+    intact(&verify(&s.database, a).await.expect("verify"), 6);
 }

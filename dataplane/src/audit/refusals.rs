@@ -35,6 +35,12 @@ pub fn interaction(method: &Method, path: &str) -> Option<AuditEntry> {
     };
     let resource_type = known(segments.first()?)?;
     let export = resource_type == super::export::RESOURCE_TYPE;
+    // HEAD is served by the GET routes and asks for the same thing.
+    let method = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
     let (action, id) = match (method, &segments[1..]) {
         (&Method::GET, []) if export => (Action::Export, None),
         (&Method::GET, []) => (Action::Search, None),
@@ -145,6 +151,10 @@ mod tests {
             let entry = interaction(&Method::GET, &path).expect("a served type");
             assert_eq!(entry.resource_type, served.kind.resource_type);
         }
+        assert_eq!(
+            of(Method::HEAD, "/fhir/Encounter/x"),
+            Some((Action::Read, Some("x".into())))
+        );
         assert_eq!(of(Method::GET, "/fhir/metadata"), None);
         assert_eq!(of(Method::GET, "/fhir/Unknown/x"), None);
         assert_eq!(of(Method::PATCH, "/fhir/Patient/x"), None);
