@@ -147,3 +147,36 @@ provision_scim_users() {
     log "provisioned alice and bob of $tenant through its SCIM API"
   done < <(kubectl get idpconnections -o jsonpath='{range .items[*]}{.metadata.name} {.spec.tenantRef}{"\n"}{end}')
 }
+
+# keycloak_token TENANT USER: an access token of USER (alice, bob) of TENANT's realm in the
+# stack's Keycloak, by the password grant the local realms allow.
+keycloak_token() {
+  local tenant=$1 user=$2
+  curl -fsS "$KEYCLOAK_URL/realms/$tenant/protocol/openid-connect/token" \
+    -d grant_type=password -d client_id="$KEYCLOAK_CLIENT_ID" \
+    -d client_secret="$KEYCLOAK_CLIENT_SECRET" -d username="$user" \
+    -d password="$KEYCLOAK_USER_PASSWORD" -d scope=openid |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])'
+}
+
+# seed_clinical_data: every served example tenant with an IdP gets a few synthetic
+# patients, encounters, SOAP notes and medication requests (e2e/lib/seed.py), written by
+# its physician alice through the data plane's FHIR API with a token of its Keycloak
+# realm. Tenants already seeded are left as they are.
+seed_clinical_data() {
+  local idp tenant host region R url token
+  # shellcheck disable=SC1091
+  source "$STACK_DIR/env"
+  while read -r idp tenant; do
+    [[ -n "$idp" ]] || continue
+    [[ $(kubectl get tenant "$tenant" -o jsonpath='{.spec.suspended}') == true ]] && continue
+    host=$(kubectl get tenant "$tenant" -o jsonpath='{.spec.dns.hostname}')
+    region=$(kubectl get tenant "$tenant" -o jsonpath='{.status.placement.region}')
+    R=$(upper "$region")
+    url=$(eval "printf '%s' \"\${DATAPLANE_URL_$R:-}\"")
+    [[ -n "$url" && -n "$host" ]] || die "no data plane for tenant $tenant (region '$region')"
+    token=$(keycloak_token "$tenant" alice) || die "no token for alice of $tenant from Keycloak"
+    python3 "$(dirname "${BASH_SOURCE[0]}")/seed.py" --url "$url" --host "$host" --tenant "$tenant" --token "$token" ||
+      die "seeding $tenant failed"
+  done < <(kubectl get idpconnections -o jsonpath='{range .items[*]}{.metadata.name} {.spec.tenantRef}{"\n"}{end}')
+}
