@@ -68,6 +68,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "fhir_clinical_search",
         sql: include_str!("../migrations/0009_fhir_clinical_search.sql"),
     },
+    Migration {
+        version: 10,
+        name: "audit",
+        sql: include_str!("../migrations/0010_audit.sql"),
+    },
 ];
 
 /// The version a fully migrated database has.

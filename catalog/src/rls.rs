@@ -9,7 +9,7 @@ pub const TENANT_SETTING: &str = "app.tenant_id";
 pub const POLICY_NAME: &str = "phoenix_tenant_isolation";
 
 /// Tables that hold tenants' rows and must be under forced RLS.
-pub const TENANT_TABLES: [&str; 10] = [
+pub const TENANT_TABLES: [&str; 11] = [
     "clinical.patients",
     "clinical.encounters",
     "clinical.document_references",
@@ -20,10 +20,16 @@ pub const TENANT_TABLES: [&str; 10] = [
     "clinical.login_attempts",
     "clinical.sessions",
     "clinical.fhir_history",
+    "clinical.audit_events",
 ];
 
+/// Tenant tables the data plane may only append to and read (no UPDATE, DELETE or
+/// TRUNCATE is granted; a trigger refuses them as well): the audit trail.
+pub const APPEND_ONLY_TABLES: [&str; 1] = ["clinical.audit_events"];
+
 /// Tables holding tenants' rows, children first, so that foreign keys hold while deleting.
-pub const DELETE_ORDER: [&str; 10] = [
+pub const DELETE_ORDER: [&str; 11] = [
+    "clinical.audit_events",
     "clinical.fhir_history",
     "clinical.sessions",
     "clinical.login_attempts",
@@ -75,5 +81,12 @@ mod tests {
         a.sort_unstable();
         b.sort_unstable();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn append_only_tables_are_tenant_tables() {
+        for table in APPEND_ONLY_TABLES {
+            assert!(TENANT_TABLES.contains(&table), "{table}");
+        }
     }
 }

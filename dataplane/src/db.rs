@@ -154,6 +154,17 @@ impl Database {
         })
     }
 
+    /// A database of the writer alone, with at most `max_size` connections (tools such as
+    /// `phoenix-dataplane audit verify`).
+    pub fn writer_only(target: DbTarget, max_size: usize) -> Result<Self, DbError> {
+        Ok(Self {
+            writer: pool(target, max_size.max(1))?,
+            readers: Arc::new(ConfiguredReader::new(None)),
+            consistency_wait: Duration::ZERO,
+            metrics: ReadMetrics::default(),
+        })
+    }
+
     /// Reads take their reader pool from `readers` (e.g. the Region's readers as the
     /// operator publishes them) instead of the configured one.
     pub fn with_readers(mut self, readers: Arc<dyn ReaderSource>) -> Self {

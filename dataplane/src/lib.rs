@@ -6,6 +6,7 @@
 //! with [`server::Dataplane::start`].
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod config;

@@ -14,6 +14,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "audit") {
+        return phoenix_dataplane::audit::cli::run(std::env::args_os().skip(1)).await;
+    }
     let config = Config::parse();
     tracing_subscriber::fmt()
         .json()

@@ -25,9 +25,10 @@ use crate::tenant::resolve_tenant;
 ///
 /// Authenticated routes go through [`protected`], which names the permission they need;
 /// `/fhir/metadata` and the login routes stay public; FHIR resources need
-/// `ReadClinical` to read and `WriteClinical` to write; `/scim/v2` authenticates the tenant's
-/// identity provider by its SCIM token instead ([`crate::scim`]). The FHIR resource routes
-/// read on the reader pool with read-your-writes ([`consistency`]).
+/// `ReadClinical` to read and `WriteClinical` to write, the audit export `Audit` (all
+/// three through [`protected_phi`], which audits their refusals); `/scim/v2` authenticates
+/// the tenant's identity provider by its SCIM token instead ([`crate::scim`]). The FHIR
+/// resource routes read on the reader pool with read-your-writes ([`consistency`]).
 pub fn tenant_routes(state: AppState) -> Router<AppState> {
     let me = protected(me::router(), Permission::ViewSelf, &state);
     let whoami = protected(
@@ -46,14 +47,19 @@ pub fn tenant_routes(state: AppState) -> Router<AppState> {
             state.clone(),
             resolve_tenant,
         ))
-        .merge(protected(
+        .merge(protected_phi(
             consistency::read_your_writes(fhir::read_router()),
             Permission::ReadClinical,
             &state,
         ))
-        .merge(protected(
+        .merge(protected_phi(
             consistency::read_your_writes(fhir::write_router()),
             Permission::WriteClinical,
+            &state,
+        ))
+        .merge(protected_phi(
+            consistency::read_your_writes(fhir::audit_router()),
+            Permission::Audit,
             &state,
         ))
         .method_not_allowed_fallback(method_not_allowed)
@@ -80,6 +86,27 @@ pub fn protected(
     router
         .route_layer(middleware::from_fn_with_state(permission, require))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            resolve_tenant,
+        ))
+}
+
+/// [`protected`] for routes that serve PHI or the audit trail: requests refused by
+/// authentication (401) or for want of `permission` (403) are audited too
+/// ([`crate::audit::refusals`]); the handlers audit everything else.
+pub fn protected_phi(
+    router: Router<AppState>,
+    permission: Permission,
+    state: &AppState,
+) -> Router<AppState> {
+    router
+        .route_layer(middleware::from_fn_with_state(permission, require))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::audit::refusals::audit_refusals,
+        ))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             resolve_tenant,

@@ -134,10 +134,14 @@ impl Dataplane {
                     .instrument(span.clone()),
             ),
             None => tokio::spawn(
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown_signal(stopped))
-                    .into_future()
-                    .instrument(span.clone()),
+                // The peer address reaches handlers as `ConnectInfo` (the audit's source).
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                )
+                .with_graceful_shutdown(shutdown_signal(stopped))
+                .into_future()
+                .instrument(span.clone()),
             ),
         };
         span.in_scope(|| tracing::info!(%local_addr, tls, "data plane listening"));

@@ -686,6 +686,8 @@ async fn clinicians_write_readonly_reads_admins_get_nothing_and_metadata_lists_w
                 owned(&["patient", "status", "encounter"]),
                 owned(&["MedicationRequest:patient", "MedicationRequest:subject"])
             ),
+            // The audit trail's export (`Permission::Audit`).
+            ("AuditEvent".to_owned(), owned(&["date"]), vec![]),
         ]
     );
 }

@@ -381,8 +381,16 @@ async fn delete_policy_removes_rows_and_retain_keeps_them_retired() {
         !region.retire_tenant(&keep.uid).await.expect("retire twice"),
         "retiring twice changed something"
     );
+    admin
+        .execute(
+            "INSERT INTO clinical.audit_events (tenant_id, actor, action, resource_type, status, request_id) \
+             VALUES ($1, 'a', 'create', 'Patient', 201, 'r1')",
+            &[&gone_id],
+        )
+        .await
+        .expect("seed an audit entry");
     let deleted = region.delete_tenant(&gone.uid).await.expect("delete");
-    assert_eq!(deleted.rows, 2);
+    assert_eq!(deleted.rows, 3, "two patients and the audit entry");
     assert!(deleted.existed);
     assert!(
         !region

@@ -251,8 +251,18 @@ async fn a_createrole_login_that_is_not_a_superuser_provisions_and_refuses_bypas
         )
         .await
         .expect("seed");
+    // Its audit trail goes with it: the append-only trigger lets the owner role's
+    // members (this login) erase a deleted tenant, and nobody else.
+    admin
+        .execute(
+            "INSERT INTO clinical.audit_events (tenant_id, actor, action, resource_type, status, request_id) \
+             VALUES ($1, 'a', 'read', 'Patient', 200, 'r1'), ($1, 'a', 'read', 'Patient', 200, 'r2')",
+            &[&id],
+        )
+        .await
+        .expect("seed audit entries");
     let deleted = region.delete_tenant(&row.uid).await.expect("delete");
-    assert_eq!((deleted.rows, deleted.existed), (2, true));
+    assert_eq!((deleted.rows, deleted.existed), (4, true));
 
     admin
         .batch_execute(&format!("ALTER ROLE {role} BYPASSRLS"))

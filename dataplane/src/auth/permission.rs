@@ -142,7 +142,10 @@ pub async fn require(
             permission = permission.as_str(),
             "request refused: missing permission"
         );
-        forbidden(permission)
+        let mut response = forbidden(permission);
+        // Who was refused, for the audit trail of refusals.
+        response.extensions_mut().insert(principal.clone());
+        response
     }
 }
 

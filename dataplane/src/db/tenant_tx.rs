@@ -15,6 +15,10 @@
 //! it reached (one round trip), which becomes the request's consistency token; a read
 //! runs on the reader pool, after waiting for it to replay the request's token when the
 //! request carries one (see [`super::consistency`] and [`super::readers`]).
+//!
+//! [`Database::audited_tx`] is the same transaction for requests that touch PHI: the
+//! request's audit entry is appended with its COMMIT (ADR 0006), ahead of the read of the
+//! WAL position on a write, so the consistency token covers the entry too.
 
 use deadpool_postgres::{Object, PoolError};
 use futures::future::BoxFuture;
@@ -24,7 +28,9 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, SimpleQueryMessage, Statement};
 
 use super::Database;
-use super::consistency::{Lsn, RequestConsistency};
+use super::consistency::{Lsn, ReadPool, RequestConsistency};
+use crate::audit::store::{APPEND_SQL, Record};
+use crate::audit::{AuditEntry, Outcome, Requester};
 use crate::error::Report;
 
 /// COMMIT, then (same round trip, its own implicit transaction) the WAL insert position,
@@ -96,6 +102,8 @@ pub struct TenantTx {
     client: Option<Object>,
     tenant: String,
     phase: Phase,
+    // The audit entry of an audited transaction, appended when it commits.
+    audit: Option<AuditEntry>,
 }
 
 impl std::fmt::Debug for TenantTx {
@@ -113,6 +121,15 @@ impl TenantTx {
             client: Some(client),
             tenant: tenant_id.to_string(),
             phase: Phase::Idle,
+            audit: None,
+        }
+    }
+
+    /// Records the ids a search or export returned in the transaction's audit entry (none
+    /// outside [`Database::audited_tx`]).
+    pub fn audit_results(&mut self, ids: Vec<String>) {
+        if let Some(entry) = &mut self.audit {
+            entry.result_ids = Some(ids);
         }
     }
 
@@ -207,22 +224,40 @@ impl TenantTx {
             .simple_query(COMMIT_RETURNING_POSITION)
             .await?;
         self.phase = Phase::Done;
-        let position = messages.iter().find_map(|message| match message {
-            SimpleQueryMessage::Row(row) => {
-                let number = |i| row.get(i).and_then(|v: &str| v.parse::<u64>().ok());
-                let insert = row.get(0).and_then(|v| v.parse::<Lsn>().ok())?;
-                Some(Lsn::commit_end(
-                    insert,
-                    number(1).unwrap_or(0),
-                    number(2).unwrap_or(0),
-                ))
-            }
-            _ => None,
-        });
-        if position.is_none() {
-            tracing::warn!(tenant = %self.tenant, "a commit's WAL position did not read; no consistency token");
-        }
-        Ok(position)
+        Ok(position_of(&messages, &self.tenant))
+    }
+
+    // Appends `record` and commits, the two pipelined (with BEGIN and the tenant setting
+    // too when nothing was sent yet): no round trip of its own. With `position`, the
+    // COMMIT carries the read of the WAL position it reached, as in
+    // `commit_returning_position`: read after the COMMIT of a transaction that holds the
+    // append, it has passed the commit record of both the work and its entry. A failed
+    // append aborts the transaction, whose COMMIT then rolls back: the work is undone and
+    // the error returned.
+    async fn commit_with(
+        &mut self,
+        record: &Record,
+        position: bool,
+    ) -> Result<Option<Lsn>, TxError> {
+        let params = record.params();
+        let commit = if position {
+            COMMIT_RETURNING_POSITION
+        } else {
+            "COMMIT"
+        };
+        let next = self.prepare(APPEND_SQL).await?;
+        let (appended, committed) = futures::join!(
+            next.send(next.client.execute(&next.statement, &params)),
+            next.client.simple_query(commit)
+        );
+        let messages = committed?;
+        self.phase = Phase::Done;
+        appended?;
+        Ok(if position {
+            position_of(&messages, &self.tenant)
+        } else {
+            None
+        })
     }
 
     async fn finish(&mut self, sql: &'static str) -> Result<(), TxError> {
@@ -234,6 +269,27 @@ impl TenantTx {
         self.phase = Phase::Done;
         Ok(())
     }
+}
+
+// The commit position the answer of `COMMIT_RETURNING_POSITION` carries (`None`, with a
+// warning, when it did not read).
+fn position_of(messages: &[SimpleQueryMessage], tenant: &str) -> Option<Lsn> {
+    let position = messages.iter().find_map(|message| match message {
+        SimpleQueryMessage::Row(row) => {
+            let number = |i| row.get(i).and_then(|v: &str| v.parse::<u64>().ok());
+            let insert = row.get(0).and_then(|v| v.parse::<Lsn>().ok())?;
+            Some(Lsn::commit_end(
+                insert,
+                number(1).unwrap_or(0),
+                number(2).unwrap_or(0),
+            ))
+        }
+        _ => None,
+    });
+    if position.is_none() {
+        tracing::warn!(%tenant, "a commit's WAL position did not read; no consistency token");
+    }
+    position
 }
 
 /// A prepared statement about to be sent; the first of a transaction carries its setup
@@ -328,17 +384,7 @@ impl Database {
         E: From<TxError>,
     {
         let request = RequestConsistency::current();
-        let client = match access {
-            Access::Write | Access::Primary => self.writer().get().await.map_err(TxError::from)?,
-            Access::Read => {
-                let token = request.as_ref().and_then(|r| r.token());
-                let (client, pool) = self.read_connection(token).await?;
-                if let Some(request) = &request {
-                    request.record_read(pool);
-                }
-                client
-            }
-        };
+        let (client, _) = self.connection(access, request.as_deref()).await?;
         let mut tx = TenantTx::new(client, tenant_id);
         match work(&mut tx).await {
             Ok(value) if access == Access::Write => {
@@ -358,6 +404,114 @@ impl Database {
                     tracing::warn!(error = %Report(&rollback), "rolling back a tenant transaction failed");
                 }
                 Err(error)
+            }
+        }
+    }
+
+    /// [`Database::tenant_tx`] for a request that touches PHI: also appends the audit
+    /// `entry` of `requester` to the tenant's chain (ADR 0006).
+    ///
+    /// On success the entry (with what the work added, [`TenantTx::audit_results`]) is
+    /// appended in the same transaction, pipelined with its COMMIT, with the interaction's
+    /// success status: the answer and its audit entry commit together or not at all. When
+    /// the work fails, its transaction rolls back and the entry, with the status of the
+    /// error, is appended in a short transaction of its own on the writer. Reads on a
+    /// replica append on the writer after the read committed (a replica takes no writes).
+    /// Within a request's [`RequestConsistency`] scope it waits and records exactly as
+    /// [`Database::tenant_tx`]: a write's token is read after the COMMIT that carries its
+    /// entry, so it covers both.
+    pub async fn audited_tx<T, E, F>(
+        &self,
+        access: Access,
+        requester: &Requester,
+        entry: AuditEntry,
+        work: F,
+    ) -> Result<T, E>
+    where
+        F: for<'t> FnOnce(&'t mut TenantTx) -> TxWork<'t, T, E>,
+        E: From<TxError> + Outcome,
+    {
+        let request = RequestConsistency::current();
+        let (client, pool) = self.connection(access, request.as_deref()).await?;
+        // A read the reader pool served: its entry goes to the writer afterwards.
+        let on_replica = access == Access::Read && pool == ReadPool::Reader;
+        let mut tx = TenantTx::new(client, requester.tenant_id);
+        tx.audit = Some(entry);
+        let result = work(&mut tx).await;
+        let entry = tx
+            .audit
+            .take()
+            .unwrap_or_else(|| unreachable!("only audited_tx sets and takes the audit entry"));
+        let status = match &result {
+            Ok(_) => entry.action.success_status(),
+            Err(error) => error.status(),
+        };
+        let record = Record {
+            requester: requester.clone(),
+            entry,
+            status: i16::try_from(status.as_u16()).unwrap_or(i16::MAX),
+        };
+        match result {
+            Ok(value) if on_replica => {
+                tx.finish("COMMIT").await?;
+                drop(tx);
+                self.append(&record).await?;
+                Ok(value)
+            }
+            Ok(value) => {
+                // A write's token is read after the COMMIT that carries its entry too.
+                let position = tx.commit_with(&record, access == Access::Write).await?;
+                if let (Some(request), Some(position)) = (&request, position) {
+                    request.record_commit(position);
+                }
+                Ok(value)
+            }
+            Err(error) => {
+                if let Err(rollback) = tx.finish("ROLLBACK").await {
+                    tracing::warn!(error = %Report(&rollback), "rolling back a tenant transaction failed");
+                }
+                drop(tx);
+                // The client is told of its failure either way; an entry that cannot be
+                // written is logged (without PHI) rather than hiding the first error.
+                if let Err(audit) = self.append(&record).await {
+                    tracing::error!(
+                        error = %Report(&audit),
+                        tenant_id = requester.tenant_id,
+                        request_id = %requester.request_id,
+                        status = record.status,
+                        "appending the audit entry of a failed request failed"
+                    );
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Appends `record` in a transaction of its own on the writer (one pipelined round
+    /// trip: BEGIN, the tenant setting, the append and COMMIT). It gives the request no
+    /// consistency token: the entry is no data the client could read back.
+    pub async fn append(&self, record: &Record) -> Result<(), TxError> {
+        let client = self.writer().get().await?;
+        let mut tx = TenantTx::new(client, record.requester.tenant_id);
+        tx.commit_with(record, false).await.map(|_| ())
+    }
+
+    // A connection for `access` and the pool it came from; a read records its pool in the
+    // request's scope, after waiting for the request's token when it carries one.
+    async fn connection(
+        &self,
+        access: Access,
+        request: Option<&RequestConsistency>,
+    ) -> Result<(Object, ReadPool), TxError> {
+        match access {
+            Access::Write | Access::Primary => Ok((self.writer().get().await?, ReadPool::Writer)),
+            Access::Read => {
+                let token = request.and_then(RequestConsistency::token);
+                let (client, pool) = self.read_connection(token).await?;
+                if let Some(request) = request {
+                    request.record_read(pool);
+                }
+                Ok((client, pool))
             }
         }
     }

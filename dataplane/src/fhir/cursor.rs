@@ -16,6 +16,7 @@ use super::error::FhirError;
 
 const VERSION: &str = "1";
 const SORTED: &str = "2";
+const PAIR: &str = "3";
 
 /// Where the next page starts: after this row.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,10 +64,7 @@ pub fn decode(cursor: &str, search: &str) -> Result<String, FhirError> {
 /// The row after which the next page starts, if `cursor` was issued for `search`, which
 /// is sorted by a column (then the cursor must carry its value) or not.
 pub fn decode_key(cursor: &str, search: &str, sorted: bool) -> Result<Key, FhirError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(cursor)
-        .map_err(|_| FhirError::BadCursor)?;
-    let text = String::from_utf8(bytes).map_err(|_| FhirError::BadCursor)?;
+    let text = text(cursor)?;
     let parts: Vec<&str> = text.split('.').collect();
     let (sort, id, sum) = match (parts.as_slice(), sorted) {
         ([VERSION, id, sum], false) => (None, *id, *sum),
@@ -84,6 +82,38 @@ pub fn decode_key(cursor: &str, search: &str, sorted: bool) -> Result<Key, FhirE
         sort,
         id: id.to_owned(),
     })
+}
+
+/// The cursor after a row whose sort key is the pair `(a, b)` of non-negative numbers
+/// (searches ordered by two numbers, such as the `AuditEvent` export's time and sequence).
+pub fn encode_pair(a: i64, b: i64, search: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{PAIR}.{a}.{b}.{}", digest(search)))
+}
+
+/// The pair after which the next page starts, if `cursor` was issued for `search` by
+/// [`encode_pair`].
+pub fn decode_pair(cursor: &str, search: &str) -> Result<(i64, i64), FhirError> {
+    let text = text(cursor)?;
+    let number = |n: &str| {
+        (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| n.parse::<i64>().ok())
+            .flatten()
+    };
+    match text.split('.').collect::<Vec<_>>().as_slice() {
+        [PAIR, a, b, sum] if *sum == digest(search) => match (number(a), number(b)) {
+            (Some(a), Some(b)) => Ok((a, b)),
+            _ => Err(FhirError::BadCursor),
+        },
+        _ => Err(FhirError::BadCursor),
+    }
+}
+
+// The text of a cursor.
+fn text(cursor: &str) -> Result<String, FhirError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| FhirError::BadCursor)?;
+    String::from_utf8(bytes).map_err(|_| FhirError::BadCursor)
 }
 
 /// Whether `text` is a UUID in its canonical hyphenated form (as resource ids here are).
@@ -105,6 +135,29 @@ mod tests {
     fn a_cursor_round_trips_for_its_own_search() {
         let cursor = encode(ID, "family=smith&_count=2");
         assert_eq!(decode(&cursor, "family=smith&_count=2").expect("valid"), ID);
+    }
+
+    #[test]
+    fn a_pair_cursor_round_trips_and_is_not_an_id_cursor() {
+        let cursor = encode_pair(1_764_000_000_123_456, 42, "date=ge2026");
+        assert_eq!(
+            decode_pair(&cursor, "date=ge2026").expect("valid"),
+            (1_764_000_000_123_456, 42)
+        );
+        assert!(matches!(
+            decode(&cursor, "date=ge2026"),
+            Err(FhirError::BadCursor)
+        ));
+        let id_cursor = encode(ID, "date=ge2026");
+        assert!(matches!(
+            decode_pair(&id_cursor, "date=ge2026"),
+            Err(FhirError::BadCursor)
+        ));
+        let other = encode_pair(1, 2, "date=ge2025");
+        assert!(matches!(
+            decode_pair(&other, "date=ge2026"),
+            Err(FhirError::BadCursor)
+        ));
     }
 
     #[test]

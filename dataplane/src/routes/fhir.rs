@@ -2,6 +2,7 @@
 //! serves ([`crate::fhir::KINDS`], through the handlers of [`resource`]), which need a
 //! token or session with the clinical permissions.
 
+pub mod audit_event;
 pub mod resource;
 pub mod wire;
 
@@ -33,6 +34,38 @@ pub fn write_router() -> Router<AppState> {
     KINDS.iter().fold(Router::new(), |router, kind| {
         router.merge(resource::write_router(kind))
     })
+}
+
+/// The audit trail export (need `Permission::Audit`).
+pub fn audit_router() -> Router<AppState> {
+    audit_event::audit_router()
+}
+
+/// A resource type the API serves, as the CapabilityStatement and the audit of refused
+/// requests see it: its kind (search parameters, `_include`s) and its interactions.
+#[derive(Clone, Copy, Debug)]
+pub struct ServedResource {
+    /// What is stored and searched of it.
+    pub kind: &'static ResourceKind,
+    /// Its interactions (FHIR `TypeRestfulInteraction` codes).
+    pub interactions: &'static [&'static str],
+}
+
+/// Every resource type served: each of [`KINDS`] through the handlers of [`resource`],
+/// then the audit export ([`audit_event`]).
+pub const SERVED: [ServedResource; KINDS.len() + 1] = served();
+
+const fn served() -> [ServedResource; KINDS.len() + 1] {
+    let mut all = [audit_event::SERVED; KINDS.len() + 1];
+    let mut i = 0;
+    while i < KINDS.len() {
+        all[i] = ServedResource {
+            kind: KINDS[i],
+            interactions: &resource::INTERACTIONS,
+        };
+        i += 1;
+    }
+    all
 }
 
 const SOFTWARE_NAME: &str = "Phoenix Guardian data plane";
@@ -123,26 +156,31 @@ struct RestSearchParam {
 }
 
 impl RestResource {
-    fn from_kind(served: &ResourceKind) -> Self {
+    fn from_served(served: &ServedResource) -> Self {
+        let ServedResource { kind, interactions } = *served;
         Self {
-            r#type: served.resource_type,
-            interaction: resource::INTERACTIONS
+            r#type: kind.resource_type,
+            interaction: interactions
                 .iter()
                 .map(|code| Interaction { code })
                 .collect(),
             // Updates honour If-Match; every version is kept and readable (vread).
-            versioning: "versioned-update",
-            read_history: true,
+            versioning: if interactions.contains(&"update") {
+                "versioned-update"
+            } else {
+                "no-version"
+            },
+            read_history: interactions.contains(&"vread"),
             update_create: false,
             conditional_create: false,
             conditional_update: false,
             conditional_delete: "not-supported",
-            search_include: served
+            search_include: kind
                 .includes
                 .iter()
-                .map(|i| format!("{}:{}", served.resource_type, i.name))
+                .map(|i| format!("{}:{}", kind.resource_type, i.name))
                 .collect(),
-            search_param: served
+            search_param: kind
                 .search
                 .iter()
                 .map(|p| RestSearchParam {
@@ -184,7 +222,7 @@ impl CapabilityStatement {
                     }],
                     description: SECURITY_DESCRIPTION,
                 },
-                resource: KINDS.iter().map(|k| RestResource::from_kind(k)).collect(),
+                resource: SERVED.iter().map(RestResource::from_served).collect(),
             }],
         }
     }
@@ -228,16 +266,16 @@ mod tests {
         let resources = statement["rest"][0]["resource"]
             .as_array()
             .expect("resources");
-        assert_eq!(resources.len(), KINDS.len());
-        for (resource, served) in resources.iter().zip(KINDS) {
-            assert_eq!(resource["type"], served.resource_type);
+        assert_eq!(resources.len(), SERVED.len());
+        for (resource, ServedResource { kind, interactions }) in resources.iter().zip(SERVED) {
+            assert_eq!(resource["type"], kind.resource_type);
             let names: Vec<&str> = resource["searchParam"]
                 .as_array()
                 .expect("search params")
                 .iter()
                 .filter_map(|p| p["name"].as_str())
                 .collect();
-            let table: Vec<&str> = served.search.iter().map(|p| p.name).collect();
+            let table: Vec<&str> = kind.search.iter().map(|p| p.name).collect();
             assert_eq!(names, table);
             let codes: Vec<&str> = resource["interaction"]
                 .as_array()
@@ -245,17 +283,17 @@ mod tests {
                 .iter()
                 .filter_map(|i| i["code"].as_str())
                 .collect();
-            assert_eq!(codes, resource::INTERACTIONS);
+            assert_eq!(codes, interactions);
             let includes: Vec<String> = resource["searchInclude"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .filter_map(|i| i.as_str().map(str::to_owned))
                 .collect();
-            let table: Vec<String> = served
+            let table: Vec<String> = kind
                 .includes
                 .iter()
-                .map(|i| format!("{}:{}", served.resource_type, i.name))
+                .map(|i| format!("{}:{}", kind.resource_type, i.name))
                 .collect();
             assert_eq!(includes, table);
         }
@@ -269,10 +307,26 @@ mod tests {
                 "Patient",
                 "Encounter",
                 "DocumentReference",
-                "MedicationRequest"
+                "MedicationRequest",
+                "AuditEvent"
             ]
         );
         let patient = &resources[0];
         assert_eq!(patient["searchParam"][3]["type"], "date");
+        assert_eq!(patient["versioning"], "versioned-update");
+        assert_eq!(patient["readHistory"], true);
+        // The audit trail is searched (exported), never written or read one by one.
+        let audit = &resources[KINDS.len()];
+        let codes: Vec<&str> = audit["interaction"]
+            .as_array()
+            .expect("interactions")
+            .iter()
+            .filter_map(|i| i["code"].as_str())
+            .collect();
+        assert_eq!(codes, ["search-type"]);
+        assert_eq!(audit["versioning"], "no-version");
+        assert_eq!(audit["readHistory"], false);
+        assert_eq!(audit["searchParam"][0]["name"], "date");
+        assert!(audit.get("searchInclude").is_none());
     }
 }

@@ -79,9 +79,9 @@ pub async fn serve(
     let builder = Builder::new(TokioExecutor::new());
     tokio::pin!(shutdown);
     loop {
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors and the like: pause instead of spinning.
                     tracing::warn!(%error, "accepting a connection failed");
@@ -102,6 +102,16 @@ pub async fn serve(
                 }
                 Err(_) => return,
             };
+            // The peer address reaches handlers as `ConnectInfo` (the audit's source).
+            let app = tower::ServiceExt::map_request(
+                app,
+                move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                    request
+                        .extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    request
+                },
+            );
             let service = TowerToHyperService::new(app);
             let connection = builder
                 .serve_connection(TokioIo::new(tls), service)

@@ -3,6 +3,7 @@
 //! converged database yields none and `plan` can print them.
 
 use phoenix_catalog::TENANT_TABLES;
+use phoenix_catalog::rls::APPEND_ONLY_TABLES;
 
 use super::rls::quote_ident;
 use super::state::{DbState, Grant};
@@ -102,7 +103,14 @@ pub fn desired_grants(dataplane: &str) -> Vec<Grant> {
         Grant::new("table catalog.readers", dataplane_role, "SELECT"),
     ];
     for table in TENANT_TABLES {
-        for privilege in ["DELETE", "INSERT", "SELECT", "UPDATE"] {
+        // The audit trail is appended to and read, never changed: a grant of UPDATE,
+        // DELETE or TRUNCATE found there is revoked as not desired.
+        let privileges: &[&str] = if APPEND_ONLY_TABLES.contains(&table) {
+            &["INSERT", "SELECT"]
+        } else {
+            &["DELETE", "INSERT", "SELECT", "UPDATE"]
+        };
+        for privilege in privileges {
             out.push(Grant::new(
                 &format!("table {table}"),
                 dataplane_role,
@@ -234,6 +242,39 @@ pub(crate) mod tests {
                 .any(|g| g.sql[0] == "GRANT DELETE, INSERT, SELECT, UPDATE ON TABLE clinical.patients TO phoenix_dataplane"),
             "{grants:#?}"
         );
+    }
+
+    #[test]
+    fn the_audit_trail_is_granted_insert_and_select_only_and_a_hand_grant_is_revoked() {
+        let s = DbState::empty();
+        let sql: Vec<String> = grant_changes(&s, DATAPLANE_ROLE)
+            .into_iter()
+            .flat_map(|c| c.sql)
+            .filter(|sql| sql.contains("audit_events"))
+            .collect();
+        assert_eq!(
+            sql,
+            ["GRANT INSERT, SELECT ON TABLE clinical.audit_events TO phoenix_dataplane"]
+        );
+        let mut s = converged();
+        for privilege in ["UPDATE", "DELETE", "TRUNCATE"] {
+            s.grants.insert(Grant::new(
+                "table clinical.audit_events",
+                DATAPLANE_ROLE,
+                privilege,
+            ));
+        }
+        let sql: Vec<String> = grant_changes(&s, DATAPLANE_ROLE)
+            .into_iter()
+            .flat_map(|c| c.sql)
+            .collect();
+        assert_eq!(sql.len(), 1, "{sql:?}");
+        for privilege in ["UPDATE", "DELETE", "TRUNCATE"] {
+            assert!(
+                sql[0].starts_with("REVOKE") && sql[0].contains(privilege),
+                "{sql:?}"
+            );
+        }
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! reader pool, writes on the writer). An id of another tenant, a malformed id and a
 //! missing id all answer 404; a reference to another tenant's resource is refused exactly
 //! like a reference to a missing one (422).
+//!
+//! Every interaction that reaches the database is audited in its own transaction
+//! ([`crate::db::Database::audited_tx`]): the resource's id, or for a search the ids of
+//! the page's matches and, type-qualified (`Patient/{id}`), of the resources it included.
 
 use std::collections::BTreeSet;
 
@@ -20,6 +24,7 @@ use serde_json::value::RawValue;
 
 use super::wire::{json_body, new_id, now, resource};
 use crate::app::AppState;
+use crate::audit::{Action, AuditEntry, Requester};
 use crate::db::tenant_tx::{Access, TenantTx};
 use crate::fhir::FhirJson;
 use crate::fhir::bundle::{Entry, SearchSet};
@@ -43,15 +48,17 @@ pub fn read_router(kind: &'static ResourceKind) -> Router<AppState> {
     Router::new()
         .route(
             &base,
-            get(move |state, tenant, headers, query| search(kind, state, tenant, headers, query)),
+            get(move |state, tenant, requester, headers, query| {
+                search(kind, state, tenant, requester, headers, query)
+            }),
         )
         .route(
             &format!("{base}/{{id}}"),
-            get(move |state, tenant, id| read(kind, state, tenant, id)),
+            get(move |state, tenant, requester, id| read(kind, state, tenant, requester, id)),
         )
         .route(
             &format!("{base}/{{id}}/_history/{{vid}}"),
-            get(move |state, tenant, ids| vread(kind, state, tenant, ids)),
+            get(move |state, tenant, requester, ids| vread(kind, state, tenant, requester, ids)),
         )
 }
 
@@ -61,14 +68,16 @@ pub fn write_router(kind: &'static ResourceKind) -> Router<AppState> {
     Router::new()
         .route(
             &base,
-            post(move |state, tenant, headers, body| create(kind, state, tenant, headers, body)),
+            post(move |state, tenant, requester, headers, body| {
+                create(kind, state, tenant, requester, headers, body)
+            }),
         )
         .route(
             &format!("{base}/{{id}}"),
-            put(move |state, tenant, id, headers, body| {
-                update(kind, state, tenant, id, headers, body)
+            put(move |state, tenant, requester, id, headers, body| {
+                update(kind, state, tenant, requester, id, headers, body)
             })
-            .delete(move |state, tenant, id| remove(kind, state, tenant, id)),
+            .delete(move |state, tenant, requester, id| remove(kind, state, tenant, requester, id)),
         )
 }
 
@@ -116,6 +125,7 @@ async fn create(
     kind: &'static ResourceKind,
     State(state): State<AppState>,
     tenant: Tenant,
+    requester: Requester,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, FhirError> {
@@ -127,9 +137,10 @@ async fn create(
     let tenant_id = tenant.id;
     let new = id.clone();
     let (values, references) = (valid.values, valid.references);
+    let entry = AuditEntry::new(Action::Create, kind.resource_type).id(&id);
     state
         .database
-        .tenant_tx(Access::Write, tenant_id, |tx| {
+        .audited_tx(Access::Write, &requester, entry, |tx| {
             Box::pin(async move {
                 resolve(tx, tenant_id, &references).await?;
                 store::create(tx, tenant_id, kind, &new, &values, &stored, &at).await?;
@@ -150,6 +161,7 @@ async fn read(
     kind: &'static ResourceKind,
     State(state): State<AppState>,
     tenant: Tenant,
+    requester: Requester,
     id: IdPath,
 ) -> Result<Response, FhirError> {
     let id = path_id(kind, id)?;
@@ -157,26 +169,28 @@ async fn read(
         return Err(not_found(kind, &id));
     }
     let tenant_id = tenant.id;
-    let key = id.clone();
-    let found = state
+    let entry = AuditEntry::new(Action::Read, kind.resource_type).id(&id);
+    // The outcome is decided inside the transaction, so that its entry records it.
+    let (json, version) = state
         .database
-        .tenant_tx(Access::Read, tenant_id, |tx| {
-            Box::pin(
-                async move { Ok::<_, FhirError>(store::read(tx, tenant_id, kind, &key).await?) },
-            )
+        .audited_tx(Access::Read, &requester, entry, |tx| {
+            Box::pin(async move {
+                match store::read(tx, tenant_id, kind, &id).await? {
+                    Lookup::Found(json, version) => Ok((json, version)),
+                    Lookup::Deleted => Err(gone(kind, &id)),
+                    Lookup::Missing => Err(not_found(kind, &id)),
+                }
+            })
         })
         .await?;
-    match found {
-        Lookup::Found(json, version) => Ok(resource(StatusCode::OK, version, json, None)),
-        Lookup::Deleted => Err(gone(kind, &id)),
-        Lookup::Missing => Err(not_found(kind, &id)),
-    }
+    Ok(resource(StatusCode::OK, version, json, None))
 }
 
 async fn vread(
     kind: &'static ResourceKind,
     State(state): State<AppState>,
     tenant: Tenant,
+    requester: Requester,
     ids: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, FhirError> {
     let Ok(Path((id, vid))) = ids else {
@@ -187,26 +201,28 @@ async fn vread(
         return Err(not_found(kind, &format!("{id}/_history/{vid}")));
     };
     let tenant_id = tenant.id;
-    let key = id.clone();
-    let found = state
+    let key = format!("{id}/_history/{vid}");
+    let entry = AuditEntry::new(Action::Vread, kind.resource_type).id(&key);
+    let (json, version) = state
         .database
-        .tenant_tx(Access::Read, tenant_id, |tx| {
+        .audited_tx(Access::Read, &requester, entry, |tx| {
             Box::pin(async move {
-                Ok::<_, FhirError>(store::version(tx, tenant_id, kind, &key, version).await?)
+                match store::version(tx, tenant_id, kind, &id, version).await? {
+                    Lookup::Found(json, version) => Ok((json, version)),
+                    Lookup::Deleted => Err(gone(kind, &key)),
+                    Lookup::Missing => Err(not_found(kind, &key)),
+                }
             })
         })
         .await?;
-    match found {
-        Lookup::Found(json, version) => Ok(resource(StatusCode::OK, version, json, None)),
-        Lookup::Deleted => Err(gone(kind, &format!("{id}/_history/{vid}"))),
-        Lookup::Missing => Err(not_found(kind, &format!("{id}/_history/{vid}"))),
-    }
+    Ok(resource(StatusCode::OK, version, json, None))
 }
 
 async fn update(
     kind: &'static ResourceKind,
     State(state): State<AppState>,
     tenant: Tenant,
+    requester: Requester,
     id: IdPath,
     headers: HeaderMap,
     body: Body,
@@ -226,9 +242,10 @@ async fn update(
     let expected = super::wire::if_match(&headers)?;
     let tenant_id = tenant.id;
     let key = id.clone();
+    let entry = AuditEntry::new(Action::Update, kind.resource_type).id(&id);
     let (version, json) = state
         .database
-        .tenant_tx(Access::Write, tenant_id, |tx| {
+        .audited_tx(Access::Write, &requester, entry, |tx| {
             Box::pin(async move {
                 let Some(current) = store::lock_current(tx, tenant_id, kind, &key).await? else {
                     return Err(match store::read(tx, tenant_id, kind, &key).await? {
@@ -267,6 +284,7 @@ async fn remove(
     kind: &'static ResourceKind,
     State(state): State<AppState>,
     tenant: Tenant,
+    requester: Requester,
     id: IdPath,
 ) -> Result<StatusCode, FhirError> {
     let id = path_id(kind, id)?;
@@ -274,9 +292,10 @@ async fn remove(
         return Err(not_found(kind, &id));
     }
     let tenant_id = tenant.id;
+    let entry = AuditEntry::new(Action::Delete, kind.resource_type).id(&id);
     state
         .database
-        .tenant_tx(Access::Write, tenant_id, |tx| {
+        .audited_tx(Access::Write, &requester, entry, |tx| {
             Box::pin(async move {
                 match store::lock_current(tx, tenant_id, kind, &id).await? {
                     Some(current) => {
@@ -304,10 +323,25 @@ struct Page {
     included: Vec<(&'static str, String, String)>,
 }
 
+impl Page {
+    /// The ids the page discloses, for its audit entry: the matches' (of the searched
+    /// type) as they are, the included resources' qualified by their type
+    /// (`Patient/{id}`). Never the extra row that only says more follow.
+    fn accessed_ids(&self) -> Vec<String> {
+        let matched = self.matches.iter().map(|m| m.id.clone());
+        let included = self
+            .included
+            .iter()
+            .map(|(resource_type, id, _)| format!("{resource_type}/{id}"));
+        matched.chain(included).collect()
+    }
+}
+
 async fn search(
     kind: &'static ResourceKind,
     State(state): State<AppState>,
     tenant: Tenant,
+    requester: Requester,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, FhirError> {
@@ -332,10 +366,15 @@ async fn search(
     };
     let tenant_id = tenant.id;
     let query = search.clone();
+    let entry = AuditEntry::new(Action::Search, kind.resource_type).query(&applied);
     let page = state
         .database
-        .tenant_tx(Access::Read, tenant_id, |tx| {
-            Box::pin(async move { page(tx, tenant_id, kind, &query, after).await })
+        .audited_tx(Access::Read, &requester, entry, |tx| {
+            Box::pin(async move {
+                let page = page(tx, tenant_id, kind, &query, after).await?;
+                tx.audit_results(page.accessed_ids());
+                Ok::<_, FhirError>(page)
+            })
         })
         .await?;
     let raw = |json: String| {
