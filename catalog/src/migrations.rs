@@ -68,6 +68,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "fhir_clinical_search",
         sql: include_str!("../migrations/0009_fhir_clinical_search.sql"),
     },
+    Migration {
+        version: 11,
+        name: "encounter_analytics",
+        sql: include_str!("../migrations/0011_encounter_analytics.sql"),
+    },
 ];
 
 /// The version a fully migrated database has.
