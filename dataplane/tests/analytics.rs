@@ -6,6 +6,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
@@ -60,6 +62,7 @@ async fn analytics(
     let (status, headers, body) = get(app, host, who, &path, &[]).await;
     assert_eq!(status, StatusCode::OK, "{path}: {body}");
     assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+    assert_eq!(headers[header::VARY], "accept");
     body
 }
 
@@ -472,4 +475,52 @@ async fn analytics_need_a_token_of_the_tenant_and_the_read_analytics_permission(
         assert_valid_fhir(&outcome);
         assert_eq!(outcome["issue"][0]["code"], "login");
     }
+}
+
+#[tokio::test]
+async fn analytics_read_on_the_replica_and_see_the_writes_whose_token_they_carry() {
+    let s = setup_with(|db| db.split_database(2, Duration::from_secs(5))).await;
+    s._db.replica_caught_up().await;
+    let p = create(&s.app, patient("Chalmers", "1974-12-25", "1")).await;
+    let body = visit(
+        &p,
+        "2024-05-01T08:00:00Z",
+        Some("2024-05-01T08:30:00Z"),
+        "finished",
+        Some("cardiology"),
+        Some("dr-a"),
+    );
+    let (status, headers, created) = Call::new(Method::POST, "/fhir/Encounter", A, PHYSICIAN)
+        .body(body)
+        .send(&s.app)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let token = headers["x-consistency-token"]
+        .to_str()
+        .expect("a token")
+        .to_owned();
+
+    let path = "/analytics/encounters?from=2024-05-01&to=2024-05-02";
+    let (status, headers, body) = get(
+        &s.app,
+        A,
+        PHYSICIAN,
+        path,
+        &[("x-consistency-token", &token)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers["x-read-pool"], "reader");
+    assert_eq!(body["total"]["encounters"], 1, "{body}");
+
+    let (status, _, outcome) = get(
+        &s.app,
+        A,
+        PHYSICIAN,
+        path,
+        &[("x-consistency-token", "not-a-position")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{outcome}");
+    assert_valid_fhir(&outcome);
 }

@@ -6,7 +6,7 @@
 //! (`X-Consistency-Token`) like the FHIR reads; every error is an `OperationOutcome`.
 
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router, middleware};
@@ -81,7 +81,7 @@ async fn encounters_handler(
         })
         .await?;
     let format = params.format.unwrap_or_else(|| accepted(&headers));
-    Ok(match format {
+    let mut response = match format {
         ResponseFormat::Json => Json(EncounterAnalytics::new(
             &principal.tenant.name,
             &params,
@@ -91,7 +91,12 @@ async fn encounters_handler(
         ResponseFormat::MeasureReport => {
             FhirJson(measure_report(&params, &buckets, jiff::Timestamp::now())).into_response()
         }
-    })
+    };
+    // The body depends on Accept: a cache must not answer one form for the other.
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("accept"));
+    Ok(response)
 }
 
 // The format `Accept` asks for: a MeasureReport when it names application/fhir+json, else
@@ -118,7 +123,6 @@ fn accepted(headers: &HeaderMap) -> ResponseFormat {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
 
     #[test]
     fn accept_asks_for_the_measure_report_by_naming_fhir_json() {
