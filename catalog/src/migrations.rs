@@ -73,6 +73,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "audit",
         sql: include_str!("../migrations/0010_audit.sql"),
     },
+    Migration {
+        version: 11,
+        name: "encounter_analytics",
+        sql: include_str!("../migrations/0011_encounter_analytics.sql"),
+    },
 ];
 
 /// The version a fully migrated database has.

@@ -5,6 +5,7 @@
 //! [`catalog::Catalog`]); run the whole process (pools, catalog follower, HTTP server)
 //! with [`server::Dataplane::start`].
 
+pub mod analytics;
 pub mod app;
 pub mod audit;
 pub mod auth;

@@ -1,6 +1,7 @@
 //! The HTTP routes: process health (no tenant) and the tenant-scoped API.
 
 pub mod admin;
+pub mod analytics;
 pub mod consistency;
 pub mod fhir;
 pub mod health;
@@ -27,8 +28,9 @@ use crate::tenant::resolve_tenant;
 /// `/fhir/metadata` and the login routes stay public; FHIR resources need
 /// `ReadClinical` to read and `WriteClinical` to write, the audit export `Audit` (all
 /// three through [`protected_phi`], which audits their refusals); `/scim/v2` authenticates
-/// the tenant's identity provider by its SCIM token instead ([`crate::scim`]). The FHIR
-/// resource routes read on the reader pool with read-your-writes ([`consistency`]).
+/// the tenant's identity provider by its SCIM token instead ([`crate::scim`]); `/analytics`
+/// needs `ReadAnalytics` ([`analytics`]). The FHIR resource routes and the analytics read
+/// on the reader pool with read-your-writes ([`consistency`]).
 pub fn tenant_routes(state: AppState) -> Router<AppState> {
     let me = protected(me::router(), Permission::ViewSelf, &state);
     let whoami = protected(
@@ -69,6 +71,7 @@ pub fn tenant_routes(state: AppState) -> Router<AppState> {
         .merge(me)
         .merge(whoami)
         .merge(admin)
+        .merge(analytics::routes(&state))
         .merge(login)
         .nest("/fhir", fhir)
         .merge(scim)

@@ -2,18 +2,20 @@
 //! layer every authenticated route declares its permission with.
 //!
 //! ```text
-//!              ViewSelf  ReadClinical  WriteClinical  Administer  Audit
-//! physician       x           x             x
-//! nurse           x           x             x
-//! scribe          x           x             x
-//! readonly        x           x
-//! admin           x                                       x          x
-//! auditor         x                                                  x
+//!              ViewSelf  ReadClinical  WriteClinical  ReadAnalytics  Administer  Audit
+//! physician       x           x             x              x
+//! nurse           x           x             x              x
+//! scribe          x           x             x              x
+//! readonly        x           x                            x
+//! admin           x                                        x             x          x
+//! auditor         x                                                                 x
 //! (no role)       x
 //! ```
 //!
 //! Administrators manage users and sessions but read no PHI by virtue of the role; a
-//! person who needs both holds both roles. Unknown role names grant nothing.
+//! person who needs both holds both roles. They do see the encounter analytics: counts and
+//! durations per day, department or provider, which name no patient, are what running a
+//! service takes. Auditors read the audit trail only. Unknown role names grant nothing.
 
 use axum::Json;
 use axum::extract::{Request, State};
@@ -36,6 +38,8 @@ pub enum Permission {
     ReadClinical,
     /// Write clinical data.
     WriteClinical,
+    /// See aggregate encounter analytics (counts and durations; no patient is named).
+    ReadAnalytics,
     /// Manage the tenant's users and sessions.
     Administer,
     /// Read the audit trail.
@@ -44,10 +48,11 @@ pub enum Permission {
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Permission; 5] = [
+    pub const ALL: [Permission; 6] = [
         Self::ViewSelf,
         Self::ReadClinical,
         Self::WriteClinical,
+        Self::ReadAnalytics,
         Self::Administer,
         Self::Audit,
     ];
@@ -58,6 +63,7 @@ impl Permission {
             Self::ViewSelf => "view_self",
             Self::ReadClinical => "read_clinical",
             Self::WriteClinical => "write_clinical",
+            Self::ReadAnalytics => "read_analytics",
             Self::Administer => "administer",
             Self::Audit => "audit",
         }
@@ -68,9 +74,9 @@ impl Permission {
 pub fn granted_by(role: &str) -> &'static [Permission] {
     use Permission::*;
     match role {
-        "physician" | "nurse" | "scribe" => &[ReadClinical, WriteClinical],
-        "readonly" => &[ReadClinical],
-        "admin" => &[Administer, Audit],
+        "physician" | "nurse" | "scribe" => &[ReadClinical, WriteClinical, ReadAnalytics],
+        "readonly" => &[ReadClinical, ReadAnalytics],
+        "admin" => &[ReadAnalytics, Administer, Audit],
         "auditor" => &[Audit],
         _ => &[],
     }
@@ -161,11 +167,20 @@ mod tests {
     #[test]
     fn the_matrix_is_the_documented_one() {
         let expected: [(&str, &[Permission]); 7] = [
-            ("physician", &[ViewSelf, ReadClinical, WriteClinical]),
-            ("nurse", &[ViewSelf, ReadClinical, WriteClinical]),
-            ("scribe", &[ViewSelf, ReadClinical, WriteClinical]),
-            ("readonly", &[ViewSelf, ReadClinical]),
-            ("admin", &[ViewSelf, Administer, Audit]),
+            (
+                "physician",
+                &[ViewSelf, ReadClinical, WriteClinical, ReadAnalytics],
+            ),
+            (
+                "nurse",
+                &[ViewSelf, ReadClinical, WriteClinical, ReadAnalytics],
+            ),
+            (
+                "scribe",
+                &[ViewSelf, ReadClinical, WriteClinical, ReadAnalytics],
+            ),
+            ("readonly", &[ViewSelf, ReadClinical, ReadAnalytics]),
+            ("admin", &[ViewSelf, ReadAnalytics, Administer, Audit]),
             ("auditor", &[ViewSelf, Audit]),
             ("superuser", &[ViewSelf]),
         ];

@@ -40,7 +40,7 @@ pub fn sso(host: &str) -> SsoRow {
         role: role.into(),
     };
     SsoRow {
-        role_mapping: ["physician", "nurse", "readonly", "admin"]
+        role_mapping: ["physician", "nurse", "readonly", "admin", "auditor"]
             .iter()
             .map(|r| grant(&format!("{r}s"), r))
             .collect(),
