@@ -9,6 +9,7 @@ use phoenix_crds::{Region, RegionStatus};
 use super::apply::Applied;
 use super::dataplane_secret_name;
 use super::deref::{ReaderSeen, RegionRefs};
+use super::rotation::Rotation;
 use crate::conditions::{self, NewCondition, Status, types};
 use crate::controller::context::EventSpec;
 use crate::controller::error::Error;
@@ -164,10 +165,20 @@ pub fn change_events(region: &str, namespace: &str, endpoint: &str, a: &Applied)
                 format!("row level security drift repaired: {}", what.join("; ")),
             ));
         }
+        // What a rotation's first phase does to its new login is not drift.
+        let rotated_to = match &a.rotation {
+            Some(Rotation::Start { to, .. }) => Some(to.as_str()),
+            _ => None,
+        };
         let other: Vec<&str> = a
             .ddl
             .iter()
             .filter(|d| d.kind != crate::db::roles::DdlKind::Rls)
+            .filter(|d| {
+                rotated_to.is_none_or(|to| {
+                    d.target != format!("role {to}") && !d.summary.ends_with(&format!(" to {to}"))
+                })
+            })
             .map(|d| d.summary.as_str())
             .collect();
         if !other.is_empty() {
@@ -188,6 +199,28 @@ pub fn change_events(region: &str, namespace: &str, endpoint: &str, a: &Applied)
                 crate::db::owned::dataplane_role(region)
             ),
         ));
+    }
+    match &a.rotation {
+        Some(Rotation::Start { from, to, value }) => out.push(EventSpec::normal(
+            Reason::DataplanePasswordRotating,
+            "RotatePassword",
+            format!(
+                "rotation {value:?}: secret {namespace}/{} now names login {to} with a new password; {from} keeps working for the data planes connected with it and is retired once none is left",
+                dataplane_secret_name(region)
+            ),
+        )),
+        Some(Rotation::Retire { login, terminated }) => out.push(EventSpec::normal(
+            Reason::DataplanePasswordRotated,
+            "RetireLogin",
+            if *terminated > 0 {
+                format!(
+                    "login {login} retired (NOLOGIN, no password) after the drain limit; its {terminated} remaining session(s) were ended"
+                )
+            } else {
+                format!("login {login} retired (NOLOGIN, no password): no session was left")
+            },
+        )),
+        Some(Rotation::Draining { .. }) | None => {}
     }
     if let Some(why) = a.password_set.filter(|_| !a.secret_created) {
         out.push(EventSpec::normal(
@@ -337,6 +370,7 @@ mod tests {
             writer_lsn: None,
             published_readers: None,
             tenant_count: 3,
+            logins: crate::controller::region::rotation::LoginsSeen::quiet("a", "b"),
         }
     }
 
@@ -434,6 +468,7 @@ mod tests {
             password_set: Some(PasswordWhy::NewSecret),
             secret_repointed: None,
             readers_published: None,
+            rotation: None,
         };
         let reasons: Vec<Reason> = change_events("us", "ns", "db", &fresh)
             .iter()
