@@ -243,10 +243,10 @@ pub async fn apply(
             .secrets
             .put(
                 &world.settings.namespace,
-                &dataplane_secret_name(&name),
-                secret_labels(&name),
+                &dataplane_secret_name(name),
+                secret_labels(name),
                 None,
-                dataplane_secret(&name, &role, db.endpoint(), refs, password, recorded),
+                dataplane_secret(name, &role, db.endpoint(), refs, password, recorded),
             )
             .await
     };
