@@ -251,6 +251,21 @@ async fn a_rotation_moves_the_secret_to_the_other_login_and_retires_the_old_once
         can_login(&db, &old_login).await,
         "the old login was retired while in use"
     );
+    let regions: Api<Region> = Api::all(kube_client().await);
+    let credentials = regions
+        .get("us-east-1")
+        .await
+        .expect("region")
+        .status
+        .and_then(|s| s.dataplane_credentials)
+        .expect("status.dataplaneCredentials");
+    assert_eq!(credentials.login.as_deref(), Some(new_login.as_str()));
+    assert_eq!(credentials.draining.as_deref(), Some(old_login.as_str()));
+    assert_eq!(credentials.rotation.as_deref(), Some(value.as_str()));
+    assert!(
+        credentials.draining_sessions.is_some_and(|n| n >= 1),
+        "{credentials:?}"
+    );
     assert!(
         events_about(&region, "DataplanePasswordRotated", since)
             .await
@@ -268,6 +283,21 @@ async fn a_rotation_moves_the_secret_to_the_other_login_and_retires_the_old_once
     let note = rotated.note.unwrap_or_default();
     assert!(note.contains(&old_login), "{note}");
     assert!(ready(&new_dataplane).await, "the new data plane serves");
+    let credentials = eventually(
+        "status without a draining login",
+        Duration::from_secs(30),
+        || async {
+            let c = regions
+                .get("us-east-1")
+                .await
+                .ok()?
+                .status?
+                .dataplane_credentials?;
+            c.draining.is_none().then_some(c)
+        },
+    )
+    .await;
+    assert_eq!(credentials.login.as_deref(), Some(new_login.as_str()));
     let err = tokio_postgres::connect(&old_url, tokio_postgres::NoTls)
         .await
         .err()
