@@ -589,6 +589,10 @@ mod tests {
             sql.iter().all(|q| !q.contains(&format!("{DP} "))),
             "{sql:#?}"
         );
+        // A Secret created in this pass already answers the request: no rotation.
+        r.dataplane_secret = None;
+        let p = plan(&region, &r).expect("plan");
+        assert!(p.create_secret && p.rotation.is_none(), "{p:#?}");
     }
 
     #[test]
