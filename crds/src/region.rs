@@ -323,9 +323,36 @@ pub struct RegionStatus {
     /// The region's Route53 zone and ingress health check, when `spec.dns` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<RegionDnsStatus>,
+    /// Which login the data plane Secret names, and the password rotation in progress
+    /// (a Primary region).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataplane_credentials: Option<DataplaneCredentialsStatus>,
     /// The `metadata.generation` last reconciled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// The data plane's database login and its password rotation
+/// (`phoenixguardian.io/rotate-dataplane-password`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataplaneCredentialsStatus {
+    /// The login the data plane Secret names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<String>,
+    /// The rotation annotation value the Secret's password was made for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<String>,
+    /// When the Secret last moved to another login (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_at: Option<String>,
+    /// The previous login while it drains: it still logs in, and loses its login and
+    /// password once none of its sessions is left (or the drain limit passes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draining: Option<String>,
+    /// Sessions of the draining login at the last pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draining_sessions: Option<i64>,
 }
 
 /// What the operator built in Route53 for a region.

@@ -54,6 +54,15 @@ struct Args {
         global = true
     )]
     scim_token_grace_seconds: u64,
+    /// Seconds a data plane login rotated out (phoenixguardian.io/rotate-dataplane-password)
+    /// may keep its sessions; then they are ended and it is retired.
+    #[arg(
+        long,
+        env = "ROTATION_DRAIN_SECONDS",
+        default_value_t = 3600,
+        global = true
+    )]
+    rotation_drain_seconds: u64,
     /// Connections per region database.
     #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 8, global = true)]
     db_max_connections: usize,
@@ -201,6 +210,7 @@ async fn plan(args: &Args, files: &[std::path::PathBuf], output: &str) -> std::p
         namespace: args.namespace.clone(),
         dns_owner: args.dns_owner.clone(),
         route53: route53_settings(args),
+        rotation_drain: Duration::from_secs(args.rotation_drain_seconds),
         ..Settings::default()
     };
     let result = async {
@@ -262,6 +272,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         resync: Duration::from_secs(args.resync_seconds.max(1)),
         region_resync: Duration::from_secs(args.region_resync_seconds.max(1)),
         scim_token_grace: Duration::from_secs(args.scim_token_grace_seconds),
+        rotation_drain: Duration::from_secs(args.rotation_drain_seconds),
         db_max_connections: args.db_max_connections.max(1),
         secret_namespaces: (!args.secret_namespaces.iter().any(|n| n == "*")).then(|| {
             args.secret_namespaces

@@ -86,6 +86,11 @@ reasons! {
     DataplanePasswordSet => No,
     /// The data plane Secret was moved to the Region's own role (Event).
     DataplaneRoleChanged => No,
+    /// A password rotation started: the Secret names the other login with a new password,
+    /// the old one drains (Event).
+    DataplanePasswordRotating => No,
+    /// A password rotation finished: the old login lost its login and password (Event).
+    DataplanePasswordRotated => No,
     /// The readers published to the catalog changed (Event).
     ReadersPublished => No,
     /// Cleanup finished (Event).

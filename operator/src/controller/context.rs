@@ -36,6 +36,8 @@ pub struct Settings {
     pub max_replication_lag: Duration,
     /// How long a rotated-out SCIM token keeps working.
     pub scim_token_grace: Duration,
+    /// How long a data plane login rotated out may drain before its sessions are ended.
+    pub rotation_drain: Duration,
     /// Namespaces whose Secrets' metadata is watched (a change wakes the Regions that
     /// reference them); `None` watches every namespace (needs cluster-wide list/watch).
     pub secret_namespaces: Option<Vec<String>>,
@@ -55,6 +57,7 @@ impl Default for Settings {
             db_max_connections: 8,
             max_replication_lag: Duration::from_secs(30),
             scim_token_grace: Duration::from_secs(3600),
+            rotation_drain: Duration::from_secs(3600),
             secret_namespaces: None,
             dns_owner: "phoenix-operator".to_owned(),
             route53: Default::default(),

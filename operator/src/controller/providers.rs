@@ -213,8 +213,11 @@ pub trait Database: Send + Sync {
     fn endpoint(&self) -> &str;
     /// Whether the server is a standby, or `None` when the database does not exist.
     async fn probe(&self) -> Result<Option<bool>, DbError>;
-    /// The state the Region plan needs, with `dataplane` as the data plane role.
-    async fn state(&self, dataplane: &str) -> Result<DbState, DbError>;
+    /// The state the Region plan needs, with the first of `logins` as the data plane role
+    /// (whose password verifier is read) and the others as its other logins.
+    async fn state(&self, logins: &[&str]) -> Result<DbState, DbError>;
+    /// How many sessions role `role` has on the server.
+    async fn sessions(&self, role: &str) -> Result<i64, DbError>;
     /// RLS of the tenant tables that exist.
     async fn rls_state(&self) -> Result<Vec<TableState>, DbError>;
     /// Applied schema version.

@@ -13,6 +13,7 @@ pub mod role_attrs;
 pub mod roles;
 pub mod scram;
 pub mod sso;
+pub mod standby;
 pub mod state;
 
 use std::time::Duration;
@@ -187,8 +188,12 @@ impl Database for PgDatabase {
         Ok(Some(col(&row, 0)?))
     }
 
-    async fn state(&self, dataplane: &str) -> Result<DbState, DbError> {
-        observe::db_state(&*self.client().await?, dataplane).await
+    async fn state(&self, logins: &[&str]) -> Result<DbState, DbError> {
+        observe::db_state(&*self.client().await?, logins).await
+    }
+
+    async fn sessions(&self, role: &str) -> Result<i64, DbError> {
+        observe::sessions(&*self.client().await?, role).await
     }
 
     async fn rls_state(&self) -> Result<Vec<TableState>, DbError> {

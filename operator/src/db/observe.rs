@@ -65,12 +65,17 @@ pub fn managed_tables() -> Vec<String> {
     .collect()
 }
 
-/// Reads the whole state the Region plan needs, with `dataplane` as the data plane role.
-pub async fn db_state(client: &Client, dataplane: &str) -> Result<DbState, DbError> {
+/// Reads the whole state the Region plan needs, with the first of `logins` as the data
+/// plane role (its password verifier is read) and the others as its other logins.
+pub async fn db_state(client: &Client, logins: &[&str]) -> Result<DbState, DbError> {
+    let dataplane = logins.first().copied().unwrap_or_default();
     let schemas: Vec<String> = MANAGED_SCHEMAS.iter().map(|s| (*s).to_owned()).collect();
     let tables = managed_tables();
     let tenant_tables: Vec<String> = TENANT_TABLES.iter().map(|t| (*t).to_owned()).collect();
-    let role_names = vec![OWNER_ROLE.to_owned(), dataplane.to_owned()];
+    let role_names: Vec<String> = std::iter::once(OWNER_ROLE)
+        .chain(logins.iter().copied())
+        .map(str::to_owned)
+        .collect();
 
     let mut roles = Vec::new();
     for r in query(
@@ -148,6 +153,18 @@ pub async fn db_state(client: &Client, dataplane: &str) -> Result<DbState, DbErr
         memberships,
         admin,
     })
+}
+
+/// How many sessions `role` has on the server (any database).
+pub async fn sessions(client: &Client, role: &str) -> Result<i64, DbError> {
+    let rows = query(
+        client,
+        "SELECT count(*) FROM pg_stat_activity WHERE usename = $1",
+        &[&role],
+        "counting a role's sessions",
+    )
+    .await?;
+    rows.first().map_or(Ok(0), |r| col(r, 0))
 }
 
 /// The RLS state of the tenant tables that exist.

@@ -18,6 +18,12 @@ pub const OWNED_MARKER: &str = "managed by phoenix-operator; do not grant by han
 /// Prefix of the per-Region data plane roles.
 pub const DATAPLANE_PREFIX: &str = "phoenix_dataplane_";
 
+/// Prefix of each Region's second data plane login, the one a password rotation moves the
+/// data plane to and back from. A prefix, not a `_b` suffix: a suffix could be another
+/// Region's role (`eu` + `_b` is region `eu-b`'s `phoenix_dataplane_eu_b`), while no
+/// Region name maps to a name starting with `phoenix_dataplane2_`.
+pub const STANDBY_PREFIX: &str = "phoenix_dataplane2_";
+
 /// PostgreSQL's identifier limit (NAMEDATALEN - 1), in bytes.
 pub const MAX_IDENTIFIER: usize = 63;
 
@@ -26,6 +32,26 @@ pub const MAX_IDENTIFIER: usize = 63;
 /// bytes, gets a shortened form with 8 hex digits of the name's SHA-256, so two Regions
 /// never map to one role and the result is always a plain identifier.
 pub fn dataplane_role(region: &str) -> String {
+    login_name(DATAPLANE_PREFIX, region)
+}
+
+/// The Region's second data plane login ([`STANDBY_PREFIX`]), named like
+/// [`dataplane_role`].
+pub fn standby_role(region: &str) -> String {
+    login_name(STANDBY_PREFIX, region)
+}
+
+/// The two data plane logins of `region`: given one, the other.
+pub fn other_login(region: &str, login: &str) -> String {
+    let first = dataplane_role(region);
+    if login == first {
+        standby_role(region)
+    } else {
+        first
+    }
+}
+
+fn login_name(prefix: &str, region: &str) -> String {
     let plain = region
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
@@ -39,15 +65,15 @@ pub fn dataplane_role(region: &str) -> String {
             }
         })
         .collect();
-    let name = format!("{DATAPLANE_PREFIX}{sanitized}");
+    let name = format!("{prefix}{sanitized}");
     if plain && !region.is_empty() && name.len() <= MAX_IDENTIFIER {
         return name;
     }
     let digest = Sha256::digest(region.as_bytes());
     let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-    let room = MAX_IDENTIFIER - DATAPLANE_PREFIX.len() - 1 - hash.len();
+    let room = MAX_IDENTIFIER - prefix.len() - 1 - hash.len();
     let head: String = sanitized.chars().take(room).collect();
-    format!("{DATAPLANE_PREFIX}{head}_{hash}")
+    format!("{prefix}{head}_{hash}")
 }
 
 /// Whether `name` is a role name the operator could have made: an identifier of
@@ -74,10 +100,15 @@ pub fn mark_sql(role: &str) -> String {
 /// desired, so one found was granted by hand (e.g. `GRANT pg_write_all_data TO` the data
 /// plane role, or the owner role to it). Memberships of other roles are not looked at.
 pub fn membership_changes(state: &DbState, dataplane: &str) -> Vec<Ddl> {
+    memberships_revoked(state, &[OWNER_ROLE, dataplane])
+}
+
+/// Revokes every membership held by one of `members`.
+pub fn memberships_revoked(state: &DbState, members: &[&str]) -> Vec<Ddl> {
     state
         .memberships
         .iter()
-        .filter(|m| m.member == OWNER_ROLE || m.member == dataplane)
+        .filter(|m| members.contains(&m.member.as_str()))
         .map(|m| Ddl {
             kind: DdlKind::Role,
             target: format!("role {}", m.member),
@@ -98,11 +129,17 @@ pub fn membership_changes(state: &DbState, dataplane: &str) -> Vec<Ddl> {
 /// desired set does not have. An owner's implicit privileges on its own objects are not
 /// grants and are left alone; grants to any other role are never touched.
 pub fn extra_grant_changes(state: &DbState, dataplane: &str) -> Vec<Ddl> {
+    extra_grants_revoked(state, &[OWNER_ROLE, dataplane], dataplane)
+}
+
+/// Revokes privileges held by one of `managed` that the desired set (with `dataplane` as
+/// the data plane role) does not have.
+pub fn extra_grants_revoked(state: &DbState, managed: &[&str], dataplane: &str) -> Vec<Ddl> {
     let desired: std::collections::BTreeSet<Grant> =
         desired_grants(dataplane).into_iter().collect();
     let mut extra: std::collections::BTreeMap<(String, String), Vec<String>> = Default::default();
     for g in &state.grants {
-        let managed = g.grantee == OWNER_ROLE || g.grantee == dataplane;
+        let managed = managed.contains(&g.grantee.as_str());
         let owns = state.owners.get(&g.object) == Some(&g.grantee);
         if managed && !owns && !desired.contains(g) {
             extra
@@ -153,6 +190,13 @@ mod tests {
         assert_ne!(dotted, dataplane_role("eu-west-1"));
         assert_ne!(dotted, dataplane_role("eu_west-1"));
         assert_ne!(dataplane_role(&long), dataplane_role(&"a".repeat(62)));
+        // The second login is never another Region's first one.
+        assert_eq!(standby_role("eu"), "phoenix_dataplane2_eu");
+        assert_ne!(standby_role("eu"), dataplane_role("eu-b"));
+        assert!(valid_role_name(&standby_role(&long)));
+        assert_eq!(standby_role(&long).len(), MAX_IDENTIFIER);
+        assert_eq!(other_login("eu", &standby_role("eu")), dataplane_role("eu"));
+        assert_eq!(other_login("eu", &dataplane_role("eu")), standby_role("eu"));
         assert!(!valid_role_name("Robert'); DROP"));
         assert!(!valid_role_name(&"a".repeat(64)));
     }

@@ -69,50 +69,12 @@ pub fn unsafe_attributes(state: &DbState, dataplane: &str) -> Vec<(String, &'sta
 /// managed roles, and, without superuser, makes the login a member of the owner role so
 /// it may hand the clinical tables to it.
 pub fn role_changes(state: &DbState, dataplane: &str) -> Vec<Ddl> {
-    let su = state.admin.superuser;
     let mut out = Vec::new();
     for name in [OWNER_ROLE, dataplane] {
-        let want = desired_role(name, dataplane);
-        let attrs = attributes(&want, su);
-        // Both names are plain identifiers (`owned::valid_role_name`), left unquoted.
-        let quoted = name;
-        match state.role(name) {
-            None => out.push(Ddl {
-                kind: DdlKind::Role,
-                target: format!("role {name}"),
-                summary: format!("create role {name} ({attrs})"),
-                // Tolerates a concurrent creator (another region on the same server).
-                sql: vec![
-                    format!(
-                        "DO $$ BEGIN CREATE ROLE {quoted}; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
-                    ),
-                    format!("ALTER ROLE {quoted} {attrs}"),
-                    mark_sql(name),
-                ],
-            }),
-            Some(have) => {
-                let had = attributes(have, su);
-                if had != attrs {
-                    out.push(Ddl {
-                        kind: DdlKind::Role,
-                        target: format!("role {name}"),
-                        summary: format!("reset attributes of role {name} (had {had})"),
-                        sql: vec![format!("ALTER ROLE {quoted} {attrs}")],
-                    });
-                }
-                if !have.owned {
-                    out.push(Ddl {
-                        kind: DdlKind::Role,
-                        target: format!("role {name}"),
-                        summary: format!("mark role {name} as managed by the operator"),
-                        sql: vec![mark_sql(name)],
-                    });
-                }
-            }
-        }
+        out.extend(role_converged(state, &desired_role(name, dataplane)));
     }
     out.extend(super::owned::membership_changes(state, dataplane));
-    if !su && !state.admin.owner_member {
+    if !state.admin.superuser && !state.admin.owner_member {
         out.push(Ddl {
             kind: DdlKind::Role,
             target: format!("role {}", state.admin.name),
@@ -125,6 +87,52 @@ pub fn role_changes(state: &DbState, dataplane: &str) -> Vec<Ddl> {
                 quote_ident(&state.admin.name)
             )],
         });
+    }
+    out
+}
+
+/// Creates role `want.name` (marked) when missing, resets its attributes to `want`'s when
+/// they differ and marks it when it is not marked yet.
+pub(crate) fn role_converged(state: &DbState, want: &RoleState) -> Vec<Ddl> {
+    let su = state.admin.superuser;
+    let mut out = Vec::new();
+    let name = want.name.as_str();
+    let attrs = attributes(want, su);
+    // The operator's names are plain identifiers (`owned::valid_role_name`), left unquoted.
+    let quoted = name;
+    match state.role(name) {
+        None => out.push(Ddl {
+            kind: DdlKind::Role,
+            target: format!("role {name}"),
+            summary: format!("create role {name} ({attrs})"),
+            // Tolerates a concurrent creator (another region on the same server).
+            sql: vec![
+                format!(
+                    "DO $$ BEGIN CREATE ROLE {quoted}; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+                ),
+                format!("ALTER ROLE {quoted} {attrs}"),
+                mark_sql(name),
+            ],
+        }),
+        Some(have) => {
+            let had = attributes(have, su);
+            if had != attrs {
+                out.push(Ddl {
+                    kind: DdlKind::Role,
+                    target: format!("role {name}"),
+                    summary: format!("reset attributes of role {name} (had {had})"),
+                    sql: vec![format!("ALTER ROLE {quoted} {attrs}")],
+                });
+            }
+            if !have.owned {
+                out.push(Ddl {
+                    kind: DdlKind::Role,
+                    target: format!("role {name}"),
+                    summary: format!("mark role {name} as managed by the operator"),
+                    sql: vec![mark_sql(name)],
+                });
+            }
+        }
     }
     out
 }

@@ -132,27 +132,7 @@ pub fn forbidden_grants() -> Vec<Grant> {
 /// Grants what is missing and revokes what is forbidden or not desired of a managed role,
 /// one statement per object and role.
 pub fn grant_changes(state: &DbState, dataplane: &str) -> Vec<Ddl> {
-    let mut missing: std::collections::BTreeMap<(String, String), Vec<String>> = Default::default();
-    for g in desired_grants(dataplane) {
-        if !state.grants.contains(&g) {
-            missing
-                .entry((g.object, g.grantee))
-                .or_default()
-                .push(g.privilege);
-        }
-    }
-    let mut out: Vec<Ddl> = missing
-        .into_iter()
-        .map(|((object, grantee), privileges)| {
-            let list = privileges.join(", ");
-            Ddl {
-                kind: DdlKind::Grant,
-                summary: format!("grant {list} on {object} to {grantee}"),
-                sql: vec![format!("GRANT {list} ON {} TO {grantee}", on(&object))],
-                target: object,
-            }
-        })
-        .collect();
+    let mut out = grants_missing(state, desired_grants(dataplane));
     for g in forbidden_grants() {
         if state.grants.contains(&g) {
             out.push(Ddl {
@@ -170,6 +150,31 @@ pub fn grant_changes(state: &DbState, dataplane: &str) -> Vec<Ddl> {
     }
     out.extend(super::owned::extra_grant_changes(state, dataplane));
     out
+}
+
+/// Grants those of `desired` that `state` lacks, one statement per object and role.
+pub fn grants_missing(state: &DbState, desired: Vec<Grant>) -> Vec<Ddl> {
+    let mut missing: std::collections::BTreeMap<(String, String), Vec<String>> = Default::default();
+    for g in desired {
+        if !state.grants.contains(&g) {
+            missing
+                .entry((g.object, g.grantee))
+                .or_default()
+                .push(g.privilege);
+        }
+    }
+    missing
+        .into_iter()
+        .map(|((object, grantee), privileges)| {
+            let list = privileges.join(", ");
+            Ddl {
+                kind: DdlKind::Grant,
+                summary: format!("grant {list} on {object} to {grantee}"),
+                sql: vec![format!("GRANT {list} ON {} TO {grantee}", on(&object))],
+                target: object,
+            }
+        })
+        .collect()
 }
 
 // `schema x` -> `SCHEMA x`; `table s.t` -> `TABLE s.t`.

@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use crate::controller::context::Settings;
 use crate::controller::error::Error;
 use crate::controller::providers::Providers;
+use crate::controller::region::rotation::Rotation;
 use crate::controller::region::{self, plan::RegionPlan};
 use crate::controller::tenant::plan::{RowChange, TenantPlan};
 use crate::controller::tenant::{self, placing::place_in};
@@ -169,15 +170,47 @@ fn region_changes(name: &str, settings: &Settings, endpoint: &str, p: &RegionPla
             ),
         ));
     }
+    // The login the Secret names: the other one's partner.
+    let active = p.other_login.as_ref().map_or_else(
+        || crate::db::owned::dataplane_role(name),
+        |(other, _)| crate::db::owned::other_login(name, other),
+    );
     if let Some(why) = p.set_password {
         out.push(Change::new(
             "set",
-            format!(
-                "password of role {}",
-                crate::db::owned::dataplane_role(name)
-            ),
+            format!("password of role {active}"),
             why.as_str(),
         ));
+    }
+    let secret = format!(
+        "secret {}/{}",
+        settings.namespace,
+        region::dataplane_secret_name(name)
+    );
+    match &p.rotation {
+        Some(step @ Rotation::Start { to, .. }) => {
+            out.push(Change::new(
+                "set",
+                format!("password of role {to}"),
+                "generated, with LOGIN",
+            ));
+            out.push(Change::new("update", secret, step.describe()));
+        }
+        Some(step @ Rotation::Retire { login, .. }) => {
+            out.push(Change::new(
+                "retire",
+                format!("role {login}"),
+                step.describe(),
+            ));
+        }
+        Some(step @ Rotation::Draining { login, .. }) => {
+            out.push(Change::new(
+                "wait",
+                format!("role {login}"),
+                step.describe(),
+            ));
+        }
+        None => {}
     }
     if let Some(readers) = &p.readers {
         out.push(Change::new(

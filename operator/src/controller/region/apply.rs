@@ -11,14 +11,15 @@ use phoenix_crds::Region;
 use super::dataplane_secret_name;
 use super::deref::RegionRefs;
 use super::plan::{PasswordWhy, RegionPlan, database_changes, password_change};
+use super::rotation::{ROTATED_AT_KEY, ROTATION_KEY, Rotation};
 use crate::controller::error::ApplyError;
 use crate::controller::providers::Database;
 use crate::controller::world::World;
 use crate::db::Migrated;
-use crate::db::owned::dataplane_role;
 use crate::db::rls::Drift;
 use crate::db::roles::{DATAPLANE_ROLE, Ddl, set_password_sql};
 use crate::db::scram;
+use crate::db::standby::{retire_sql, terminate_sql};
 use crate::secrets::generate_password;
 
 /// What a pass changed, for status and Events.
@@ -40,6 +41,8 @@ pub struct Applied {
     pub password_set: Option<PasswordWhy>,
     /// The readers now published to the catalog, when they changed.
     pub readers_published: Option<Vec<phoenix_catalog::ReaderRow>>,
+    /// The rotation step taken (a start or a retirement; never a wait).
+    pub rotation: Option<Rotation>,
 }
 
 impl Applied {
@@ -49,18 +52,36 @@ impl Applied {
     }
 }
 
-/// The data plane's credentials for the Region's own role: its URL carries the writer's
-/// sslmode, and the writer's CA (when a Secret gave it) goes beside it as `ca.crt` for
-/// DATABASE_CA_FILE.
+/// What the data plane Secret records besides the credentials: the rotation annotation
+/// value its password was made for, and when it last moved to another login.
+#[derive(Clone, Debug, Default)]
+struct Recorded {
+    rotation: Option<String>,
+    rotated_at: Option<String>,
+}
+
+impl Recorded {
+    fn of(secret: Option<&BTreeMap<String, String>>) -> Self {
+        Self {
+            rotation: secret.and_then(|d| d.get(ROTATION_KEY)).cloned(),
+            rotated_at: secret.and_then(|d| d.get(ROTATED_AT_KEY)).cloned(),
+        }
+    }
+}
+
+/// The data plane's credentials for `role`, one of the Region's own logins: its URL
+/// carries the writer's sslmode, and the writer's CA (when a Secret gave it) goes beside
+/// it as `ca.crt` for DATABASE_CA_FILE.
 fn dataplane_secret(
     region: &str,
+    role: &str,
     endpoint: &str,
     refs: &RegionRefs,
     password: String,
+    recorded: Recorded,
 ) -> BTreeMap<String, String> {
-    let role = dataplane_role(region);
     let mut data = BTreeMap::from([
-        ("username".to_owned(), role.clone()),
+        ("username".to_owned(), role.to_owned()),
         (
             "databaseUrl".to_owned(),
             format!(
@@ -73,6 +94,12 @@ fn dataplane_secret(
     ]);
     if let Some(ca) = &refs.ca_pem {
         data.insert("ca.crt".to_owned(), ca.clone());
+    }
+    if let Some(v) = recorded.rotation {
+        data.insert(ROTATION_KEY.to_owned(), v);
+    }
+    if let Some(t) = recorded.rotated_at {
+        data.insert(ROTATED_AT_KEY.to_owned(), t);
     }
     data
 }
@@ -90,10 +117,14 @@ pub async fn execute(
     let mut plan = plan.clone();
     if !plan.migrations.is_empty() {
         applied.migrated = Some(db.migrate().await?);
-        let state = db.state(dataplane).await?;
-        super::plan::refuse_unsafe_roles(&state, dataplane)
+        let other = plan.other_login.as_ref().map(|(n, l)| (n.as_str(), *l));
+        let logins: Vec<&str> = std::iter::once(dataplane)
+            .chain(other.map(|(n, _)| n))
+            .collect();
+        let state = db.state(&logins).await?;
+        super::plan::refuse_unsafe_logins(&state, &logins)
             .map_err(|e| ApplyError::Refused(Box::new(e)))?;
-        (plan.ddl, plan.rls_drift) = database_changes(&state, dataplane);
+        (plan.ddl, plan.rls_drift) = database_changes(&state, dataplane, other);
         if plan.set_password != Some(PasswordWhy::NewSecret) {
             plan.set_password = password_change(&state, password, dataplane);
         }
@@ -134,9 +165,9 @@ pub async fn provision_for(
     dataplane: &str,
     password: Option<&str>,
 ) -> Result<Applied, crate::controller::error::Error> {
-    let state = db.state(dataplane).await.map_err(ApplyError::from)?;
+    let state = db.state(&[dataplane]).await.map_err(ApplyError::from)?;
     super::plan::refuse_unsafe_roles(&state, dataplane)?;
-    let (ddl, rls_drift) = database_changes(&state, dataplane);
+    let (ddl, rls_drift) = database_changes(&state, dataplane, None);
     let plan = RegionPlan {
         migrations: phoenix_catalog::migrations::pending(state.schema_version)
             .map(|m| (m.version, m.name))
@@ -174,43 +205,83 @@ pub async fn apply(
         .as_ref()
         .and_then(|d| d.get("password"))
         .cloned();
+    let name = region.name_any();
+    let role = refs.logins.active.clone();
     let mut secret_created = false;
     if plan.create_secret {
-        let name = region.name_any();
-        let labels = secret_labels(&name);
+        // A new password answers any rotation requested so far.
+        let recorded = Recorded {
+            rotation: super::rotation::requested(region),
+            rotated_at: None,
+        };
         let (data, created) = world
             .providers
             .secrets
             .create(
                 &world.settings.namespace,
                 &dataplane_secret_name(&name),
-                labels,
-                dataplane_secret(&name, db.endpoint(), refs, generate_password(32)),
+                secret_labels(&name),
+                dataplane_secret(
+                    &name,
+                    &role,
+                    db.endpoint(),
+                    refs,
+                    generate_password(32),
+                    recorded,
+                ),
             )
             .await?;
         secret_created = created;
         password = data.get("password").cloned();
         plan.set_password = Some(PasswordWhy::NewSecret);
     }
-    let role = dataplane_role(&region.name_any());
     let mut applied = execute(db.as_ref(), &plan, password.as_deref(), &role).await?;
-    // The role and its password exist before the Secret names it, so a data plane that
-    // restarts on the new Secret can log in; until then it keeps the old role.
-    let mut secret_repointed = None;
-    if let (true, Some(pw), Some(old)) = (plan.repoint_secret, &password, &refs.dataplane_secret) {
-        let name = region.name_any();
+    let name = name.as_str();
+    let put_secret = |role: String, password: String, recorded: Recorded| async move {
         world
             .providers
             .secrets
             .put(
                 &world.settings.namespace,
-                &dataplane_secret_name(&name),
-                secret_labels(&name),
+                &dataplane_secret_name(name),
+                secret_labels(name),
                 None,
-                dataplane_secret(&name, db.endpoint(), refs, pw.clone()),
+                dataplane_secret(name, &role, db.endpoint(), refs, password, recorded),
             )
-            .await?;
+            .await
+    };
+    // The role and its password exist before the Secret names it, so a data plane that
+    // restarts on the new Secret can log in; until then it keeps the old role.
+    let mut secret_repointed = None;
+    if let (true, Some(pw), Some(old)) = (plan.repoint_secret, &password, &refs.dataplane_secret) {
+        put_secret(role.clone(), pw.clone(), Recorded::of(Some(old))).await?;
         secret_repointed = Some(old.get("username").cloned().unwrap_or_default());
+    }
+    match &plan.rotation {
+        // Phase 1: the other login (made LOGIN by the plan's DDL) gets a new password,
+        // and only then does the Secret name it; data planes still on the old login keep
+        // working with it until it is retired.
+        Some(Rotation::Start { to, value, .. }) => {
+            let new = generate_password(32);
+            db.execute(&[set_password_sql(to, &scram::verifier(&new))])
+                .await?;
+            let recorded = Recorded {
+                rotation: Some(value.clone()),
+                rotated_at: Some(crate::conditions::now()),
+            };
+            put_secret(to.clone(), new, recorded).await?;
+            applied.rotation = plan.rotation.clone();
+        }
+        // Phase 2: no new session of the old login from now on; past the drain limit the
+        // remaining ones are ended too.
+        Some(Rotation::Retire { login, terminated }) => {
+            db.execute(&[retire_sql(login)]).await?;
+            if *terminated > 0 {
+                db.execute(&[terminate_sql(login)]).await?;
+            }
+            applied.rotation = plan.rotation.clone();
+        }
+        Some(Rotation::Draining { .. }) | None => {}
     }
     applied.created_database = created_database;
     applied.secret_created = secret_created;

@@ -11,9 +11,11 @@ use phoenix_crds::region::DatabaseConnection;
 use phoenix_crds::{Region, RegionRole};
 
 use super::dataplane_secret_name;
+use super::rotation::{self, LoginsSeen};
 use crate::controller::error::DerefError;
 use crate::controller::providers::{Database, DbTarget};
 use crate::controller::world::World;
+use crate::db::owned;
 use crate::db::replication::{Lsn, Replay};
 use crate::db::state::DbState;
 use crate::secrets::SecretError;
@@ -90,6 +92,39 @@ pub struct RegionRefs {
     pub published_readers: Option<Vec<ReaderRow>>,
     /// Live tenants in the catalog whose home is this region.
     pub tenant_count: i64,
+    /// The Region's two data plane logins, and the rotation requested and recorded.
+    pub logins: LoginsSeen,
+}
+
+/// Which of the Region's logins the Secret `secret` names (the first when it names
+/// neither, or there is no Secret), the other, and what the Secret recorded of rotations.
+pub fn logins_seen(
+    region: &Region,
+    secret: Option<&BTreeMap<String, String>>,
+    now: jiff::Timestamp,
+    max_drain: std::time::Duration,
+) -> LoginsSeen {
+    let name = region.name_any();
+    let first = owned::dataplane_role(&name);
+    let second = owned::standby_role(&name);
+    let named = secret.and_then(|d| d.get("username"));
+    let (active, other) = if named == Some(&second) {
+        (second, first)
+    } else {
+        (first, second)
+    };
+    LoginsSeen {
+        active,
+        other,
+        other_sessions: None,
+        recorded: secret.and_then(|d| d.get(rotation::ROTATION_KEY)).cloned(),
+        rotated_at: secret
+            .and_then(|d| d.get(rotation::ROTATED_AT_KEY))
+            .and_then(|t| t.parse().ok()),
+        requested: rotation::requested(region),
+        now,
+        max_drain,
+    }
 }
 
 fn ssl_mode(mode: phoenix_crds::region::SslMode) -> SslMode {
@@ -203,24 +238,6 @@ pub async fn dereference(
         })?),
         _ => None,
     };
-    let (state, tenant_count) = match (region.spec.role, standby) {
-        (RegionRole::Primary, Some(false)) => {
-            let state = writer
-                .state(&crate::db::owned::dataplane_role(&name))
-                .await?;
-            let count = if state.schema_version > 0 {
-                writer.tenant_count(&name).await?
-            } else {
-                0
-            };
-            (Some(state), count)
-        }
-        _ => (None, 0),
-    };
-    let own_lag = match standby {
-        Some(true) => writer.replay().await?.map(|r| r.lag_seconds),
-        _ => None,
-    };
     let secret_name = dataplane_secret_name(&name);
     let dataplane_secret = world
         .providers
@@ -237,6 +254,31 @@ pub async fn dereference(
         }
         .into());
     }
+    let mut logins = logins_seen(
+        region,
+        dataplane_secret.as_ref(),
+        jiff::Timestamp::now(),
+        world.settings.rotation_drain,
+    );
+    let (state, tenant_count) = match (region.spec.role, standby) {
+        (RegionRole::Primary, Some(false)) => {
+            let state = writer.state(&[&logins.active, &logins.other]).await?;
+            if state.role(&logins.other).is_some_and(|r| r.login) {
+                logins.other_sessions = Some(writer.sessions(&logins.other).await?);
+            }
+            let count = if state.schema_version > 0 {
+                writer.tenant_count(&name).await?
+            } else {
+                0
+            };
+            (Some(state), count)
+        }
+        _ => (None, 0),
+    };
+    let own_lag = match standby {
+        Some(true) => writer.replay().await?.map(|r| r.lag_seconds),
+        _ => None,
+    };
     let database_name = &region.spec.database.database_name;
     let mut readers = Vec::new();
     for (i, reader) in region.spec.database.readers.iter().enumerate() {
@@ -292,6 +334,7 @@ pub async fn dereference(
         writer_lsn,
         published_readers,
         tenant_count,
+        logins,
     };
     Ok((writer, refs))
 }

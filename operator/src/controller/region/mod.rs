@@ -6,6 +6,7 @@ pub mod apply;
 pub mod deref;
 pub mod dns;
 pub mod plan;
+pub mod rotation;
 pub mod status;
 
 use std::sync::Arc;
@@ -200,26 +201,33 @@ async fn release(region: &Region, ctx: &Context) -> Result<Action, Error> {
         )
         .await;
     }
-    // The Region's own data plane role may no longer log in: its password goes with the
-    // Secret below, and nobody should be left able to use it. A Replica creates no roles;
-    // an unreachable writer keeps its role (said in the Event).
-    let role = crate::db::owned::dataplane_role(&name);
-    let role_note = match &writer {
-        Some(db) if !matches!(region.spec.role, phoenix_crds::RegionRole::Replica) => {
-            match db.retire_login(&role).await {
-                Ok(true) => format!("; role {role} may no longer log in"),
-                Ok(false) => String::new(),
-                Err(error) => {
-                    tracing::warn!(region = %name, error = %error, "retiring the data plane role failed");
-                    format!("; role {role} could not be set NOLOGIN ({error}): do it by hand")
+    // The Region's own data plane logins (both: one may be draining after a rotation)
+    // may no longer log in: the password goes with the Secret below, and nobody should be
+    // left able to use them. A Replica creates no roles; an unreachable writer keeps them
+    // (said in the Event).
+    let logins = [
+        crate::db::owned::dataplane_role(&name),
+        crate::db::owned::standby_role(&name),
+    ];
+    let mut role_note = String::new();
+    for role in &logins {
+        role_note.push_str(&match &writer {
+            Some(db) if !matches!(region.spec.role, phoenix_crds::RegionRole::Replica) => {
+                match db.retire_login(role).await {
+                    Ok(true) => format!("; role {role} may no longer log in"),
+                    Ok(false) => String::new(),
+                    Err(error) => {
+                        tracing::warn!(region = %name, error = %error, "retiring a data plane login failed");
+                        format!("; role {role} could not be set NOLOGIN ({error}): do it by hand")
+                    }
                 }
             }
-        }
-        Some(_) => String::new(),
-        None => format!(
-            "; the database was unreachable, so role {role} may still log in: run ALTER ROLE {role} NOLOGIN PASSWORD NULL"
-        ),
-    };
+            Some(_) => String::new(),
+            None => format!(
+                "; the database was unreachable, so role {role} may still log in: run ALTER ROLE {role} NOLOGIN PASSWORD NULL"
+            ),
+        });
+    }
     ctx.providers
         .secrets
         .delete(&ctx.settings.namespace, &dataplane_secret_name(&name))

@@ -8,11 +8,12 @@ use phoenix_crds::{Region, RegionRole};
 use phoenix_catalog::ReaderRow;
 
 use super::deref::{ReaderSeen, RegionRefs};
+use super::rotation::{Rotation, rotation};
 use crate::controller::error::PlanError;
-use crate::db::owned::dataplane_role;
 use crate::db::rls::{Drift, rls_changes};
 use crate::db::roles::{Ddl, grant_changes, ownership_changes, role_changes, unsafe_attributes};
 use crate::db::scram;
+use crate::db::standby::other_login_changes;
 use crate::db::state::{DbState, Verifier};
 use crate::placement::replica_residency_violations;
 
@@ -57,6 +58,12 @@ pub struct RegionPlan {
     /// Rewrite the data plane Secret for the Region's own role: it names another (the
     /// server-wide `phoenix_dataplane` of older operators). The password is kept.
     pub repoint_secret: bool,
+    /// The step of a password rotation this pass takes (or waits on).
+    pub rotation: Option<Rotation>,
+    /// The login the Secret does not name, converged beside the data plane role when it
+    /// exists (or a rotation creates it), and whether it may log in. An input of the DDL,
+    /// not a change by itself.
+    pub other_login: Option<(String, bool)>,
     /// Set the data plane role's password from its Secret.
     pub set_password: Option<PasswordWhy>,
     /// Publish these readers to `catalog.readers` (they differ from what is published).
@@ -66,14 +73,25 @@ pub struct RegionPlan {
 impl RegionPlan {
     /// Whether the pass changes nothing.
     pub fn is_empty(&self) -> bool {
-        *self == RegionPlan::default()
+        let waiting = self.rotation.as_ref().is_none_or(|r| !r.acts());
+        waiting
+            && RegionPlan {
+                rotation: None,
+                other_login: None,
+                ..self.clone()
+            } == RegionPlan::default()
     }
 }
 
 /// The DDL that takes `state` to the desired database, `dataplane` being the data plane
-/// role: isolation first (RLS), then roles, ownership and grants, so the data plane is
-/// never granted access to an unprotected table.
-pub fn database_changes(state: &DbState, dataplane: &str) -> (Vec<Ddl>, Vec<(String, Vec<Drift>)>) {
+/// role and `other` its other login (and whether that may log in): isolation first (RLS),
+/// then roles, ownership and grants, so the data plane is never granted access to an
+/// unprotected table.
+pub fn database_changes(
+    state: &DbState,
+    dataplane: &str,
+    other: Option<(&str, bool)>,
+) -> (Vec<Ddl>, Vec<(String, Vec<Drift>)>) {
     let mut ddl = Vec::new();
     let mut drift = Vec::new();
     for (change, drifts) in rls_changes(&state.rls) {
@@ -86,6 +104,11 @@ pub fn database_changes(state: &DbState, dataplane: &str) -> (Vec<Ddl>, Vec<(Str
     ddl.extend(role_changes(state, dataplane));
     ddl.extend(ownership_changes(state));
     ddl.extend(grant_changes(state, dataplane));
+    if let Some((name, login)) = other {
+        ddl.extend(other_login_changes(state, name, login));
+        // Stable: each kind keeps its order.
+        ddl.sort_by_key(|d| d.kind);
+    }
     (ddl, drift)
 }
 
@@ -148,7 +171,16 @@ pub fn readers_change(refs: &RegionRefs) -> Option<Vec<ReaderRow>> {
 /// Refuses a managed role with an attribute the login cannot remove (BYPASSRLS or
 /// SUPERUSER without a superuser login): the data plane must never use it.
 pub fn refuse_unsafe_roles(state: &DbState, dataplane: &str) -> Result<(), PlanError> {
-    match unsafe_attributes(state, dataplane).into_iter().next() {
+    refuse_unsafe_logins(state, &[dataplane])
+}
+
+/// [`refuse_unsafe_roles`] for each of `logins`.
+pub fn refuse_unsafe_logins(state: &DbState, logins: &[&str]) -> Result<(), PlanError> {
+    let found = logins
+        .iter()
+        .flat_map(|l| unsafe_attributes(state, l))
+        .next();
+    match found {
         Some((role, attribute)) => Err(PlanError::UnsafeRole {
             role,
             attribute,
@@ -188,9 +220,9 @@ pub fn plan(region: &Region, refs: &RegionRefs) -> Result<RegionPlan, PlanError>
             }
             let empty = DbState::empty();
             let state = refs.state.as_ref().unwrap_or(&empty);
-            let role = dataplane_role(&region.name_any());
-            refuse_unsafe_roles(state, &role)?;
-            let (ddl, rls_drift) = database_changes(state, &role);
+            let logins = &refs.logins;
+            let role = logins.active.clone();
+            refuse_unsafe_logins(state, &[&role, &logins.other])?;
             let password = refs
                 .dataplane_secret
                 .as_ref()
@@ -200,6 +232,23 @@ pub fn plan(region: &Region, refs: &RegionRefs) -> Result<RegionPlan, PlanError>
                 .dataplane_secret
                 .as_ref()
                 .is_some_and(|d| d.get("username") != Some(&role));
+            let settled = refs.dataplane_secret.is_some()
+                && !repoint_secret
+                && refs.state.as_ref().is_some_and(|s| s.schema_version > 0);
+            let step = rotation(logins, state, settled);
+            let other = state.role(&logins.other);
+            let starts = matches!(step, Some(Rotation::Start { .. }));
+            let other_login = (other.is_some() || starts).then(|| {
+                (
+                    logins.other.clone(),
+                    starts || other.is_some_and(|r| r.login),
+                )
+            });
+            let (ddl, rls_drift) = database_changes(
+                state,
+                &role,
+                other_login.as_ref().map(|(n, l)| (n.as_str(), *l)),
+            );
             Ok(RegionPlan {
                 create_database: refs.standby.is_none(),
                 migrations: phoenix_catalog::migrations::pending(state.schema_version)
@@ -209,6 +258,8 @@ pub fn plan(region: &Region, refs: &RegionRefs) -> Result<RegionPlan, PlanError>
                 rls_drift,
                 create_secret: refs.dataplane_secret.is_none(),
                 repoint_secret,
+                rotation: step,
+                other_login,
                 set_password: password_change(state, password, &role),
                 readers: readers_change(refs),
             })
@@ -254,6 +305,12 @@ mod tests {
             writer_lsn: None,
             published_readers: None,
             tenant_count: 0,
+            logins: super::super::deref::logins_seen(
+                &region("Primary"),
+                Some(&BTreeMap::from([("username".into(), DP.into())])),
+                jiff::Timestamp::UNIX_EPOCH,
+                std::time::Duration::from_secs(3600),
+            ),
         }
     }
 
@@ -261,7 +318,7 @@ mod tests {
     fn converged() -> DbState {
         let mut s = DbState::empty();
         s.schema_version = phoenix_catalog::latest_version();
-        let (ddl, _) = database_changes(&DbState::empty(), DP);
+        let (ddl, _) = database_changes(&DbState::empty(), DP, None);
         assert!(!ddl.is_empty());
         s.roles = ["phoenix_owner", DP]
             .iter()
@@ -466,6 +523,144 @@ mod tests {
         assert!(
             text.contains(&format!("ALTER ROLE {DP} NOBYPASSRLS")),
             "{text}"
+        );
+    }
+
+    const DP2: &str = "phoenix_dataplane2_eu_west_1";
+
+    /// `converged()` with the second login present, retired.
+    fn converged_with_second_login() -> DbState {
+        let mut s = converged();
+        let mut b = crate::db::role_attrs::desired_role(DP2, DP2);
+        b.login = false;
+        s.roles.push(b);
+        s.grants
+            .extend(desired_grants(DP2).into_iter().filter(|g| g.grantee == DP2));
+        s
+    }
+
+    fn annotated(value: &str) -> Region {
+        let mut r = region("Primary");
+        r.metadata.annotations = Some(BTreeMap::from([(
+            super::super::rotation::ANNOTATION.to_owned(),
+            value.to_owned(),
+        )]));
+        r
+    }
+
+    #[test]
+    fn a_rotation_request_creates_the_second_login_like_the_first_and_starts_phase_one() {
+        let region = annotated("2026-11-24");
+        let mut r = refs(Some(false), Some(converged()));
+        r.logins.requested = super::super::rotation::requested(&region);
+        let p = plan(&region, &r).expect("plan");
+        assert_eq!(
+            p.rotation,
+            Some(Rotation::Start {
+                from: DP.into(),
+                to: DP2.into(),
+                value: "2026-11-24".into()
+            })
+        );
+        assert!(!p.is_empty());
+        let sql: Vec<&str> = p
+            .ddl
+            .iter()
+            .flat_map(|d| &d.sql)
+            .map(String::as_str)
+            .collect();
+        assert!(
+            sql.iter()
+                .any(|q| q.contains(&format!("ALTER ROLE {DP2} NOSUPERUSER NOBYPASSRLS LOGIN"))),
+            "{sql:#?}"
+        );
+        assert!(
+            sql.contains(
+                &format!(
+                    "GRANT DELETE, INSERT, SELECT, UPDATE ON TABLE clinical.patients TO {DP2}"
+                )
+                .as_str()
+            ),
+            "{sql:#?}"
+        );
+        // The first login and its password are left as they are.
+        assert_eq!(p.set_password, None);
+        assert!(
+            sql.iter().all(|q| !q.contains(&format!("{DP} "))),
+            "{sql:#?}"
+        );
+        // A Secret created in this pass already answers the request: no rotation.
+        r.dataplane_secret = None;
+        let p = plan(&region, &r).expect("plan");
+        assert!(p.create_secret && p.rotation.is_none(), "{p:#?}");
+    }
+
+    #[test]
+    fn a_region_with_both_logins_converged_plans_nothing_and_drift_of_the_second_is_repaired() {
+        let mut r = refs(Some(false), Some(converged_with_second_login()));
+        r.logins.requested = Some("1".into());
+        r.logins.recorded = Some("1".into());
+        let p = plan(&annotated("1"), &r).expect("plan");
+        assert!(p.is_empty(), "{p:#?}");
+        // Someone grants the retired login more than the data plane has.
+        let mut s = converged_with_second_login();
+        s.grants.insert(crate::db::state::Grant::new(
+            "table catalog.tenants",
+            DP2,
+            "DELETE",
+        ));
+        let mut r = refs(Some(false), Some(s));
+        r.logins.recorded = Some("1".into());
+        let p = plan(&annotated("1"), &r).expect("plan");
+        assert_eq!(p.ddl.len(), 1, "{:#?}", p.ddl);
+        assert!(p.ddl[0].summary.contains("revoke DELETE"), "{:?}", p.ddl[0]);
+    }
+
+    #[test]
+    fn after_phase_one_the_secret_naming_the_second_login_is_normal_and_its_password_is_checked() {
+        // The Secret names the second login; the first still may log in (draining).
+        let mut s = converged_with_second_login();
+        s.roles[1].login = true; // DP
+        s.roles[2].login = true; // DP2
+        s.dataplane_verifier = Verifier::Present(scram::verifier("pw"));
+        let mut r = refs(Some(false), Some(s.clone()));
+        r.dataplane_secret = Some(BTreeMap::from([
+            ("password".into(), "pw".into()),
+            ("username".into(), DP2.into()),
+            ("rotation".into(), "1".into()),
+        ]));
+        r.logins = super::super::deref::logins_seen(
+            &annotated("1"),
+            r.dataplane_secret.as_ref(),
+            jiff::Timestamp::UNIX_EPOCH,
+            std::time::Duration::from_secs(3600),
+        );
+        assert_eq!(
+            (r.logins.active.as_str(), r.logins.other.as_str()),
+            (DP2, DP)
+        );
+        r.logins.other_sessions = Some(2);
+        let p = plan(&annotated("1"), &r).expect("plan");
+        assert!(!p.repoint_secret && !p.create_secret);
+        assert!(matches!(
+            p.rotation,
+            Some(Rotation::Draining { sessions: 2, .. })
+        ));
+        assert!(p.is_empty(), "waiting sends nothing: {p:#?}");
+        // The verifier read is the second login's: a different one is reset.
+        r.state.as_mut().expect("state").dataplane_verifier =
+            Verifier::Present(scram::verifier("other"));
+        let p = plan(&annotated("1"), &r).expect("plan");
+        assert_eq!(p.set_password, Some(PasswordWhy::Differs));
+        // Drained: the first login is retired.
+        r.logins.other_sessions = Some(0);
+        let p = plan(&annotated("1"), &r).expect("plan");
+        assert_eq!(
+            p.rotation,
+            Some(Rotation::Retire {
+                login: DP.into(),
+                terminated: 0
+            })
         );
     }
 }

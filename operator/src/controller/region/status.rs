@@ -3,12 +3,14 @@
 use std::time::Duration;
 
 use phoenix_catalog::ReaderRow;
+use phoenix_crds::region::DataplaneCredentialsStatus;
 use phoenix_crds::region::ReaderStatus;
 use phoenix_crds::{Region, RegionStatus};
 
 use super::apply::Applied;
 use super::dataplane_secret_name;
 use super::deref::{ReaderSeen, RegionRefs};
+use super::rotation::Rotation;
 use crate::conditions::{self, NewCondition, Status, types};
 use crate::controller::context::EventSpec;
 use crate::controller::error::Error;
@@ -164,10 +166,20 @@ pub fn change_events(region: &str, namespace: &str, endpoint: &str, a: &Applied)
                 format!("row level security drift repaired: {}", what.join("; ")),
             ));
         }
+        // What a rotation's first phase does to its new login is not drift.
+        let rotated_to = match &a.rotation {
+            Some(Rotation::Start { to, .. }) => Some(to.as_str()),
+            _ => None,
+        };
         let other: Vec<&str> = a
             .ddl
             .iter()
             .filter(|d| d.kind != crate::db::roles::DdlKind::Rls)
+            .filter(|d| {
+                rotated_to.is_none_or(|to| {
+                    d.target != format!("role {to}") && !d.summary.ends_with(&format!(" to {to}"))
+                })
+            })
             .map(|d| d.summary.as_str())
             .collect();
         if !other.is_empty() {
@@ -188,6 +200,28 @@ pub fn change_events(region: &str, namespace: &str, endpoint: &str, a: &Applied)
                 crate::db::owned::dataplane_role(region)
             ),
         ));
+    }
+    match &a.rotation {
+        Some(Rotation::Start { from, to, value }) => out.push(EventSpec::normal(
+            Reason::DataplanePasswordRotating,
+            "RotatePassword",
+            format!(
+                "rotation {value:?}: secret {namespace}/{} now names login {to} with a new password; {from} keeps working for the data planes connected with it and is retired once none is left",
+                dataplane_secret_name(region)
+            ),
+        )),
+        Some(Rotation::Retire { login, terminated }) => out.push(EventSpec::normal(
+            Reason::DataplanePasswordRotated,
+            "RetireLogin",
+            if *terminated > 0 {
+                format!(
+                    "login {login} retired (NOLOGIN, no password) after the drain limit; its {terminated} remaining session(s) were ended"
+                )
+            } else {
+                format!("login {login} retired (NOLOGIN, no password): no session was left")
+            },
+        )),
+        Some(Rotation::Draining { .. }) | None => {}
     }
     if let Some(why) = a.password_set.filter(|_| !a.secret_created) {
         out.push(EventSpec::normal(
@@ -257,9 +291,53 @@ pub fn ready(
         tenant_count: tenants,
         schema_version,
         dns: current.dns.clone(),
+        dataplane_credentials: credentials(region, refs, applied, now),
         observed_generation: generation,
     };
     (status, events)
+}
+
+/// `status.dataplaneCredentials` after the pass: the login the Secret names and the
+/// rotation it records, with the old login while it drains.
+pub fn credentials(
+    region: &Region,
+    refs: &RegionRefs,
+    applied: &Applied,
+    now: &str,
+) -> Option<DataplaneCredentialsStatus> {
+    if region.spec.role != phoenix_crds::RegionRole::Primary {
+        return None;
+    }
+    let l = &refs.logins;
+    let draining_now = refs
+        .state
+        .as_ref()
+        .and_then(|s| s.role(&l.other))
+        .is_some_and(|r| r.login);
+    let rotated_at = l.rotated_at.map(|t| t.to_string());
+    Some(match &applied.rotation {
+        Some(Rotation::Start { from, to, value }) => DataplaneCredentialsStatus {
+            login: Some(to.clone()),
+            rotation: Some(value.clone()),
+            rotated_at: Some(now.to_owned()),
+            draining: Some(from.clone()),
+            draining_sessions: None,
+        },
+        Some(Rotation::Retire { .. }) => DataplaneCredentialsStatus {
+            login: Some(l.active.clone()),
+            rotation: l.recorded.clone(),
+            rotated_at,
+            draining: None,
+            draining_sessions: None,
+        },
+        _ => DataplaneCredentialsStatus {
+            login: Some(l.active.clone()),
+            rotation: l.recorded.clone(),
+            rotated_at,
+            draining: draining_now.then(|| l.other.clone()),
+            draining_sessions: l.other_sessions.filter(|_| draining_now),
+        },
+    })
 }
 
 /// Status of a Region whose pass failed, and the Warning Event saying why.
@@ -337,6 +415,7 @@ mod tests {
             writer_lsn: None,
             published_readers: None,
             tenant_count: 3,
+            logins: crate::controller::region::rotation::LoginsSeen::quiet("a", "b"),
         }
     }
 
@@ -434,6 +513,7 @@ mod tests {
             password_set: Some(PasswordWhy::NewSecret),
             secret_repointed: None,
             readers_published: None,
+            rotation: None,
         };
         let reasons: Vec<Reason> = change_events("us", "ns", "db", &fresh)
             .iter()
@@ -532,5 +612,97 @@ mod tests {
             (ready.status.as_str(), ready.last_transition_time.as_str()),
             ("False", "t2")
         );
+    }
+
+    #[test]
+    fn a_rotation_announces_each_phase_and_its_new_login_is_not_drift() {
+        let mut start = Applied {
+            ddl: vec![
+                ddl(DdlKind::Role, "create role b (LOGIN)"),
+                ddl(DdlKind::Grant, "grant SELECT on table catalog.tenants to b"),
+            ],
+            rotation: Some(Rotation::Start {
+                from: "a".into(),
+                to: "b".into(),
+                value: "v2".into(),
+            }),
+            ..Applied::default()
+        };
+        start.ddl[0].target = "role b".into();
+        let events = change_events("us", "ns", "db", &start);
+        let reasons: Vec<Reason> = events.iter().map(|e| e.reason).collect();
+        assert_eq!(reasons, [Reason::DataplanePasswordRotating], "{events:#?}");
+        assert!(events[0].note.contains("names login b") && events[0].note.contains("\"v2\""));
+        assert!(!events[0].warning);
+        let retire = |terminated| Applied {
+            rotation: Some(Rotation::Retire {
+                login: "a".into(),
+                terminated,
+            }),
+            ..Applied::default()
+        };
+        let events = change_events("us", "ns", "db", &retire(0));
+        assert_eq!(events[0].reason, Reason::DataplanePasswordRotated);
+        assert!(
+            events[0].note.contains("no session was left"),
+            "{}",
+            events[0].note
+        );
+        let events = change_events("us", "ns", "db", &retire(3));
+        assert!(
+            events[0].note.contains("3 remaining session(s) were ended"),
+            "{}",
+            events[0].note
+        );
+    }
+
+    #[test]
+    fn the_status_names_the_login_and_the_one_draining() {
+        let spec = serde_json::from_value(serde_json::json!({
+            "awsRegion": "eu-west-1", "dataResidency": ["EU"],
+            "database": {"writer": {"connectionSecretRef": {"namespace": "ops", "name": "db", "key": "dsn"}}}
+        }))
+        .expect("spec");
+        let region = Region::new("us", spec);
+        let mut r = refs(vec![]);
+        let started = Applied {
+            rotation: Some(Rotation::Start {
+                from: "a".into(),
+                to: "b".into(),
+                value: "v2".into(),
+            }),
+            ..Applied::default()
+        };
+        let c = credentials(&region, &r, &started, "2026-11-24T03:00:00Z").expect("primary");
+        assert_eq!(
+            (
+                c.login.as_deref(),
+                c.draining.as_deref(),
+                c.rotation.as_deref()
+            ),
+            (Some("b"), Some("a"), Some("v2"))
+        );
+        // The next pass reads the same from the world: b named, a still allowed to log in.
+        let mut state = crate::db::state::DbState::empty();
+        state.roles = vec![crate::db::role_attrs::desired_role("a", "a")];
+        r.state = Some(state);
+        r.logins = crate::controller::region::rotation::LoginsSeen {
+            other_sessions: Some(2),
+            recorded: Some("v2".into()),
+            ..crate::controller::region::rotation::LoginsSeen::quiet("b", "a")
+        };
+        let c = credentials(&region, &r, &Applied::default(), "now").expect("primary");
+        assert_eq!(
+            (
+                c.login.as_deref(),
+                c.draining.as_deref(),
+                c.draining_sessions
+            ),
+            (Some("b"), Some("a"), Some(2))
+        );
+        // Retired: nothing drains.
+        r.state.as_mut().expect("state").roles[0].login = false;
+        let c = credentials(&region, &r, &Applied::default(), "now").expect("primary");
+        assert_eq!((c.draining, c.draining_sessions), (None, None));
     }
 }
