@@ -90,13 +90,12 @@ impl Dataplane {
             addr: config.listen.to_string(),
             source,
         })?;
-        let admin_listener =
-            TcpListener::bind(config.admin_listen)
-                .await
-                .map_err(|source| StartError::Listen {
-                    addr: config.admin_listen.to_string(),
-                    source,
-                })?;
+        let admin_listener = TcpListener::bind(config.admin_listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.admin_listen.to_string(),
+                source,
+            })?;
         let admin_addr = admin_listener
             .local_addr()
             .map_err(|source| StartError::Listen {

@@ -228,7 +228,9 @@ impl ReadMetrics {
             pool: pool.as_str(),
         };
         let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-        self.pool_size.get_or_create(&labels).set(gauge(status.size));
+        self.pool_size
+            .get_or_create(&labels)
+            .set(gauge(status.size));
         self.pool_available
             .get_or_create(&labels)
             .set(gauge(status.available));

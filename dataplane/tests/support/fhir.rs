@@ -113,9 +113,13 @@ pub fn fresh_app(catalog: &Catalog, database: &Database) -> axum::Router {
 
 /// The application over `catalog` and `database`, serving `metrics`.
 pub fn app_with(catalog: &Catalog, database: &Database, metrics: &Metrics) -> axum::Router {
+    app(state_with(catalog, database, metrics))
+}
+
+/// The state `app_with` serves: tokens signed by the test key are valid.
+pub fn state_with(catalog: &Catalog, database: &Database, metrics: &Metrics) -> AppState {
     let jwks = JwksCache::new(Arc::new(FixedJwks), Duration::from_secs(30));
-    let state = AppState::new(catalog.clone(), database.clone(), metrics.clone()).with_jwks(jwks);
-    app(state)
+    AppState::new(catalog.clone(), database.clone(), metrics.clone()).with_jwks(jwks)
 }
 
 /// One request; `who` is `(token host, group)`.
