@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::FromRef;
+use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::middleware;
 
 use crate::auth::jwks::{self, HttpJwks, JwksCache};
@@ -12,6 +12,7 @@ use crate::db::{Database, DatabaseProbe};
 use crate::limits::RateLimits;
 use crate::login::LoginSettings;
 use crate::metrics::{self, Metrics};
+use crate::request::{self, RequestSettings};
 use crate::routes;
 
 /// What every handler can reach.
@@ -32,6 +33,8 @@ pub struct AppState {
     pub login: LoginSettings,
     /// Every tenant's request rate bucket.
     pub limits: RateLimits,
+    /// Body size limit, timeout and region of every request.
+    pub request: RequestSettings,
     started_at: jiff::Timestamp,
 }
 
@@ -57,6 +60,7 @@ impl AppState {
             jwks: JwksCache::new(Arc::new(HttpJwks::new()), jwks::MIN_REFRESH),
             login: LoginSettings::default(),
             limits: RateLimits::default(),
+            request: RequestSettings::default(),
             started_at: jiff::Timestamp::now(),
         }
     }
@@ -70,6 +74,12 @@ impl AppState {
     /// Browser logins and sessions follow `login`.
     pub fn with_login(mut self, login: LoginSettings) -> Self {
         self.login = login;
+        self
+    }
+
+    /// Requests are held to `settings` (body size limit, timeout).
+    pub fn with_request_settings(mut self, settings: RequestSettings) -> Self {
+        self.request = settings;
         self
     }
 
@@ -103,17 +113,29 @@ impl FromRef<AppState> for Metrics {
     }
 }
 
-/// The whole HTTP API over `state`.
+/// The whole public HTTP API over `state` (no `/metrics`: that is [`admin_app`]'s).
 pub fn app(state: AppState) -> Router {
+    let max_body_bytes = state.request.max_body_bytes;
     Router::new()
         .merge(routes::health::router())
-        .merge(metrics::router())
         .merge(routes::tenant_routes(state.clone()))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
+        // One limit for every body extractor of every route (JSON, bytes, forms).
+        .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn_with_state(
-            state.metrics.clone(),
-            metrics::track,
+            state.clone(),
+            request::observe,
         ))
+        .with_state(state)
+}
+
+/// The admin listener's API (`ADMIN_LISTEN_ADDR`): `/metrics` and the probes, for the
+/// cluster's scrapers and the kubelet, not for tenants' clients.
+pub fn admin_app(state: AppState) -> Router {
+    Router::new()
+        .merge(routes::health::router())
+        .merge(metrics::router())
+        .fallback(routes::not_found)
         .with_state(state)
 }

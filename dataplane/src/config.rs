@@ -11,6 +11,9 @@ pub const DEFAULT_POOL_SIZE: usize = 16;
 /// How long a read carrying a consistency token waits for the replica unless configured.
 pub const DEFAULT_READ_CONSISTENCY_WAIT_MS: u64 = 200;
 
+/// Longest time a request may take unless configured.
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
+
 /// Everything the data plane needs to run: where the region's database is and where to listen.
 #[derive(Clone, Parser)]
 #[command(name = "phoenix-dataplane", version, about)]
@@ -49,6 +52,33 @@ pub struct Config {
     /// Address the HTTP server binds.
     #[arg(long = "listen", env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+
+    /// Address of the admin listener: `/metrics` (and the probes), for Prometheus and the
+    /// kubelet only; the public listener has no `/metrics`.
+    #[arg(
+        long = "admin-listen",
+        env = "ADMIN_LISTEN_ADDR",
+        default_value = "127.0.0.1:9090"
+    )]
+    pub admin_listen: SocketAddr,
+
+    /// Largest request body any route accepts, in bytes; larger ones are answered 413.
+    #[arg(
+        long = "max-body-bytes",
+        env = "MAX_BODY_BYTES",
+        default_value_t = crate::request::DEFAULT_MAX_BODY_BYTES
+    )]
+    pub max_body_bytes: usize,
+
+    /// Longest time a request may take, its body's upload included, before it is answered
+    /// 503 (an OperationOutcome `timeout` under /fhir).
+    #[arg(
+        long = "request-timeout-ms",
+        env = "REQUEST_TIMEOUT_MS",
+        default_value_t = DEFAULT_REQUEST_TIMEOUT_MS,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub request_timeout_ms: u64,
 
     /// Region label put on every metric and log line (e.g. us-east-1).
     #[arg(long = "region", env = "REGION")]
@@ -95,7 +125,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// A configuration for `database_url` with every other setting at its default.
+    /// A configuration for `database_url` with every other setting at its default, except
+    /// the admin listener: on a free port of 127.0.0.1 (so that many can run at once).
     pub fn new(database_url: impl Into<String>) -> Self {
         Self {
             database_url: database_url.into(),
@@ -104,6 +135,9 @@ impl Config {
             pool_size: DEFAULT_POOL_SIZE,
             database_ca_file: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            max_body_bytes: crate::request::DEFAULT_MAX_BODY_BYTES,
+            request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             region: None,
             tls_cert_file: None,
             tls_key_file: None,
@@ -111,6 +145,15 @@ impl Config {
             oidc_client_secrets_dir: None,
             session_idle_seconds: 1800,
             session_max_seconds: 43200,
+        }
+    }
+
+    /// The limits every request is held to.
+    pub fn request_settings(&self) -> crate::request::RequestSettings {
+        crate::request::RequestSettings {
+            max_body_bytes: self.max_body_bytes,
+            timeout: std::time::Duration::from_millis(self.request_timeout_ms),
+            region: self.region.as_deref().map(Into::into),
         }
     }
 
@@ -140,6 +183,9 @@ impl fmt::Debug for Config {
             .field("pool_size", &self.pool_size)
             .field("database_ca_file", &self.database_ca_file)
             .field("listen", &self.listen)
+            .field("admin_listen", &self.admin_listen)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("request_timeout_ms", &self.request_timeout_ms)
             .field("region", &self.region)
             .field("tls_cert_file", &self.tls_cert_file)
             .field("public_scheme", &self.public_scheme)
@@ -165,6 +211,12 @@ mod tests {
         ])
         .expect("valid flags");
         assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        assert_eq!(
+            config.admin_listen,
+            SocketAddr::from(([127, 0, 0, 1], 9090))
+        );
+        assert_eq!(config.max_body_bytes, 2 * 1024 * 1024);
+        assert_eq!(config.request_timeout_ms, 30_000);
         assert_eq!(
             config.database_ca_file.as_deref(),
             Some(std::path::Path::new("/etc/phoenix/pg-ca.crt"))

@@ -15,6 +15,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures::future::BoxFuture;
 use phoenix_catalog::connect::{ConnectError, MakeRustlsConnect};
 
+use self::consistency::ReadPool;
 use self::readers::{ConfiguredReader, ReaderSource};
 use crate::config::Config;
 use crate::metrics::reads::ReadMetrics;
@@ -196,6 +197,28 @@ impl Database {
     /// The split's metrics.
     pub fn metrics(&self) -> &ReadMetrics {
         &self.metrics
+    }
+
+    /// A connection of `pool` (the writer's or the reader's, as `which` says), its wait
+    /// recorded in `dataplane_pool_wait_seconds`.
+    pub(crate) async fn checkout(
+        &self,
+        pool: &Pool,
+        which: ReadPool,
+    ) -> Result<deadpool_postgres::Object, deadpool_postgres::PoolError> {
+        let started = std::time::Instant::now();
+        let got = pool.get().await;
+        self.metrics.pool_wait(which, started.elapsed());
+        got
+    }
+
+    /// Sets the pool gauges from the pools' current status (at every scrape).
+    pub fn report_pools(&self) {
+        self.metrics
+            .pool_status(ReadPool::Writer, self.writer.status());
+        if let Some(reader) = self.reader() {
+            self.metrics.pool_status(ReadPool::Reader, reader.status());
+        }
     }
 }
 

@@ -74,6 +74,12 @@ pub enum ApiError {
     /// A tenant transaction failed; details go to the log only.
     #[error("tenant transaction failed")]
     Transaction(#[source] TxError),
+    /// The request took longer than `REQUEST_TIMEOUT_MS` (a slow body upload included).
+    #[error("the request did not complete within {after_ms} ms; retry later")]
+    TimedOut {
+        /// The timeout.
+        after_ms: u64,
+    },
     /// A bug or an impossible state; the message goes to the log only.
     #[error("internal error: {0}")]
     Internal(&'static str),
@@ -126,7 +132,7 @@ impl ApiError {
             }
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Database(_) | Self::Transaction(TxError::Pool(_)) => {
+            Self::Database(_) | Self::Transaction(TxError::Pool(_)) | Self::TimedOut { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::Transaction(TxError::Query(error)) if error.is_closed() => {
@@ -153,6 +159,7 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::RateLimited { .. } => "rate_limited",
             Self::Transaction(TxError::OtherTenant(_)) => "other_tenant",
+            Self::TimedOut { .. } => "timeout",
             _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => "database_unavailable",
             Self::Database(_) | Self::Transaction(_) | Self::Internal(_) => "internal",
         }
@@ -174,6 +181,7 @@ impl ApiError {
             Self::Transaction(TxError::OtherTenant(_)) => {
                 (IssueSeverity::Error, IssueType::Forbidden)
             }
+            Self::TimedOut { .. } => (IssueSeverity::Error, IssueType::Timeout),
             _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => {
                 (IssueSeverity::Error, IssueType::Transient)
             }
@@ -190,6 +198,7 @@ impl ApiError {
             Self::Transaction(TxError::OtherTenant(_)) => {
                 "the request touches data of another tenant; refused".to_owned()
             }
+            Self::TimedOut { .. } => self.to_string(),
             _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => {
                 "the database is unavailable; retry later".to_owned()
             }

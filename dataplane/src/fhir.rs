@@ -71,6 +71,8 @@ pub async fn render_errors(response: Response) -> Response {
             rendered.headers_mut().append(name.clone(), value.clone());
         }
     }
+    // The error's other extensions (the resolved tenant, for the request log) stay too.
+    rendered.extensions_mut().extend(parts.extensions);
     rendered.extensions_mut().insert(error);
     rendered
 }
@@ -119,6 +121,8 @@ pub enum IssueType {
     TooLong,
     /// The tenant is over its request rate.
     Throttled,
+    /// The request took longer than the server allows.
+    Timeout,
 }
 
 /// One issue of an `OperationOutcome`.

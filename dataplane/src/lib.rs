@@ -17,12 +17,13 @@ pub mod fhir;
 pub mod limits;
 pub mod login;
 pub mod metrics;
+pub mod request;
 pub mod routes;
 pub mod scim;
 pub mod server;
 pub mod tenant;
 
-pub use app::{AppState, app};
+pub use app::{AppState, admin_app, app};
 pub use catalog::{Catalog, Isolation, TenantRecord, TenantRow, TenantState};
 pub use config::Config;
 pub use error::ApiError;

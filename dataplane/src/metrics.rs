@@ -1,15 +1,15 @@
-//! Prometheus metrics of the data plane and the `/metrics` route that exposes them.
+//! Prometheus metrics of the data plane and the `/metrics` route that exposes them on the
+//! admin listener (`ADMIN_LISTEN_ADDR`), never on the public one.
 
 pub mod reads;
 
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::State;
 use axum::http::{Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Router, http::HeaderValue};
@@ -25,7 +25,7 @@ use crate::app::AppState;
 use crate::error::ApiError;
 
 /// Label of requests that matched no route, so that scanners cannot grow the label set.
-const UNMATCHED_ROUTE: &str = "unmatched";
+pub const UNMATCHED_ROUTE: &str = "unmatched";
 
 const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -34,6 +34,7 @@ struct RequestLabels {
     method: Cow<'static, str>,
     route: String,
     status: u16,
+    tenant: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -80,7 +81,8 @@ impl Metrics {
         let http_requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "http_requests",
-            "HTTP requests served, by method, route and status",
+            "HTTP requests served, by method, route, status and tenant (none: no tenant \
+             resolved)",
             http_requests.clone(),
         );
         let http_request_duration =
@@ -138,13 +140,15 @@ impl Metrics {
         self.reads.clone()
     }
 
-    /// Counts one served request and its duration.
+    /// Counts one served request and its duration; `tenant` is the name of the tenant it
+    /// was resolved to, or [`crate::request::NO_TENANT`].
     pub fn observe_request(
         &self,
         method: &Method,
         route: Option<&str>,
         status: StatusCode,
         elapsed: Duration,
+        tenant: &str,
     ) {
         let method = method_label(method);
         let route = route.unwrap_or(UNMATCHED_ROUTE).to_owned();
@@ -159,6 +163,7 @@ impl Metrics {
                 method,
                 route,
                 status: status.as_u16(),
+                tenant: tenant.to_owned(),
             })
             .inc();
     }
@@ -213,25 +218,7 @@ fn method_label(method: &Method) -> Cow<'static, str> {
     })
 }
 
-/// Middleware counting every request by the route it matched (not its raw path).
-pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
-    let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|path| path.as_str().to_owned());
-    let started = Instant::now();
-    let response = next.run(request).await;
-    metrics.observe_request(
-        &method,
-        route.as_deref(),
-        response.status(),
-        started.elapsed(),
-    );
-    response
-}
-
-/// The `/metrics` route.
+/// The `/metrics` route (of the admin listener).
 pub fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(metrics))
 }
@@ -239,6 +226,7 @@ pub fn router() -> Router<AppState> {
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     // Read at scrape time so the gauge is right even for a catalog no follower fills.
     state.metrics.set_catalog_tenants(state.catalog.len());
+    state.database.report_pools();
     let text = state
         .metrics
         .encode()
@@ -265,11 +253,12 @@ mod tests {
             Some("/fhir/metadata"),
             StatusCode::OK,
             Duration::from_millis(2),
+            "mercy",
         );
         metrics.catalog_reloaded(3);
         let text = metrics.encode().expect("encodes");
         assert!(text.contains(
-            r#"http_requests_total{region="eu-west-1",method="GET",route="/fhir/metadata",status="200"} 1"#
+            r#"http_requests_total{region="eu-west-1",method="GET",route="/fhir/metadata",status="200",tenant="mercy"} 1"#
         ), "{text}");
         assert!(
             text.contains("http_request_duration_seconds_bucket"),
@@ -290,11 +279,11 @@ mod tests {
         let method = Method::from_bytes(b"PROPFIND").expect("valid method");
         assert_eq!(method_label(&method), "other");
         let metrics = Metrics::new(None);
-        metrics.observe_request(&method, None, StatusCode::NOT_FOUND, Duration::ZERO);
+        metrics.observe_request(&method, None, StatusCode::NOT_FOUND, Duration::ZERO, "none");
         let text = metrics.encode().expect("encodes");
         assert!(
             text.contains(
-                r#"http_requests_total{method="other",route="unmatched",status="404"} 1"#
+                r#"http_requests_total{method="other",route="unmatched",status="404",tenant="none"} 1"#
             ),
             "{text}"
         );

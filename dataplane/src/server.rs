@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinError, JoinHandle};
 use tracing::Instrument;
 
-use crate::app::{AppState, app};
+use crate::app::{AppState, admin_app, app};
 use crate::catalog::Catalog;
 use crate::catalog::follower::{CatalogFollower, FollowerSettings};
 use crate::config::Config;
@@ -55,9 +55,11 @@ pub enum StopError {
 #[derive(Debug)]
 pub struct Dataplane {
     local_addr: SocketAddr,
+    admin_addr: SocketAddr,
     catalog: Catalog,
     stop: watch::Sender<bool>,
     server: JoinHandle<io::Result<()>>,
+    admin: JoinHandle<io::Result<()>>,
     follower: JoinHandle<()>,
     lag_sampler: JoinHandle<()>,
 }
@@ -75,9 +77,10 @@ impl Dataplane {
         Self::start(config, listener, FollowerSettings::default()).await
     }
 
-    /// Starts serving on `listener` (its address, not `config.listen`, is used) and following
-    /// the catalog of `config.database_url`. Returns at once: a database that is down makes
-    /// the data plane unready, not failed.
+    /// Starts serving on `listener` (its address, not `config.listen`, is used), serving
+    /// `/metrics` and the probes on `config.admin_listen`, and following the catalog of
+    /// `config.database_url`. Returns at once: a database that is down makes the data
+    /// plane unready, not failed.
     pub async fn start(
         config: &Config,
         listener: TcpListener,
@@ -87,6 +90,18 @@ impl Dataplane {
             addr: config.listen.to_string(),
             source,
         })?;
+        let admin_listener = TcpListener::bind(config.admin_listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.admin_listen.to_string(),
+                source,
+            })?;
+        let admin_addr = admin_listener
+            .local_addr()
+            .map_err(|source| StartError::Listen {
+                addr: config.admin_listen.to_string(),
+                source,
+            })?;
         let database = Database::new(config)?;
         let acceptor = match (&config.tls_cert_file, &config.tls_key_file) {
             (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
@@ -111,7 +126,9 @@ impl Dataplane {
                 .instrument(span.clone()),
         );
 
-        let state = AppState::new(catalog.clone(), database, metrics).with_login(config.login());
+        let state = AppState::new(catalog.clone(), database, metrics)
+            .with_login(config.login())
+            .with_request_settings(config.request_settings());
         let sampled = state.database.clone();
         let stopped_sampling = shutdown_signal(stopped.clone());
         let lag_sampler = tokio::spawn(
@@ -121,6 +138,13 @@ impl Dataplane {
                     .await;
             }
             .instrument(span.clone()),
+        );
+        // Plain HTTP always: scrapers and the kubelet reach it inside the cluster.
+        let admin = tokio::spawn(
+            axum::serve(admin_listener, admin_app(state.clone()))
+                .with_graceful_shutdown(shutdown_signal(stopped.clone()))
+                .into_future()
+                .instrument(span.clone()),
         );
         // Requests run on tasks of their own: carry the region span into each of them.
         let request_span = span.clone();
@@ -144,13 +168,15 @@ impl Dataplane {
                 .instrument(span.clone()),
             ),
         };
-        span.in_scope(|| tracing::info!(%local_addr, tls, "data plane listening"));
+        span.in_scope(|| tracing::info!(%local_addr, %admin_addr, tls, "data plane listening"));
 
         Ok(Self {
             local_addr,
+            admin_addr,
             catalog,
             stop,
             server,
+            admin,
             follower,
             lag_sampler,
         })
@@ -159,6 +185,11 @@ impl Dataplane {
     /// The address the HTTP server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the admin listener (`/metrics`, probes).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
     }
 
     /// The catalog the follower keeps current.
@@ -171,9 +202,11 @@ impl Dataplane {
         // Fails only when no task listens any more, which is what stopping wants.
         let _ = self.stop.send(true);
         let served = self.server.await;
+        let admin = self.admin.await;
         self.follower.await?;
         self.lag_sampler.await?;
         served??;
+        admin??;
         Ok(())
     }
 }

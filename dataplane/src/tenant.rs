@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use axum::http::uri::Authority;
 use axum::http::{HeaderMap, Uri};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::catalog::{Catalog, TenantRecord, TenantState, normalize_host};
@@ -66,23 +66,42 @@ pub fn resolve(catalog: &Catalog, host: &str) -> Result<Arc<TenantRecord>, ApiEr
 /// against its rate limit, or answers the error (404/403/429).
 pub async fn resolve_tenant(
     State(state): State<AppState>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let host = request_host(request.uri(), request.headers())?;
     let tenant = resolve(&state.catalog, &host)?;
+    let name = ResolvedTenant(tenant.name.clone());
+    let mut response = admit(&state, tenant, request, next).await;
+    // For the request log and metrics, which run outside this middleware.
+    response.extensions_mut().insert(name);
+    Ok(response)
+}
+
+async fn admit(
+    state: &AppState,
+    tenant: Arc<TenantRecord>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     if let Err(throttled) = state.limits.check(&tenant) {
         state.metrics.rate_limited(&tenant.name);
-        return Err(ApiError::RateLimited {
+        return ApiError::RateLimited {
             tenant: tenant.name.clone(),
             per_second: throttled.per_second,
             retry_after_seconds: throttled.retry_after_seconds(),
-        });
+        }
+        .into_response();
     }
     tracing::debug!(tenant = %tenant.name, "tenant resolved");
     request.extensions_mut().insert(Tenant(tenant));
-    Ok(next.run(request).await)
+    next.run(request).await
 }
+
+/// The name of the tenant a request was resolved to, in its response's extensions: the
+/// request log's and the metrics' `tenant` (bounded by the catalog, never a raw host).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedTenant(pub String);
 
 /// The tenant a request is for. Only routes behind [`resolve_tenant`] can extract it.
 #[derive(Clone, Debug)]

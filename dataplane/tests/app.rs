@@ -10,7 +10,7 @@ use http_body_util::BodyExt;
 use phoenix_dataplane::catalog::{Catalog, Isolation, TenantRecord, TenantRow, TenantState};
 use phoenix_dataplane::db::{Database, DatabaseProbe, DbError};
 use phoenix_dataplane::metrics::Metrics;
-use phoenix_dataplane::{AppState, Config, Tenant, app};
+use phoenix_dataplane::{AppState, Config, Tenant, admin_app, app};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -58,11 +58,15 @@ fn catalog() -> Catalog {
     ])
 }
 
-fn app_with(catalog: Catalog, probe: Arc<dyn DatabaseProbe>) -> Router {
+fn state_with(catalog: Catalog, probe: Arc<dyn DatabaseProbe>) -> AppState {
     // Pools connect lazily: these tests never reach a database.
     let database =
         Database::new(&Config::new("postgres://nobody@127.0.0.1:9/none")).expect("lazy pools");
-    app(AppState::new(catalog, database, Metrics::new(Some("us-east-1"))).with_probe(probe))
+    AppState::new(catalog, database, Metrics::new(Some("us-east-1"))).with_probe(probe)
+}
+
+fn app_with(catalog: Catalog, probe: Arc<dyn DatabaseProbe>) -> Router {
+    app(state_with(catalog, probe))
 }
 
 fn test_app() -> Router {
@@ -327,8 +331,10 @@ async fn a_tenant_handler_mounted_without_tenant_resolution_fails_closed() {
 }
 
 #[tokio::test]
-async fn metrics_count_requests_by_route_and_expose_the_catalog() {
-    let app = test_app();
+async fn metrics_count_requests_by_route_and_tenant_on_the_admin_router_only() {
+    let state = state_with(catalog(), Arc::new(DatabaseUp));
+    let app = app(state.clone());
+    let admin = admin_app(state);
     send(
         app.clone(),
         get("/fhir/metadata", Some("mercy.example.org")),
@@ -340,7 +346,11 @@ async fn metrics_count_requests_by_route_and_expose_the_catalog() {
     )
     .await;
     send(app.clone(), get("/no/such/path", Some("mercy.example.org"))).await;
-    let (status, content_type, body) = send(app, get("/metrics", None)).await;
+    // Not on the public router: a 404 like any unknown path (counted as unmatched).
+    let (status, _, body) = send(app, get("/metrics", Some("mercy.example.org"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_plain(&body, "not_found", "/metrics");
+    let (status, content_type, body) = send(admin, get("/metrics", None)).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         content_type.starts_with("application/openmetrics-text"),
@@ -348,13 +358,19 @@ async fn metrics_count_requests_by_route_and_expose_the_catalog() {
     );
     let text = body.as_str().expect("text body");
     for expected in [
-        r#"http_requests_total{region="us-east-1",method="GET",route="/fhir/metadata",status="200"} 1"#,
-        r#"http_requests_total{region="us-east-1",method="GET",route="/fhir/metadata",status="404"} 1"#,
-        r#"http_requests_total{region="us-east-1",method="GET",route="unmatched",status="404"} 1"#,
+        r#"http_requests_total{region="us-east-1",method="GET",route="/fhir/metadata",status="200",tenant="mercy"} 1"#,
+        // An unknown host is no tenant: never the raw Host header as a label value.
+        r#"http_requests_total{region="us-east-1",method="GET",route="/fhir/metadata",status="404",tenant="none"} 1"#,
+        r#"http_requests_total{region="us-east-1",method="GET",route="unmatched",status="404",tenant="none"} 2"#,
         r#"http_request_duration_seconds_count{region="us-east-1",method="GET",route="/fhir/metadata"} 2"#,
         r#"dataplane_catalog_tenants{region="us-east-1"} 2"#,
         "# TYPE dataplane_catalog_reloads counter",
+        // Read from the pools at every scrape (no connection made yet).
+        r#"dataplane_pool_connections{region="us-east-1",pool="writer"} 0"#,
+        r#"dataplane_pool_idle_connections{region="us-east-1",pool="writer"} 0"#,
+        r#"dataplane_pool_waiters{region="us-east-1",pool="writer"} 0"#,
     ] {
         assert!(text.contains(expected), "missing {expected} in\n{text}");
     }
+    assert!(!text.contains("nowhere.example.org"), "{text}");
 }

@@ -266,7 +266,7 @@ async fn a_dataplane_on_the_replica_serves_a_tenant_written_on_the_primary() {
 
 async fn metrics_text(client: &reqwest::Client, dataplane: &Dataplane) -> String {
     client
-        .get(format!("http://{}/metrics", dataplane.local_addr()))
+        .get(format!("http://{}/metrics", dataplane.admin_addr()))
         .send()
         .await
         .expect("GET /metrics")

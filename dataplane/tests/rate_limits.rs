@@ -141,7 +141,7 @@ async fn a_noisy_tenant_gets_429s_a_quiet_one_none_and_a_raised_limit_applies_li
 
     // The metric names the tenant refused, and only it.
     let metrics = client
-        .get(format!("http://{}/metrics", dataplane.local_addr()))
+        .get(format!("http://{}/metrics", dataplane.admin_addr()))
         .send()
         .await
         .expect("metrics")
@@ -161,7 +161,23 @@ async fn a_noisy_tenant_gets_429s_a_quiet_one_none_and_a_raised_limit_applies_li
         .and_then(|v| v.parse().ok())
         .expect("a value");
     assert!(counted >= refused as f64, "{line}");
-    assert!(!metrics.contains("tenant=\"quiet\""), "{metrics}");
+    assert!(
+        !metrics.lines().any(|l| {
+            l.starts_with("dataplane_rate_limited_requests_total{")
+                && l.contains("tenant=\"quiet\"")
+        }),
+        "{metrics}"
+    );
+    // The request counts carry the tenant too: the noisy one's 429s, the quiet one's 200s.
+    for (tenant, status) in [("noisy", 429), ("quiet", 200)] {
+        assert!(
+            metrics.lines().any(|l| {
+                l.starts_with("http_requests_total{")
+                    && l.contains(&format!("status=\"{status}\",tenant=\"{tenant}\""))
+            }),
+            "no {status} counted for {tenant}:\n{metrics}"
+        );
+    }
 
     // Raised on the Tenant (here: its catalog row): applies without a restart.
     set_rate(&db, NOISY, 1000).await;

@@ -74,10 +74,10 @@ async fn read(s: &Setup, id: &str, token: Option<&str>) -> (StatusCode, HeaderMa
     call.send(&s.app).await
 }
 
-/// The value of a series in the app's `/metrics` (0 when it was never counted).
+/// The value of a series in the admin listener's `/metrics` (0 when it was never counted).
 async fn metric(s: &Setup, series: &str) -> f64 {
     let response = s
-        .app
+        .admin
         .clone()
         .oneshot(
             Request::get("/metrics")
@@ -479,7 +479,7 @@ async fn the_running_data_plane_samples_the_lag_of_its_configured_reader() {
         .expect("start the data plane");
     let client = support::http();
     let client = &client;
-    let url = format!("http://{}/metrics", dataplane.local_addr());
+    let url = format!("http://{}/metrics", dataplane.admin_addr());
     let url = url.as_str();
     eventually(
         "a failed lag sample is counted",

@@ -72,10 +72,11 @@ set_env() {
 }
 
 start_dataplanes() {
-  local r R port url ca
+  local r R port admin url ca
   for r in "${REGIONS[@]}"; do
     R=$(upper "$r")
     port=$(port_for "dataplane-$r")
+    admin=$(port_for "dataplane-$r-admin")
     if ! running "dataplane-$r"; then
       # The operator generates the data plane's credentials (a role without BYPASSRLS).
       url=$(kubectl -n "$OPERATOR_NAMESPACE" get secret "phoenix-dataplane-$r" -o jsonpath='{.data.databaseUrl}' | base64 -d)
@@ -85,12 +86,13 @@ start_dataplanes() {
         [[ "$url" == *sslmode=* ]] || url+=$([[ "$url" == *\?* ]] && echo '&' || echo '?')sslmode=verify-full
         ca=$PG_CA_FILE
       fi
-      log "starting the $r data plane on http://127.0.0.1:$port${ca:+ (TLS, CA $ca)}"
-      DATABASE_URL=$url LISTEN_ADDR=127.0.0.1:$port REGION=$r \
+      log "starting the $r data plane on http://127.0.0.1:$port (metrics on http://127.0.0.1:$admin)${ca:+ (TLS, CA $ca)}"
+      DATABASE_URL=$url LISTEN_ADDR=127.0.0.1:$port ADMIN_LISTEN_ADDR=127.0.0.1:$admin REGION=$r \
         spawn "dataplane-$r" env ${ca:+"DATABASE_CA_FILE=$ca"} "$TARGET/phoenix-dataplane"
       wait_for "dataplane-$r" 60 "$STACK_DIR/logs/dataplane-$r.log" curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz"
     fi
     set_env "DATAPLANE_URL_$R" "http://127.0.0.1:$port"
+    set_env "DATAPLANE_METRICS_URL_$R" "http://127.0.0.1:$admin/metrics"
   done
 }
 

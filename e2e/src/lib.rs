@@ -217,6 +217,9 @@ pub struct Process {
     log_start: u64,
     /// Its HTTP address.
     pub addr: String,
+    /// The address of its `/metrics`: `addr` for the operator, the admin listener
+    /// (`ADMIN_LISTEN_ADDR`) for a data plane.
+    pub metrics_addr: String,
 }
 
 impl Process {
@@ -241,6 +244,7 @@ impl Process {
             child,
             log,
             log_start,
+            metrics_addr: addr.clone(),
             addr,
         }
     }
@@ -304,20 +308,23 @@ impl Process {
     /// bundle file `ca_file` (DATABASE_CA_FILE).
     pub async fn dataplane(region: &str, database_url: String, ca_file: Option<String>) -> Self {
         let addr = format!("127.0.0.1:{}", free_port());
+        let admin = format!("127.0.0.1:{}", free_port());
         let mut env = vec![
             ("DATABASE_URL", database_url),
             ("LISTEN_ADDR", addr.clone()),
+            ("ADMIN_LISTEN_ADDR", admin.clone()),
             ("REGION", region.to_owned()),
         ];
         if let Some(ca) = ca_file {
             env.push(("DATABASE_CA_FILE", ca));
         }
-        let p = Self::spawn(
+        let mut p = Self::spawn(
             &format!("e2e-dataplane-{region}"),
             &binary("phoenix-dataplane"),
             &env,
             addr,
         );
+        p.metrics_addr = admin;
         p.wait_http("/readyz", Duration::from_secs(30)).await;
         p
     }
@@ -332,9 +339,11 @@ impl Process {
         extra: &[(&str, String)],
     ) -> Self {
         let addr = format!("127.0.0.1:{}", free_port());
+        let admin = format!("127.0.0.1:{}", free_port());
         let mut env = vec![
             ("DATABASE_URL", database_url),
             ("LISTEN_ADDR", addr.clone()),
+            ("ADMIN_LISTEN_ADDR", admin.clone()),
             ("REGION", region.to_owned()),
         ];
         if let Some(ca) = ca_file {
@@ -342,7 +351,8 @@ impl Process {
         }
         env.extend(extra.iter().cloned());
         let tls = extra.iter().any(|(k, _)| *k == "TLS_CERT_FILE");
-        let p = Self::spawn(name, &binary("phoenix-dataplane"), &env, addr);
+        let mut p = Self::spawn(name, &binary("phoenix-dataplane"), &env, addr);
+        p.metrics_addr = admin;
         let scheme = if tls { "https" } else { "http" };
         p.wait_url(
             &format!("{scheme}://{}/readyz", p.addr),
@@ -433,9 +443,10 @@ impl Process {
             .collect()
     }
 
-    /// The value of an unlabelled metric, if exposed.
+    /// The value of an unlabelled metric, if exposed (on the admin listener of a data
+    /// plane).
     pub async fn metric(&self, name: &str) -> Option<f64> {
-        let text = reqwest::get(format!("http://{}/metrics", self.addr))
+        let text = reqwest::get(format!("http://{}/metrics", self.metrics_addr))
             .await
             .ok()?
             .text()

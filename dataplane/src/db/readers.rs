@@ -73,10 +73,13 @@ impl Database {
         let metrics = self.metrics();
         let Some(reader) = self.reader() else {
             metrics.read(ReadPool::Writer);
-            return Ok((self.writer().get().await?, ReadPool::Writer));
+            return Ok((
+                self.checkout(self.writer(), ReadPool::Writer).await?,
+                ReadPool::Writer,
+            ));
         };
         let started = Instant::now();
-        let fallback = match reader.get().await {
+        let fallback = match self.checkout(&reader, ReadPool::Reader).await {
             Ok(client) => {
                 let Some(token) = token else {
                     metrics.read(ReadPool::Reader);
@@ -110,7 +113,10 @@ impl Database {
         }
         metrics.fallback(fallback);
         metrics.read(ReadPool::Writer);
-        Ok((self.writer().get().await?, ReadPool::Writer))
+        Ok((
+            self.checkout(self.writer(), ReadPool::Writer).await?,
+            ReadPool::Writer,
+        ))
     }
 
     // Looks at the replay position of `client`'s server until it reached `token` or the

@@ -491,7 +491,7 @@ impl Database {
     /// trip: BEGIN, the tenant setting, the append and COMMIT). It gives the request no
     /// consistency token: the entry is no data the client could read back.
     pub async fn append(&self, record: &Record) -> Result<(), TxError> {
-        let client = self.writer().get().await?;
+        let client = self.checkout(self.writer(), ReadPool::Writer).await?;
         let mut tx = TenantTx::new(client, record.requester.tenant_id);
         tx.commit_with(record, false).await.map(|_| ())
     }
@@ -504,7 +504,10 @@ impl Database {
         request: Option<&RequestConsistency>,
     ) -> Result<(Object, ReadPool), TxError> {
         match access {
-            Access::Write | Access::Primary => Ok((self.writer().get().await?, ReadPool::Writer)),
+            Access::Write | Access::Primary => Ok((
+                self.checkout(self.writer(), ReadPool::Writer).await?,
+                ReadPool::Writer,
+            )),
             Access::Read => {
                 let token = request.and_then(RequestConsistency::token);
                 let (client, pool) = self.read_connection(token).await?;

@@ -151,6 +151,8 @@ pub async fn render_errors(response: Response) -> Response {
             rendered.headers_mut().insert(name.clone(), value.clone());
         }
     }
+    // The error's other extensions (the resolved tenant, for the request log) stay too.
+    rendered.extensions_mut().extend(parts.extensions);
     rendered.extensions_mut().insert(error);
     rendered
 }

@@ -67,7 +67,9 @@ pub struct Setup {
     pub database: phoenix_dataplane::db::Database,
     /// The router over them.
     pub app: axum::Router,
-    /// The metrics `app` serves at `/metrics`.
+    /// The admin router over the same state: `/metrics` of `metrics`.
+    pub admin: axum::Router,
+    /// The metrics `admin` serves at `/metrics`.
     pub metrics: Metrics,
     /// Catalog ids of A and B.
     pub ids: (i64, i64),
@@ -88,11 +90,17 @@ pub async fn setup_with(database: impl FnOnce(&TestDb) -> Database) -> Setup {
     let metrics = Metrics::new(Some("us-east-1"));
     let database = database(&db).observed_by(metrics.reads());
     let app = app_with(&catalog, &database, &metrics);
+    let admin = phoenix_dataplane::admin_app(AppState::new(
+        catalog.clone(),
+        database.clone(),
+        metrics.clone(),
+    ));
     Setup {
         _db: db,
         catalog,
         database,
         app,
+        admin,
         metrics,
         ids: (a, b),
     }
@@ -105,9 +113,13 @@ pub fn fresh_app(catalog: &Catalog, database: &Database) -> axum::Router {
 
 /// The application over `catalog` and `database`, serving `metrics`.
 pub fn app_with(catalog: &Catalog, database: &Database, metrics: &Metrics) -> axum::Router {
+    app(state_with(catalog, database, metrics))
+}
+
+/// The state `app_with` serves: tokens signed by the test key are valid.
+pub fn state_with(catalog: &Catalog, database: &Database, metrics: &Metrics) -> AppState {
     let jwks = JwksCache::new(Arc::new(FixedJwks), Duration::from_secs(30));
-    let state = AppState::new(catalog.clone(), database.clone(), metrics.clone()).with_jwks(jwks);
-    app(state)
+    AppState::new(catalog.clone(), database.clone(), metrics.clone()).with_jwks(jwks)
 }
 
 /// One request; `who` is `(token host, group)`.

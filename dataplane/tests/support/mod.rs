@@ -139,6 +139,14 @@ impl TestDb {
         self.dataplane_url_at(&self.admin_config)
     }
 
+    /// libpq URL of the test database as the data plane role, reached through `addr` (a
+    /// proxy in front of the primary).
+    pub fn dataplane_url_through(&self, addr: std::net::SocketAddr) -> String {
+        let mut through = tokio_postgres::Config::new();
+        through.host(addr.ip().to_string()).port(addr.port());
+        self.dataplane_url_at(&PgTarget::from(through))
+    }
+
     /// libpq URL of the test database on the stack's hot-standby replica (the database and
     /// the role reach it by streaming replication), as the data plane role.
     pub fn replica_url(&self) -> String {
