@@ -146,7 +146,9 @@ mod tests {
         assert!(!object_gone(&conflict));
         // Adding a finalizer to an object that is gone is not the end of a deletion.
         let adding = F::<Error>::AddFinalizer(kube::Error::Api(
-            Status::failure("not found", "NotFound").with_code(404).boxed(),
+            Status::failure("not found", "NotFound")
+                .with_code(404)
+                .boxed(),
         ));
         assert!(!object_gone(&adding));
         let cleanup = F::CleanupFailed(Error::Finalizer("cleanup failed".into()));
