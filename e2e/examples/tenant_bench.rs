@@ -67,7 +67,7 @@ fn sample(seen: Arc<Mutex<Seen>>) -> tokio::task::JoinHandle<()> {
                     )
                     .await
                     .unwrap_or_default();
-                let mut s = seen.lock().unwrap();
+                let mut s = seen.lock().expect("sampler lock");
                 let peak = s.peak.entry((*r).to_owned()).or_default();
                 *peak = (*peak).max(rows.len());
                 for row in rows {
@@ -93,7 +93,10 @@ async fn main() {
             ("LEASE_SECONDS", "30"),
             ("LOG_FORMAT", "json"),
             // One debug line per round of Route53 changes (what closed it, its size).
-            ("RUST_LOG", "warn,phoenix_operator=info,phoenix_operator::dns=debug"),
+            (
+                "RUST_LOG",
+                "warn,phoenix_operator=info,phoenix_operator::dns=debug",
+            ),
         ],
     )
     .await;
@@ -147,7 +150,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let converged = started.elapsed();
-    let create_seen = std::mem::take(&mut *seen.lock().unwrap());
+    let create_seen = std::mem::take(&mut *seen.lock().expect("sampler lock"));
 
     let deleting = Instant::now();
     kubectl_ok(
@@ -169,7 +172,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let deleted = deleting.elapsed();
-    let delete_seen = seen.lock().unwrap().clone();
+    let delete_seen = seen.lock().expect("sampler lock").clone();
     sampler.abort();
     // Work per deletion: cleanups run (one per tenant when none is repeated) and failed
     // reconciles (such as a finalizer removal finding the object gone).
