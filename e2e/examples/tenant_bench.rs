@@ -3,7 +3,8 @@
 //! gone; against the running stack (`source .stack/env`). Meanwhile the operator's
 //! PostgreSQL backends (`application_name` `phoenix-operator*`) are sampled in every
 //! Region database every 100 ms: the peak at once per Region, and the distinct backends
-//! seen (pid + start time), which counts the connections the operator opened.
+//! seen (pid + start time), which counts the connections the operator opened. A server
+//! restarted during the run (by hand) is sampled again once it is back.
 //!
 //! ```sh
 //! cargo run -p phoenix-e2e --example tenant_bench -- [TENANTS] [DB_MAX_CONNECTIONS]
@@ -58,15 +59,32 @@ fn sample(seen: Arc<Mutex<Seen>>) -> tokio::task::JoinHandle<()> {
             clients.push((r, pg(r).await));
         }
         loop {
-            for (r, c) in &clients {
-                let rows = c
+            for (r, c) in &mut clients {
+                let rows = match c
                     .query(
                         "SELECT pid, backend_start::text FROM pg_stat_activity
                          WHERE application_name LIKE 'phoenix-operator%'",
                         &[],
                     )
                     .await
-                    .unwrap_or_default();
+                {
+                    Ok(rows) => rows,
+                    Err(_) => {
+                        // The server restarted (say, by hand during a run): sample again
+                        // from a new session once it accepts one.
+                        if let Ok(fresh) = phoenix_catalog::connect::parse(&stack_var(&format!(
+                            "PG_ADMIN_DSN_{}",
+                            upper(r)
+                        )))
+                        .expect("the stack's DSN parses")
+                        .connect()
+                        .await
+                        {
+                            *c = fresh;
+                        }
+                        Vec::new()
+                    }
+                };
                 let mut s = seen.lock().expect("sampler lock");
                 let peak = s.peak.entry((*r).to_owned()).or_default();
                 *peak = (*peak).max(rows.len());
