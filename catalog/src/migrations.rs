@@ -78,6 +78,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "encounter_analytics",
         sql: include_str!("../migrations/0011_encounter_analytics.sql"),
     },
+    Migration {
+        version: 12,
+        name: "scim_tokens_tenant_index",
+        sql: include_str!("../migrations/0012_scim_tokens_tenant_index.sql"),
+    },
 ];
 
 /// The version a fully migrated database has.

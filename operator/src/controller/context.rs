@@ -123,6 +123,9 @@ pub struct Context {
     /// Placements decided by this process but maybe not yet visible in the store, by UID,
     /// so that tenants placed concurrently count against capacity.
     pub placements: tokio::sync::Mutex<HashMap<String, String>>,
+    /// Objects whose cleanup succeeded: a stale copy reconciled again only has its
+    /// finalizer removed (see [`super::released`]).
+    pub released: super::released::Released,
 }
 
 impl Context {

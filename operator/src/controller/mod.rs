@@ -6,6 +6,7 @@ pub mod error;
 pub mod idp;
 pub mod providers;
 pub mod region;
+pub mod released;
 pub mod skeleton;
 pub mod tenant;
 pub mod world;
@@ -155,6 +156,7 @@ pub async fn run(
             std::time::Duration::from_secs(300),
         ),
         placements: tokio::sync::Mutex::new(Default::default()),
+        released: released::Released::new(),
     });
 
     // A Region that changes wakes only the tenants that wait on Regions: those placed there
