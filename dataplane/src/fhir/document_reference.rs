@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use super::element::{self, Shape, instant, reference_id};
 use super::error::FhirError;
-use super::kind::{Column, IncludeParam, LocalReference, ResourceKind, Validated};
+use super::kind::{Column, LocalReference, ResourceKind, Validated};
 use super::search::{ParamType, SearchParam, Sql};
 use super::{encounter, patient};
 
@@ -45,32 +45,13 @@ pub const KIND: ResourceKind = ResourceKind {
     ],
     search: SEARCH,
     sorts: &[],
-    includes: &[
-        IncludeParam {
-            name: "patient",
-            column: "patient_id",
-            target: &patient::KIND,
-        },
-        IncludeParam {
-            name: "subject",
-            column: "patient_id",
-            target: &patient::KIND,
-        },
-    ],
+    includes: patient::SUBJECT_INCLUDES,
     validate,
 };
 
 /// The search parameters of DocumentReference.
 pub const SEARCH: &[SearchParam] = &[
-    SearchParam {
-        name: "patient",
-        kind: ParamType::Reference,
-        documentation: "The patient (subject): Patient/<id> or <id>",
-        sql: Sql::Id {
-            column: "patient_id",
-            target: patient::RESOURCE_TYPE,
-        },
-    },
+    patient::SUBJECT_SEARCH,
     SearchParam {
         name: "encounter",
         kind: ParamType::Reference,

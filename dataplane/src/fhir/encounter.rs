@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::element::{self, Shape, date_time_bounds, reference_id};
 use super::error::FhirError;
-use super::kind::{Column, IncludeParam, LocalReference, ResourceKind, SortParam, Validated};
+use super::kind::{Column, LocalReference, ResourceKind, SortParam, Validated};
 use super::patient;
 use super::search::{ParamType, SearchParam, Sql};
 
@@ -53,32 +53,13 @@ pub const KIND: ResourceKind = ResourceKind {
         name: "date",
         column: "period_start",
     }],
-    includes: &[
-        IncludeParam {
-            name: "patient",
-            column: "patient_id",
-            target: &patient::KIND,
-        },
-        IncludeParam {
-            name: "subject",
-            column: "patient_id",
-            target: &patient::KIND,
-        },
-    ],
+    includes: patient::SUBJECT_INCLUDES,
     validate,
 };
 
 /// The search parameters of Encounter.
 pub const SEARCH: &[SearchParam] = &[
-    SearchParam {
-        name: "patient",
-        kind: ParamType::Reference,
-        documentation: "The patient (subject): Patient/<id> or <id>",
-        sql: Sql::Id {
-            column: "patient_id",
-            target: patient::RESOURCE_TYPE,
-        },
-    },
+    patient::SUBJECT_SEARCH,
     SearchParam {
         name: "date",
         kind: ParamType::Date,

@@ -5,11 +5,37 @@ use serde_json::{Map, Value};
 use super::date::date_range;
 use super::element::{self, Shape};
 use super::error::FhirError;
-use super::kind::{Column, ResourceKind, Validated};
+use super::kind::{Column, IncludeParam, ResourceKind, Validated};
 use super::search::{ParamType, SearchParam, Sql};
 
 /// The resource type served by this module.
 pub const RESOURCE_TYPE: &str = "Patient";
+
+/// `_include` of the patient a clinical resource is about (`X:patient` and `X:subject`),
+/// for every kind whose `patient_id` column holds it.
+pub const SUBJECT_INCLUDES: &[IncludeParam] = &[
+    IncludeParam {
+        name: "patient",
+        column: "patient_id",
+        target: &KIND,
+    },
+    IncludeParam {
+        name: "subject",
+        column: "patient_id",
+        target: &KIND,
+    },
+];
+
+/// The `patient` search parameter of every kind whose `patient_id` column holds its subject.
+pub const SUBJECT_SEARCH: SearchParam = SearchParam {
+    name: "patient",
+    kind: ParamType::Reference,
+    documentation: "The patient (subject): Patient/<id> or <id>",
+    sql: Sql::Id {
+        column: "patient_id",
+        target: RESOURCE_TYPE,
+    },
+};
 
 /// Patient as the API serves it.
 pub const KIND: ResourceKind = ResourceKind {
