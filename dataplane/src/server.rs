@@ -67,6 +67,8 @@ pub struct Dataplane {
 impl Dataplane {
     /// Binds `config.listen` and starts.
     pub async fn bind(config: &Config) -> Result<Self, StartError> {
+        // Before anything signs or checks a token (the first use would fix the provider).
+        crate::auth::crypto::install();
         let listener =
             TcpListener::bind(config.listen)
                 .await
