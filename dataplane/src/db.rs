@@ -116,7 +116,8 @@ pub struct Database {
     writer: Pool,
     readers: Arc<dyn ReaderSource>,
     consistency_wait: Duration,
-    metrics: ReadMetrics,
+    // Shared: a `Database` is cloned for every request, its series are a dozen `Arc`s.
+    metrics: Arc<ReadMetrics>,
 }
 
 impl Database {
@@ -151,7 +152,7 @@ impl Database {
             writer,
             readers: Arc::new(ConfiguredReader::new(reader)),
             consistency_wait: Duration::from_millis(config.read_consistency_wait_ms),
-            metrics: ReadMetrics::default(),
+            metrics: Arc::new(ReadMetrics::default()),
         })
     }
 
@@ -162,7 +163,7 @@ impl Database {
             writer: pool(target, max_size.max(1))?,
             readers: Arc::new(ConfiguredReader::new(None)),
             consistency_wait: Duration::ZERO,
-            metrics: ReadMetrics::default(),
+            metrics: Arc::new(ReadMetrics::default()),
         })
     }
 
@@ -175,7 +176,7 @@ impl Database {
 
     /// The split's metrics go to `metrics` (the process's registry).
     pub fn observed_by(mut self, metrics: ReadMetrics) -> Self {
-        self.metrics = metrics;
+        self.metrics = Arc::new(metrics);
         self
     }
 
