@@ -136,7 +136,7 @@ async fn create(
     let stored = json.clone();
     let tenant_id = tenant.id;
     let new = id.clone();
-    let (values, references) = (valid.values, valid.references);
+    let (values, references, identifiers) = (valid.values, valid.references, valid.identifiers);
     let entry = AuditEntry::new(Action::Create, kind.resource_type).id(&id);
     state
         .database
@@ -144,6 +144,7 @@ async fn create(
             Box::pin(async move {
                 resolve(tx, tenant_id, &references).await?;
                 store::create(tx, tenant_id, kind, &new, &values, &stored, &at).await?;
+                store::replace_identifiers(tx, tenant_id, kind, &new, &identifiers).await?;
                 Ok::<_, FhirError>(())
             })
         })
@@ -273,6 +274,7 @@ async fn update(
                     &at,
                 )
                 .await?;
+                store::replace_identifiers(tx, tenant_id, kind, &key, &valid.identifiers).await?;
                 Ok((version, json))
             })
         })
