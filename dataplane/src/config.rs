@@ -80,6 +80,16 @@ pub struct Config {
     )]
     pub request_timeout_ms: u64,
 
+    /// Most entries of one transaction or batch Bundle (POST /fhir); more are answered 413
+    /// before any is applied.
+    #[arg(
+        long = "fhir-bundle-max-entries",
+        env = "FHIR_BUNDLE_MAX_ENTRIES",
+        default_value_t = crate::fhir::bundle_request::DEFAULT_MAX_ENTRIES,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    pub fhir_bundle_max_entries: usize,
+
     /// Region label put on every metric and log line (e.g. us-east-1).
     #[arg(long = "region", env = "REGION")]
     pub region: Option<String>,
@@ -138,6 +148,7 @@ impl Config {
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             max_body_bytes: crate::request::DEFAULT_MAX_BODY_BYTES,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+            fhir_bundle_max_entries: crate::fhir::bundle_request::DEFAULT_MAX_ENTRIES,
             region: None,
             tls_cert_file: None,
             tls_key_file: None,
@@ -154,6 +165,7 @@ impl Config {
             max_body_bytes: self.max_body_bytes,
             timeout: std::time::Duration::from_millis(self.request_timeout_ms),
             region: self.region.as_deref().map(Into::into),
+            max_bundle_entries: self.fhir_bundle_max_entries,
         }
     }
 
@@ -186,6 +198,7 @@ impl fmt::Debug for Config {
             .field("admin_listen", &self.admin_listen)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("fhir_bundle_max_entries", &self.fhir_bundle_max_entries)
             .field("region", &self.region)
             .field("tls_cert_file", &self.tls_cert_file)
             .field("public_scheme", &self.public_scheme)
