@@ -98,7 +98,7 @@ async fn identifier_search_serves_every_token_form_follows_updates_and_stays_in_
     // system|value
     assert_eq!(
         found(&s.app, A, &format!("identifier={MRN}|100")).await,
-        [both.clone()]
+        [both.as_str()]
     );
     assert_eq!(
         found(&s.app, A, &format!("identifier={SSN}|100")).await,
@@ -110,7 +110,7 @@ async fn identifier_search_serves_every_token_form_follows_updates_and_stays_in_
         sorted(vec![&both, &bare])
     );
     // |value: no system
-    assert_eq!(found(&s.app, A, "identifier=|100").await, [bare.clone()]);
+    assert_eq!(found(&s.app, A, "identifier=|100").await, [bare.as_str()]);
     // system|: any value of the system
     assert_eq!(
         found(&s.app, A, &format!("identifier={MRN}|")).await,
@@ -122,10 +122,10 @@ async fn identifier_search_serves_every_token_form_follows_updates_and_stays_in_
         sorted(vec![&both, &bare])
     );
     // B sees its own patient only, A never sees B's.
-    assert_eq!(found(&s.app, B, "identifier=100").await, [in_b.clone()]);
+    assert_eq!(found(&s.app, B, "identifier=100").await, [in_b.as_str()]);
     assert_eq!(
         found(&s.app, B, &format!("identifier={MRN}|")).await,
-        [in_b.clone()]
+        [in_b.as_str()]
     );
     assert!(!found(&s.app, A, "identifier=100").await.contains(&in_b));
 
@@ -151,13 +151,13 @@ async fn identifier_search_serves_every_token_form_follows_updates_and_stays_in_
     );
     assert_eq!(
         found(&s.app, A, &format!("identifier={MRN}|101")).await,
-        [both.clone()]
+        [both.as_str()]
     );
     assert_eq!(
         found(&s.app, A, "identifier=123-45-6789").await,
-        [both.clone()]
+        [both.as_str()]
     );
-    assert_eq!(found(&s.app, A, "identifier=100").await, [bare.clone()]);
+    assert_eq!(found(&s.app, A, "identifier=100").await, [bare.as_str()]);
     let rows: i64 = s
         ._db
         .admin()
