@@ -248,6 +248,36 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_error_names_the_entry_and_the_element_within_its_resource() {
+        let invalid = FhirError::invalid("Encounter.subject", "bad").in_entry(2);
+        assert_eq!(invalid.status(), StatusCode::BAD_REQUEST);
+        let outcome = serde_json::to_value(invalid.outcome()).expect("serializes");
+        assert_eq!(
+            outcome["issue"][0]["expression"][0],
+            "Bundle.entry[2].resource.subject"
+        );
+        assert!(
+            outcome["issue"][0]["diagnostics"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("Bundle.entry[2]: "))
+        );
+        let request = FhirError::invalid("Bundle.entry[1].request.url", "bad").in_entry(1);
+        let outcome = serde_json::to_value(request.outcome()).expect("serializes");
+        assert_eq!(
+            outcome["issue"][0]["expression"][0],
+            "Bundle.entry[1].request.url"
+        );
+        let gone = FhirError::Gone {
+            resource_type: "Patient",
+            id: "x".into(),
+        }
+        .in_entry(0);
+        assert_eq!(gone.status(), StatusCode::GONE);
+        let outcome = serde_json::to_value(gone.outcome()).expect("serializes");
+        assert_eq!(outcome["issue"][0]["expression"][0], "Bundle.entry[0]");
+    }
+
+    #[test]
     fn statuses_follow_fhir_http() {
         let gone = FhirError::Gone {
             resource_type: "Patient",
