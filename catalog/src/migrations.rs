@@ -83,6 +83,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "scim_tokens_tenant_index",
         sql: include_str!("../migrations/0012_scim_tokens_tenant_index.sql"),
     },
+    Migration {
+        version: 14,
+        name: "patient_identifiers",
+        sql: include_str!("../migrations/0014_patient_identifiers.sql"),
+    },
 ];
 
 /// The version a fully migrated database has.

@@ -9,8 +9,9 @@ pub const TENANT_SETTING: &str = "app.tenant_id";
 pub const POLICY_NAME: &str = "phoenix_tenant_isolation";
 
 /// Tables that hold tenants' rows and must be under forced RLS.
-pub const TENANT_TABLES: [&str; 11] = [
+pub const TENANT_TABLES: [&str; 12] = [
     "clinical.patients",
+    "clinical.patient_identifiers",
     "clinical.encounters",
     "clinical.document_references",
     "clinical.medication_requests",
@@ -28,7 +29,7 @@ pub const TENANT_TABLES: [&str; 11] = [
 pub const APPEND_ONLY_TABLES: [&str; 1] = ["clinical.audit_events"];
 
 /// Tables holding tenants' rows, children first, so that foreign keys hold while deleting.
-pub const DELETE_ORDER: [&str; 11] = [
+pub const DELETE_ORDER: [&str; 12] = [
     "clinical.audit_events",
     "clinical.fhir_history",
     "clinical.sessions",
@@ -39,6 +40,7 @@ pub const DELETE_ORDER: [&str; 11] = [
     "clinical.medication_requests",
     "clinical.document_references",
     "clinical.encounters",
+    "clinical.patient_identifiers",
     "clinical.patients",
 ];
 
