@@ -2,6 +2,7 @@
 //! through [`tenant_tx`] (which pool a read uses: [`readers`]; read-your-writes:
 //! [`consistency`]), the replica lag sampler ([`lag`]) and the probe readiness uses.
 
+pub mod audited_read;
 pub mod consistency;
 pub mod lag;
 pub mod readers;

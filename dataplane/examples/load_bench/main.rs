@@ -25,9 +25,12 @@
 //!    Patient read, Encounter search, DocumentReference create, and the analytics over a
 //!    year of a large tenant; then reads closed-loop, to find the most the 2 cores serve.
 //!    The data plane's resident memory is sampled every 100 ms throughout.
-//! 4. `pgbench` on the same database: the SQL of a Patient read as the data plane sends it
-//!    (two round trips), and all of it in one pipeline (the ceiling); the read query with
-//!    and without row-level security (the data plane role, then the superuser).
+//! 4. `pgbench` on the same database, with scripts built from the data plane's own SQL
+//!    (`store::read_sql`, `AuditedRead::statement`): a Patient read as the data plane sends
+//!    it (one pipeline: BEGIN, the tenant setting, the read with its audit entry, COMMIT;
+//!    the ceiling), as it was sent before (the entry and COMMIT in a second round trip), and
+//!    the read query with and without row-level security (the data plane role, then the
+//!    superuser).
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -293,20 +296,31 @@ async fn main() {
     let dataplane_url = db.dataplane_url();
     let admin_url = db.admin_url();
     println!("| script | role | tps | mean latency ms |\n|---|---|---|---|");
+    let (as_sent, before, query) = read_scripts();
+    std::fs::write(work.join("read_as_sent.sql"), &as_sent).expect("keep the script");
     for (label, script) in [
-        ("Patient read as the data plane sends it", READ_AS_SENT),
-        ("Patient read, one pipeline (ceiling)", READ_PIPELINED),
+        (
+            "Patient read as the data plane sends it: one pipeline, read and audit entry in one statement (the ceiling)",
+            &as_sent,
+        ),
+        (
+            "Patient read, read then audit entry + COMMIT (two round trips, as before 2026-11-24)",
+            &before,
+        ),
     ] {
         let r = pgbench.run(label, script, &dataplane_url).await;
         println!("| {label} | data plane (RLS) | {:.0} | {:.2} |", r.0, r.1);
     }
     // RLS overhead: the same transaction, with the policy (data plane role) and without
-    // (the superuser bypasses row-level security); alternated, twice each.
+    // (the superuser bypasses row-level security); alternated, three times each.
     let mut with = Vec::new();
     let mut without = Vec::new();
-    for _ in 0..2 {
-        with.push(pgbench.run("rls", READ_QUERY, &dataplane_url).await);
-        without.push(pgbench.run("no rls", READ_QUERY, &admin_url).await);
+    // A first run warms the caches of both roles' connections; its figures are dropped.
+    pgbench.run("warm-up", &query, &dataplane_url).await;
+    pgbench.run("warm-up", &query, &admin_url).await;
+    for _ in 0..3 {
+        with.push(pgbench.run("rls", &query, &dataplane_url).await);
+        without.push(pgbench.run("no rls", &query, &admin_url).await);
     }
     for (label, runs) in [
         ("read query only: with RLS", &with),
@@ -682,10 +696,8 @@ impl Pgbench {
 }
 
 /// pgbench lines drawing a random tenant `t` (half of the draws among the large ones) and
-/// one of its patients `n`, and the statements every script shares.
-macro_rules! draw {
-    () => {
-        r"\set r random(1, 2)
+/// one of its patients `n`.
+const DRAW: &str = r"\set r random(1, 2)
 \if :r = 1
 \set t random(:tmin, :tmin + :large - 1)
 \set n random(1, :lp)
@@ -693,42 +705,64 @@ macro_rules! draw {
 \set t random(:tmin + :large, :tmax)
 \set n random(1, :sp)
 \endif
-\startpipeline
-BEGIN;
-SELECT set_config('app.tenant_id', :t::text, true);
-"
-    };
+";
+
+/// `sql` with its parameters `$1..` replaced by pgbench expressions.
+fn pgbench_sql(sql: &str, values: &[&str]) -> String {
+    let mut out = sql.to_owned();
+    // From the highest number down, so `$1` never eats the start of `$10`.
+    for (i, value) in values.iter().enumerate().rev() {
+        out = out.replace(&format!("${}", i + 1), value);
+    }
+    out
 }
 
-/// A Patient read as the data plane sends it (`Database::audited_tx`): BEGIN, the tenant
-/// setting and the read leave together; then the audit entry with its COMMIT. Two round
-/// trips.
-const READ_AS_SENT: &str = concat!(
-    draw!(),
-    r"SELECT resource::text, version FROM clinical.patients WHERE tenant_id = :t AND id = ('00000000-0000-4000-8000-' || lpad(:n::text, 12, '0'))::uuid;
-\endpipeline
-\startpipeline
-INSERT INTO clinical.audit_events (tenant_id, actor, action, resource_type, resource_id, query, result_ids, status, request_id, source) VALUES (:t, 'alice', 'read', 'Patient', ('00000000-0000-4000-8000-' || lpad(:n::text, 12, '0')), NULL, NULL, 200, 'pgbench', '127.0.0.1');
-COMMIT;
-\endpipeline
-"
-);
+/// The pgbench scripts of a Patient read, built from the data plane's own statements
+/// (`store::read_sql`, `AuditedRead::statement`, `APPEND_SQL`): `(as sent, as it was sent
+/// before the one-round-trip read, the read query alone)`.
+fn read_scripts() -> (String, String, String) {
+    use phoenix_dataplane::audit::store::APPEND_SQL;
+    use phoenix_dataplane::db::audited_read::AuditedRead;
+    use phoenix_dataplane::fhir::{patient, store};
 
-/// The same statements in one pipeline: the fewest round trips the SQL allows.
-const READ_PIPELINED: &str = concat!(
-    draw!(),
-    r"SELECT resource::text, version FROM clinical.patients WHERE tenant_id = :t AND id = ('00000000-0000-4000-8000-' || lpad(:n::text, 12, '0'))::uuid;
-INSERT INTO clinical.audit_events (tenant_id, actor, action, resource_type, resource_id, query, result_ids, status, request_id, source) VALUES (:t, 'alice', 'read', 'Patient', ('00000000-0000-4000-8000-' || lpad(:n::text, 12, '0')), NULL, NULL, 200, 'pgbench', '127.0.0.1');
-COMMIT;
-\endpipeline
-"
-);
-
-/// The read query alone in a pipelined tenant transaction (for the RLS comparison).
-const READ_QUERY: &str = concat!(
-    draw!(),
-    r"SELECT resource::text, version FROM clinical.patients WHERE tenant_id = :t AND id = ('00000000-0000-4000-8000-' || lpad(:n::text, 12, '0'))::uuid;
-COMMIT;
-\endpipeline
-"
-);
+    let id = "('00000000-0000-4000-8000-' || lpad(:n::text, 12, '0'))";
+    let read = store::read_sql(&patient::KIND);
+    let read_values = [":t", id, "'Patient'"];
+    // The audit entry's values: tenant, actor, action, type, id, query, result ids, status,
+    // request id, source.
+    let audit_values = [
+        ":t",
+        "'alice'",
+        "'read'",
+        "'Patient'",
+        id,
+        "NULL",
+        "NULL",
+        "200",
+        "'pgbench'",
+        "'127.0.0.1'",
+    ];
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&0_i64, &"", &""];
+    let combined = AuditedRead {
+        sql: &read,
+        params: &params,
+        found: store::READ_FOUND,
+    }
+    .statement();
+    let all: Vec<&str> = read_values.iter().chain(&audit_values).copied().collect();
+    let begin = "\\startpipeline\nBEGIN;\nSELECT set_config('app.tenant_id', :t::text, true);\n";
+    let as_sent = format!(
+        "{DRAW}{begin}{};\nCOMMIT;\n\\endpipeline\n",
+        pgbench_sql(&combined, &all)
+    );
+    let before = format!(
+        "{DRAW}{begin}{};\n\\endpipeline\n\\startpipeline\n{};\nCOMMIT;\n\\endpipeline\n",
+        pgbench_sql(&read, &read_values),
+        pgbench_sql(APPEND_SQL, &audit_values)
+    );
+    let query = format!(
+        "{DRAW}{begin}{};\nCOMMIT;\n\\endpipeline\n",
+        pgbench_sql(&read, &read_values)
+    );
+    (as_sent, before, query)
+}

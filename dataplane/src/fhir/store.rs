@@ -6,6 +6,7 @@
 //! indexes are used. Table and column names come from the kinds' constants only; values are
 //! always bound, never spliced into the text.
 
+use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::cursor::{Key, is_uuid};
@@ -176,18 +177,33 @@ pub async fn read(
     kind: &ResourceKind,
     id: &str,
 ) -> Result<Lookup, TxError> {
-    let sql = format!(
-        "SELECT resource::text, version FROM {table} WHERE tenant_id = $1 AND id = $2::text::uuid \
+    let row = tx
+        .query_opt(&read_sql(kind), &[&tenant_id, &id, &kind.resource_type])
+        .await?;
+    lookup(row)
+}
+
+/// The statement of [`read`], with parameters tenant id, resource id and resource type: a
+/// row `(resource, version)` when the resource exists, `(NULL, NULL)` when it was deleted,
+/// none when it never existed.
+pub fn read_sql(kind: &ResourceKind) -> String {
+    format!(
+        "SELECT resource::text AS resource, version FROM {table} \
+         WHERE tenant_id = $1 AND id = $2::text::uuid \
          UNION ALL \
          (SELECT NULL, NULL FROM clinical.fhir_history \
           WHERE tenant_id = $1 AND resource_type = $3 AND id = $2::text::uuid AND resource IS NULL \
           LIMIT 1) \
          LIMIT 1",
         table = kind.table,
-    );
-    let row = tx
-        .query_opt(&sql, &[&tenant_id, &id, &kind.resource_type])
-        .await?;
+    )
+}
+
+/// Over a row of [`read_sql`] (named `r`): the resource was found.
+pub const READ_FOUND: &str = "r.resource IS NOT NULL";
+
+/// What a row of [`read_sql`] says.
+pub fn lookup(row: Option<Row>) -> Result<Lookup, TxError> {
     Ok(match row {
         None => Lookup::Missing,
         Some(row) => match (row.try_get::<_, Option<String>>(0)?, row.try_get(1)?) {

@@ -21,10 +21,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde_json::Value;
 use serde_json::value::RawValue;
+use tokio_postgres::types::ToSql;
 
 use super::wire::{json_body, new_id, now, resource};
 use crate::app::AppState;
 use crate::audit::{Action, AuditEntry, Requester};
+use crate::db::audited_read::AuditedRead;
 use crate::db::tenant_tx::{Access, TenantTx};
 use crate::fhir::FhirJson;
 use crate::fhir::bundle::{Entry, SearchSet};
@@ -182,12 +184,28 @@ async fn read(
     }
     let tenant_id = tenant.id;
     let entry = AuditEntry::new(Action::Read, kind.resource_type).id(&id);
-    // The outcome is decided inside the transaction, so that its entry records it.
+    // The read and its audit entry in one statement and one round trip; the outcome is
+    // decided from the row, as `read_in` decides it.
+    let sql = store::read_sql(kind);
+    let params: [&(dyn ToSql + Sync); 3] = [&tenant_id, &id, &kind.resource_type];
+    let read = AuditedRead {
+        sql: &sql,
+        params: &params,
+        found: store::READ_FOUND,
+    };
     let (json, version) = state
         .database
-        .audited_tx(Access::Read, &requester, entry, |tx| {
-            Box::pin(async move { read_in(tx, tenant_id, kind, &id).await })
-        })
+        .audited_read(
+            Access::Read,
+            &requester,
+            entry,
+            read,
+            |row| match store::lookup(row)? {
+                Lookup::Found(json, version) => Ok((json, version)),
+                Lookup::Deleted => Err(gone(kind, &id)),
+                Lookup::Missing => Err(not_found(kind, &id)),
+            },
+        )
         .await?;
     Ok(resource(StatusCode::OK, version, json, None))
 }
