@@ -183,8 +183,9 @@ reasons! {
     /// The IdP publishes no usable signing key.
     NoUsableSigningKey => No,
     /// `deletionPolicy: Snapshot`, but the tenant's Region declares no snapshot bucket
-    /// (`spec.database.snapshots`); the data is kept.
-    SnapshotNotConfigured => No,
+    /// (`spec.database.snapshots`); the data is kept. A change of that Region (declaring
+    /// the bucket) retries the cleanup at once.
+    SnapshotNotConfigured => Placed,
     /// Writing or checking a tenant's snapshot failed; the data is kept.
     SnapshotFailed => No,
     /// The Tenant an IdPConnection names does not exist.
