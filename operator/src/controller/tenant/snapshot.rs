@@ -75,3 +75,64 @@ pub async fn snapshot_then_delete(
     );
     Ok((note, Some(event)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region(snapshots: Option<serde_json::Value>) -> Region {
+        let mut database = serde_json::json!({
+            "writer": {"connectionSecretRef": {"namespace": "ns", "name": "db", "key": "dsn"}}
+        });
+        if let Some(s) = snapshots {
+            database["snapshots"] = s;
+        }
+        let spec = serde_json::from_value(serde_json::json!({
+            "awsRegion": "eu-west-1", "dataResidency": ["EU"], "database": database
+        }))
+        .expect("region spec");
+        Region::new("eu-west-1", spec)
+    }
+
+    fn tenant() -> Tenant {
+        let spec = serde_json::from_value(serde_json::json!({
+            "displayName": "x", "dataResidency": ["EU"], "dns": {"hostname": "x.example.test"},
+            "database": {"deletionPolicy": "Snapshot"}
+        }))
+        .expect("tenant spec");
+        Tenant::new("st-mary", spec)
+    }
+
+    #[test]
+    fn a_region_without_a_bucket_says_what_to_configure() {
+        let err = destination(&tenant(), &region(None)).expect_err("no bucket");
+        let message = err.to_string();
+        assert!(
+            message.contains("region eu-west-1 declares no snapshot bucket")
+                && message.contains("spec.database.snapshots.bucket")
+                && message.contains("data is kept"),
+            "{message}"
+        );
+        assert_eq!(
+            Error::from(err).reason(),
+            Reason::SnapshotNotConfigured,
+            "the condition reason users wait on"
+        );
+    }
+
+    #[test]
+    fn the_destination_is_the_region_s_bucket_in_its_aws_region() {
+        let r = region(Some(
+            serde_json::json!({"bucket": "phoenix-snapshots-eu", "prefix": "tenants"}),
+        ));
+        assert_eq!(
+            destination(&tenant(), &r).expect("configured"),
+            Destination {
+                aws_region: "eu-west-1".into(),
+                bucket: "phoenix-snapshots-eu".into(),
+                prefix: Some("tenants".into()),
+                region: "eu-west-1".into(),
+            }
+        );
+    }
+}
