@@ -10,14 +10,15 @@ use crate::controller::providers::Database;
 use crate::reason::Reason;
 use crate::snapshot::{self, Destination, format::describe_counts};
 
-/// Where the Region puts snapshots, or what the user must configure.
-pub fn destination(tenant: &Tenant, region: &Region) -> Result<Destination, DerefError> {
+/// Where the Region puts snapshots, or what the user must configure
+/// ([`DerefError::SnapshotNotConfigured`]'s message).
+pub fn destination(tenant: &Tenant, region: &Region) -> Result<Destination, String> {
     let Some(config) = &region.spec.database.snapshots else {
-        return Err(DerefError::SnapshotNotConfigured(format!(
+        return Err(format!(
             "cannot delete tenant {} with deletionPolicy Snapshot: region {} declares no snapshot bucket; set spec.database.snapshots.bucket on the Region (or change the Tenant's spec.database.deletionPolicy); the tenant's data is kept until then",
             tenant.name_any(),
             region.name_any()
-        )));
+        ));
     };
     Ok(Destination {
         aws_region: region.spec.aws_region.clone(),
@@ -41,7 +42,7 @@ pub async fn snapshot_then_delete(
         )
         .into());
     }
-    let to = destination(tenant, region)?;
+    let to = destination(tenant, region).map_err(DerefError::SnapshotNotConfigured)?;
     let uid = tenant.uid().unwrap_or_default();
     let taken_at = jiff::Timestamp::now().to_string();
     let taken = snapshot::snapshot_then_delete(
@@ -105,8 +106,7 @@ mod tests {
 
     #[test]
     fn a_region_without_a_bucket_says_what_to_configure() {
-        let err = destination(&tenant(), &region(None)).expect_err("no bucket");
-        let message = err.to_string();
+        let message = destination(&tenant(), &region(None)).expect_err("no bucket");
         assert!(
             message.contains("region eu-west-1 declares no snapshot bucket")
                 && message.contains("spec.database.snapshots.bucket")
@@ -114,7 +114,7 @@ mod tests {
             "{message}"
         );
         assert_eq!(
-            Error::from(err).reason(),
+            Error::from(DerefError::SnapshotNotConfigured(message)).reason(),
             Reason::SnapshotNotConfigured,
             "the condition reason users wait on"
         );
