@@ -123,6 +123,14 @@ impl S3Store {
             .build_https();
         let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .http_client(http)
+            // A hung S3 must not hold a tenant's cleanup forever: the attempt fails and
+            // the cleanup is retried with backoff, its data kept.
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(std::time::Duration::from_secs(10))
+                    .operation_attempt_timeout(std::time::Duration::from_secs(300))
+                    .build(),
+            )
             .load()
             .await;
         // A custom endpoint (moto, MinIO) serves buckets under its path, not as subdomains.
