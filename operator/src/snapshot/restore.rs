@@ -82,6 +82,10 @@ pub async fn restore_shared(
         .transaction()
         .await
         .map_err(DbError::query("starting the restore"))?;
+    // Waiting long for the audit trail's lock would queue the region's requests behind it.
+    tx.batch_execute("SET LOCAL lock_timeout = '10s'")
+        .await
+        .map_err(DbError::query("starting the restore"))?;
     let version = tx
         .query_one(
             "SELECT coalesce(max(version), 0) FROM phoenix_meta.schema_migrations",
