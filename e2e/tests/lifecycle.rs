@@ -360,6 +360,11 @@ async fn deleting_a_snapshot_tenant_writes_its_rows_to_s3_before_they_go() {
         "  homeRegion: us-east-1\n  database: {deletionPolicy: Snapshot}\n",
     ));
     let t = wait_tenant("e2e-snap", "Ready", READY_TIMEOUT, is_ready).await;
+    let (_, _, db_message) = condition(&t, "DatabaseReady").expect("DatabaseReady");
+    assert!(
+        db_message.contains("declares no snapshot bucket"),
+        "a Snapshot tenant without a bucket is told before its deletion: {db_message}"
+    );
     let about = Regarding::of(&t);
     let uid = about.uid.clone().expect("uid");
     let id = t

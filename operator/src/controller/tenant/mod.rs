@@ -55,7 +55,17 @@ async fn converge(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     .await;
     match result {
         Ok((placement, TenantPlan::Converge { .. }, Some(catalog_id))) => {
-            let (status, mut events) = status::ready(tenant, &placement, catalog_id, &now);
+            let (mut status, mut events) = status::ready(tenant, &placement, catalog_id, &now);
+            if let Some(note) = World::of(ctx)
+                .region(&placement.region)
+                .and_then(|r| snapshot::unprotected_note(tenant, &r))
+            {
+                for c in &mut status.conditions {
+                    if c.type_ == conditions::types::DATABASE_READY {
+                        c.message.push_str(&note);
+                    }
+                }
+            }
             let status = status::with_sso(status, tenant, sso, &now);
             let (status, retry) = with_dns(status, &mut events, tenant, ctx, &now).await;
             ctx.publish(tenant, &status, &events)

@@ -2,7 +2,7 @@
 //! bucket, and are deleted only once the object is there ([`crate::snapshot`]).
 
 use kube::ResourceExt;
-use phoenix_crds::{Isolation, Region, Tenant};
+use phoenix_crds::{DeletionPolicy, Isolation, Region, Tenant};
 
 use super::super::context::{Context, EventSpec};
 use super::super::error::{ApplyError, DerefError, Error};
@@ -25,6 +25,19 @@ pub fn destination(tenant: &Tenant, region: &Region) -> Result<Destination, Stri
         bucket: config.bucket.clone(),
         prefix: config.prefix.clone(),
         region: region.name_any(),
+    })
+}
+
+/// What `DatabaseReady` adds for a live Snapshot tenant whose Region declares no bucket, so
+/// that it shows before a deletion waits on it.
+pub fn unprotected_note(tenant: &Tenant, region: &Region) -> Option<String> {
+    (tenant.spec.database.deletion_policy == DeletionPolicy::Snapshot
+        && region.spec.database.snapshots.is_none())
+    .then(|| {
+        format!(
+            "; deletionPolicy is Snapshot but region {} declares no snapshot bucket (spec.database.snapshots): deleting this tenant would wait, keeping its data, until one is declared",
+            region.name_any()
+        )
     })
 }
 
@@ -118,6 +131,20 @@ mod tests {
             Reason::SnapshotNotConfigured,
             "the condition reason users wait on"
         );
+    }
+
+    #[test]
+    fn a_live_snapshot_tenant_without_a_bucket_is_told_before_deletion() {
+        let note = unprotected_note(&tenant(), &region(None)).expect("a note");
+        assert!(
+            note.contains("region eu-west-1 declares no snapshot bucket"),
+            "{note}"
+        );
+        let configured = region(Some(serde_json::json!({"bucket": "b-1"})));
+        assert_eq!(unprotected_note(&tenant(), &configured), None);
+        let mut retain = tenant();
+        retain.spec.database.deletion_policy = DeletionPolicy::Retain;
+        assert_eq!(unprotected_note(&retain, &region(None)), None);
     }
 
     #[test]
