@@ -85,6 +85,10 @@ async fn seeded(db: &TestDb) -> (Arc<dyn Database>, TenantRow, i64, i64) {
               ({id}, '00000000-0000-0000-0000-000000000001', E'O''Brien\tTab', E'line1\nline2 \\ back', '1970-01-02', '{{"resourceType":"Patient","name":[{{"family":"O''Brien"}}]}}'),
               ({id}, '00000000-0000-0000-0000-000000000002', 'Müller', NULL, NULL, '{{"resourceType":"Patient"}}'),
               ({other}, '00000000-0000-0000-0000-000000000001', 'Other', NULL, NULL, '{{}}');
+            INSERT INTO clinical.patient_identifiers (tenant_id, patient_id, position, system, value) VALUES
+              ({id}, '00000000-0000-0000-0000-000000000001', 0, 'urn:mrn', E'MRN\t1'),
+              ({id}, '00000000-0000-0000-0000-000000000001', 1, NULL, 'SSN-1'),
+              ({other}, '00000000-0000-0000-0000-000000000001', 0, 'urn:mrn', 'MRN-O');
             INSERT INTO clinical.encounters (tenant_id, id, patient_id, status, department, period_start, period_end, resource) VALUES
               ({id}, '00000000-0000-0000-0000-0000000000e1', '00000000-0000-0000-0000-000000000001', 'finished', 'cardiology', '2026-01-01 10:00:00.123456+00', '2026-01-01 11:30:00+00', '{{}}');
             INSERT INTO clinical.document_references (tenant_id, patient_id, encounter_id, status, resource) VALUES
