@@ -83,6 +83,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "scim_tokens_tenant_index",
         sql: include_str!("../migrations/0012_scim_tokens_tenant_index.sql"),
     },
+    Migration {
+        version: 13,
+        name: "tenant_schema",
+        sql: include_str!("../migrations/0013_tenant_schema.sql"),
+    },
 ];
 
 /// The version a fully migrated database has.

@@ -255,6 +255,7 @@ mod tests {
                 requests_per_second: 100,
                 max_users: 1000,
                 generation: 1,
+                schema: None,
             },
         }
     }

@@ -222,11 +222,25 @@ impl Database {
     }
 }
 
+/// The session `search_path` of every pooled connection (a connection option).
+const SESSION_SEARCH_PATH: &str = "-c search_path=clinical";
+
 // A pool of at most `max_size` connections made with `target`; the one place the data
 // plane's pooled connections are made.
 fn pool(target: DbTarget, max_size: usize) -> Result<Pool, DbError> {
+    let mut config = target.config;
+    // The data plane's SQL names clinical tables unqualified: each tenant transaction sets
+    // `search_path` locally to the tenant's schema (`SET_TENANT_SQL`), but a statement is
+    // parsed before that runs, so the session's own path must resolve the same names. The
+    // shared schema does; PostgreSQL re-analyses a cached statement when the path at
+    // execution differs from the one it was planned with (ADR 0008).
+    let options = match config.get_options() {
+        Some(given) if !given.is_empty() => format!("{given} {SESSION_SEARCH_PATH}"),
+        _ => SESSION_SEARCH_PATH.to_owned(),
+    };
+    config.options(&options);
     let manager = Manager::from_config(
-        target.config,
+        config,
         target.tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,

@@ -10,7 +10,7 @@ use super::{AuditEntry, Requester};
 use crate::db::tenant_tx::{TenantTx, TxError};
 
 /// Appends one entry. `seq`, `recorded_at`, `prev_hash` and `hash` are the trigger's.
-pub const APPEND_SQL: &str = "INSERT INTO clinical.audit_events \
+pub const APPEND_SQL: &str = "INSERT INTO audit_events \
     (tenant_id, actor, action, resource_type, resource_id, query, result_ids, status, request_id, source) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
@@ -78,7 +78,7 @@ pub async fn links_after(
     let rows = tx
         .query(
             &format!(
-                "SELECT {LINK_COLUMNS} FROM clinical.audit_events \
+                "SELECT {LINK_COLUMNS} FROM audit_events \
                  WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
             ),
             &[&tenant_id, &after_seq, &limit],
@@ -111,7 +111,7 @@ pub async fn export_page(
     // Only the bounds given are in the statement: with `$n IS NULL OR ...` a generic
     // plan could not use the index for them.
     let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(tenant_id)];
-    let mut sql = format!("SELECT {LINK_COLUMNS} FROM clinical.audit_events WHERE tenant_id = $1");
+    let mut sql = format!("SELECT {LINK_COLUMNS} FROM audit_events WHERE tenant_id = $1");
     if let Some((us, seq)) = after {
         params.push(Box::new(us));
         params.push(Box::new(seq));

@@ -40,7 +40,7 @@ pub const SUBJECT_SEARCH: SearchParam = SearchParam {
 /// Patient as the API serves it.
 pub const KIND: ResourceKind = ResourceKind {
     resource_type: RESOURCE_TYPE,
-    table: "clinical.patients",
+    table: "patients",
     columns: &[
         Column {
             name: "family_name",

@@ -28,7 +28,7 @@ use model::{GroupInput, normalize, one, read_only, render_all, set_members};
 
 /// Where the resources live, and their name index.
 const GROUPS: store::Table = store::Table {
-    table: "clinical.scim_groups",
+    table: "scim_groups",
     name_attribute: "displayName",
     name_column: "display_name",
 };
@@ -61,7 +61,7 @@ async fn create(
         .tenant_tx(Access::Write, tenant_id, |tx| {
             Box::pin(async move {
                 let sql = format!(
-                    "INSERT INTO clinical.scim_groups (tenant_id, display_name, external_id, resource) \
+                    "INSERT INTO scim_groups (tenant_id, display_name, external_id, resource) \
                      VALUES ($1, $2, $3, $4::text::jsonb) RETURNING {RESOURCE_COLUMNS}"
                 );
                 let resource = input.resource.to_string();
@@ -221,7 +221,7 @@ async fn write(
                     }
                 };
                 let sql = format!(
-                    "UPDATE clinical.scim_groups SET display_name = $2, external_id = $3, \
+                    "UPDATE scim_groups SET display_name = $2, external_id = $3, \
                      resource = $4::text::jsonb, version = version + 1, updated_at = now() \
                      WHERE id = $1::text::uuid RETURNING {RESOURCE_COLUMNS}"
                 );
@@ -256,7 +256,7 @@ async fn remove(
                 let current = one(tx, &id, true).await?;
                 check_if_match(&headers, current.version)?;
                 tx.execute(
-                    "DELETE FROM clinical.scim_groups WHERE id = $1::text::uuid",
+                    "DELETE FROM scim_groups WHERE id = $1::text::uuid",
                     &[&id],
                 )
                 .await?;

@@ -279,6 +279,7 @@ impl TestDb {
             requests_per_second: 100,
             max_users: 1000,
             generation: 1,
+            schema: None,
         };
         self.operator
             .as_ref()

@@ -66,6 +66,8 @@ pub fn catalog_row(tenant: &Tenant, placement: &Placement) -> TenantRow {
         requests_per_second: tenant.spec.limits.requests_per_second,
         max_users: tenant.spec.limits.max_users,
         generation: tenant.metadata.generation.unwrap_or(0),
+        schema: (tenant.spec.database.isolation == Isolation::Schema)
+            .then(|| phoenix_catalog::schemas::tenant_schema(&tenant.uid().unwrap_or_default())),
     }
 }
 
