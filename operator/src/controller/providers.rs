@@ -272,4 +272,18 @@ pub trait Database: Send + Sync {
     async fn retire_tenant(&self, uid: &str) -> Result<bool, DbError>;
     /// Deletes a tenant's clinical rows and catalog row.
     async fn delete_tenant(&self, uid: &str) -> Result<Deleted, DbError>;
+    /// A `Schema` tenant's schema and role as the server holds them, with the clinical
+    /// schema they are copied from.
+    async fn tenant_schema(
+        &self,
+        schema: &str,
+        role: &str,
+    ) -> Result<crate::db::tenant_schema::SchemaSeen, DbError>;
+    /// Drops a `Schema` tenant's schema (with its rows) and its role, if the operator owns
+    /// it.
+    async fn drop_tenant_schema(
+        &self,
+        schema: &str,
+        role: &str,
+    ) -> Result<crate::db::tenant_schema_observe::Dropped, DbError>;
 }

@@ -280,7 +280,24 @@ async fn plan_tenant(
         Ok(TenantPlan::Wait { reason, message }) => {
             changes.push(Change::new("wait", target, format!("{reason}: {message}")));
         }
-        Ok(TenantPlan::Converge { row, change, .. }) => match change {
+        Ok(TenantPlan::Converge {
+            row,
+            change,
+            schema,
+            ..
+        }) => {
+            for d in schema.iter().flat_map(|w| &w.ddl) {
+                changes.push(Change::new(
+                    if schema.as_ref().is_some_and(|w| w.creates) {
+                        "create"
+                    } else {
+                        "repair"
+                    },
+                    format!("{} in {}", d.target, placement.region),
+                    d.summary.clone(),
+                ));
+            }
+            match change {
             RowChange::Insert => changes.push(Change::new(
                 "create",
                 target,
@@ -293,7 +310,8 @@ async fn plan_tenant(
                 changes.push(Change::new("update", target, fields.join(", ")));
             }
             RowChange::Unchanged => {}
-        },
+            }
+        }
     }
     changes.extend(dns_changes(t, world).await);
     // Records left at a previous host name (status.dns names another one).

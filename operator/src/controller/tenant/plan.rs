@@ -10,6 +10,7 @@ use phoenix_crds::{Isolation, Placement, Tenant};
 use super::deref::TenantRefs;
 use crate::controller::error::PlanError;
 use crate::db::rls::drift;
+use crate::db::tenant_schema::{SchemaWork, schema_changes};
 use crate::reason::Reason;
 
 /// How the catalog row changes.
@@ -41,6 +42,8 @@ pub enum TenantPlan {
         change: RowChange,
         /// Its catalog id, when it exists.
         catalog_id: Option<i64>,
+        /// A `Schema` tenant's schema work (empty DDL when converged), before the row.
+        schema: Option<SchemaWork>,
     },
 }
 
@@ -126,9 +129,9 @@ pub fn hostname_owner(tenant: &Tenant, tenants: &[Arc<Tenant>]) -> Option<String
 
 /// What must hold before a tenant is even placed.
 pub fn precheck(tenant: &Tenant, tenants: &[Arc<Tenant>]) -> Result<(), PlanError> {
-    if tenant.spec.database.isolation != Isolation::Shared {
+    if tenant.spec.database.isolation == Isolation::Dedicated {
         return Err(PlanError::NotImplemented(
-            "spec.database.isolation Schema and Dedicated (use Shared)",
+            "spec.database.isolation Dedicated (use Shared or Schema)",
         ));
     }
     if let Some(owner) = hostname_owner(tenant, tenants) {
@@ -198,10 +201,26 @@ pub fn plan(
         return Err(conflict.into());
     }
     let change = row_change(seen.rows.own.as_ref(), &row);
+    // The schema is complete and under forced RLS before the row makes it served.
+    let schema = match (&row.schema, &seen.schema) {
+        (Some(name), Some(found)) => Some(schema_changes(
+            name,
+            &phoenix_catalog::schemas::tenant_role(&row.uid),
+            found,
+        )?),
+        (Some(name), None) => {
+            return Ok(TenantPlan::Wait {
+                reason: Reason::RegionNotReady,
+                message: format!("schema {name} in region {region} was not read"),
+            });
+        }
+        (None, _) => None,
+    };
     Ok(TenantPlan::Converge {
         catalog_id: seen.rows.own.as_ref().map(|r| r.id),
         row,
         change,
+        schema,
     })
 }
 
@@ -268,6 +287,7 @@ mod tests {
                 schema_version: phoenix_catalog::latest_version(),
                 rls: healthy_rls(),
                 rows,
+                schema: None,
             }),
         }
     }
@@ -320,7 +340,8 @@ mod tests {
             TenantPlan::Converge {
                 row: catalog_row(&t, &placement()),
                 change: RowChange::Unchanged,
-                catalog_id: Some(7)
+                catalog_id: Some(7),
+                schema: None,
             }
         );
         let suspended =
@@ -364,6 +385,44 @@ mod tests {
     }
 
     #[test]
+    fn a_schema_tenant_publishes_its_schema_and_plans_it_before_its_row() {
+        let t = tenant(serde_json::json!({"database": {"isolation": "Schema"}}));
+        let row = catalog_row(&t, &placement());
+        let schema = phoenix_catalog::schemas::tenant_schema("uid-1");
+        assert_eq!(row.schema.as_deref(), Some(schema.as_str()));
+        assert_eq!(
+            catalog_row(&tenant(serde_json::json!({})), &placement()).schema,
+            None
+        );
+        // Not read yet: it waits rather than serving a tenant without its tables.
+        let waiting = plan(&t, &placement(), &refs(RowsSeen::default())).expect("plan");
+        assert!(matches!(waiting, TenantPlan::Wait { .. }), "{waiting:?}");
+        let mut r = refs(RowsSeen::default());
+        if let Some(seen) = r.seen.as_mut() {
+            let mut found = crate::db::tenant_schema::SchemaSeen::default();
+            found.template.tables = crate::db::tenant_schema::tables()
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+            seen.schema = Some(found);
+        }
+        match plan(&t, &placement(), &r).expect("plan") {
+            TenantPlan::Converge {
+                schema: Some(work), ..
+            } => {
+                assert!(work.creates);
+                assert!(work.drift.is_empty(), "a new schema is no drift");
+                assert!(
+                    work.ddl[1].sql[0].starts_with(&format!("CREATE SCHEMA \"{schema}\"")),
+                    "{:?}",
+                    work.ddl[1]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn names_claimed_by_other_live_rows_are_refused() {
         let t = tenant(serde_json::json!({}));
         let host = RowsSeen {
@@ -387,12 +446,13 @@ mod tests {
     }
 
     #[test]
-    fn only_shared_isolation_is_placed_and_the_oldest_tenant_keeps_a_host_name() {
+    fn dedicated_isolation_is_refused_and_the_oldest_tenant_keeps_a_host_name() {
         let schema = tenant(serde_json::json!({"database": {"isolation": "Schema"}}));
-        assert!(matches!(
-            precheck(&schema, &[]),
-            Err(PlanError::NotImplemented(_))
-        ));
+        assert!(precheck(&schema, &[]).is_ok());
+        let dedicated = tenant(serde_json::json!({"database": {"isolation": "Dedicated"}}));
+        let err = precheck(&dedicated, &[]).unwrap_err();
+        assert!(matches!(err, PlanError::NotImplemented(_)), "{err}");
+        assert!(!err.to_string().contains("Schema and"), "{err}");
         let mut older = tenant(serde_json::json!({}));
         older.metadata.name = Some("aaa-older".into());
         older.metadata.uid = Some("uid-0".into());

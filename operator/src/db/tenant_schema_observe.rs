@@ -1,0 +1,252 @@
+//! Reading a tenant's schema and the clinical template it is copied from; and dropping it.
+//! Reads run in one read-only transaction under `search_path = pg_catalog`, so every name
+//! the server deparses (foreign keys, triggers, functions) comes schema-qualified.
+
+use phoenix_catalog::schemas::SHARED_SCHEMA;
+use tokio_postgres::Client;
+
+use super::owned::{DATAPLANE_PREFIX, OWNED_MARKER, STANDBY_PREFIX};
+use super::rls::quote_ident;
+use super::roles::DATAPLANE_ROLE;
+use super::tenant_schema::{Defined, SchemaSeen, Template};
+use super::{DbError, col};
+
+const TABLES: &str = "SELECT c.relname::text, c.relowner::regrole::text
+     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')";
+
+const CONSTRAINTS: &str = "SELECT c.relname::text, con.conname::text, pg_get_constraintdef(con.oid)
+     FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
+     JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = $1 AND con.contype::text = ANY($2) ORDER BY 1, 2";
+
+const TRIGGERS: &str = "SELECT c.relname::text, t.tgname::text, pg_get_triggerdef(t.oid)
+     FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+     JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = $1 AND NOT t.tgisinternal ORDER BY 1, 2";
+
+const FUNCTIONS: &str = "SELECT p.proname::text, pg_get_functiondef(p.oid)
+     FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+     WHERE n.nspname = $1 AND p.prokind = 'f' ORDER BY p.oid";
+
+const TABLE_GRANTS: &str = "SELECT c.relname::text, a.grantee::regrole::text, a.privilege_type
+     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,
+          aclexplode(c.relacl) a
+     WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND a.grantee <> 0 AND a.grantee <> c.relowner
+     UNION ALL
+     SELECT 'schema', a.grantee::regrole::text, a.privilege_type
+     FROM pg_namespace n, aclexplode(n.nspacl) a
+     WHERE n.nspname = $1 AND a.grantee <> 0 AND a.grantee <> n.nspowner";
+
+const RLS: &str = "SELECT n.nspname || '.' || c.relname, c.relrowsecurity, c.relforcerowsecurity
+     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')";
+
+const POLICIES: &str =
+    "SELECT schemaname || '.' || tablename, policyname::text, permissive = 'PERMISSIVE',
+            cmd, roles::text[], qual, with_check
+     FROM pg_policies WHERE schemaname = $1 ORDER BY policyname";
+
+/// Whether `role` is one of the data plane's logins, whose privileges on the clinical
+/// tables the tenant's copy gets too.
+fn is_dataplane(role: &str) -> bool {
+    role == DATAPLANE_ROLE || role.starts_with(DATAPLANE_PREFIX) || role.starts_with(STANDBY_PREFIX)
+}
+
+async fn rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    what: &'static str,
+) -> Result<Vec<tokio_postgres::Row>, DbError> {
+    tx.query(sql, params).await.map_err(DbError::query(what))
+}
+
+fn defined(rows: &[tokio_postgres::Row]) -> Result<Vec<Defined>, DbError> {
+    rows.iter()
+        .map(|r| {
+            Ok(Defined {
+                table: col(r, 0)?,
+                name: col(r, 1)?,
+                def: col(r, 2)?,
+            })
+        })
+        .collect()
+}
+
+/// The tenant's `schema` and `role` as the server holds them, with the clinical template.
+pub async fn seen(client: &mut Client, schema: &str, role: &str) -> Result<SchemaSeen, DbError> {
+    let e = DbError::query;
+    let tx = client
+        .build_transaction()
+        .read_only(true)
+        .start()
+        .await
+        .map_err(e("reading the tenant's schema"))?;
+    tx.batch_execute("SET LOCAL search_path = pg_catalog")
+        .await
+        .map_err(e("reading the tenant's schema"))?;
+    let fk = vec!["f".to_owned()];
+    let any = vec![
+        "f".to_owned(),
+        "p".to_owned(),
+        "u".to_owned(),
+        "c".to_owned(),
+    ];
+    let shared = SHARED_SCHEMA;
+    let mut template = Template::default();
+    for r in rows(&tx, TABLES, &[&shared], "reading the clinical tables").await? {
+        template.tables.insert(col(&r, 0)?);
+    }
+    template.foreign_keys = defined(
+        &rows(
+            &tx,
+            CONSTRAINTS,
+            &[&shared, &fk],
+            "reading the clinical foreign keys",
+        )
+        .await?,
+    )?;
+    template.triggers =
+        defined(&rows(&tx, TRIGGERS, &[&shared], "reading the clinical triggers").await?)?;
+    for r in rows(&tx, FUNCTIONS, &[&shared], "reading the clinical functions").await? {
+        template.functions.push(Defined {
+            table: String::new(),
+            name: col(&r, 0)?,
+            def: col(&r, 1)?,
+        });
+    }
+    for r in rows(&tx, TABLE_GRANTS, &[&shared], "reading the clinical grants").await? {
+        let (object, grantee, privilege): (String, String, String) =
+            (col(&r, 0)?, col(&r, 1)?, col(&r, 2)?);
+        if object != "schema" && is_dataplane(&grantee) {
+            template.grants.insert((object, grantee, privilege));
+        }
+    }
+
+    let mut seen = SchemaSeen {
+        template,
+        ..SchemaSeen::default()
+    };
+    let marked = rows(&tx, "SELECT coalesce(shobj_description(oid, 'pg_authid') = $2, false) FROM pg_roles WHERE rolname = $1", &[&role, &OWNED_MARKER], "reading the tenant's role")
+    .await?;
+    seen.role = marked.first().map(|r| col(r, 0)).transpose()?;
+    let owner = rows(
+        &tx,
+        "SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = $1",
+        &[&schema],
+        "reading the tenant's schema",
+    )
+    .await?;
+    seen.schema_owner = owner.first().map(|r| col(r, 0)).transpose()?;
+    if seen.schema_owner.is_none() {
+        return Ok(seen);
+    }
+    for r in rows(&tx, TABLES, &[&schema], "reading the tenant's tables").await? {
+        seen.tables.insert(col(&r, 0)?, col(&r, 1)?);
+    }
+    for r in rows(
+        &tx,
+        CONSTRAINTS,
+        &[&schema, &any],
+        "reading the tenant's constraints",
+    )
+    .await?
+    {
+        seen.constraints.insert((col(&r, 0)?, col(&r, 1)?));
+    }
+    for r in rows(&tx, TRIGGERS, &[&schema], "reading the tenant's triggers").await? {
+        seen.triggers.insert((col(&r, 0)?, col(&r, 1)?));
+    }
+    for r in rows(&tx, FUNCTIONS, &[&schema], "reading the tenant's functions").await? {
+        seen.functions.insert(col(&r, 0)?);
+    }
+    for r in rows(&tx, TABLE_GRANTS, &[&schema], "reading the tenant's grants").await? {
+        seen.grants.insert((col(&r, 0)?, col(&r, 1)?, col(&r, 2)?));
+    }
+    let mut policies: std::collections::BTreeMap<String, Vec<super::rls::PolicyState>> =
+        Default::default();
+    for r in rows(&tx, POLICIES, &[&schema], "reading the tenant's policies").await? {
+        policies
+            .entry(col(&r, 0)?)
+            .or_default()
+            .push(super::rls::PolicyState {
+                name: col(&r, 1)?,
+                permissive: col(&r, 2)?,
+                command: col(&r, 3)?,
+                roles: col(&r, 4)?,
+                using: col(&r, 5)?,
+                with_check: col(&r, 6)?,
+            });
+    }
+    for r in rows(
+        &tx,
+        RLS,
+        &[&schema],
+        "reading the tenant's row level security",
+    )
+    .await?
+    {
+        let table: String = col(&r, 0)?;
+        seen.rls.push(super::rls::TableState {
+            policies: policies.remove(&table).unwrap_or_default(),
+            table,
+            enabled: col(&r, 1)?,
+            forced: col(&r, 2)?,
+        });
+    }
+    seen.rls.sort_by(|a, b| a.table.cmp(&b.table));
+    tx.commit()
+        .await
+        .map_err(e("reading the tenant's schema"))?;
+    Ok(seen)
+}
+
+/// What dropping a tenant's schema did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// The schema existed and was dropped with everything in it.
+    pub schema: bool,
+    /// The role existed, was the operator's, and was dropped.
+    pub role: bool,
+}
+
+/// Drops `schema` with everything in it, then `role` if the operator owns it (marked), in
+/// one transaction. A role it does not own is never dropped.
+pub async fn drop(client: &mut Client, schema: &str, role: &str) -> Result<Dropped, DbError> {
+    let e = DbError::query;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(e("starting to drop the tenant's schema"))?;
+    let exists = tx
+        .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema])
+        .await
+        .map_err(e("reading the tenant's schema"))?
+        .is_some();
+    if exists {
+        tx.batch_execute(&format!("DROP SCHEMA {} CASCADE", quote_ident(schema)))
+            .await
+            .map_err(e("dropping the tenant's schema"))?;
+    }
+    let owned = tx
+        .query_opt(
+            "SELECT 1 FROM pg_roles WHERE rolname = $1 AND shobj_description(oid, 'pg_authid') = $2",
+            &[&role, &OWNED_MARKER],
+        )
+        .await
+        .map_err(e("reading the tenant's role"))?
+        .is_some();
+    if owned {
+        tx.batch_execute(&format!("DROP ROLE {}", quote_ident(role)))
+            .await
+            .map_err(e("dropping the tenant's role"))?;
+    }
+    tx.commit()
+        .await
+        .map_err(e("dropping the tenant's schema"))?;
+    Ok(Dropped {
+        schema: exists,
+        role: owned,
+    })
+}
