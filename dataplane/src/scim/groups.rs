@@ -65,7 +65,17 @@ async fn create(
                      VALUES ($1, $2, $3, $4::text::jsonb) RETURNING {RESOURCE_COLUMNS}"
                 );
                 let resource = input.resource.to_string();
-                let stored = store::query_stored(tx, &sql, &[&tenant_id, &input.display_name, &input.external_id, &resource]).await?;
+                let stored = store::query_stored(
+                    tx,
+                    &sql,
+                    &[
+                        &tenant_id,
+                        &input.display_name,
+                        &input.external_id,
+                        &resource,
+                    ],
+                )
+                .await?;
                 let id = stored.first().map(|s| s.id.clone()).unwrap_or_default();
                 set_members(tx, tenant_id, &id, &input.members).await?;
                 render_all(tx, stored, &base).await
@@ -255,11 +265,8 @@ async fn remove(
             Box::pin(async move {
                 let current = one(tx, &id, true).await?;
                 check_if_match(&headers, current.version)?;
-                tx.execute(
-                    "DELETE FROM scim_groups WHERE id = $1::text::uuid",
-                    &[&id],
-                )
-                .await?;
+                tx.execute("DELETE FROM scim_groups WHERE id = $1::text::uuid", &[&id])
+                    .await?;
                 Ok::<_, ScimError>(())
             })
         })

@@ -65,7 +65,18 @@ async fn create(
                      VALUES ($1, $2, $3, $4, $5::text::jsonb) RETURNING {RESOURCE_COLUMNS}"
                 );
                 let resource = input.resource.to_string();
-                let stored = store::query_stored(tx, &sql, &[&tenant_id, &input.user_name, &input.external_id, &input.active, &resource]).await?;
+                let stored = store::query_stored(
+                    tx,
+                    &sql,
+                    &[
+                        &tenant_id,
+                        &input.user_name,
+                        &input.external_id,
+                        &input.active,
+                        &resource,
+                    ],
+                )
+                .await?;
                 render_all(tx, stored, &base).await
             })
         })
@@ -264,11 +275,8 @@ async fn remove(
             Box::pin(async move {
                 let current = one(tx, &id, true).await?;
                 check_if_match(&headers, current.version)?;
-                tx.execute(
-                    "DELETE FROM scim_users WHERE id = $1::text::uuid",
-                    &[&id],
-                )
-                .await?;
+                tx.execute("DELETE FROM scim_users WHERE id = $1::text::uuid", &[&id])
+                    .await?;
                 Ok::<_, ScimError>(())
             })
         })
