@@ -55,7 +55,7 @@ async fn converge(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     match result {
         Ok((placement, TenantPlan::Converge { schema, .. }, Some(catalog_id))) => {
             let (status, mut events) =
-                status::ready(tenant, &placement, catalog_id, schema.as_ref(), &now);
+                status::ready(tenant, &placement, catalog_id, schema.as_deref(), &now);
             let status = status::with_sso(status, tenant, sso, &now);
             let (status, retry) = with_dns(status, &mut events, tenant, ctx, &now).await;
             ctx.publish(tenant, &status, &events)

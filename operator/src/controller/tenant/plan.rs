@@ -25,6 +25,8 @@ pub enum RowChange {
 }
 
 /// What a Tenant's reconcile does.
+// One plan per reconcile, never stored in bulk: boxing the row would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TenantPlan {
     /// Nothing can be written yet.
@@ -43,7 +45,7 @@ pub enum TenantPlan {
         /// Its catalog id, when it exists.
         catalog_id: Option<i64>,
         /// A `Schema` tenant's schema work (empty DDL when converged), before the row.
-        schema: Option<SchemaWork>,
+        schema: Option<Box<SchemaWork>>,
     },
 }
 
@@ -203,11 +205,11 @@ pub fn plan(
     let change = row_change(seen.rows.own.as_ref(), &row);
     // The schema is complete and under forced RLS before the row makes it served.
     let schema = match (&row.schema, &seen.schema) {
-        (Some(name), Some(found)) => Some(schema_changes(
+        (Some(name), Some(found)) => Some(Box::new(schema_changes(
             name,
             &phoenix_catalog::schemas::tenant_role(&row.uid),
             found,
-        )?),
+        )?)),
         (Some(name), None) => {
             return Ok(TenantPlan::Wait {
                 reason: Reason::RegionNotReady,
