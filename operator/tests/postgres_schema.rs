@@ -228,6 +228,20 @@ async fn a_dropped_table_or_policy_in_the_tenant_schema_is_repaired() {
         ))
         .await
         .expect("drift");
+    let index: String = admin
+        .query_one(
+            "SELECT i.indexrelid::regclass::text FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relname = 'encounters' AND NOT i.indisunique LIMIT 1",
+            &[&schema],
+        )
+        .await
+        .expect("an index of the copy")
+        .get(0);
+    admin
+        .batch_execute(&format!("DROP INDEX {index}"))
+        .await
+        .expect("drop an index");
     let work = converge_schema(&*region, &row.uid).await.expect("repair");
     assert!(work.rls_drift);
     let drift = work.drift.join("; ");
@@ -375,4 +389,77 @@ async fn delete_drops_the_schema_and_the_role() {
         !again.schema && !again.role,
         "a second deletion finds nothing"
     );
+}
+
+#[tokio::test]
+async fn what_a_later_migration_adds_to_clinical_tables_reaches_existing_tenant_schemas() {
+    let db = TestDb::new("schema_migrate").await;
+    let row = schema_tenant("zeta");
+    let (region, id) = provisioned(&db, &row).await;
+    let schema = row.schema.clone().expect("schema");
+    let admin = db.admin().await;
+    admin
+        .execute(
+            &format!("INSERT INTO \"{schema}\".patients (tenant_id, family_name, resource) VALUES ($1, 'Doe', '{{}}')"),
+            &[&id],
+        )
+        .await
+        .expect("a row before the migration");
+    // What a migration 00NN could do to a clinical table.
+    admin
+        .batch_execute(
+            "ALTER TABLE clinical.patients ADD COLUMN family_lower text GENERATED ALWAYS AS (lower(family_name)) STORED;
+             ALTER TABLE clinical.patients ADD COLUMN flagged boolean NOT NULL DEFAULT false;
+             CREATE INDEX patients_lower_unflagged ON clinical.patients (tenant_id, family_lower) WHERE NOT flagged;
+             ALTER TABLE clinical.patients ADD CONSTRAINT patients_family_lower_check CHECK (family_lower <> '');
+             CREATE OR REPLACE FUNCTION clinical.audit_field(v text) RETURNS text
+             LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT CASE WHEN v IS NULL THEN '~' ELSE octet_length(v)::text || ':' || v END $$;",
+        )
+        .await
+        .expect("migrate clinical");
+    let work = converge_schema(&*region, &row.uid)
+        .await
+        .expect("follow the migration");
+    let drift = work.drift.join("; ");
+    for what in [
+        format!("column {schema}.patients.family_lower missing"),
+        format!("column {schema}.patients.flagged missing"),
+        format!("index patients_lower_unflagged on {schema}.patients missing"),
+        format!("check patients_family_lower_check on {schema}.patients missing"),
+        format!("function {schema}.audit_field differs from the clinical one"),
+    ] {
+        assert!(drift.contains(&what), "{what} not in {drift}");
+    }
+    let family: String = admin
+        .query_one(
+            &format!("SELECT family_lower FROM \"{schema}\".patients WHERE NOT flagged"),
+            &[],
+        )
+        .await
+        .expect("the new columns are there, computed for the old row")
+        .get(0);
+    assert_eq!(family, "doe");
+    let field: String = admin
+        .query_one(&format!("SELECT \"{schema}\".audit_field(NULL)"), &[])
+        .await
+        .expect("the copy's function")
+        .get(0);
+    assert_eq!(field, "~", "the replaced function reached the copy");
+    let refused = admin
+        .execute(
+            &format!("INSERT INTO \"{schema}\".patients (tenant_id, family_name, resource) VALUES ($1, '', '{{}}')"),
+            &[&id],
+        )
+        .await;
+    assert!(refused.is_err(), "the new CHECK holds in the copy");
+    let indexes = |s: &str| {
+        let sql = format!(
+            "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = '{s}' AND c.relname = 'patients'"
+        );
+        let admin = &admin;
+        async move { count(admin, &sql, &[]).await }
+    };
+    assert_eq!(indexes(&schema).await, indexes("clinical").await);
+    let again = converge_schema(&*region, &row.uid).await.expect("again");
+    assert_eq!(again.ddl, Vec::new(), "{:?}", again.drift);
 }

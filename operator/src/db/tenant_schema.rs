@@ -26,11 +26,34 @@ pub struct Defined {
     pub def: String,
 }
 
+/// A column of a clinical table, as a later migration may have added it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Column {
+    /// Its table.
+    pub table: String,
+    /// Its name.
+    pub name: String,
+    /// `format_type` of its type.
+    pub type_: String,
+    /// `NOT NULL`.
+    pub not_null: bool,
+    /// Its default or, for a generated column, its generation expression.
+    pub default: Option<String>,
+    /// Whether it is a stored generated column.
+    pub generated: bool,
+}
+
 /// The shared clinical schema, as the copy is made from it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Template {
     /// Tables of the clinical schema.
     pub tables: BTreeSet<String>,
+    /// Columns of the clinical tables, in order.
+    pub columns: Vec<Column>,
+    /// CHECK constraints of the clinical tables.
+    pub checks: Vec<Defined>,
+    /// Indexes of the clinical tables (`pg_get_indexdef`).
+    pub indexes: Vec<Defined>,
     /// Foreign keys of the clinical tables.
     pub foreign_keys: Vec<Defined>,
     /// Triggers of the clinical tables (not internal ones).
@@ -52,12 +75,16 @@ pub struct SchemaSeen {
     pub schema_owner: Option<String>,
     /// Tables of the schema and their owners.
     pub tables: BTreeMap<String, String>,
+    /// Columns of its tables: (table, column).
+    pub columns: BTreeSet<(String, String)>,
+    /// Its indexes, by [`index_key`].
+    pub indexes: BTreeSet<String>,
     /// Constraints of its tables: (table, name).
     pub constraints: BTreeSet<(String, String)>,
     /// Triggers of its tables: (table, name).
     pub triggers: BTreeSet<(String, String)>,
-    /// Names of its functions.
-    pub functions: BTreeSet<String>,
+    /// Its functions: name and definition (`pg_get_functiondef`).
+    pub functions: BTreeMap<String, String>,
     /// Privileges on its tables and itself: (object, role, privilege); object is the
     /// table name or `schema`.
     pub grants: BTreeSet<(String, String, String)>,
@@ -121,6 +148,42 @@ pub fn requalify(text: &str, schema: &str) -> String {
         rest = &rest[i + from.len()..];
     }
     out.push_str(rest);
+    out
+}
+
+/// What identifies an index apart from its name and schema (`LIKE` names the copies
+/// itself): uniqueness, table and everything after the table in `pg_get_indexdef`, with
+/// `schema.` removed; `None` for a definition of another shape.
+pub fn index_key(def: &str, schema: &str) -> Option<String> {
+    let unique = def.starts_with("CREATE UNIQUE INDEX ");
+    let (_, after_on) = def.split_once(" ON ")?;
+    let after_on = after_on.strip_prefix("ONLY ").unwrap_or(after_on);
+    let (table, rest) = after_on.split_once(' ')?;
+    let table = table.rsplit('.').next()?.trim_matches('"');
+    let rest = rest
+        .replace(&format!("{}.", quote_ident(schema)), "")
+        .replace(&format!("{schema}."), "");
+    Some(format!(
+        "{}{table} {rest}",
+        if unique { "UNIQUE " } else { "" }
+    ))
+}
+
+fn column_sql(c: &Column, schema: &str) -> String {
+    let mut out = format!("{} {}", quote_ident(&c.name), c.type_);
+    match (&c.default, c.generated) {
+        (Some(expr), true) => {
+            out.push_str(&format!(
+                " GENERATED ALWAYS AS ({}) STORED",
+                requalify(expr, schema)
+            ));
+        }
+        (Some(expr), false) => out.push_str(&format!(" DEFAULT {}", requalify(expr, schema))),
+        (None, _) => {}
+    }
+    if c.not_null {
+        out.push_str(" NOT NULL");
+    }
     out
 }
 
@@ -226,18 +289,85 @@ pub fn schema_changes(
             Some(_) => {}
         }
     }
-    for f in &seen.template.functions {
-        if !seen.functions.contains(&f.name) {
-            found(format!("function {schema}.{} missing", f.name));
-            out.push(ddl(
-                DdlKind::Ownership,
-                format!("function {schema}.{}", f.name),
-                format!("create function {schema}.{}", f.name),
-                vec![requalify(&f.def, schema)],
-            ));
+    // Tables that existed: what later migrations added to their clinical originals
+    // (columns, CHECKs, indexes). A table created above has all of it already.
+    let existing = |table: &str| seen.tables.contains_key(table);
+    for c in seen.template.columns.iter().filter(|c| existing(&c.table)) {
+        if seen.columns.contains(&(c.table.clone(), c.name.clone())) {
+            continue;
         }
+        found(format!("column {schema}.{}.{} missing", c.table, c.name));
+        out.push(ddl(
+            DdlKind::Ownership,
+            format!("table {schema}.{}", c.table),
+            format!(
+                "add column {} to {schema}.{} as in {SHARED_SCHEMA}",
+                c.name, c.table
+            ),
+            vec![format!(
+                "ALTER TABLE {s}.{} ADD COLUMN {}",
+                quote_ident(&c.table),
+                column_sql(c, schema)
+            )],
+        ));
     }
+    for i in seen.template.indexes.iter().filter(|i| existing(&i.table)) {
+        let Some(key) = index_key(&i.def, SHARED_SCHEMA) else {
+            continue;
+        };
+        if seen.indexes.contains(&key) {
+            continue;
+        }
+        let Some((_, rest)) = key.split_once(' ') else {
+            continue;
+        };
+        found(format!("index {} on {schema}.{} missing", i.name, i.table));
+        out.push(ddl(
+            DdlKind::Ownership,
+            format!("table {schema}.{}", i.table),
+            format!(
+                "create index like {SHARED_SCHEMA}.{} on {schema}.{}",
+                i.name, i.table
+            ),
+            vec![format!(
+                "CREATE {}INDEX ON {s}.{} {}",
+                if key.starts_with("UNIQUE ") {
+                    "UNIQUE "
+                } else {
+                    ""
+                },
+                quote_ident(&i.table),
+                requalify(rest, schema)
+            )],
+        ));
+    }
+    // A function a later migration replaced (`CREATE OR REPLACE`) is replaced in the copy:
+    // the definitions are compared with the schema's name written one way.
+    let plain = |def: &str| def.replace(&format!("{s}."), &format!("{schema}."));
+    for f in &seen.template.functions {
+        let wanted = requalify(&f.def, schema);
+        let what = match seen.functions.get(&f.name) {
+            None => "missing",
+            Some(def) if plain(def) != plain(&wanted) => "differs from the clinical one",
+            Some(_) => continue,
+        };
+        found(format!("function {schema}.{} {what}", f.name));
+        out.push(ddl(
+            DdlKind::Ownership,
+            format!("function {schema}.{}", f.name),
+            format!("create or replace function {schema}.{}", f.name),
+            vec![wanted],
+        ));
+    }
+    let checks: Vec<Defined> = seen
+        .template
+        .checks
+        .iter()
+        .filter(|c| existing(&c.table))
+        .cloned()
+        .collect();
     for (kind, list, have) in [
+        ("check", &checks, &seen.constraints),
         (
             "foreign key",
             &seen.template.foreign_keys,

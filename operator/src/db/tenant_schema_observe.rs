@@ -8,7 +8,7 @@ use tokio_postgres::Client;
 use super::owned::{DATAPLANE_PREFIX, OWNED_MARKER, STANDBY_PREFIX};
 use super::rls::quote_ident;
 use super::roles::DATAPLANE_ROLE;
-use super::tenant_schema::{Defined, SchemaSeen, Template};
+use super::tenant_schema::{Column, Defined, SchemaSeen, Template, index_key};
 use super::{DbError, col};
 
 const TABLES: &str = "SELECT c.relname::text, c.relowner::regrole::text
@@ -19,6 +19,20 @@ const CONSTRAINTS: &str = "SELECT c.relname::text, con.conname::text, pg_get_con
      FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
      JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE n.nspname = $1 AND con.contype::text = ANY($2) ORDER BY 1, 2";
+
+const COLUMNS: &str =
+    "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod),
+            a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attgenerated = 's'
+     FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+     JOIN pg_namespace n ON n.oid = c.relnamespace
+     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+     WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+     ORDER BY 1, a.attnum";
+
+const INDEXES: &str = "SELECT c.relname::text, i.relname::text, pg_get_indexdef(x.indexrelid)
+     FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class c ON c.oid = x.indrelid
+     JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ORDER BY 1, 2";
 
 const TRIGGERS: &str = "SELECT c.relname::text, t.tgname::text, pg_get_triggerdef(t.oid)
      FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
@@ -107,6 +121,28 @@ pub async fn seen(client: &mut Client, schema: &str, role: &str) -> Result<Schem
         )
         .await?,
     )?;
+    let check = vec!["c".to_owned()];
+    template.checks = defined(
+        &rows(
+            &tx,
+            CONSTRAINTS,
+            &[&shared, &check],
+            "reading the clinical checks",
+        )
+        .await?,
+    )?;
+    template.indexes =
+        defined(&rows(&tx, INDEXES, &[&shared], "reading the clinical indexes").await?)?;
+    for r in rows(&tx, COLUMNS, &[&shared], "reading the clinical columns").await? {
+        template.columns.push(Column {
+            table: col(&r, 0)?,
+            name: col(&r, 1)?,
+            type_: col(&r, 2)?,
+            not_null: col(&r, 3)?,
+            default: col(&r, 4)?,
+            generated: col(&r, 5)?,
+        });
+    }
     template.triggers =
         defined(&rows(&tx, TRIGGERS, &[&shared], "reading the clinical triggers").await?)?;
     for r in rows(&tx, FUNCTIONS, &[&shared], "reading the clinical functions").await? {
@@ -155,11 +191,20 @@ pub async fn seen(client: &mut Client, schema: &str, role: &str) -> Result<Schem
     {
         seen.constraints.insert((col(&r, 0)?, col(&r, 1)?));
     }
+    for r in rows(&tx, COLUMNS, &[&schema], "reading the tenant's columns").await? {
+        seen.columns.insert((col(&r, 0)?, col(&r, 1)?));
+    }
+    for r in rows(&tx, INDEXES, &[&schema], "reading the tenant's indexes").await? {
+        let def: String = col(&r, 2)?;
+        if let Some(key) = index_key(&def, schema) {
+            seen.indexes.insert(key);
+        }
+    }
     for r in rows(&tx, TRIGGERS, &[&schema], "reading the tenant's triggers").await? {
         seen.triggers.insert((col(&r, 0)?, col(&r, 1)?));
     }
     for r in rows(&tx, FUNCTIONS, &[&schema], "reading the tenant's functions").await? {
-        seen.functions.insert(col(&r, 0)?);
+        seen.functions.insert(col(&r, 0)?, col(&r, 1)?);
     }
     for r in rows(&tx, TABLE_GRANTS, &[&schema], "reading the tenant's grants").await? {
         seen.grants.insert((col(&r, 0)?, col(&r, 1)?, col(&r, 2)?));

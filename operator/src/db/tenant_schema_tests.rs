@@ -7,6 +7,25 @@ const R: &str = "phoenix_tenant_0123456789abcdef";
 fn template() -> Template {
     Template {
         tables: tables().into_iter().map(str::to_owned).collect(),
+        columns: vec![Column {
+            table: "patients".into(),
+            name: "id".into(),
+            type_: "uuid".into(),
+            not_null: true,
+            default: Some("gen_random_uuid()".into()),
+            generated: false,
+        }],
+        checks: vec![Defined {
+            table: "patients".into(),
+            name: "patients_version_check".into(),
+            def: "CHECK ((version > 0))".into(),
+        }],
+        indexes: vec![Defined {
+            table: "patients".into(),
+            name: "patients_pkey".into(),
+            def: "CREATE UNIQUE INDEX patients_pkey ON clinical.patients USING btree (tenant_id, id)"
+                .into(),
+        }],
         foreign_keys: vec![Defined {
             table: "encounters".into(),
             name: "encounters_tenant_id_patient_id_fkey".into(),
@@ -57,14 +76,28 @@ fn converged() -> SchemaSeen {
             .into_iter()
             .map(|t| (t.to_owned(), R.to_owned()))
             .collect(),
-        constraints: [("encounters", "encounters_tenant_id_patient_id_fkey")]
-            .iter()
-            .map(|(a, b)| ((*a).into(), (*b).into()))
+        columns: [("patients".to_owned(), "id".to_owned())]
+            .into_iter()
             .collect(),
+        indexes: [format!("UNIQUE patients USING btree (tenant_id, id)")]
+            .into_iter()
+            .collect(),
+        constraints: [
+            ("encounters", "encounters_tenant_id_patient_id_fkey"),
+            ("patients", "patients_version_check"),
+        ]
+        .iter()
+        .map(|(a, b)| ((*a).into(), (*b).into()))
+        .collect(),
         triggers: [("audit_events".to_owned(), "audit_events_chain".to_owned())]
             .into_iter()
             .collect(),
-        functions: ["audit_chain".to_owned()].into_iter().collect(),
+        functions: [(
+            "audit_chain".to_owned(),
+            format!("CREATE OR REPLACE FUNCTION {S}.audit_chain() RETURNS trigger AS $f$ SELECT 1 FROM \"{S}\".audit_events $f$"),
+        )]
+        .into_iter()
+        .collect(),
         grants: [
             ("schema", "phoenix_dataplane_us", "USAGE"),
             ("patients", "phoenix_dataplane_us", "SELECT"),
@@ -182,4 +215,84 @@ fn a_role_the_operator_does_not_own_is_refused() {
         schema_changes(S, R, &seen),
         Err(SchemaRefused::TemplateMissing(_))
     ));
+}
+
+#[test]
+fn index_keys_ignore_names_and_schemas() {
+    assert_eq!(
+        index_key(
+            "CREATE UNIQUE INDEX patients_pkey ON clinical.patients USING btree (tenant_id, id)",
+            "clinical"
+        ),
+        index_key(
+            &format!(
+                "CREATE UNIQUE INDEX patients_tenant_id_id_idx ON {S}.patients USING btree (tenant_id, id)"
+            ),
+            S
+        )
+    );
+    assert_ne!(
+        index_key(
+            "CREATE INDEX a ON clinical.patients USING btree (tenant_id, id)",
+            "clinical"
+        ),
+        index_key(
+            "CREATE UNIQUE INDEX a ON clinical.patients USING btree (tenant_id, id)",
+            "clinical"
+        )
+    );
+}
+
+#[test]
+fn what_a_later_migration_added_to_a_clinical_table_is_added_to_the_copy() {
+    let mut seen = converged();
+    seen.template.columns.push(Column {
+        table: "patients".into(),
+        name: "family_lower".into(),
+        type_: "text".into(),
+        not_null: false,
+        default: Some("lower(family_name)".into()),
+        generated: true,
+    });
+    seen.template.indexes.push(Defined {
+        table: "patients".into(),
+        name: "patients_family".into(),
+        def: "CREATE INDEX patients_family ON clinical.patients USING btree (tenant_id, family_lower)".into(),
+    });
+    seen.template.checks.push(Defined {
+        table: "patients".into(),
+        name: "patients_family_check".into(),
+        def: "CHECK ((family_lower <> ''::text))".into(),
+    });
+    let work = schema_changes(S, R, &seen).expect("work");
+    let sql: Vec<String> = work.ddl.iter().flat_map(|d| d.sql.clone()).collect();
+    assert_eq!(
+        sql,
+        [
+            format!(
+                "ALTER TABLE \"{S}\".\"patients\" ADD COLUMN \"family_lower\" text GENERATED ALWAYS AS (lower(family_name)) STORED"
+            ),
+            format!("CREATE INDEX ON \"{S}\".\"patients\" USING btree (tenant_id, family_lower)"),
+            format!(
+                "ALTER TABLE \"{S}\".\"patients\" ADD CONSTRAINT \"patients_family_check\" CHECK ((family_lower <> ''::text))"
+            ),
+        ]
+    );
+    assert_eq!(work.drift.len(), 3, "{:?}", work.drift);
+}
+
+#[test]
+fn a_function_a_later_migration_replaced_is_replaced_in_the_copy() {
+    let mut seen = converged();
+    seen.template.functions[0].def = seen.template.functions[0]
+        .def
+        .replace("SELECT 1", "SELECT 2");
+    let work = schema_changes(S, R, &seen).expect("work");
+    assert_eq!(
+        work.drift,
+        [format!(
+            "function {S}.audit_chain differs from the clinical one"
+        )]
+    );
+    assert!(work.ddl[0].sql[0].contains("SELECT 2"), "{:?}", work.ddl);
 }
