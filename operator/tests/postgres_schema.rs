@@ -35,6 +35,51 @@ fn schema_tenant(name: &str) -> TenantRow {
     }
 }
 
+/// Drops the server-wide roles a test made when it ends, passed or failed; declared before
+/// the test's database, so that the database (holding what they own) is gone first.
+struct Roles(std::sync::Mutex<Vec<String>>);
+
+impl Roles {
+    fn new() -> Self {
+        Self(std::sync::Mutex::new(Vec::new()))
+    }
+
+    fn of_tenant(&self, row: &TenantRow) {
+        self.add(&tenant_role(&row.uid));
+    }
+
+    fn add(&self, role: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(role.to_owned());
+    }
+}
+
+impl Drop for Roles {
+    fn drop(&mut self) {
+        let roles = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let admin =
+                    phoenix_catalog::connect::parse(&support::admin_dsn()).expect("admin DSN");
+                if let Ok(client) = admin.connect().await {
+                    for role in roles {
+                        let _ = client
+                            .batch_execute(&format!("DROP ROLE IF EXISTS \"{role}\""))
+                            .await;
+                    }
+                }
+            });
+        })
+        .join();
+    }
+}
+
 /// A provisioned region database with a Schema tenant converged; its catalog id.
 async fn provisioned(db: &TestDb, row: &TenantRow) -> (Arc<dyn Database>, i64) {
     let region = db.region();
@@ -58,8 +103,10 @@ async fn count(
 
 #[tokio::test]
 async fn provisioning_creates_role_schema_tables_indexes_and_forced_rls_once() {
+    let roles = Roles::new();
     let db = TestDb::new("schema_prov").await;
     let row = schema_tenant("alpha");
+    roles.of_tenant(&row);
     let (region, id) = provisioned(&db, &row).await;
     let schema = row.schema.clone().expect("schema");
     let role = tenant_role(&row.uid);
@@ -215,8 +262,10 @@ async fn provisioning_creates_role_schema_tables_indexes_and_forced_rls_once() {
 
 #[tokio::test]
 async fn a_dropped_table_or_policy_in_the_tenant_schema_is_repaired() {
+    let roles = Roles::new();
     let db = TestDb::new("schema_drift").await;
     let row = schema_tenant("beta");
+    roles.of_tenant(&row);
     let (region, _) = provisioned(&db, &row).await;
     let schema = row.schema.clone().expect("schema");
     let admin = db.admin().await;
@@ -281,10 +330,13 @@ async fn a_dropped_table_or_policy_in_the_tenant_schema_is_repaired() {
 
 #[tokio::test]
 async fn tenant_roles_reach_only_their_own_schema_and_tenants_only_their_own_rows() {
+    let roles = Roles::new();
     let db = TestDb::new("schema_walls").await;
     let a = schema_tenant("gamma");
+    roles.of_tenant(&a);
     let (region, a_id) = provisioned(&db, &a).await;
     let b = schema_tenant("delta");
+    roles.of_tenant(&b);
     converge_schema(&*region, &b.uid).await.expect("b schema");
     let b_id = region.upsert_tenant(&b).await.expect("b row");
     let (sa, sb) = (a.schema.clone().expect("a"), b.schema.clone().expect("b"));
@@ -350,8 +402,10 @@ async fn tenant_roles_reach_only_their_own_schema_and_tenants_only_their_own_row
 
 #[tokio::test]
 async fn delete_drops_the_schema_and_the_role() {
+    let roles = Roles::new();
     let db = TestDb::new("schema_delete").await;
     let row = schema_tenant("epsilon");
+    roles.of_tenant(&row);
     let (region, _) = provisioned(&db, &row).await;
     let schema = row.schema.clone().expect("schema");
     let role = tenant_role(&row.uid);
@@ -393,8 +447,10 @@ async fn delete_drops_the_schema_and_the_role() {
 
 #[tokio::test]
 async fn what_a_later_migration_adds_to_clinical_tables_reaches_existing_tenant_schemas() {
+    let roles = Roles::new();
     let db = TestDb::new("schema_migrate").await;
     let row = schema_tenant("zeta");
+    roles.of_tenant(&row);
     let (region, id) = provisioned(&db, &row).await;
     let schema = row.schema.clone().expect("schema");
     let admin = db.admin().await;
@@ -462,4 +518,71 @@ async fn what_a_later_migration_adds_to_clinical_tables_reaches_existing_tenant_
     assert_eq!(indexes(&schema).await, indexes("clinical").await);
     let again = converge_schema(&*region, &row.uid).await.expect("again");
     assert_eq!(again.ddl, Vec::new(), "{:?}", again.drift);
+}
+
+#[tokio::test]
+async fn a_createrole_login_that_is_not_a_superuser_provisions_and_drops_a_schema_tenant() {
+    let roles = Roles::new();
+    let db = TestDb::new("schema_managed").await;
+    let login = format!("managed_admin_{}", support::rand_suffix());
+    roles.add(&login);
+    let admin = db.admin().await;
+    // What a managed service's master user has: CREATEROLE and its own database.
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {login} LOGIN CREATEROLE NOSUPERUSER PASSWORD 'master-pw';
+             ALTER DATABASE {} OWNER TO {login}",
+            db.name
+        ))
+        .await
+        .expect("a CREATEROLE login");
+    let mut target = db.target.clone();
+    target.config.user(&login).password("master-pw");
+    let region: Arc<dyn Database> =
+        Arc::new(phoenix_operator::db::PgDatabase::new(target, 2, false).expect("pool"));
+    let dataplane =
+        phoenix_operator::db::owned::dataplane_role(&format!("it-sm-{}", support::rand_suffix()));
+    roles.add(&dataplane);
+    phoenix_operator::controller::region::apply::provision_for(&*region, &dataplane, None)
+        .await
+        .expect("a non-superuser login provisions the region");
+    let row = schema_tenant("eta");
+    roles.of_tenant(&row);
+    let work = converge_schema(&*region, &row.uid)
+        .await
+        .expect("a non-superuser login creates the tenant's schema");
+    assert!(work.creates);
+    let again = converge_schema(&*region, &row.uid).await.expect("again");
+    assert_eq!(again.ddl, Vec::new());
+    region.upsert_tenant(&row).await.expect("catalog row");
+    let schema = row.schema.clone().expect("schema");
+    let role = tenant_role(&row.uid);
+    let owner: String = admin
+        .query_one(
+            &format!("SELECT relowner::regrole::text FROM pg_class WHERE oid = '\"{schema}\".patients'::regclass"),
+            &[],
+        )
+        .await
+        .expect("owner")
+        .get(0);
+    assert_eq!(owner, role);
+    let dropped = region
+        .drop_tenant_schema(&schema, &role)
+        .await
+        .expect("a non-superuser login drops it");
+    assert!(dropped.schema && dropped.role);
+    region
+        .delete_tenant(&row.uid)
+        .await
+        .expect("catalog row goes");
+    drop(region);
+    admin
+        .batch_execute(&format!(
+            "REVOKE phoenix_owner FROM {login}; ALTER DATABASE {} OWNER TO CURRENT_USER",
+            db.name
+        ))
+        .await
+        .expect("tidy");
+    drop(admin);
+    drop(db);
 }

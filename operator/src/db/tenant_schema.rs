@@ -71,6 +71,9 @@ pub struct SchemaSeen {
     pub template: Template,
     /// The role exists: whether it carries the operator's mark.
     pub role: Option<bool>,
+    /// Whether the operator's login may create objects owned by the role (a superuser, or
+    /// a member of it); a managed service's login is neither until granted the role.
+    pub login_acts_for_role: bool,
     /// The schema's owner, when it exists.
     pub schema_owner: Option<String>,
     /// Tables of the schema and their owners.
@@ -239,6 +242,16 @@ pub fn schema_changes(
                 ),
                 mark_sql(role),
             ],
+        ));
+    }
+    if !seen.login_acts_for_role {
+        // A login that is not a superuser (a managed service's, with CREATEROLE) must be
+        // a member of the role to create the schema and tables it owns. Not drift.
+        out.push(ddl(
+            DdlKind::Role,
+            format!("role {role}"),
+            format!("grant {role} to the operator's login, so it can create what {role} owns"),
+            vec![format!("GRANT {r} TO CURRENT_USER")],
         ));
     }
     match &seen.schema_owner {

@@ -167,6 +167,20 @@ pub async fn seen(client: &mut Client, schema: &str, role: &str) -> Result<Schem
     let marked = rows(&tx, "SELECT coalesce(shobj_description(oid, 'pg_authid') = $2, false) FROM pg_roles WHERE rolname = $1", &[&role, &OWNED_MARKER], "reading the tenant's role")
     .await?;
     seen.role = marked.first().map(|r| col(r, 0)).transpose()?;
+    let acts = rows(
+        &tx,
+        "SELECT r.rolsuper OR EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles t ON t.oid = m.roleid
+                                      WHERE t.rolname = $1 AND m.member = r.oid)
+         FROM pg_roles r WHERE r.rolname = current_user",
+        &[&role],
+        "reading what the operator's login may do",
+    )
+    .await?;
+    seen.login_acts_for_role = acts
+        .first()
+        .map(|r| col(r, 0))
+        .transpose()?
+        .unwrap_or(false);
     let owner = rows(
         &tx,
         "SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = $1",

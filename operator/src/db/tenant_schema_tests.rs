@@ -71,6 +71,7 @@ fn converged() -> SchemaSeen {
     SchemaSeen {
         template: template(),
         role: Some(true),
+        login_acts_for_role: true,
         schema_owner: Some(R.into()),
         tables: tables()
             .into_iter()
@@ -124,6 +125,7 @@ fn requalify_moves_clinical_names_only() {
 fn a_new_schema_is_created_whole_in_dependency_order() {
     let seen = SchemaSeen {
         template: template(),
+        login_acts_for_role: true,
         ..SchemaSeen::default()
     };
     let work = schema_changes(S, R, &seen).expect("work");
@@ -295,4 +297,17 @@ fn a_function_a_later_migration_replaced_is_replaced_in_the_copy() {
         )]
     );
     assert!(work.ddl[0].sql[0].contains("SELECT 2"), "{:?}", work.ddl);
+}
+
+#[test]
+fn a_login_that_is_not_a_superuser_is_granted_the_role_it_creates_objects_for() {
+    let seen = SchemaSeen {
+        template: template(),
+        ..SchemaSeen::default()
+    };
+    let work = schema_changes(S, R, &seen).expect("work");
+    let sql: Vec<String> = work.ddl.iter().flat_map(|d| d.sql.clone()).collect();
+    assert_eq!(sql[2], format!("GRANT \"{R}\" TO CURRENT_USER"));
+    assert!(sql[3].starts_with("CREATE SCHEMA"), "{sql:#?}");
+    assert!(work.drift.is_empty());
 }

@@ -401,7 +401,10 @@ mod tests {
         assert!(matches!(waiting, TenantPlan::Wait { .. }), "{waiting:?}");
         let mut r = refs(RowsSeen::default());
         if let Some(seen) = r.seen.as_mut() {
-            let mut found = crate::db::tenant_schema::SchemaSeen::default();
+            let mut found = crate::db::tenant_schema::SchemaSeen {
+                login_acts_for_role: true,
+                ..Default::default()
+            };
             found.template.tables = crate::db::tenant_schema::tables()
                 .into_iter()
                 .map(str::to_owned)
