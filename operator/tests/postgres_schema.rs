@@ -273,7 +273,8 @@ async fn a_dropped_table_or_policy_in_the_tenant_schema_is_repaired() {
         .batch_execute(&format!(
             "DROP TABLE \"{schema}\".sessions;
              DROP POLICY {POLICY_NAME} ON \"{schema}\".patients;
-             ALTER TABLE \"{schema}\".encounters NO FORCE ROW LEVEL SECURITY;"
+             ALTER TABLE \"{schema}\".encounters NO FORCE ROW LEVEL SECURITY;
+             GRANT UPDATE, TRUNCATE ON \"{schema}\".audit_events TO {DATAPLANE_ROLE};"
         ))
         .await
         .expect("drift");
@@ -308,6 +309,46 @@ async fn a_dropped_table_or_policy_in_the_tenant_schema_is_repaired() {
         drift.contains("row level security was not forced"),
         "{drift}"
     );
+    let index_name = index.rsplit('.').next().unwrap_or(&index).to_owned();
+    assert!(
+        drift.contains(&format!("on {schema}.encounters missing")),
+        "{index_name}: {drift}"
+    );
+    let indexes = |s: String| {
+        let admin = &admin;
+        async move {
+            count(
+                admin,
+                "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = $1 AND c.relname = 'encounters'",
+                &[&s],
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        indexes(schema.clone()).await,
+        indexes("clinical".to_owned()).await,
+        "the index is back"
+    );
+    assert!(
+        drift.contains(&format!(
+            "TRUNCATE, UPDATE on {schema}.audit_events for {DATAPLANE_ROLE} not desired"
+        )),
+        "{drift}"
+    );
+    let writable = count(
+        &admin,
+        &format!(
+            "SELECT count(*) FROM pg_class c, aclexplode(c.relacl) a
+             WHERE c.oid = '\"{schema}\".audit_events'::regclass
+               AND a.grantee = '{DATAPLANE_ROLE}'::regrole AND a.privilege_type IN ('UPDATE', 'TRUNCATE')"
+        ),
+        &[],
+    )
+    .await;
+    assert_eq!(writable, 0, "the audit trail's copy is append-only again");
     let forced = count(
         &admin,
         "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

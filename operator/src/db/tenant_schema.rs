@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use phoenix_catalog::TENANT_TABLES;
 use phoenix_catalog::schemas::SHARED_SCHEMA;
 
-use super::owned::mark_sql;
+use super::owned::{DATAPLANE_PREFIX, STANDBY_PREFIX, mark_sql};
 use super::rls::{Drift, TableState, drift, enforce_sql, quote_ident, repair_sql};
+use super::roles::DATAPLANE_ROLE;
 use super::roles::{Ddl, DdlKind};
 
 /// An object of the template defined by SQL the server deparses (a foreign key, a
@@ -490,7 +491,54 @@ fn grant_changes(schema: &str, seen: &SchemaSeen, found: &mut impl FnMut(String)
             )],
         ));
     }
+    // Privileges of the data plane logins the clinical originals do not give them (an
+    // UPDATE on the audit trail granted by hand): revoked. Other roles' are never touched.
+    let mut extra: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for (object, grantee, privilege) in &seen.grants {
+        let desired = if object == "schema" {
+            privilege == "USAGE"
+        } else {
+            seen.template
+                .grants
+                .contains(&(object.clone(), grantee.clone(), privilege.clone()))
+        };
+        if is_dataplane(grantee) && !desired {
+            extra
+                .entry((object.clone(), grantee.clone()))
+                .or_default()
+                .push(privilege.clone());
+        }
+    }
+    for ((object, grantee), privileges) in extra {
+        let list = privileges.join(", ");
+        let on = if object == "schema" {
+            format!("SCHEMA {s}")
+        } else {
+            format!("TABLE {s}.{}", quote_ident(&object))
+        };
+        let what = if object == "schema" {
+            format!("schema {schema}")
+        } else {
+            format!("{schema}.{object}")
+        };
+        found(format!("{list} on {what} for {grantee} not desired"));
+        out.push(ddl(
+            DdlKind::Grant,
+            what.clone(),
+            format!("revoke {list} on {what} from {grantee} (not desired)"),
+            vec![format!(
+                "REVOKE {list} ON {on} FROM {}",
+                quote_ident(&grantee)
+            )],
+        ));
+    }
     out
+}
+
+/// Whether `role` is one of the data plane's logins, whose privileges on the clinical
+/// tables the tenant's copy gets too, and whose other privileges there are revoked.
+pub fn is_dataplane(role: &str) -> bool {
+    role == DATAPLANE_ROLE || role.starts_with(DATAPLANE_PREFIX) || role.starts_with(STANDBY_PREFIX)
 }
 
 #[cfg(test)]

@@ -5,10 +5,9 @@
 use phoenix_catalog::schemas::SHARED_SCHEMA;
 use tokio_postgres::Client;
 
-use super::owned::{DATAPLANE_PREFIX, OWNED_MARKER, STANDBY_PREFIX};
+use super::owned::OWNED_MARKER;
 use super::rls::quote_ident;
-use super::roles::DATAPLANE_ROLE;
-use super::tenant_schema::{Column, Defined, SchemaSeen, Template, index_key};
+use super::tenant_schema::{Column, Defined, SchemaSeen, Template, index_key, is_dataplane};
 use super::{DbError, col};
 
 const TABLES: &str = "SELECT c.relname::text, c.relowner::regrole::text
@@ -60,12 +59,6 @@ const POLICIES: &str =
     "SELECT schemaname || '.' || tablename, policyname::text, permissive = 'PERMISSIVE',
             cmd, roles::text[], qual, with_check
      FROM pg_policies WHERE schemaname = $1 ORDER BY policyname";
-
-/// Whether `role` is one of the data plane's logins, whose privileges on the clinical
-/// tables the tenant's copy gets too.
-fn is_dataplane(role: &str) -> bool {
-    role == DATAPLANE_ROLE || role.starts_with(DATAPLANE_PREFIX) || role.starts_with(STANDBY_PREFIX)
-}
 
 async fn rows(
     tx: &tokio_postgres::Transaction<'_>,

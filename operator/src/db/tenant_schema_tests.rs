@@ -311,3 +311,25 @@ fn a_login_that_is_not_a_superuser_is_granted_the_role_it_creates_objects_for() 
     assert!(sql[3].starts_with("CREATE SCHEMA"), "{sql:#?}");
     assert!(work.drift.is_empty());
 }
+
+#[test]
+fn a_privilege_the_clinical_original_does_not_give_a_dataplane_login_is_revoked() {
+    let mut seen = converged();
+    for (object, grantee, privilege) in [
+        ("patients", "phoenix_dataplane_us", "TRUNCATE"),
+        ("schema", "phoenix_dataplane_us", "CREATE"),
+        ("patients", "reporting", "SELECT"),
+    ] {
+        seen.grants
+            .insert((object.into(), grantee.into(), privilege.into()));
+    }
+    let work = schema_changes(S, R, &seen).expect("work");
+    let sql: Vec<String> = work.ddl.iter().flat_map(|d| d.sql.clone()).collect();
+    assert_eq!(
+        sql,
+        [
+            format!("REVOKE TRUNCATE ON TABLE \"{S}\".\"patients\" FROM \"phoenix_dataplane_us\""),
+            format!("REVOKE CREATE ON SCHEMA \"{S}\" FROM \"phoenix_dataplane_us\""),
+        ]
+    );
+}
