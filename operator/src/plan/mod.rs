@@ -286,16 +286,25 @@ async fn plan_tenant(
             schema,
             ..
         }) => {
-            for d in schema.iter().flat_map(|w| &w.ddl) {
-                changes.push(Change::new(
-                    if schema.as_ref().is_some_and(|w| w.creates) {
-                        "create"
+            if let Some(w) = &schema {
+                // A Tenant not created yet (a manifest, dry-run applied: no status) has only
+                // a dry run's UID, so the names it will get are not known yet.
+                let known = t.status.as_ref().is_some_and(|s| s.placement.is_some());
+                let name = |text: &str| {
+                    if known {
+                        text.to_owned()
                     } else {
-                        "repair"
-                    },
-                    format!("{} in {}", d.target, placement.region),
-                    d.summary.clone(),
-                ));
+                        text.replace(&w.schema, "t_<from the Tenant's UID>")
+                            .replace(&w.role, "phoenix_tenant_<from the Tenant's UID>")
+                    }
+                };
+                for d in &w.ddl {
+                    changes.push(Change::new(
+                        if w.creates { "create" } else { "repair" },
+                        name(&format!("{} in {}", d.target, placement.region)),
+                        name(&d.summary),
+                    ));
+                }
             }
             match change {
             RowChange::Insert => changes.push(Change::new(
