@@ -80,7 +80,7 @@ fn converged() -> SchemaSeen {
         columns: [("patients".to_owned(), "id".to_owned())]
             .into_iter()
             .collect(),
-        indexes: [format!("UNIQUE patients USING btree (tenant_id, id)")]
+        indexes: ["UNIQUE patients USING btree (tenant_id, id)".to_owned()]
             .into_iter()
             .collect(),
         constraints: [
