@@ -145,4 +145,21 @@ async fn a_schema_tenant_and_a_shared_tenant_are_served_by_the_same_code_apart()
     // Nothing of either was removed by the other's DELETE attempts.
     assert_eq!(count(&setup, &in_schema, a).await, 1);
     assert_eq!(count(&setup, in_shared, b).await, 1);
+
+    // The tenant's search path is its schema alone: with its table gone, a write fails
+    // rather than landing in the shared table.
+    setup
+        ._db
+        .execute(&format!("DROP TABLE \"{schema}\".patients CASCADE"))
+        .await;
+    let (status, _, body) = Call::new(Method::POST, "/fhir/Patient", A, Some((A, "physicians")))
+        .body(patient("Nowhere", "1970-01-01", "n-1"))
+        .send(app)
+        .await;
+    assert!(status.is_server_error(), "{status} {body}");
+    assert_eq!(
+        count(&setup, in_shared, a).await,
+        0,
+        "fell back to clinical"
+    );
 }

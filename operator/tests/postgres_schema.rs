@@ -252,6 +252,28 @@ async fn provisioning_creates_role_schema_tables_indexes_and_forced_rls_once() {
     .await;
     assert_eq!(chained, 1, "the chain trigger set seq and hash");
 
+    // A schema name edited by hand to one of the platform's own schemas is refused on read.
+    admin
+        .execute(
+            "UPDATE catalog.tenants SET schema_name = 'catalog' WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .expect("passes the CHECK, which only checks the form");
+    let err = region.tenant_rows(&row).await.expect_err("refused on read");
+    assert!(
+        err.to_string()
+            .contains("is not a valid tenant schema name"),
+        "{err}"
+    );
+    admin
+        .execute(
+            "UPDATE catalog.tenants SET schema_name = $2 WHERE id = $1",
+            &[&id, &schema],
+        )
+        .await
+        .expect("put back");
+
     // A second pass changes nothing.
     let again = converge_schema(&*region, &row.uid)
         .await
