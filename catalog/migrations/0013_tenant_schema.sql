@@ -1,4 +1,4 @@
--- Where a tenant's clinical rows live (issue 10, isolation Schema; ADR 0008): NULL for a
+-- Where a tenant's clinical rows live (issue 10, isolation Schema; ADR 0009): NULL for a
 -- Shared tenant (the shared `clinical` schema), else the name of the tenant's own schema,
 -- which the operator creates with a copy of every clinical table. The data plane's tenant
 -- transaction reads it in its first statement and sets `search_path` to it. The CHECK is

@@ -88,6 +88,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "tenant_schema",
         sql: include_str!("../migrations/0013_tenant_schema.sql"),
     },
+    Migration {
+        version: 14,
+        name: "patient_identifiers",
+        sql: include_str!("../migrations/0014_patient_identifiers.sql"),
+    },
 ];
 
 /// The version a fully migrated database has.

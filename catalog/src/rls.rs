@@ -9,8 +9,9 @@ pub const TENANT_SETTING: &str = "app.tenant_id";
 pub const POLICY_NAME: &str = "phoenix_tenant_isolation";
 
 /// Tables that hold tenants' rows and must be under forced RLS.
-pub const TENANT_TABLES: [&str; 11] = [
+pub const TENANT_TABLES: [&str; 12] = [
     "clinical.patients",
+    "clinical.patient_identifiers",
     "clinical.encounters",
     "clinical.document_references",
     "clinical.medication_requests",
@@ -28,7 +29,7 @@ pub const TENANT_TABLES: [&str; 11] = [
 pub const APPEND_ONLY_TABLES: [&str; 1] = ["clinical.audit_events"];
 
 /// Tables holding tenants' rows, children first, so that foreign keys hold while deleting.
-pub const DELETE_ORDER: [&str; 11] = [
+pub const DELETE_ORDER: [&str; 12] = [
     "clinical.audit_events",
     "clinical.fhir_history",
     "clinical.sessions",
@@ -39,6 +40,7 @@ pub const DELETE_ORDER: [&str; 11] = [
     "clinical.medication_requests",
     "clinical.document_references",
     "clinical.encounters",
+    "clinical.patient_identifiers",
     "clinical.patients",
 ];
 
@@ -52,7 +54,7 @@ pub fn tenant_predicate() -> String {
 /// The statement that sets the tenant for the current transaction only; `$1` is the
 /// tenant's catalog id as text. It also sets `search_path`, locally, to where the catalog
 /// says the tenant's rows live (its own schema, isolation `Schema`; else `clinical`), so
-/// the same unqualified SQL reaches either (ADR 0008). The name is read from the catalog
+/// the same unqualified SQL reaches either (ADR 0009). The name is read from the catalog
 /// in the same statement (never stale), was checked there by a CHECK constraint, and is
 /// quoted; a tenant without a row gets `clinical`, where forced RLS shows it nothing.
 pub const SET_TENANT_SQL: &str = "SELECT set_config('app.tenant_id', $1, true), \

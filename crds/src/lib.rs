@@ -11,7 +11,7 @@ pub mod tenant;
 
 pub use common::{Condition, GROUP, SecretKeyRef, SecretRef};
 pub use idp::{IdPConnection, IdPConnectionSpec, IdPConnectionStatus, Protocol};
-pub use region::{Region, RegionRole, RegionSpec, RegionStatus};
+pub use region::{Region, RegionRole, RegionSnapshots, RegionSpec, RegionStatus};
 pub use tenant::{
     DeletionPolicy, Isolation, Placement, Tenant, TenantPhase, TenantSpec, TenantStatus,
 };

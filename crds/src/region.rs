@@ -100,6 +100,36 @@ pub struct RegionDatabase {
     /// An RDS instance the operator creates through the RDS API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rds: Option<RdsInstance>,
+    /// Where snapshots of this region's tenants go (`deletionPolicy: Snapshot`). Without
+    /// it, deleting a Snapshot tenant of this region fails and keeps the tenant's data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshots: Option<RegionSnapshots>,
+}
+
+/// The S3 bucket (in the Region's `awsRegion`, so snapshots stay in its residency) that
+/// receives the snapshots of the region's tenants.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(
+    validation = Rule::new("!self.bucket.contains('..') && !self.bucket.contains('.-') && !self.bucket.contains('-.')").message("spec.database.snapshots.bucket is not a valid S3 bucket name (no '..', '.-' or '-.')"),
+    validation = Rule::new("!has(self.prefix) || (!self.prefix.startsWith('/') && !self.prefix.endsWith('/') && !self.prefix.contains('//'))").message("spec.database.snapshots.prefix must not start or end with '/' nor contain '//'"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionSnapshots {
+    /// Name of an existing S3 bucket; the operator needs `s3:PutObject` and
+    /// `s3:GetObject` on it (HeadObject checks the upload).
+    #[schemars(
+        length(min = 3, max = 63),
+        regex(pattern = r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$")
+    )]
+    pub bucket: String,
+    /// Key prefix of the snapshots; the key is
+    /// `<prefix>/<region>/<tenant>/<tenant uid>/<UTC time>.snapshot`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 512),
+        regex(pattern = r"^[A-Za-z0-9!_.*'()/-]+$")
+    )]
+    pub prefix: Option<String>,
 }
 
 fn default_database_name() -> String {

@@ -68,7 +68,7 @@ pub struct TenantSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[x_kube(
     validation = Rule::new("self.isolation == oldSelf.isolation").message("spec.database.isolation is immutable; create a new Tenant to change it"),
-    validation = Rule::new("self.deletionPolicy != 'Snapshot' || self.isolation == 'Dedicated'").message("spec.database.deletionPolicy Snapshot requires isolation Dedicated (only a dedicated instance can be snapshotted)"),
+    validation = Rule::new("!has(self.deletionPolicy) || self.deletionPolicy != 'Snapshot' || !has(self.isolation) || self.isolation == 'Shared'").message("spec.database.deletionPolicy Snapshot is built for isolation Shared only; use Retain or Delete for Schema and Dedicated tenants"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TenantDatabase {
@@ -77,7 +77,8 @@ pub struct TenantDatabase {
     #[serde(default)]
     pub isolation: Isolation,
     /// What deleting the Tenant does to its data: `Retain` keeps the rows and marks the
-    /// tenant retired; `Snapshot` snapshots a dedicated instance then deletes it; `Delete`
+    /// tenant retired; `Snapshot` writes the tenant's rows to the Region's snapshot bucket
+    /// (`spec.database.snapshots`) and deletes them once the object is there; `Delete`
     /// removes the tenant's rows.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
@@ -110,7 +111,7 @@ pub enum DeletionPolicy {
     /// Keep the data; the tenant is marked retired in the catalog.
     #[default]
     Retain,
-    /// Snapshot the dedicated instance, then delete it.
+    /// Snapshot the data to the Region's snapshot bucket, then delete it.
     Snapshot,
     /// Delete the tenant's data.
     Delete,

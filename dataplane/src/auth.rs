@@ -12,6 +12,7 @@
 //! value ever reaches a log.
 
 pub mod access;
+pub mod crypto;
 pub mod jwks;
 pub mod permission;
 pub mod token;

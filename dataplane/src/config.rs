@@ -13,6 +13,8 @@ pub const DEFAULT_READ_CONSISTENCY_WAIT_MS: u64 = 200;
 
 /// Longest time a request may take unless configured.
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
+/// Default of `HEADER_READ_TIMEOUT_MS`.
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
 
 /// Everything the data plane needs to run: where the region's database is and where to listen.
 #[derive(Clone, Parser)]
@@ -80,6 +82,27 @@ pub struct Config {
     )]
     pub request_timeout_ms: u64,
 
+    /// Longest time a client may take to send a request's headers (HTTP/1); then its
+    /// connection is closed. Bounds slow-header clients, which would otherwise hold a
+    /// connection before REQUEST_TIMEOUT_MS (which starts once the headers are read) applies.
+    #[arg(
+        long = "header-read-timeout-ms",
+        env = "HEADER_READ_TIMEOUT_MS",
+        default_value_t = DEFAULT_HEADER_READ_TIMEOUT_MS,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub header_read_timeout_ms: u64,
+
+    /// Most entries of one transaction or batch Bundle (POST /fhir); more are answered 413
+    /// before any is applied.
+    #[arg(
+        long = "fhir-bundle-max-entries",
+        env = "FHIR_BUNDLE_MAX_ENTRIES",
+        default_value_t = crate::fhir::bundle_request::DEFAULT_MAX_ENTRIES,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    pub fhir_bundle_max_entries: usize,
+
     /// Region label put on every metric and log line (e.g. us-east-1).
     #[arg(long = "region", env = "REGION")]
     pub region: Option<String>,
@@ -138,6 +161,8 @@ impl Config {
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             max_body_bytes: crate::request::DEFAULT_MAX_BODY_BYTES,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+            fhir_bundle_max_entries: crate::fhir::bundle_request::DEFAULT_MAX_ENTRIES,
+            header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
             region: None,
             tls_cert_file: None,
             tls_key_file: None,
@@ -154,6 +179,7 @@ impl Config {
             max_body_bytes: self.max_body_bytes,
             timeout: std::time::Duration::from_millis(self.request_timeout_ms),
             region: self.region.as_deref().map(Into::into),
+            max_bundle_entries: self.fhir_bundle_max_entries,
         }
     }
 
@@ -186,6 +212,8 @@ impl fmt::Debug for Config {
             .field("admin_listen", &self.admin_listen)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("fhir_bundle_max_entries", &self.fhir_bundle_max_entries)
+            .field("header_read_timeout_ms", &self.header_read_timeout_ms)
             .field("region", &self.region)
             .field("tls_cert_file", &self.tls_cert_file)
             .field("public_scheme", &self.public_scheme)

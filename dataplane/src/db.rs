@@ -2,6 +2,7 @@
 //! through [`tenant_tx`] (which pool a read uses: [`readers`]; read-your-writes:
 //! [`consistency`]), the replica lag sampler ([`lag`]) and the probe readiness uses.
 
+pub mod audited_read;
 pub mod consistency;
 pub mod lag;
 pub mod readers;
@@ -116,7 +117,8 @@ pub struct Database {
     writer: Pool,
     readers: Arc<dyn ReaderSource>,
     consistency_wait: Duration,
-    metrics: ReadMetrics,
+    // Shared: a `Database` is cloned for every request, its series are a dozen `Arc`s.
+    metrics: Arc<ReadMetrics>,
 }
 
 impl Database {
@@ -151,7 +153,7 @@ impl Database {
             writer,
             readers: Arc::new(ConfiguredReader::new(reader)),
             consistency_wait: Duration::from_millis(config.read_consistency_wait_ms),
-            metrics: ReadMetrics::default(),
+            metrics: Arc::new(ReadMetrics::default()),
         })
     }
 
@@ -162,7 +164,7 @@ impl Database {
             writer: pool(target, max_size.max(1))?,
             readers: Arc::new(ConfiguredReader::new(None)),
             consistency_wait: Duration::ZERO,
-            metrics: ReadMetrics::default(),
+            metrics: Arc::new(ReadMetrics::default()),
         })
     }
 
@@ -175,7 +177,7 @@ impl Database {
 
     /// The split's metrics go to `metrics` (the process's registry).
     pub fn observed_by(mut self, metrics: ReadMetrics) -> Self {
-        self.metrics = metrics;
+        self.metrics = Arc::new(metrics);
         self
     }
 
@@ -233,7 +235,7 @@ fn pool(target: DbTarget, max_size: usize) -> Result<Pool, DbError> {
     // `search_path` locally to the tenant's schema (`SET_TENANT_SQL`), but a statement is
     // parsed before that runs, so the session's own path must resolve the same names. The
     // shared schema does; PostgreSQL re-analyses a cached statement when the path at
-    // execution differs from the one it was planned with (ADR 0008).
+    // execution differs from the one it was planned with (ADR 0009).
     let options = match config.get_options() {
         Some(given) if !given.is_empty() => format!("{given} {SESSION_SEARCH_PATH}"),
         _ => SESSION_SEARCH_PATH.to_owned(),

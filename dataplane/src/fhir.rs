@@ -3,6 +3,7 @@
 //! parameters, paging cursors, Bundles) and the storage of resources.
 
 pub mod bundle;
+pub mod bundle_request;
 pub mod cursor;
 pub mod date;
 pub mod document_reference;

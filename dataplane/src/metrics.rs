@@ -53,10 +53,22 @@ fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
 }
 
-/// The data plane's metrics; clones share the same registry.
+/// The data plane's metrics; clones share the same registry (and are one reference count:
+/// requests clone them).
 #[derive(Clone)]
-pub struct Metrics {
-    registry: Arc<Registry>,
+pub struct Metrics(Arc<Series>);
+
+impl std::ops::Deref for Metrics {
+    type Target = Series;
+
+    fn deref(&self) -> &Series {
+        &self.0
+    }
+}
+
+/// The series of [`Metrics`].
+pub struct Series {
+    registry: Registry,
     http_requests: Family<RequestLabels, Counter>,
     http_request_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     catalog_tenants: Gauge,
@@ -123,8 +135,8 @@ impl Metrics {
         );
         let reads = ReadMetrics::register(&mut registry);
 
-        Self {
-            registry: Arc::new(registry),
+        Self(Arc::new(Series {
+            registry,
             http_requests,
             http_request_duration,
             catalog_tenants,
@@ -132,7 +144,7 @@ impl Metrics {
             catalog_reload_failures,
             rate_limited,
             reads,
-        }
+        }))
     }
 
     /// The read/write split's series (given to the `Database`).

@@ -36,6 +36,8 @@ pub struct RequestSettings {
     pub timeout: Duration,
     /// The region, carried on every request's span.
     pub region: Option<Arc<str>>,
+    /// Most entries of a transaction or batch Bundle; more are answered 413.
+    pub max_bundle_entries: usize,
 }
 
 impl Default for RequestSettings {
@@ -44,6 +46,7 @@ impl Default for RequestSettings {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             timeout: DEFAULT_REQUEST_TIMEOUT,
             region: None,
+            max_bundle_entries: crate::fhir::bundle_request::DEFAULT_MAX_ENTRIES,
         }
     }
 }

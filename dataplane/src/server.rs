@@ -1,6 +1,7 @@
 //! Starting and stopping the whole data plane: pools, catalog follower, replica lag
 //! sampler and HTTP server (HTTPS with [`tls`] when a certificate is configured).
 
+pub mod http;
 pub mod tls;
 
 use std::io;
@@ -67,6 +68,8 @@ pub struct Dataplane {
 impl Dataplane {
     /// Binds `config.listen` and starts.
     pub async fn bind(config: &Config) -> Result<Self, StartError> {
+        // Before anything signs or checks a token (the first use would fix the provider).
+        crate::auth::crypto::install();
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -152,22 +155,17 @@ impl Dataplane {
             next.run(request).instrument(request_span.clone())
         }));
         let tls = acceptor.is_some();
-        let server = match acceptor {
-            Some(acceptor) => tokio::spawn(
-                tls::serve(listener, acceptor, app, shutdown_signal(stopped))
-                    .instrument(span.clone()),
-            ),
-            None => tokio::spawn(
-                // The peer address reaches handlers as `ConnectInfo` (the audit's source).
-                axum::serve(
-                    listener,
-                    app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-                )
-                .with_graceful_shutdown(shutdown_signal(stopped))
-                .into_future()
-                .instrument(span.clone()),
-            ),
-        };
+        let header_read_timeout = std::time::Duration::from_millis(config.header_read_timeout_ms);
+        let server = tokio::spawn(
+            http::serve(
+                listener,
+                acceptor,
+                app,
+                header_read_timeout,
+                shutdown_signal(stopped),
+            )
+            .instrument(span.clone()),
+        );
         span.in_scope(|| tracing::info!(%local_addr, %admin_addr, tls, "data plane listening"));
 
         Ok(Self {

@@ -85,6 +85,23 @@ impl AIds {
     }
 }
 
+/// A Bundle of `kind` whose every entry names A's ids: an Encounter of A's patient, and
+/// updates, reads and deletes of A's resources.
+fn a_ids_bundle(kind: &str, ids: &AIds) -> serde_json::Value {
+    let patient = format!("Patient/{}", ids.patient);
+    json!({"resourceType": "Bundle", "type": kind, "entry": [
+        {"fullUrl": "urn:uuid:6b000000-0000-4000-8000-000000000001",
+         "resource": encounter(&ids.patient, "2024-05-01T09:00:00Z", None, "in-progress", "dr-b"),
+         "request": {"method": "POST", "url": "Encounter"}},
+        {"resource": {"resourceType": "Patient", "id": ids.patient, "name": [{"family": "B's attempt"}]},
+         "request": {"method": "PUT", "url": patient}},
+        {"request": {"method": "GET", "url": patient}},
+        {"request": {"method": "GET", "url": format!("Encounter/{}", ids.encounter)}},
+        {"request": {"method": "DELETE", "url": format!("MedicationRequest/{}", ids.medication)}},
+        {"request": {"method": "DELETE", "url": format!("DocumentReference/{}", ids.note)}},
+    ]})
+}
+
 /// One request as a member of `group` of B's IdP: status and everything answered.
 async fn as_b(
     app: &axum::Router,
@@ -223,6 +240,7 @@ async fn b_never_reaches_a(s: Setup, a_schema: &str) {
 
     let templates = route_templates(&app);
     for expected in [
+        "/fhir",
         "/fhir/Patient/{id}",
         "/fhir/Encounter/{id}/_history/{vid}",
         "/scim/v2/Users/{id}",
@@ -247,13 +265,19 @@ async fn b_never_reaches_a(s: Setup, a_schema: &str) {
     let mut served = 0;
     for template in &templates {
         let path = concrete(template, &ids);
-        let on_a_ids = ids.is_in(&path);
+        // The base takes Bundles: a transaction whose every entry names A's ids.
+        let bundle = template == "/fhir";
+        let on_a_ids = ids.is_in(&path) || bundle;
         // A body that names A's patient, for the methods that take one.
         let kind = template.split('/').nth(2).unwrap_or("Patient");
-        let body = json!({"resourceType": kind, "id": ids.patient,
-            "subject": {"reference": format!("Patient/{}", ids.patient)},
-            "name": [{"family": "B's attempt"}]})
-        .to_string();
+        let body = if bundle {
+            a_ids_bundle("transaction", &ids).to_string()
+        } else {
+            json!({"resourceType": kind, "id": ids.patient,
+                "subject": {"reference": format!("Patient/{}", ids.patient)},
+                "name": [{"family": "B's attempt"}]})
+            .to_string()
+        };
         for method in &methods {
             for group in groups {
                 for host in [A, B] {
@@ -298,6 +322,24 @@ async fn b_never_reaches_a(s: Setup, a_schema: &str) {
         served > 300,
         "only {served} requests reached a handler or its guards"
     );
+
+    // A batch applies its entries one by one and answers 200: at B's host, each of its
+    // entries on A's ids fails as on missing ones, and nothing of A's is answered.
+    let batch = a_ids_bundle("batch", &ids).to_string();
+    let (status, answer) = as_b(&app, &Method::POST, B, "/fhir", "physicians", &batch).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(!answer.contains(A_FAMILY), "{answer}");
+    let body = answer.split_once('\n').map_or("", |(_, body)| body);
+    let answered: serde_json::Value = serde_json::from_str(body).expect("a batch-response");
+    let entries = answered["entry"].as_array().expect("entries");
+    assert_eq!(entries.len(), 6, "{answer}");
+    for entry in entries {
+        let status = entry["response"]["status"].as_str().unwrap_or("");
+        assert!(
+            status.starts_with("404") || status.starts_with("422"),
+            "an entry on A's ids answered {status} at B: {answer}"
+        );
+    }
 
     // A's data is untouched by all of it.
     let (status, _, read) = Call::new(

@@ -478,3 +478,103 @@ async fn stopping_finishes_the_request_in_flight_and_refuses_new_ones() {
         "no new connection after the stop"
     );
 }
+
+/// Everything the server sends on `stream` until it closes it (EOF or reset), and when.
+async fn until_closed(stream: &mut TcpStream, within: Duration) -> (Vec<u8>, Instant) {
+    let mut answered = Vec::new();
+    let mut buf = [0_u8; 4096];
+    let closed = tokio::time::timeout(within, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return Instant::now(),
+                Ok(n) => answered.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the connection is still open after {within:?}"));
+    (answered, closed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_its_headers_is_cut_off_at_the_header_read_timeout() {
+    let db = TestDb::create().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let mut config = phoenix_dataplane::Config::new(db.dataplane_url());
+    config.database_ca_file = db.ca_file();
+    config.listen = listener.local_addr().expect("bound address");
+    config.header_read_timeout_ms = 500;
+    let dataplane = phoenix_dataplane::Dataplane::start(&config, listener, Default::default())
+        .await
+        .expect("start the data plane");
+    let addr = dataplane.local_addr();
+
+    // Half a request line, then nothing: closed at the timeout, not before.
+    let mut slow = TcpStream::connect(addr).await.expect("connect");
+    let started = Instant::now();
+    slow.write_all(b"GET /healthz HT").await.expect("write");
+    let (answered, closed) = until_closed(&mut slow, Duration::from_secs(5)).await;
+    let after = closed - started;
+    assert!(
+        after >= Duration::from_millis(450) && after < Duration::from_secs(3),
+        "closed after {after:?}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&answered).contains("200 OK"),
+        "{}",
+        String::from_utf8_lossy(&answered)
+    );
+
+    // A client that connects and sends nothing at all: closed too.
+    let mut silent = TcpStream::connect(addr).await.expect("connect");
+    let started = Instant::now();
+    let (answered, closed) = until_closed(&mut silent, Duration::from_secs(5)).await;
+    let after = closed - started;
+    assert!(
+        after >= Duration::from_millis(450) && after < Duration::from_secs(3),
+        "closed after {after:?}"
+    );
+    assert!(answered.is_empty());
+
+    // On a keep-alive connection, the next request's headers are held to it as well: the
+    // first request is answered, the half-sent second one closes the connection.
+    let mut keep_alive = TcpStream::connect(addr).await.expect("connect");
+    let started = Instant::now();
+    keep_alive
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\nGET /heal")
+        .await
+        .expect("write");
+    let (answered, closed) = until_closed(&mut keep_alive, Duration::from_secs(5)).await;
+    let after = closed - started;
+    let answered = String::from_utf8_lossy(&answered);
+    assert!(answered.starts_with("HTTP/1.1 200 OK"), "{answered}");
+    assert_eq!(answered.matches("HTTP/1.1").count(), 1, "{answered}");
+    assert!(
+        after >= Duration::from_millis(450) && after < Duration::from_secs(3),
+        "closed after {after:?}"
+    );
+
+    // Headers sent in two parts well within the timeout: answered.
+    let mut prompt = TcpStream::connect(addr).await.expect("connect");
+    prompt
+        .write_all(b"GET /healthz HTTP/1.1\r\n")
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    prompt
+        .write_all(b"Host: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let (answered, _) = until_closed(&mut prompt, Duration::from_secs(5)).await;
+    let answered = String::from_utf8_lossy(&answered);
+    assert!(answered.starts_with("HTTP/1.1 200 OK"), "{answered}");
+
+    // And an ordinary client, as always.
+    let response = http()
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), StatusCode::OK);
+    dataplane.stop().await.expect("a clean stop");
+}

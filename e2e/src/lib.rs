@@ -12,6 +12,7 @@ pub mod events;
 pub mod guard;
 pub mod keycloak;
 pub mod route53;
+pub mod s3;
 pub mod scenario;
 pub mod scim;
 pub mod webdriver;

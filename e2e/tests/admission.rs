@@ -57,12 +57,12 @@ fn invalid_manifests() -> Vec<(&'static str, String, &'static str)> {
             "spec.database.isolation",
         ),
         (
-            "snapshot of shared data",
+            "snapshot of a schema tenant",
             t(
                 "e2e-bad",
-                &format!("{base}  database: {{isolation: Shared, deletionPolicy: Snapshot}}\n"),
+                &format!("{base}  database: {{isolation: Schema, deletionPolicy: Snapshot}}\n"),
             ),
-            "deletionPolicy Snapshot requires isolation Dedicated",
+            "deletionPolicy Snapshot is built for isolation Shared only",
         ),
         (
             "missing dns",
@@ -111,6 +111,20 @@ fn invalid_manifests() -> Vec<(&'static str, String, &'static str)> {
                 "  awsRegion: eu-west-1\n  dataResidency: [EU]\n  database:\n{writer}    rds: {{instanceIdentifier: db1, instanceClass: db.r6g.large, masterPasswordSecretRef: {{namespace: a, name: b, key: c}}}}\n"
             )),
             "exactly one of spec.database.writer or spec.database.rds",
+        ),
+        (
+            "snapshot bucket not an S3 name",
+            r(&format!(
+                "  awsRegion: eu-west-1\n  dataResidency: [EU]\n  database:\n{writer}    snapshots: {{bucket: Bad_Bucket}}\n"
+            )),
+            "spec.database.snapshots.bucket",
+        ),
+        (
+            "snapshot prefix with a leading slash",
+            r(&format!(
+                "  awsRegion: eu-west-1\n  dataResidency: [EU]\n  database:\n{writer}    snapshots: {{bucket: phoenix-snapshots, prefix: /tenants}}\n"
+            )),
+            "spec.database.snapshots.prefix must not start or end with '/'",
         ),
         (
             "bad aws region",

@@ -2,6 +2,7 @@
 //! Scenarios run one at a time (they share the API server and the operator they start).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use kube::Api;
 use phoenix_crds::{Region, TenantPhase};
@@ -330,4 +331,147 @@ async fn an_unreachable_region_database_is_reported_and_blocks_nothing_else() {
     );
     kubectl_ok(&["delete", "region", "e2e-dead", "--timeout=60s"], None);
     kubectl_ok(&["-n", NAMESPACE, "delete", "secret", "e2e-dead-db"], None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_snapshot_tenant_writes_its_rows_to_s3_before_they_go() {
+    let _serial = SERIAL.lock().await;
+    install_platform();
+    let bucket = "phoenix-snapshots-us-east-1";
+    let s3 = phoenix_e2e::s3::client("us-east-1").await;
+    phoenix_e2e::s3::ensure_bucket(&s3, bucket).await;
+    let _operator = Process::operator(10).await;
+    let scenario = ScenarioGuard::new("snapshot");
+    // First the Region declares no bucket: the deletion must wait, keeping everything.
+    kubectl_ok(
+        &[
+            "patch",
+            "region",
+            "us-east-1",
+            "--type=json",
+            "-p",
+            r#"[{"op":"remove","path":"/spec/database/snapshots"}]"#,
+        ],
+        None,
+    );
+    scenario.apply(&tenant_yaml(
+        "e2e-snap",
+        "US",
+        "  homeRegion: us-east-1\n  database: {deletionPolicy: Snapshot}\n",
+    ));
+    let t = wait_tenant("e2e-snap", "Ready", READY_TIMEOUT, is_ready).await;
+    let (_, _, db_message) = condition(&t, "DatabaseReady").expect("DatabaseReady");
+    assert!(
+        db_message.contains("declares no snapshot bucket"),
+        "a Snapshot tenant without a bucket is told before its deletion: {db_message}"
+    );
+    let about = Regarding::of(&t);
+    let uid = about.uid.clone().expect("uid");
+    let id = t
+        .status
+        .and_then(|s| s.endpoints)
+        .map(|e| e.catalog_id)
+        .expect("catalog id in status");
+    let db = pg("us-east-1").await;
+    db.execute(
+        "INSERT INTO clinical.patients (tenant_id, resource) VALUES ($1, '{}'), ($1, '{}'), ($1, '{}')",
+        &[&id],
+    )
+    .await
+    .expect("seed patients");
+    db.execute(
+        "INSERT INTO clinical.audit_events (tenant_id, actor, action, resource_type, status, request_id) VALUES ($1, 'e2e', 'read', 'Patient', 200, 'e2e-snap')",
+        &[&id],
+    )
+    .await
+    .expect("seed an audit entry");
+    let patients = |id: i64| {
+        let db = &db;
+        async move {
+            db.query_one(
+                "SELECT count(*) FROM clinical.patients WHERE tenant_id = $1",
+                &[&id],
+            )
+            .await
+            .expect("count")
+            .get::<_, i64>(0)
+        }
+    };
+    let since = instant();
+    kubectl_ok(&["delete", "tenant", "e2e-snap", "--wait=false"], None);
+    let stuck = wait_tenant("e2e-snap", "SnapshotNotConfigured", READY_TIMEOUT, |t| {
+        condition(t, "Ready").is_some_and(|c| c.1 == "SnapshotNotConfigured")
+    })
+    .await;
+    let (_, _, message) = condition(&stuck, "Ready").expect("condition");
+    assert!(
+        message.contains("spec.database.snapshots.bucket") && message.contains("us-east-1"),
+        "{message}"
+    );
+    assert_eq!(
+        stuck.status.as_ref().and_then(|s| s.phase),
+        Some(TenantPhase::Deleting)
+    );
+    assert!(
+        stuck
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .iter()
+            .any(|f| f == "phoenixguardian.io/tenant-cleanup"),
+        "the finalizer must stay while the data cannot be saved"
+    );
+    wait_event(&about, "SnapshotNotConfigured", since).await;
+    assert_eq!(patients(id).await, 3, "rows dropped without a snapshot");
+    let prefix = format!("tenants/us-east-1/e2e-snap/{uid}/");
+    assert!(phoenix_e2e::s3::keys(&s3, bucket, &prefix).await.is_empty());
+
+    // Declaring the bucket wakes the tenant: the snapshot is written, then the rows go.
+    kubectl_ok(
+        &[
+            "apply",
+            "-f",
+            &repo().join("examples/regions.yaml").display().to_string(),
+        ],
+        None,
+    );
+    let tenants = tenants().await;
+    eventually("the Tenant to be gone", Duration::from_secs(90), || {
+        let tenants = tenants.clone();
+        async move {
+            tenants
+                .get_opt("e2e-snap")
+                .await
+                .ok()
+                .flatten()
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await;
+    let taken = wait_event(&about, "SnapshotTaken", since).await;
+    let note = taken.note.unwrap_or_default();
+    assert!(
+        note.contains(&format!("s3://{bucket}/{prefix}")) && note.contains("patients=3"),
+        "{note}"
+    );
+    let keys = phoenix_e2e::s3::keys(&s3, bucket, &prefix).await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let object = phoenix_e2e::s3::get(&s3, bucket, &keys[0]).await;
+    let mut lines = object.split(|b| *b == b'\n');
+    assert_eq!(lines.next(), Some(&b"phoenix-tenant-snapshot 1"[..]));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(lines.next().expect("manifest line")).expect("manifest JSON");
+    assert_eq!(manifest["tenant"]["uid"], uid.as_str());
+    let rows = |table: &str| {
+        manifest["tables"]
+            .as_array()
+            .and_then(|ts| ts.iter().find(|t| t["table"] == table))
+            .and_then(|t| t["rows"].as_u64())
+    };
+    assert_eq!(rows("clinical.patients"), Some(3));
+    assert_eq!(rows("clinical.audit_events"), Some(1));
+    assert_eq!(patients(id).await, 0, "the snapshotted rows are deleted");
+    wait_event(&about, "Deleted", since).await;
+    drop(scenario);
 }

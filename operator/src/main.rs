@@ -142,6 +142,58 @@ enum Command {
         #[arg(short = 'o', long = "output", default_value = "text", value_parser = ["text", "json"])]
         output: String,
     },
+    /// Tenant snapshots (deletionPolicy Snapshot) in S3: list, show, restore.
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
+}
+
+/// Where a snapshot object is.
+#[derive(clap::Args, Debug)]
+struct ObjectArgs {
+    /// The bucket (the Region's spec.database.snapshots.bucket).
+    #[arg(long)]
+    bucket: String,
+    /// The object key (as `snapshot list` prints it, or the SnapshotTaken Event names it).
+    #[arg(long)]
+    key: String,
+    /// AWS region of the bucket (the Region's spec.awsRegion).
+    #[arg(long = "aws-region", env = "AWS_REGION")]
+    aws_region: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum SnapshotCommand {
+    /// List snapshot objects: time, size, key.
+    List {
+        /// The bucket.
+        #[arg(long)]
+        bucket: String,
+        /// Key prefix, e.g. `<prefix>/<region>/<tenant>/`.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// AWS region of the bucket.
+        #[arg(long = "aws-region", env = "AWS_REGION")]
+        aws_region: String,
+    },
+    /// Print a snapshot's manifest (tenant, schema version, tables and row counts), after
+    /// checking every section.
+    Show {
+        #[command(flatten)]
+        object: ObjectArgs,
+    },
+    /// Load a snapshot into a new, empty Shared tenant, in one transaction.
+    Restore {
+        #[command(flatten)]
+        object: ObjectArgs,
+        /// Name of the live tenant to load into (its catalog row must exist).
+        #[arg(long = "into-tenant")]
+        into_tenant: String,
+        /// Admin connection string of the target region's writer.
+        #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+    },
 }
 
 fn init_tracing(format: &str) {
@@ -201,6 +253,45 @@ async fn main() -> std::process::ExitCode {
                 .with_env_filter(tracing_subscriber::EnvFilter::new("warn,kube=error"))
                 .init();
             plan(&args, &files, &output).await
+        }
+        Command::Snapshot { command } => {
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+                .init();
+            snapshot(command).await
+        }
+    }
+}
+
+async fn snapshot(command: SnapshotCommand) -> std::process::ExitCode {
+    use phoenix_operator::snapshot::{cli, store::ObjectLocation};
+    let at = |o: ObjectArgs| ObjectLocation {
+        aws_region: o.aws_region,
+        bucket: o.bucket,
+        key: o.key,
+    };
+    let result = match command {
+        SnapshotCommand::List {
+            bucket,
+            prefix,
+            aws_region,
+        } => cli::list(&aws_region, &bucket, &prefix).await,
+        SnapshotCommand::Show { object } => cli::show(&at(object)).await.map(|s| s + "\n"),
+        SnapshotCommand::Restore {
+            object,
+            into_tenant,
+            database_url,
+        } => cli::restore(&at(object), &database_url, &into_tenant).await,
+    };
+    match result {
+        Ok(out) => {
+            print!("{out}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("snapshot: {e}");
+            std::process::ExitCode::from(1)
         }
     }
 }

@@ -95,6 +95,8 @@ reasons! {
     ReadersPublished => No,
     /// Cleanup finished (Event).
     Deleted => No,
+    /// A tenant's data was written to its Region's snapshot bucket (Event).
+    SnapshotTaken => No,
     // Drift found and repaired.
     /// RLS on the shared tables had drifted and was repaired.
     RLSRepaired => No,
@@ -186,6 +188,12 @@ reasons! {
     UnsupportedAlgorithms => No,
     /// The IdP publishes no usable signing key.
     NoUsableSigningKey => No,
+    /// `deletionPolicy: Snapshot`, but the tenant's Region declares no snapshot bucket
+    /// (`spec.database.snapshots`); the data is kept. A change of that Region (declaring
+    /// the bucket) retries the cleanup at once.
+    SnapshotNotConfigured => Placed,
+    /// Writing or checking a tenant's snapshot failed; the data is kept.
+    SnapshotFailed => No,
     /// The Tenant an IdPConnection names does not exist.
     TenantNotFound => No,
     /// The Tenant an IdPConnection names has no catalog entry yet.

@@ -9,10 +9,38 @@ use super::chain::Link;
 use super::{AuditEntry, Requester};
 use crate::db::tenant_tx::{TenantTx, TxError};
 
+// The columns an append writes, in the order of [`Record::params`].
+macro_rules! append_columns {
+    () => {
+        "tenant_id, actor, action, resource_type, resource_id, query, result_ids, status, request_id, source"
+    };
+}
+
 /// Appends one entry. `seq`, `recorded_at`, `prev_hash` and `hash` are the trigger's.
-pub const APPEND_SQL: &str = "INSERT INTO audit_events \
-    (tenant_id, actor, action, resource_type, resource_id, query, result_ids, status, request_id, source) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+pub const APPEND_SQL: &str = concat!(
+    "INSERT INTO audit_events (",
+    append_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+);
+
+/// An append of the [`Record::params`] numbered from `$first`, made only when `condition`
+/// holds: the data-modifying part of a statement that also reads (see
+/// `Database::audited_read`).
+pub fn append_where_sql(first: usize, condition: &str) -> String {
+    let types = [
+        "bigint", "text", "text", "text", "text", "text", "text[]", "smallint", "text", "text",
+    ];
+    let values: Vec<String> = types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("${}::{t}", first + i))
+        .collect();
+    format!(
+        "INSERT INTO audit_events ({}) SELECT {} WHERE {condition}",
+        append_columns!(),
+        values.join(", ")
+    )
+}
 
 /// An entry ready to append: who, what, and the status answered.
 #[derive(Clone, Debug)]

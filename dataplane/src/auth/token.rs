@@ -242,6 +242,7 @@ fn decode(
 ) -> Result<Map<String, Value>, TokenError> {
     use jsonwebtoken::errors::ErrorKind;
 
+    super::crypto::install();
     let mut validation = Validation::new(alg);
     validation.algorithms = vec![alg];
     validation.leeway = LEEWAY_SECONDS;

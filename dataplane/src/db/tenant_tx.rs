@@ -116,7 +116,7 @@ impl std::fmt::Debug for TenantTx {
 }
 
 impl TenantTx {
-    fn new(client: Object, tenant_id: i64) -> Self {
+    pub(super) fn new(client: Object, tenant_id: i64) -> Self {
         Self {
             client: Some(client),
             tenant: tenant_id.to_string(),
@@ -260,7 +260,27 @@ impl TenantTx {
         })
     }
 
-    async fn finish(&mut self, sql: &'static str) -> Result<(), TxError> {
+    // Runs `sql` (at most one row) and commits, the two pipelined with BEGIN and the tenant
+    // setting when nothing was sent yet: a whole transaction in one round trip. A failed
+    // statement aborts the transaction, whose COMMIT then rolls back; its error is returned.
+    pub(super) async fn query_opt_and_commit(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, TxError> {
+        let next = self.prepare(sql).await?;
+        let (row, committed) = futures::join!(
+            next.send(next.client.query_opt(&next.statement, params)),
+            next.client.simple_query("COMMIT")
+        );
+        let committed = committed.map_err(TxError::from);
+        self.phase = Phase::Done;
+        let row = row?;
+        committed?;
+        Ok(row)
+    }
+
+    pub(super) async fn finish(&mut self, sql: &'static str) -> Result<(), TxError> {
         if self.phase != Phase::Open {
             self.phase = Phase::Done;
             return Ok(());
@@ -498,7 +518,7 @@ impl Database {
 
     // A connection for `access` and the pool it came from; a read records its pool in the
     // request's scope, after waiting for the request's token when it carries one.
-    async fn connection(
+    pub(super) async fn connection(
         &self,
         access: Access,
         request: Option<&RequestConsistency>,

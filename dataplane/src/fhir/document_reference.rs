@@ -45,6 +45,7 @@ pub const KIND: ResourceKind = ResourceKind {
     ],
     search: SEARCH,
     sorts: &[],
+    identifiers: None,
     includes: patient::SUBJECT_INCLUDES,
     validate,
 };
@@ -140,6 +141,7 @@ pub fn validate(body: Value) -> Result<Validated, FhirError> {
         resource,
         values: vec![Some(patient_id), encounter_id, Some(status), date],
         references,
+        identifiers: Vec::new(),
     })
 }
 

@@ -53,6 +53,7 @@ pub const KIND: ResourceKind = ResourceKind {
         name: "date",
         column: "period_start",
     }],
+    identifiers: None,
     includes: patient::SUBJECT_INCLUDES,
     validate,
 };
@@ -157,6 +158,7 @@ pub fn validate(body: Value) -> Result<Validated, FhirError> {
             end,
         ],
         references,
+        identifiers: Vec::new(),
     })
 }
 

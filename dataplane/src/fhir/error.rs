@@ -85,6 +85,23 @@ pub enum FhirError {
     /// The resource is still referenced (e.g. a Patient by Encounters).
     #[error("{0}")]
     Conflict(&'static str),
+    /// A Bundle holds more entries than the server accepts in one request.
+    #[error("the Bundle has {count} entries; this server accepts at most {max} per Bundle")]
+    TooManyEntries {
+        /// Entries sent.
+        count: usize,
+        /// The limit (`FHIR_BUNDLE_MAX_ENTRIES`).
+        max: usize,
+    },
+    /// Entry `index` of a transaction or batch Bundle failed with `error`: the outcome
+    /// names `Bundle.entry[index]` (and the element within its resource).
+    #[error("Bundle.entry[{index}]: {error}")]
+    InEntry {
+        /// The entry's index in `Bundle.entry`.
+        index: usize,
+        /// Why it failed.
+        error: Box<FhirError>,
+    },
     /// Anything the rest of the data plane fails with (database, internal).
     #[error(transparent)]
     Api(#[from] ApiError),
@@ -126,11 +143,26 @@ impl FhirError {
             Self::Gone { .. } => StatusCode::GONE,
             Self::VersionConflict { .. } => StatusCode::PRECONDITION_FAILED,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::TooManyEntries { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::InEntry { error, .. } => error.status(),
             Self::Api(api) => api.status(),
         }
     }
 
-    fn outcome(&self) -> OperationOutcome {
+    /// Entry `index` of a Bundle failed with this.
+    pub fn in_entry(self, index: usize) -> Self {
+        match self {
+            // Internal errors keep their own rendering (and stay out of the message).
+            Self::Api(api) => Self::Api(api),
+            error => Self::InEntry {
+                index,
+                error: Box::new(error),
+            },
+        }
+    }
+
+    /// The `OperationOutcome` answered (also inside a `batch-response` entry).
+    pub fn outcome(&self) -> OperationOutcome {
         let error = super::IssueSeverity::Error;
         match self {
             Self::Invalid { expression, .. } => {
@@ -161,6 +193,31 @@ impl FhirError {
             Self::UnknownSearchParameter(_) => {
                 OperationOutcome::single(error, IssueType::NotSupported, self.to_string())
             }
+            Self::TooManyEntries { .. } => {
+                OperationOutcome::single(error, IssueType::TooLong, self.to_string())
+            }
+            Self::InEntry { index, error } => {
+                // `Encounter.subject` of entry 1 is `Bundle.entry[1].resource.subject`.
+                let entry = format!("Bundle.entry[{index}]");
+                let mut outcome = error.outcome();
+                for issue in &mut outcome.issue {
+                    issue.diagnostics = format!("{entry}: {}", issue.diagnostics);
+                    if issue.expression.is_empty() {
+                        issue.expression.push(entry.clone());
+                    }
+                    for expression in &mut issue.expression {
+                        if !expression.starts_with("Bundle.") {
+                            let within = expression.split_once('.').map_or("", |(_, rest)| rest);
+                            *expression = if within.is_empty() {
+                                format!("{entry}.resource")
+                            } else {
+                                format!("{entry}.resource.{within}")
+                            };
+                        }
+                    }
+                }
+                outcome
+            }
             // Rendered by the FHIR router's error layer from the ApiError's PublicError.
             Self::Api(_) => OperationOutcome::single(error, IssueType::Exception, "internal"),
         }
@@ -188,6 +245,36 @@ mod tests {
         let outcome = serde_json::to_value(error.outcome()).expect("serializes");
         assert_eq!(outcome["issue"][0]["expression"][0], "Patient.birthDate");
         assert_eq!(outcome["issue"][0]["code"], "invalid");
+    }
+
+    #[test]
+    fn an_entry_error_names_the_entry_and_the_element_within_its_resource() {
+        let invalid = FhirError::invalid("Encounter.subject", "bad").in_entry(2);
+        assert_eq!(invalid.status(), StatusCode::BAD_REQUEST);
+        let outcome = serde_json::to_value(invalid.outcome()).expect("serializes");
+        assert_eq!(
+            outcome["issue"][0]["expression"][0],
+            "Bundle.entry[2].resource.subject"
+        );
+        assert!(
+            outcome["issue"][0]["diagnostics"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("Bundle.entry[2]: "))
+        );
+        let request = FhirError::invalid("Bundle.entry[1].request.url", "bad").in_entry(1);
+        let outcome = serde_json::to_value(request.outcome()).expect("serializes");
+        assert_eq!(
+            outcome["issue"][0]["expression"][0],
+            "Bundle.entry[1].request.url"
+        );
+        let gone = FhirError::Gone {
+            resource_type: "Patient",
+            id: "x".into(),
+        }
+        .in_entry(0);
+        assert_eq!(gone.status(), StatusCode::GONE);
+        let outcome = serde_json::to_value(gone.outcome()).expect("serializes");
+        assert_eq!(outcome["issue"][0]["expression"][0], "Bundle.entry[0]");
     }
 
     #[test]

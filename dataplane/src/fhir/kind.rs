@@ -25,6 +25,8 @@ pub struct ResourceKind {
     pub sorts: &'static [SortParam],
     /// The `_include`s served.
     pub includes: &'static [IncludeParam],
+    /// The side table its identifiers are indexed in, if they are searched.
+    pub identifiers: Option<IdentifierTable>,
     /// Validates a request body as this kind.
     pub validate: fn(Value) -> Result<Validated, FhirError>,
 }
@@ -36,6 +38,30 @@ pub struct Column {
     pub name: &'static str,
     /// Its SQL type (`text`, `date`, `uuid`, `timestamptz`).
     pub sql_type: &'static str,
+}
+
+/// The side table of a kind's `identifier`s, one row per identifier: `(tenant_id,
+/// {owner}, position, system, value)`, its key `(tenant_id, {owner}, position)`, an index
+/// on `(tenant_id, value, system)`, and a foreign key to the kind's table that cascades
+/// its deletion. The store keeps it equal to the resource's identifiers in the statement
+/// after each write, in the same transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdentifierTable {
+    /// The table (`clinical.patient_identifiers`).
+    pub table: &'static str,
+    /// The column holding the resource's id (`patient_id`).
+    pub owner: &'static str,
+}
+
+/// One identifier of a resource as its side table holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identifier {
+    /// Its index in the resource's `identifier` array.
+    pub position: i32,
+    /// `Identifier.system`.
+    pub system: Option<String>,
+    /// `Identifier.value`.
+    pub value: Option<String>,
 }
 
 /// A `_sort` key: a `timestamptz` column that validation always fills (`NOT NULL` in
@@ -92,6 +118,9 @@ pub struct Validated {
     pub values: Vec<Option<String>>,
     /// References to resources that must exist in the tenant.
     pub references: Vec<LocalReference>,
+    /// The identifiers its [`ResourceKind::identifiers`] table indexes (empty for a kind
+    /// without one). Those with neither a system nor a value are left out.
+    pub identifiers: Vec<Identifier>,
 }
 
 impl LocalReference {

@@ -33,6 +33,7 @@ pub const KIND: ResourceKind = ResourceKind {
     ],
     search: SEARCH,
     sorts: &[],
+    identifiers: None,
     includes: patient::SUBJECT_INCLUDES,
     validate,
 };
@@ -192,6 +193,7 @@ pub fn validate(body: Value) -> Result<Validated, FhirError> {
         resource,
         values: vec![Some(patient_id), encounter_id, Some(status)],
         references,
+        identifiers: Vec::new(),
     })
 }
 

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 use super::date::date_range;
 use super::element::{self, Shape};
 use super::error::FhirError;
-use super::kind::{Column, IncludeParam, ResourceKind, Validated};
+use super::kind::{Column, Identifier, IdentifierTable, IncludeParam, ResourceKind, Validated};
 use super::search::{ParamType, SearchParam, Sql};
 
 /// The resource type served by this module.
@@ -58,7 +58,14 @@ pub const KIND: ResourceKind = ResourceKind {
     search: SEARCH,
     sorts: &[],
     includes: &[],
+    identifiers: Some(IDENTIFIERS),
     validate,
+};
+
+/// Where Patient's identifiers are indexed for `identifier` search (migration 0014).
+pub const IDENTIFIERS: IdentifierTable = IdentifierTable {
+    table: "patient_identifiers",
+    owner: "patient_id",
 };
 
 /// The search parameters of Patient.
@@ -67,7 +74,7 @@ pub const SEARCH: &[SearchParam] = &[
         name: "identifier",
         kind: ParamType::Token,
         documentation: "A patient identifier: value, system|value, |value or system|",
-        sql: Sql::Identifier,
+        sql: Sql::Identifier(IDENTIFIERS),
     },
     SearchParam {
         name: "name",
@@ -125,10 +132,12 @@ pub struct PatientColumns {
 /// Checks `body` as a Patient; returns it with its search columns.
 pub fn validate(body: Value) -> Result<Validated, FhirError> {
     let (resource, columns) = validate_patient(body)?;
+    let identifiers = identifiers(resource.get("identifier"));
     Ok(Validated {
         resource,
         values: vec![columns.family, columns.given, columns.birth_date],
         references: Vec::new(),
+        identifiers,
     })
 }
 
@@ -184,6 +193,31 @@ fn check_identifiers(identifiers: Option<&Value>) -> Result<(), FhirError> {
         }
     }
     Ok(())
+}
+
+/// The identifiers of a checked Patient's `identifier` with a system or a value, each with
+/// its index in the array (the backfill of migration 0014 follows the same rule).
+pub fn identifiers(identifiers: Option<&Value>) -> Vec<Identifier> {
+    let text = |identifier: &Value, element: &str| {
+        identifier
+            .get(element)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    identifiers
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(position, identifier)| {
+            let (system, value) = (text(identifier, "system"), text(identifier, "value"));
+            (system.is_some() || value.is_some()).then(|| Identifier {
+                position: i32::try_from(position).unwrap_or(i32::MAX),
+                system,
+                value,
+            })
+        })
+        .collect()
 }
 
 // The family and given names of the first HumanName.

@@ -123,3 +123,30 @@ fn stamping_sets_id_and_meta_keeping_client_tags() {
     assert_eq!(patient["meta"]["lastUpdated"], "2026-01-01T00:00:00Z");
     assert_eq!(patient["meta"]["tag"][0]["code"], "x");
 }
+
+#[test]
+fn identifiers_keep_their_position_and_skip_those_without_system_or_value() {
+    let valid = validate(json!({
+        "resourceType": "Patient",
+        "identifier": [
+            {"use": "old"},
+            {"system": "urn:mrn", "value": "1"},
+            {"value": "2"},
+            {"system": "urn:ssn"},
+        ],
+    }))
+    .expect("valid");
+    let found: Vec<(i32, Option<&str>, Option<&str>)> = valid
+        .identifiers
+        .iter()
+        .map(|i| (i.position, i.system.as_deref(), i.value.as_deref()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (1, Some("urn:mrn"), Some("1")),
+            (2, None, Some("2")),
+            (3, Some("urn:ssn"), None)
+        ]
+    );
+}

@@ -16,7 +16,7 @@ use jiff::civil::Date;
 
 use super::date::date_range;
 use super::error::FhirError;
-use super::kind::{IncludeParam, ResourceKind, SortParam};
+use super::kind::{IdentifierTable, IncludeParam, ResourceKind, SortParam};
 
 /// Kinds of search parameter served (FHIR `SearchParamType`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,8 +64,8 @@ pub enum Sql {
     FamilyName,
     /// Patient `name`: the start of `family_name` or of any given name.
     AnyName,
-    /// Patient `identifier`: `identifier[*]` of the stored resource.
-    Identifier,
+    /// An `identifier` token: the rows of the kind's identifier side table.
+    Identifier(IdentifierTable),
     /// A `date` column.
     Day(&'static str),
     /// A `timestamptz` column holding one instant.

@@ -5,6 +5,7 @@
 use tokio_postgres::types::ToSql;
 
 use super::cursor::is_uuid;
+use super::kind::IdentifierTable;
 use super::search::{Criterion, Filter, Prefix, Sql};
 
 /// A bound value of a statement.
@@ -16,7 +17,9 @@ pub fn bind(params: &mut Vec<Param>, value: impl ToSql + Sync + Send + 'static) 
     format!("${}", params.len())
 }
 
-/// The SQL of `filters` (each ` AND (..)`), their values appended to `params`.
+/// The SQL of `filters` (each ` AND (..)`), their values appended to `params`, which
+/// already hold the tenant's id as `$1` (the store's statements bind it first): side-table
+/// conditions name it so that their tenant-leading index is used.
 pub fn conditions(filters: &[Filter], params: &mut Vec<Param>) -> String {
     let mut sql = String::new();
     for filter in filters {
@@ -122,35 +125,31 @@ fn condition(sql: Sql, criterion: &Criterion, params: &mut Vec<Param>) -> String
             format!("{column} = {}", bind(params, format!("{target}/{id}")))
         }
         (
-            Sql::Identifier,
+            Sql::Identifier(IdentifierTable { table, owner }),
             Criterion::Token {
                 system,
                 value,
                 no_system,
             },
         ) => {
-            let (path, vars) = match (system, value, no_system) {
-                (Some(s), Some(v), _) => (
-                    "$.identifier[*] ? (@.system == $s && @.value == $v)",
-                    serde_json::json!({"s": s, "v": v}),
+            // FHIR token semantics: `system|value`, `value` (any system), `|value` (no
+            // system), `system|` (any value). The side table's (tenant_id, value, system)
+            // index serves every form with a value; `system|` reads the tenant's range of
+            // the side table (its key leads with tenant_id), never another tenant's rows.
+            let matched = match (system, value, no_system) {
+                (Some(s), Some(v), _) => format!(
+                    "value = {} AND system = {}",
+                    bind(params, v.clone()),
+                    bind(params, s.clone())
                 ),
-                (Some(s), None, _) => (
-                    "$.identifier[*] ? (@.system == $s)",
-                    serde_json::json!({"s": s}),
-                ),
-                (None, Some(v), true) => (
-                    "$.identifier[*] ? (@.value == $v && !exists(@.system))",
-                    serde_json::json!({"v": v}),
-                ),
-                (None, Some(v), false) => (
-                    "$.identifier[*] ? (@.value == $v)",
-                    serde_json::json!({"v": v}),
-                ),
+                (Some(s), None, _) => format!("system = {}", bind(params, s.clone())),
+                (None, Some(v), true) => {
+                    format!("value = {} AND system IS NULL", bind(params, v.clone()))
+                }
+                (None, Some(v), false) => format!("value = {}", bind(params, v.clone())),
                 (None, None, _) => return "false".to_owned(),
             };
-            let p = bind(params, path.to_owned());
-            let v = bind(params, vars.to_string());
-            format!("jsonb_path_exists(resource, {p}::text::jsonpath, {v}::text::jsonb)")
+            format!("id IN (SELECT {owner} FROM {table} WHERE tenant_id = $1 AND {matched})")
         }
         // The parser builds the criterion of each parameter's kind, and the tables pair
         // kinds with SQL (a unit test checks every served parameter); a mismatch matches

@@ -6,10 +6,11 @@
 //! indexes are used. Table and column names come from the kinds' constants only; values are
 //! always bound, never spliced into the text.
 
+use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::cursor::{Key, is_uuid};
-use super::kind::{IncludeParam, LocalReference, ResourceKind};
+use super::kind::{Identifier, IncludeParam, LocalReference, ResourceKind};
 use super::search::Search;
 use super::search_sql::{Param, bind, conditions};
 use crate::db::tenant_tx::{TenantTx, TxError};
@@ -38,7 +39,8 @@ pub struct Match {
     pub included: Vec<Option<String>>,
 }
 
-fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
+/// The parameters as `tokio_postgres` takes them.
+pub fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
     params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect()
 }
 
@@ -104,6 +106,40 @@ pub async fn create(
     Ok(())
 }
 
+/// Makes the identifier side table of `kind` (if it has one) hold exactly `identifiers`
+/// for resource `id`, which the caller wrote in this transaction: positions no longer
+/// present are deleted, the others inserted or changed (the two sets are disjoint, so the
+/// one statement's parts do not depend on their order). A deletion of the resource
+/// cascades to its rows.
+pub async fn replace_identifiers(
+    tx: &mut TenantTx,
+    tenant_id: i64,
+    kind: &ResourceKind,
+    id: &str,
+    identifiers: &[Identifier],
+) -> Result<(), TxError> {
+    let Some(side) = kind.identifiers else {
+        return Ok(());
+    };
+    let positions: Vec<i32> = identifiers.iter().map(|i| i.position).collect();
+    let systems: Vec<Option<String>> = identifiers.iter().map(|i| i.system.clone()).collect();
+    let values: Vec<Option<String>> = identifiers.iter().map(|i| i.value.clone()).collect();
+    let sql = format!(
+        "WITH gone AS (DELETE FROM {table} WHERE tenant_id = $1 AND {owner} = $2::text::uuid \
+           AND NOT (position = ANY($3::int4[]))) \
+         INSERT INTO {table} AS i (tenant_id, {owner}, position, system, value) \
+         SELECT $1, $2::text::uuid, p, s, v FROM unnest($3::int4[], $4::text[], $5::text[]) AS n(p, s, v) \
+         ON CONFLICT (tenant_id, {owner}, position) DO UPDATE \
+           SET system = excluded.system, value = excluded.value \
+           WHERE (i.system, i.value) IS DISTINCT FROM (excluded.system, excluded.value)",
+        table = side.table,
+        owner = side.owner,
+    );
+    tx.execute(&sql, &[&tenant_id, &id, &positions, &systems, &values])
+        .await?;
+    Ok(())
+}
+
 /// Replaces resource `id` with `version` (the locked current one plus one).
 #[allow(clippy::too_many_arguments)]
 pub async fn update(
@@ -141,18 +177,33 @@ pub async fn read(
     kind: &ResourceKind,
     id: &str,
 ) -> Result<Lookup, TxError> {
-    let sql = format!(
-        "SELECT resource::text, version FROM {table} WHERE tenant_id = $1 AND id = $2::text::uuid \
+    let row = tx
+        .query_opt(&read_sql(kind), &[&tenant_id, &id, &kind.resource_type])
+        .await?;
+    lookup(row)
+}
+
+/// The statement of [`read`], with parameters tenant id, resource id and resource type: a
+/// row `(resource, version)` when the resource exists, `(NULL, NULL)` when it was deleted,
+/// none when it never existed.
+pub fn read_sql(kind: &ResourceKind) -> String {
+    format!(
+        "SELECT resource::text AS resource, version FROM {table} \
+         WHERE tenant_id = $1 AND id = $2::text::uuid \
          UNION ALL \
          (SELECT NULL, NULL FROM fhir_history \
           WHERE tenant_id = $1 AND resource_type = $3 AND id = $2::text::uuid AND resource IS NULL \
           LIMIT 1) \
          LIMIT 1",
         table = kind.table,
-    );
-    let row = tx
-        .query_opt(&sql, &[&tenant_id, &id, &kind.resource_type])
-        .await?;
+    )
+}
+
+/// Over a row of [`read_sql`] (named `r`): the resource was found.
+pub const READ_FOUND: &str = "r.resource IS NOT NULL";
+
+/// What a row of [`read_sql`] says.
+pub fn lookup(row: Option<Row>) -> Result<Lookup, TxError> {
     Ok(match row {
         None => Lookup::Missing,
         Some(row) => match (row.try_get::<_, Option<String>>(0)?, row.try_get(1)?) {
@@ -258,6 +309,31 @@ pub async fn search(
     after: Option<Key>,
     limit: i64,
 ) -> Result<Vec<Match>, TxError> {
+    let (sql, params) = search_statement(tenant_id, kind, search, after, limit);
+    let rows = tx.query(&sql, &refs(&params)).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Match {
+                id: row.try_get(0)?,
+                json: row.try_get(1)?,
+                sort: row.try_get(2)?,
+                included: (0..search.includes.len())
+                    .map(|i| row.try_get(3 + i))
+                    .collect::<Result<_, _>>()?,
+            })
+        })
+        .collect()
+}
+
+/// The statement [`search`] runs and its parameters (public so that a test can ask the
+/// planner how it runs it).
+pub fn search_statement(
+    tenant_id: i64,
+    kind: &ResourceKind,
+    search: &Search,
+    after: Option<Key>,
+    limit: i64,
+) -> (String, Vec<Param>) {
     let mut params: Vec<Param> = vec![Box::new(tenant_id)];
     let sort_value = match search.sort {
         Some((sort, _)) => format!("(extract(epoch FROM {}) * 1000000)::bigint", sort.column),
@@ -305,19 +381,7 @@ pub async fn search(
     };
     let limit = bind(&mut params, limit);
     sql.push_str(&format!(" ORDER BY {order} LIMIT {limit}"));
-    let rows = tx.query(&sql, &refs(&params)).await?;
-    rows.iter()
-        .map(|row| {
-            Ok(Match {
-                id: row.try_get(0)?,
-                json: row.try_get(1)?,
-                sort: row.try_get(2)?,
-                included: (0..search.includes.len())
-                    .map(|i| row.try_get(3 + i))
-                    .collect::<Result<_, _>>()?,
-            })
-        })
-        .collect()
+    (sql, params)
 }
 
 /// How many resources match `search`.

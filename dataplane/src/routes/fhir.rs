@@ -3,6 +3,7 @@
 //! token or session with the clinical permissions.
 
 pub mod audit_event;
+pub mod bundle;
 pub mod resource;
 pub mod wire;
 
@@ -29,12 +30,17 @@ pub fn read_router() -> Router<AppState> {
     })
 }
 
-/// The resource routes that write (need `Permission::WriteClinical`).
+/// The resource routes that write (need `Permission::WriteClinical`), and the
+/// transaction and batch Bundles at the base (`POST /fhir`).
 pub fn write_router() -> Router<AppState> {
-    KINDS.iter().fold(Router::new(), |router, kind| {
-        router.merge(resource::write_router(kind))
-    })
+    KINDS.iter().fold(
+        Router::new().route("/", axum::routing::post(bundle::bundle)),
+        |router, kind| router.merge(resource::write_router(kind)),
+    )
 }
+
+/// The system interactions served at the base (FHIR `SystemRestfulInteraction` codes).
+pub const SYSTEM_INTERACTIONS: [&str; 2] = ["transaction", "batch"];
 
 /// The audit trail export (need `Permission::Audit`).
 pub fn audit_router() -> Router<AppState> {
@@ -107,6 +113,13 @@ struct Rest {
     // FHIR JSON forbids empty arrays: the list is left out until a resource is served.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     resource: Vec<RestResource>,
+    interaction: Vec<SystemInteraction>,
+}
+
+#[derive(Debug, Serialize)]
+struct SystemInteraction {
+    code: &'static str,
+    documentation: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -223,6 +236,16 @@ impl CapabilityStatement {
                     description: SECURITY_DESCRIPTION,
                 },
                 resource: SERVED.iter().map(RestResource::from_served).collect(),
+                interaction: SYSTEM_INTERACTIONS
+                    .iter()
+                    .map(|&code| SystemInteraction {
+                        code,
+                        documentation: "POST /fhir: entries POST, PUT, DELETE and GET (read) of \
+                            Patient, Encounter, DocumentReference and MedicationRequest; \
+                            urn:uuid references resolved within a transaction; at most \
+                            FHIR_BUNDLE_MAX_ENTRIES entries (default 1000)",
+                    })
+                    .collect(),
             }],
         }
     }
@@ -325,6 +348,13 @@ mod tests {
             .filter_map(|i| i["code"].as_str())
             .collect();
         assert_eq!(codes, ["search-type"]);
+        let system: Vec<&str> = statement["rest"][0]["interaction"]
+            .as_array()
+            .expect("system interactions")
+            .iter()
+            .filter_map(|i| i["code"].as_str())
+            .collect();
+        assert_eq!(system, ["transaction", "batch"]);
         assert_eq!(audit["versioning"], "no-version");
         assert_eq!(audit["readHistory"], false);
         assert_eq!(audit["searchParam"][0]["name"], "date");

@@ -328,6 +328,43 @@ impl TestDb {
         (id, schema)
     }
 
+    /// Publishes `row` as tenant `tenant_id`'s SSO settings, as the operator does.
+    pub async fn upsert_sso(&self, tenant_id: i64, row: &phoenix_dataplane::catalog::SsoRow) {
+        self.operator
+            .as_ref()
+            .expect("provisioned in create()")
+            .upsert_sso(tenant_id, row)
+            .await
+            .unwrap_or_else(|error| panic!("operator writes SSO {}: {error}", row.idp_name));
+    }
+
+    /// libpq URL of the test database as the stack's superuser (bypasses RLS).
+    pub fn admin_url(&self) -> String {
+        let host = match self.admin_config.config.get_hosts().first() {
+            Some(Host::Tcp(host)) => host.clone(),
+            _ => "127.0.0.1".to_owned(),
+        };
+        let port = self
+            .admin_config
+            .config
+            .get_ports()
+            .first()
+            .copied()
+            .unwrap_or(5432);
+        let user = self.admin_config.config.get_user().unwrap_or("postgres");
+        let password = self
+            .admin_config
+            .config
+            .get_password()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .unwrap_or_default();
+        format!(
+            "postgres://{user}:{password}@{host}:{port}/{db}?sslmode={mode}",
+            db = self.name,
+            mode = self.admin_config.tls.mode,
+        )
+    }
+
     /// Runs one admin statement in the test database.
     pub async fn execute(&self, sql: &str) {
         self.admin()

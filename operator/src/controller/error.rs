@@ -30,6 +30,9 @@ pub enum DerefError {
     /// An identity provider's metadata could not be fetched.
     #[error(transparent)]
     Fetch(#[from] crate::controller::providers::FetchError),
+    /// `deletionPolicy: Snapshot` in a Region without a snapshot bucket.
+    #[error("{0}")]
+    SnapshotNotConfigured(String),
 }
 
 /// The desired state cannot be reached from what was observed; the user must act.
@@ -111,6 +114,9 @@ pub enum ApplyError {
     /// planning refuses it (a managed role with BYPASSRLS the login cannot remove).
     #[error(transparent)]
     Refused(Box<PlanError>),
+    /// A tenant's snapshot could not be taken; its data is kept.
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
 }
 
 /// Why a reconcile failed.
@@ -196,6 +202,7 @@ impl Error {
                 DerefError::InvalidPort(_) => Reason::InvalidPort,
                 DerefError::RegionNotFound(_) => Reason::RegionNotFound,
                 DerefError::NotImplemented(_) => Reason::NotImplemented,
+                DerefError::SnapshotNotConfigured(_) => Reason::SnapshotNotConfigured,
                 DerefError::Fetch(f) => {
                     use crate::controller::providers::FetchError as F;
                     match f {
@@ -213,6 +220,8 @@ impl Error {
                 ApplyError::Kube(_) => Reason::KubernetesAPIError,
                 ApplyError::Dns(_) => Reason::Route53Error,
                 ApplyError::Refused(p) => plan_reason(p),
+                ApplyError::Snapshot(crate::snapshot::SnapshotError::Database(d)) => db_reason(d),
+                ApplyError::Snapshot(_) => Reason::SnapshotFailed,
             },
             Error::Status(_) => Reason::KubernetesAPIError,
             Error::Finalizer(_) => Reason::FinalizerError,

@@ -145,6 +145,7 @@ pub async fn run(
                 crate::dns::route53::Route53::from_env(metrics.clone(), settings.route53.clone())
                     .await,
             ),
+            snapshots: Arc::new(crate::snapshot::store::S3Store::from_env().await),
         },
         metrics,
         settings,

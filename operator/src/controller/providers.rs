@@ -28,6 +28,8 @@ pub struct Providers {
     pub oidc: Arc<dyn OidcMetadata>,
     /// Route53: zones, tenants' record sets, Region health checks.
     pub dns: Arc<dyn Dns>,
+    /// S3: where tenant snapshots go (`deletionPolicy: Snapshot`).
+    pub snapshots: Arc<dyn crate::snapshot::store::SnapshotStore>,
 }
 
 /// Route53 as the reconcilers use it ([`crate::dns::route53::Route53`]).
@@ -286,4 +288,18 @@ pub trait Database: Send + Sync {
         schema: &str,
         role: &str,
     ) -> Result<crate::db::tenant_schema_observe::Dropped, DbError>;
+    /// The rows of the (`Shared`) tenant with `uid`, read at one moment, stamped
+    /// `taken_at`; `None` when no catalog row has that UID.
+    async fn snapshot_tenant(
+        &self,
+        uid: &str,
+        taken_at: &str,
+    ) -> Result<Option<crate::snapshot::Snapshot>, DbError>;
+    /// Deletes a tenant's rows as [`Database::delete_tenant`], but only if each table
+    /// holds exactly the rows `counts` (a snapshot's) says; otherwise nothing.
+    async fn delete_snapshotted(
+        &self,
+        uid: &str,
+        counts: &[(String, u64)],
+    ) -> Result<Deleted, DbError>;
 }

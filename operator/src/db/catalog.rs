@@ -133,8 +133,14 @@ pub async fn retire(client: &Client, uid: &str) -> Result<bool, DbError> {
     Ok(n > 0)
 }
 
-/// Deletes the tenant's clinical rows and catalog row in one transaction.
-pub async fn delete(client: &mut Client, uid: &str) -> Result<Deleted, DbError> {
+/// Deletes the tenant's clinical rows and catalog row in one transaction. With `expected`
+/// (the row counts of a snapshot, by table), a table holding another number of rows undoes
+/// it all: rows written after the snapshot are never dropped unsaved.
+pub async fn delete(
+    client: &mut Client,
+    uid: &str,
+    expected: Option<&[(String, u64)]>,
+) -> Result<Deleted, DbError> {
     let tx = client
         .transaction()
         .await
@@ -163,10 +169,26 @@ pub async fn delete(client: &mut Client, uid: &str) -> Result<Deleted, DbError> 
     .map_err(DbError::query("scoping the deletion to the tenant"))?;
     let mut rows = 0;
     for table in DELETE_ORDER {
-        rows += tx
+        let n = tx
             .execute(&format!("DELETE FROM {table} WHERE tenant_id = $1"), &[&id])
             .await
             .map_err(DbError::query("deleting the tenant's clinical rows"))?;
+        if let Some(expected) = expected {
+            let saved = expected
+                .iter()
+                .find(|(t, _)| t == table)
+                .map_or(0, |(_, n)| *n);
+            if n != saved {
+                // Dropping the transaction rolls it back.
+                return Err(DbError::Query {
+                    context: "deleting the snapshotted tenant",
+                    reason: format!(
+                        "{table} holds {n} row(s) of the tenant but the snapshot {saved}: rows changed after the snapshot, so nothing was deleted; the next attempt takes a new snapshot"
+                    ),
+                });
+            }
+        }
+        rows += n;
     }
     tx.execute("DELETE FROM catalog.tenants WHERE id = $1", &[&id])
         .await

@@ -347,7 +347,24 @@ impl Database for PgDatabase {
 
     async fn delete_tenant(&self, uid: &str) -> Result<Deleted, DbError> {
         self.writable("deleting the tenant")?;
-        catalog::delete(&mut *self.client().await?, uid).await
+        catalog::delete(&mut *self.client().await?, uid, None).await
+    }
+
+    async fn snapshot_tenant(
+        &self,
+        uid: &str,
+        taken_at: &str,
+    ) -> Result<Option<crate::snapshot::Snapshot>, DbError> {
+        crate::snapshot::dump::dump_shared(&mut *self.client().await?, uid, taken_at).await
+    }
+
+    async fn delete_snapshotted(
+        &self,
+        uid: &str,
+        counts: &[(String, u64)],
+    ) -> Result<Deleted, DbError> {
+        self.writable("deleting the tenant")?;
+        catalog::delete(&mut *self.client().await?, uid, Some(counts)).await
     }
 
     async fn tenant_schema(

@@ -1,4 +1,4 @@
-//! A `Schema` tenant's own schema (ADR 0008): a per-tenant role owning a schema that holds
+//! A `Schema` tenant's own schema (ADR 0009): a per-tenant role owning a schema that holds
 //! a copy of every clinical table, made from the shared `clinical` schema as the
 //! migrations left it (the template), under the same forced RLS. Pure: from the template
 //! and what the tenant's schema holds, the DDL that creates what is missing and repairs

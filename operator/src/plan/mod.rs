@@ -554,6 +554,9 @@ pub async fn plan(
             )
             .await,
         ))),
+        snapshots: Arc::new(crate::snapshot::store::ReadOnlyStore(Arc::new(
+            crate::snapshot::store::S3Store::from_env().await,
+        ))),
     };
     let world = World {
         providers: &providers,

@@ -46,6 +46,7 @@ pub const KIND: ResourceKind = ResourceKind {
     columns: &[],
     search: AUDIT_EVENT_SEARCH,
     sorts: &[],
+    identifiers: None,
     includes: &[],
     validate: written_by_the_server_only,
 };

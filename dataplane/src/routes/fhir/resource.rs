@@ -21,17 +21,19 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde_json::Value;
 use serde_json::value::RawValue;
+use tokio_postgres::types::ToSql;
 
 use super::wire::{json_body, new_id, now, resource};
 use crate::app::AppState;
 use crate::audit::{Action, AuditEntry, Requester};
+use crate::db::audited_read::AuditedRead;
 use crate::db::tenant_tx::{Access, TenantTx};
 use crate::fhir::FhirJson;
 use crate::fhir::bundle::{Entry, SearchSet};
 use crate::fhir::cursor::{self, Key, is_uuid};
 use crate::fhir::element::stamp;
 use crate::fhir::error::FhirError;
-use crate::fhir::kind::{LocalReference, ResourceKind};
+use crate::fhir::kind::{LocalReference, ResourceKind, Validated};
 use crate::fhir::search::{self, CURSOR_PARAM, Handling, Search};
 use crate::fhir::store::{self, Lookup};
 use crate::tenant::Tenant;
@@ -81,11 +83,13 @@ pub fn write_router(kind: &'static ResourceKind) -> Router<AppState> {
         )
 }
 
-fn base(tenant: &Tenant) -> String {
+/// The tenant's FHIR base URL.
+pub fn base(tenant: &Tenant) -> String {
     format!("https://{}/fhir", tenant.hostname)
 }
 
-fn not_found(kind: &ResourceKind, id: &str) -> FhirError {
+/// The 404 of resource `id` of `kind`.
+pub fn not_found(kind: &ResourceKind, id: &str) -> FhirError {
     FhirError::NotFound {
         resource_type: kind.resource_type,
         id: id.to_owned(),
@@ -129,23 +133,15 @@ async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, FhirError> {
-    let mut valid = (kind.validate)(json_body(&headers, body)?)?;
-    let (id, at) = (new_id(), now());
-    stamp(&mut valid.resource, &id, 1, &at);
-    let json = Value::Object(valid.resource).to_string();
-    let stored = json.clone();
+    let valid = (kind.validate)(json_body(&headers, body)?)?;
+    let id = new_id();
     let tenant_id = tenant.id;
     let new = id.clone();
-    let (values, references) = (valid.values, valid.references);
     let entry = AuditEntry::new(Action::Create, kind.resource_type).id(&id);
-    state
+    let json = state
         .database
         .audited_tx(Access::Write, &requester, entry, |tx| {
-            Box::pin(async move {
-                resolve(tx, tenant_id, &references).await?;
-                store::create(tx, tenant_id, kind, &new, &values, &stored, &at).await?;
-                Ok::<_, FhirError>(())
-            })
+            Box::pin(async move { create_in(tx, tenant_id, kind, &new, valid).await })
         })
         .await?;
     let location = format!("{}/{}/{id}/_history/1", base(&tenant), kind.resource_type);
@@ -155,6 +151,24 @@ async fn create(
         json,
         Some((LOCATION, location)),
     ))
+}
+
+/// Creates `valid` as version 1 of resource `id` in `tx`, after checking its references;
+/// its stored JSON.
+pub async fn create_in(
+    tx: &mut TenantTx,
+    tenant_id: i64,
+    kind: &'static ResourceKind,
+    id: &str,
+    mut valid: Validated,
+) -> Result<String, FhirError> {
+    resolve(tx, tenant_id, &valid.references).await?;
+    let at = now();
+    stamp(&mut valid.resource, id, 1, &at);
+    let json = Value::Object(valid.resource).to_string();
+    store::create(tx, tenant_id, kind, id, &valid.values, &json, &at).await?;
+    store::replace_identifiers(tx, tenant_id, kind, id, &valid.identifiers).await?;
+    Ok(json)
 }
 
 async fn read(
@@ -170,20 +184,44 @@ async fn read(
     }
     let tenant_id = tenant.id;
     let entry = AuditEntry::new(Action::Read, kind.resource_type).id(&id);
-    // The outcome is decided inside the transaction, so that its entry records it.
+    // The read and its audit entry in one statement and one round trip; the outcome is
+    // decided from the row, as `read_in` decides it.
+    let sql = store::read_sql(kind);
+    let params: [&(dyn ToSql + Sync); 3] = [&tenant_id, &id, &kind.resource_type];
+    let read = AuditedRead {
+        sql: &sql,
+        params: &params,
+        found: store::READ_FOUND,
+    };
     let (json, version) = state
         .database
-        .audited_tx(Access::Read, &requester, entry, |tx| {
-            Box::pin(async move {
-                match store::read(tx, tenant_id, kind, &id).await? {
-                    Lookup::Found(json, version) => Ok((json, version)),
-                    Lookup::Deleted => Err(gone(kind, &id)),
-                    Lookup::Missing => Err(not_found(kind, &id)),
-                }
-            })
-        })
+        .audited_read(
+            Access::Read,
+            &requester,
+            entry,
+            read,
+            |row| match store::lookup(row)? {
+                Lookup::Found(json, version) => Ok((json, version)),
+                Lookup::Deleted => Err(gone(kind, &id)),
+                Lookup::Missing => Err(not_found(kind, &id)),
+            },
+        )
         .await?;
     Ok(resource(StatusCode::OK, version, json, None))
+}
+
+/// The current version of resource `id` (a UUID): its stored JSON and version.
+pub async fn read_in(
+    tx: &mut TenantTx,
+    tenant_id: i64,
+    kind: &'static ResourceKind,
+    id: &str,
+) -> Result<(String, i32), FhirError> {
+    match store::read(tx, tenant_id, kind, id).await? {
+        Lookup::Found(json, version) => Ok((json, version)),
+        Lookup::Deleted => Err(gone(kind, id)),
+        Lookup::Missing => Err(not_found(kind, id)),
+    }
 }
 
 async fn vread(
@@ -228,14 +266,8 @@ async fn update(
     body: Body,
 ) -> Result<Response, FhirError> {
     let id = path_id(kind, id)?;
-    let mut valid = (kind.validate)(json_body(&headers, body)?)?;
-    if valid.resource.get("id").and_then(Value::as_str) != Some(id.as_str()) {
-        let path = format!("{}.id", kind.resource_type);
-        return Err(FhirError::invalid(
-            &path,
-            format!("{path} must be present and equal the id in the URL"),
-        ));
-    }
+    let valid = (kind.validate)(json_body(&headers, body)?)?;
+    check_update_id(kind, &valid, &id)?;
     if !is_uuid(&id) {
         return Err(not_found(kind, &id));
     }
@@ -246,38 +278,52 @@ async fn update(
     let (version, json) = state
         .database
         .audited_tx(Access::Write, &requester, entry, |tx| {
-            Box::pin(async move {
-                let Some(current) = store::lock_current(tx, tenant_id, kind, &key).await? else {
-                    return Err(match store::read(tx, tenant_id, kind, &key).await? {
-                        Lookup::Deleted => gone(kind, &key),
-                        _ => not_found(kind, &key),
-                    });
-                };
-                if let Some(expected) = expected
-                    && expected != current.to_string()
-                {
-                    return Err(FhirError::VersionConflict { expected, current });
-                }
-                resolve(tx, tenant_id, &valid.references).await?;
-                let (version, at) = (current.saturating_add(1), now());
-                stamp(&mut valid.resource, &key, version, &at);
-                let json = Value::Object(valid.resource).to_string();
-                store::update(
-                    tx,
-                    tenant_id,
-                    kind,
-                    &key,
-                    version,
-                    &valid.values,
-                    &json,
-                    &at,
-                )
-                .await?;
-                Ok((version, json))
-            })
+            Box::pin(async move { update_in(tx, tenant_id, kind, &key, valid, expected).await })
         })
         .await?;
     Ok(resource(StatusCode::OK, version, json, None))
+}
+
+/// Fails unless the resource of an update carries the id it is updated at.
+pub fn check_update_id(kind: &ResourceKind, valid: &Validated, id: &str) -> Result<(), FhirError> {
+    if valid.resource.get("id").and_then(Value::as_str) == Some(id) {
+        return Ok(());
+    }
+    let path = format!("{}.id", kind.resource_type);
+    Err(FhirError::invalid(
+        &path,
+        format!("{path} must be present and equal the id in the URL"),
+    ))
+}
+
+/// Replaces resource `id` (a UUID) with `valid` in `tx`, if its current version is
+/// `expected` (when given); the new version and its stored JSON.
+pub async fn update_in(
+    tx: &mut TenantTx,
+    tenant_id: i64,
+    kind: &'static ResourceKind,
+    id: &str,
+    mut valid: Validated,
+    expected: Option<String>,
+) -> Result<(i32, String), FhirError> {
+    let Some(current) = store::lock_current(tx, tenant_id, kind, id).await? else {
+        return Err(match store::read(tx, tenant_id, kind, id).await? {
+            Lookup::Deleted => gone(kind, id),
+            _ => not_found(kind, id),
+        });
+    };
+    if let Some(expected) = expected
+        && expected != current.to_string()
+    {
+        return Err(FhirError::VersionConflict { expected, current });
+    }
+    resolve(tx, tenant_id, &valid.references).await?;
+    let (version, at) = (current.saturating_add(1), now());
+    stamp(&mut valid.resource, id, version, &at);
+    let json = Value::Object(valid.resource).to_string();
+    store::update(tx, tenant_id, kind, id, version, &valid.values, &json, &at).await?;
+    store::replace_identifiers(tx, tenant_id, kind, id, &valid.identifiers).await?;
+    Ok((version, json))
 }
 
 async fn remove(
@@ -296,23 +342,31 @@ async fn remove(
     state
         .database
         .audited_tx(Access::Write, &requester, entry, |tx| {
-            Box::pin(async move {
-                match store::lock_current(tx, tenant_id, kind, &id).await? {
-                    Some(current) => {
-                        let version = current.saturating_add(1);
-                        store::delete(tx, tenant_id, kind, &id, version, &now()).await?;
-                        Ok(())
-                    }
-                    // Deleting a deleted resource succeeds again (FHIR: idempotent delete).
-                    None => match store::read(tx, tenant_id, kind, &id).await? {
-                        Lookup::Deleted => Ok(()),
-                        _ => Err(not_found(kind, &id)),
-                    },
-                }
-            })
+            Box::pin(async move { delete_in(tx, tenant_id, kind, &id).await })
         })
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes resource `id` (a UUID) in `tx`; deleting a deleted resource succeeds again
+/// (FHIR: idempotent delete), a missing one is 404.
+pub async fn delete_in(
+    tx: &mut TenantTx,
+    tenant_id: i64,
+    kind: &'static ResourceKind,
+    id: &str,
+) -> Result<(), FhirError> {
+    match store::lock_current(tx, tenant_id, kind, id).await? {
+        Some(current) => {
+            let version = current.saturating_add(1);
+            store::delete(tx, tenant_id, kind, id, version, &now()).await?;
+            Ok(())
+        }
+        None => match store::read(tx, tenant_id, kind, id).await? {
+            Lookup::Deleted => Ok(()),
+            _ => Err(not_found(kind, id)),
+        },
+    }
 }
 
 /// A page of matches and the resources they include.

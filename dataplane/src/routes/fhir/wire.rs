@@ -91,14 +91,8 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<String>, FhirError> {
     let Some(value) = headers.get(IF_MATCH) else {
         return Ok(None);
     };
-    let text = value.to_str().map_err(|_| FhirError::BadIfMatch)?.trim();
-    let quoted = text.strip_prefix("W/").unwrap_or(text);
-    match quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"')) {
-        Some(version) if !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()) => {
-            Ok(Some(version.to_owned()))
-        }
-        _ => Err(FhirError::BadIfMatch),
-    }
+    let text = value.to_str().map_err(|_| FhirError::BadIfMatch)?;
+    crate::fhir::bundle_request::etag_version(text).map(Some)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod deref;
 pub mod dns;
 pub mod placing;
 pub mod plan;
+pub mod snapshot;
 pub mod status;
 
 use std::sync::Arc;
@@ -54,8 +55,18 @@ async fn converge(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     .await;
     match result {
         Ok((placement, TenantPlan::Converge { schema, .. }, Some(catalog_id))) => {
-            let (status, mut events) =
+            let (mut status, mut events) =
                 status::ready(tenant, &placement, catalog_id, schema.as_deref(), &now);
+            if let Some(note) = World::of(ctx)
+                .region(&placement.region)
+                .and_then(|r| snapshot::unprotected_note(tenant, &r))
+            {
+                for c in &mut status.conditions {
+                    if c.type_ == conditions::types::DATABASE_READY {
+                        c.message.push_str(&note);
+                    }
+                }
+            }
             let status = status::with_sso(status, tenant, sso, &now);
             let (status, retry) = with_dns(status, &mut events, tenant, ctx, &now).await;
             ctx.publish(tenant, &status, &events)
@@ -179,6 +190,7 @@ async fn release(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     };
     let db = writer(&world, &region).await?;
     let apply_err = super::error::ApplyError::from;
+    let mut events = Vec::new();
     let note = match tenant.spec.database.deletion_policy {
         DeletionPolicy::Retain => {
             let retired = db.retire_tenant(&uid).await.map_err(apply_err)?;
@@ -233,19 +245,16 @@ async fn release(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
             )
         }
         DeletionPolicy::Snapshot => {
-            return Err(DerefError::NotImplemented(
-                "deletionPolicy Snapshot (needs isolation Dedicated)",
-            )
-            .into());
+            let (note, taken) =
+                snapshot::snapshot_then_delete(tenant, &region, db.as_ref(), ctx).await?;
+            events.extend(taken);
+            note
         }
     };
     ctx.placements.lock().await.remove(&uid);
     tracing::info!(%note, "tenant cleaned up");
-    ctx.publish_events(
-        tenant,
-        &[EventSpec::normal(Reason::Deleted, "Delete", note)],
-    )
-    .await;
+    events.push(EventSpec::normal(Reason::Deleted, "Delete", note));
+    ctx.publish_events(tenant, &events).await;
     Ok(Action::await_change())
 }
 

@@ -1,0 +1,131 @@
+//! Taking a `Shared` tenant's rows out of its region database: for every tenant table,
+//! parents first, `COPY (SELECT <columns but tenant_id> FROM t WHERE tenant_id = id) TO
+//! STDOUT` in one read-only repeatable-read transaction, so every table is seen at the same
+//! moment. `pg_dump` cannot filter rows; this writes the same COPY text it would.
+
+use futures::TryStreamExt;
+use phoenix_catalog::rls::DELETE_ORDER;
+use tokio_postgres::{Client, GenericClient, IsolationLevel};
+
+use super::format::{Snapshot, SnapshotTenant, TableData};
+use crate::db::rls::quote_ident;
+use crate::db::{DbError, col};
+
+/// Tenant tables in the order a restore loads them (parents before children).
+pub fn load_order() -> impl Iterator<Item = &'static str> {
+    DELETE_ORDER.iter().rev().copied()
+}
+
+/// The columns of `table` in order, `tenant_id` left out.
+pub async fn columns(client: &impl GenericClient, table: &str) -> Result<Vec<String>, DbError> {
+    client
+        .query(
+            "SELECT attname::text FROM pg_attribute
+             WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped
+               AND attname <> 'tenant_id'
+             ORDER BY attnum",
+            &[&table],
+        )
+        .await
+        .map_err(DbError::query("reading a tenant table's columns"))?
+        .iter()
+        .map(|r| col(r, 0))
+        .collect()
+}
+
+/// The rows of tenant `uid` (a `Shared` tenant), or `None` when no catalog row has that
+/// UID (nothing to snapshot). `taken_at` is stamped by the caller.
+pub async fn dump_shared(
+    client: &mut Client,
+    uid: &str,
+    taken_at: &str,
+) -> Result<Option<Snapshot>, DbError> {
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(DbError::query("starting the snapshot"))?;
+    // What pg_dump sets, so that the text round-trips exactly on any server.
+    tx.batch_execute(
+        "SET LOCAL datestyle = 'ISO, YMD'; SET LOCAL intervalstyle = 'postgres';
+         SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'",
+    )
+    .await
+    .map_err(DbError::query("preparing the snapshot session"))?;
+    let Some(row) = tx
+        .query_opt(
+            "SELECT id, name, home_region, isolation FROM catalog.tenants WHERE uid = $1",
+            &[&uid],
+        )
+        .await
+        .map_err(DbError::query("finding the tenant to snapshot"))?
+    else {
+        return Ok(None);
+    };
+    let tenant = SnapshotTenant {
+        uid: uid.to_owned(),
+        catalog_id: col(&row, 0)?,
+        name: col(&row, 1)?,
+        home_region: col(&row, 2)?,
+        isolation: col(&row, 3)?,
+    };
+    // Under forced RLS a login without BYPASSRLS sees only the tenant set here.
+    tx.execute(
+        "SELECT set_config('app.tenant_id', $1::bigint::text, true)",
+        &[&tenant.catalog_id],
+    )
+    .await
+    .map_err(DbError::query("scoping the snapshot to the tenant"))?;
+    let version = tx
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM phoenix_meta.schema_migrations",
+            &[],
+        )
+        .await
+        .map_err(DbError::query("reading the schema version"))?;
+    let schema_version: i32 = col(&version, 0)?;
+    let mut tables = Vec::new();
+    for table in load_order() {
+        let columns = columns(&tx, table).await?;
+        let list = columns
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // COPY takes no parameters; the id is an integer we read ourselves.
+        let sql = format!(
+            "COPY (SELECT {list} FROM {table} WHERE tenant_id = {}) TO STDOUT",
+            tenant.catalog_id
+        );
+        let stream = tx
+            .copy_out(&sql)
+            .await
+            .map_err(DbError::query("copying a tenant table out"))?;
+        let chunks: Vec<bytes::Bytes> = stream
+            .try_collect()
+            .await
+            .map_err(DbError::query("copying a tenant table out"))?;
+        let mut data = Vec::with_capacity(chunks.iter().map(|c| c.len()).sum());
+        for c in &chunks {
+            data.extend_from_slice(c);
+        }
+        let rows = data.iter().filter(|b| **b == b'\n').count() as u64;
+        tables.push(TableData {
+            table: table.to_owned(),
+            columns,
+            rows,
+            data,
+        });
+    }
+    tx.commit()
+        .await
+        .map_err(DbError::query("ending the snapshot"))?;
+    Ok(Some(Snapshot {
+        tenant,
+        schema_version,
+        taken_at: taken_at.to_owned(),
+        tables,
+    }))
+}
