@@ -380,8 +380,9 @@ mod tests {
         }
         let (why, message) = reason(&r);
         assert_eq!(why, Reason::RLSDrift);
+        let table = phoenix_catalog::TENANT_TABLES[2];
         assert!(
-            message.contains("clinical.document_references: row level security was not forced"),
+            message.contains(&format!("{table}: row level security was not forced")),
             "{message}"
         );
     }
