@@ -3,6 +3,7 @@
 //! [`consistency`]), the replica lag sampler ([`lag`]) and the probe readiness uses.
 
 pub mod audited_read;
+pub mod catalog_readers;
 pub mod consistency;
 pub mod lag;
 pub mod readers;
@@ -54,6 +55,14 @@ pub enum DbError {
     /// A statement failed.
     #[error("query failed")]
     Query(#[from] tokio_postgres::Error),
+    /// A reader published in `catalog.readers` cannot be used.
+    #[error("reader {endpoint}: {reason}")]
+    Reader {
+        /// The reader's `host:port/dbname`.
+        endpoint: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Where to connect and how: the tokio-postgres settings and the TLS connector (used only
@@ -83,15 +92,10 @@ pub fn pg_config(
     application_name: &str,
     ca_file: Option<&Path>,
 ) -> Result<DbTarget, DbError> {
-    let tls_error = |source| DbError::Tls { setting, source };
-    let mut target = phoenix_catalog::connect::parse(url).map_err(|error| match error {
-        ConnectError::Parse(source) => DbError::InvalidUrl { setting, source },
-        other => tls_error(other),
-    })?;
-    if let Some(path) = ca_file {
-        target = target.with_ca_file(path).map_err(tls_error)?;
-    }
-    let tls = target.connector().map_err(tls_error)?;
+    let target = pg_target(setting, url, ca_file)?;
+    let tls = target
+        .connector()
+        .map_err(|source| DbError::Tls { setting, source })?;
     let mut config = target.config;
     if config.get_application_name().is_none() {
         config.application_name(application_name);
@@ -100,6 +104,24 @@ pub fn pg_config(
         config.connect_timeout(CONNECT_TIMEOUT);
     }
     Ok(DbTarget { config, tls })
+}
+
+/// The settings of libpq URL `url` (from `setting`) with libpq's sslmode semantics, `ca_file`
+/// replacing its `sslrootcert`.
+pub fn pg_target(
+    setting: &'static str,
+    url: &str,
+    ca_file: Option<&Path>,
+) -> Result<phoenix_catalog::connect::PgTarget, DbError> {
+    let tls_error = |source| DbError::Tls { setting, source };
+    let mut target = phoenix_catalog::connect::parse(url).map_err(|error| match error {
+        ConnectError::Parse(source) => DbError::InvalidUrl { setting, source },
+        other => tls_error(other),
+    })?;
+    if let Some(path) = ca_file {
+        target = target.with_ca_file(path).map_err(tls_error)?;
+    }
+    Ok(target)
 }
 
 /// Answers whether the database is up; owned by readiness, so tests can stand in for it.
