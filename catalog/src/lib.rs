@@ -50,6 +50,7 @@ macro_rules! string_enum {
 pub mod migrations;
 pub mod readers;
 pub mod rls;
+pub mod schemas;
 pub mod sso;
 pub mod tenants;
 

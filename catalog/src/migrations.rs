@@ -84,6 +84,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0012_scim_tokens_tenant_index.sql"),
     },
     Migration {
+        version: 13,
+        name: "tenant_schema",
+        sql: include_str!("../migrations/0013_tenant_schema.sql"),
+    },
+    Migration {
         version: 14,
         name: "patient_identifiers",
         sql: include_str!("../migrations/0014_patient_identifiers.sql"),

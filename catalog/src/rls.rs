@@ -52,8 +52,14 @@ pub fn tenant_predicate() -> String {
 }
 
 /// The statement that sets the tenant for the current transaction only; `$1` is the
-/// tenant's catalog id as text.
-pub const SET_TENANT_SQL: &str = "SELECT set_config('app.tenant_id', $1, true)";
+/// tenant's catalog id as text. It also sets `search_path`, locally, to where the catalog
+/// says the tenant's rows live (its own schema, isolation `Schema`; else `clinical`), so
+/// the same unqualified SQL reaches either (ADR 0009). The name is read from the catalog
+/// in the same statement (never stale), was checked there by a CHECK constraint, and is
+/// quoted; a tenant without a row gets `clinical`, where forced RLS shows it nothing.
+pub const SET_TENANT_SQL: &str = "SELECT set_config('app.tenant_id', $1, true), \
+     set_config('search_path', coalesce((SELECT quote_ident(t.schema_name) FROM catalog.tenants t \
+     WHERE t.id = $1::bigint), 'clinical'), true)";
 
 #[cfg(test)]
 mod tests {
@@ -74,6 +80,8 @@ mod tests {
             SET_TENANT_SQL.ends_with("true)"),
             "must be transaction-local"
         );
+        assert!(SET_TENANT_SQL.contains("set_config('search_path'"));
+        assert!(SET_TENANT_SQL.contains(crate::schemas::SHARED_SCHEMA));
     }
 
     #[test]

@@ -61,6 +61,18 @@ pub struct TenantRow {
     pub max_users: i32,
     /// `metadata.generation` of the Tenant the row was written from.
     pub generation: i64,
+    /// The tenant's own schema (isolation `Schema`), `None` for the shared `clinical`
+    /// schema; always a valid name ([`crate::schemas::valid_tenant_schema`]).
+    pub schema: Option<String>,
+}
+
+impl TenantRow {
+    /// The schema holding the tenant's clinical tables.
+    pub fn schema_or_shared(&self) -> &str {
+        self.schema
+            .as_deref()
+            .unwrap_or(crate::schemas::SHARED_SCHEMA)
+    }
 }
 
 /// A row of `catalog.tenants` as stored.
@@ -86,6 +98,14 @@ pub enum RowError {
     /// A column is missing or has another type than this version expects.
     #[error("catalog.tenants has an unexpected column: {0}")]
     Column(#[from] tokio_postgres::Error),
+    /// A schema name that is not a plain identifier (a hand-edited row): never used.
+    #[error("catalog.tenants row {id}: schema_name {name:?} is not a valid tenant schema name")]
+    InvalidSchema {
+        /// Catalog id of the row.
+        id: i64,
+        /// The name found.
+        name: String,
+    },
     /// A value this version does not know.
     #[error("catalog.tenants row {id}: {source}")]
     Unknown {
@@ -99,7 +119,7 @@ pub enum RowError {
 
 /// The columns [`TenantRecord::from_row`] reads, for `SELECT {COLUMNS} FROM catalog.tenants`.
 pub const COLUMNS: &str = "id, uid, name, display_name, hostname, home_region, data_residency, \
-     isolation, state, requests_per_second, max_users, generation";
+     isolation, state, requests_per_second, max_users, generation, schema_name";
 
 impl TenantRecord {
     /// Reads a row selected with [`COLUMNS`]; every column with `try_get`, so a schema
@@ -113,6 +133,15 @@ impl TenantRecord {
         let state = parse("state")?
             .parse()
             .map_err(|source| RowError::Unknown { id, source })?;
+        let schema: Option<String> = row.try_get("schema_name")?;
+        if let Some(name) = &schema
+            && !crate::schemas::valid_tenant_schema(name)
+        {
+            return Err(RowError::InvalidSchema {
+                id,
+                name: name.clone(),
+            });
+        }
         Ok(TenantRecord {
             id,
             row: TenantRow {
@@ -127,6 +156,7 @@ impl TenantRecord {
                 requests_per_second: row.try_get("requests_per_second")?,
                 max_users: row.try_get("max_users")?,
                 generation: row.try_get("generation")?,
+                schema,
             },
         })
     }

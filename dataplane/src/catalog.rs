@@ -6,6 +6,7 @@
 //! blocks a request for longer than an `Arc` clone.
 
 pub mod follower;
+pub mod readers;
 pub mod scim_tokens;
 
 use std::collections::HashMap;
@@ -19,7 +20,9 @@ pub use scim_tokens::{ScimToken, load_scim_tokens, token_hash};
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     /// The query failed (connection lost, permission denied, schema missing).
-    #[error("reading the catalog (catalog.tenants, catalog.sso, catalog.scim_tokens) failed")]
+    #[error(
+        "reading the catalog (catalog.tenants, catalog.sso, catalog.scim_tokens, catalog.readers) failed"
+    )]
     Query(#[from] tokio_postgres::Error),
     /// A column is missing or has another type than this version expects.
     #[error(transparent)]
@@ -106,12 +109,18 @@ struct Snapshot {
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
     current: Arc<RwLock<Arc<Snapshot>>>,
+    readers: readers::PublishedReaders,
 }
 
 impl Catalog {
     /// A catalog that has not loaded yet: it resolves no host and is not ready.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The Region's readers as published in `catalog.readers`.
+    pub fn readers(&self) -> &readers::PublishedReaders {
+        &self.readers
     }
 
     /// A catalog holding exactly `tenants`, already loaded (for tests and tools).
@@ -255,6 +264,7 @@ mod tests {
                 requests_per_second: 100,
                 max_users: 1000,
                 generation: 1,
+                schema: None,
             },
         }
     }

@@ -25,7 +25,8 @@ pub struct Config {
     pub database_url: String,
 
     /// libpq URL of the region's read replica (same TLS settings and CA as the writer);
-    /// reads use the writer when absent.
+    /// when absent, reads follow the readers published in `catalog.readers`, and use the
+    /// writer when none is healthy.
     #[arg(
         long = "reader-url",
         env = "DATABASE_READER_URL",

@@ -3,6 +3,7 @@
 //! [`consistency`]), the replica lag sampler ([`lag`]) and the probe readiness uses.
 
 pub mod audited_read;
+pub mod catalog_readers;
 pub mod consistency;
 pub mod lag;
 pub mod readers;
@@ -54,6 +55,14 @@ pub enum DbError {
     /// A statement failed.
     #[error("query failed")]
     Query(#[from] tokio_postgres::Error),
+    /// A reader published in `catalog.readers` cannot be used.
+    #[error("reader {endpoint}: {reason}")]
+    Reader {
+        /// The reader's `host:port/dbname`.
+        endpoint: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Where to connect and how: the tokio-postgres settings and the TLS connector (used only
@@ -83,15 +92,10 @@ pub fn pg_config(
     application_name: &str,
     ca_file: Option<&Path>,
 ) -> Result<DbTarget, DbError> {
-    let tls_error = |source| DbError::Tls { setting, source };
-    let mut target = phoenix_catalog::connect::parse(url).map_err(|error| match error {
-        ConnectError::Parse(source) => DbError::InvalidUrl { setting, source },
-        other => tls_error(other),
-    })?;
-    if let Some(path) = ca_file {
-        target = target.with_ca_file(path).map_err(tls_error)?;
-    }
-    let tls = target.connector().map_err(tls_error)?;
+    let target = pg_target(setting, url, ca_file)?;
+    let tls = target
+        .connector()
+        .map_err(|source| DbError::Tls { setting, source })?;
     let mut config = target.config;
     if config.get_application_name().is_none() {
         config.application_name(application_name);
@@ -100,6 +104,24 @@ pub fn pg_config(
         config.connect_timeout(CONNECT_TIMEOUT);
     }
     Ok(DbTarget { config, tls })
+}
+
+/// The settings of libpq URL `url` (from `setting`) with libpq's sslmode semantics, `ca_file`
+/// replacing its `sslrootcert`.
+pub fn pg_target(
+    setting: &'static str,
+    url: &str,
+    ca_file: Option<&Path>,
+) -> Result<phoenix_catalog::connect::PgTarget, DbError> {
+    let tls_error = |source| DbError::Tls { setting, source };
+    let mut target = phoenix_catalog::connect::parse(url).map_err(|error| match error {
+        ConnectError::Parse(source) => DbError::InvalidUrl { setting, source },
+        other => tls_error(other),
+    })?;
+    if let Some(path) = ca_file {
+        target = target.with_ca_file(path).map_err(tls_error)?;
+    }
+    Ok(target)
 }
 
 /// Answers whether the database is up; owned by readiness, so tests can stand in for it.
@@ -224,11 +246,25 @@ impl Database {
     }
 }
 
+/// The session `search_path` of every pooled connection (a connection option).
+const SESSION_SEARCH_PATH: &str = "-c search_path=clinical";
+
 // A pool of at most `max_size` connections made with `target`; the one place the data
 // plane's pooled connections are made.
 fn pool(target: DbTarget, max_size: usize) -> Result<Pool, DbError> {
+    let mut config = target.config;
+    // The data plane's SQL names clinical tables unqualified: each tenant transaction sets
+    // `search_path` locally to the tenant's schema (`SET_TENANT_SQL`), but a statement is
+    // parsed before that runs, so the session's own path must resolve the same names. The
+    // shared schema does; PostgreSQL re-analyses a cached statement when the path at
+    // execution differs from the one it was planned with (ADR 0009).
+    let options = match config.get_options() {
+        Some(given) if !given.is_empty() => format!("{given} {SESSION_SEARCH_PATH}"),
+        _ => SESSION_SEARCH_PATH.to_owned(),
+    };
+    config.options(&options);
     let manager = Manager::from_config(
-        target.config,
+        config,
         target.tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,

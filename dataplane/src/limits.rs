@@ -142,6 +142,7 @@ mod tests {
                 requests_per_second,
                 max_users: 10,
                 generation: 1,
+                schema: None,
             },
         }
     }

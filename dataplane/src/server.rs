@@ -6,6 +6,7 @@ pub mod tls;
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::extract::Request;
 use axum::middleware::{self, Next};
@@ -18,7 +19,8 @@ use crate::app::{AppState, admin_app, app};
 use crate::catalog::Catalog;
 use crate::catalog::follower::{CatalogFollower, FollowerSettings};
 use crate::config::Config;
-use crate::db::{Database, DbError, lag, pg_config};
+use crate::db::catalog_readers::CatalogReaders;
+use crate::db::{Database, DbError, lag, pg_config, pg_target};
 use crate::metrics::Metrics;
 
 /// Why the data plane could not start.
@@ -58,6 +60,7 @@ pub struct Dataplane {
     local_addr: SocketAddr,
     admin_addr: SocketAddr,
     catalog: Catalog,
+    database: Database,
     stop: watch::Sender<bool>,
     server: JoinHandle<io::Result<()>>,
     admin: JoinHandle<io::Result<()>>,
@@ -105,7 +108,24 @@ impl Dataplane {
                 addr: config.admin_listen.to_string(),
                 source,
             })?;
+        let catalog = Catalog::new();
         let database = Database::new(config)?;
+        // Without a configured replica, reads follow the Region's readers as the operator
+        // publishes them to the catalog.
+        let database = if config.reader_url.is_none() {
+            let writer = pg_target(
+                "DATABASE_URL",
+                &config.database_url,
+                config.database_ca_file.as_deref(),
+            )?;
+            database.with_readers(Arc::new(CatalogReaders::new(
+                catalog.readers().clone(),
+                writer,
+                config.pool_size,
+            )))
+        } else {
+            database
+        };
         let acceptor = match (&config.tls_cert_file, &config.tls_key_file) {
             (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
             _ => None,
@@ -117,7 +137,6 @@ impl Dataplane {
             config.database_ca_file.as_deref(),
         )?;
         let metrics = Metrics::new(config.region.as_deref());
-        let catalog = Catalog::new();
         let (stop, stopped) = watch::channel(false);
         let span = tracing::info_span!("dataplane", region = config.region.as_deref());
 
@@ -133,6 +152,7 @@ impl Dataplane {
             .with_login(config.login())
             .with_request_settings(config.request_settings());
         let sampled = state.database.clone();
+        let served = state.database.clone();
         let stopped_sampling = shutdown_signal(stopped.clone());
         let lag_sampler = tokio::spawn(
             async move {
@@ -172,12 +192,18 @@ impl Dataplane {
             local_addr,
             admin_addr,
             catalog,
+            database: served,
             stop,
             server,
             admin,
             follower,
             lag_sampler,
         })
+    }
+
+    /// The database handlers reach (its pools and reader source, as wired at start).
+    pub fn database(&self) -> &Database {
+        &self.database
     }
 
     /// The address the HTTP server listens on.

@@ -199,6 +199,7 @@ mod tests {
                 requests_per_second: 1,
                 max_users: 1,
                 generation: 1,
+                schema: None,
             },
         };
         let catalog = Catalog::with_tenants([

@@ -47,6 +47,7 @@ fn tenant(id: i64, name: &str, hostname: &str, state: TenantState) -> TenantReco
             requests_per_second: 100,
             max_users: 1000,
             generation: 1,
+            schema: None,
         },
     }
 }

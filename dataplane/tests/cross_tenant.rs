@@ -144,7 +144,18 @@ fn unthrottled(record: &TenantRecord) -> TenantRecord {
 
 #[tokio::test]
 async fn tenant_b_never_reaches_tenant_a_through_any_route() {
-    let s = setup().await;
+    b_never_reaches_a(setup().await, "clinical").await;
+}
+
+/// The same, with A a `Schema` tenant (its rows in a schema of its own) and B `Shared`.
+#[tokio::test]
+async fn tenant_b_never_reaches_a_schema_tenant_through_any_route() {
+    let (s, schema) = setup_schema_a().await;
+    b_never_reaches_a(s, &format!("\"{schema}\"")).await;
+}
+
+/// B's credentials against every route, with A's rows in `a_schema` (quoted).
+async fn b_never_reaches_a(s: Setup, a_schema: &str) {
     let (a, b) = (
         s.catalog.get(A).expect("tenant A"),
         s.catalog.get(B).expect("tenant B"),
@@ -187,27 +198,31 @@ async fn tenant_b_never_reaches_tenant_a_through_any_route() {
         medication(&patient, Some(&encounter_id), "active"),
     )
     .await;
-    let scim = |sql: &'static str, value: &'static str| {
+    let scim = |sql: String, value: &'static str| {
         let db = &s._db;
         let tenant = a.id;
         async move {
             let row = db
                 .admin()
-                .query_one(sql, &[&tenant, &value])
+                .query_one(&sql, &[&tenant, &value])
                 .await
                 .expect("SCIM row of A");
             row.get::<_, String>(0)
         }
     };
     let scim_user = scim(
-        "INSERT INTO clinical.scim_users (tenant_id, user_name, resource)
-         VALUES ($1, $2, jsonb_build_object('userName', $2::text)) RETURNING id::text",
+        format!(
+            "INSERT INTO {a_schema}.scim_users (tenant_id, user_name, resource)
+         VALUES ($1, $2, jsonb_build_object('userName', $2::text)) RETURNING id::text"
+        ),
         A_SCIM_USER,
     )
     .await;
     let scim_group = scim(
-        "INSERT INTO clinical.scim_groups (tenant_id, display_name, resource)
-         VALUES ($1, $2, jsonb_build_object('displayName', $2::text)) RETURNING id::text",
+        format!(
+            "INSERT INTO {a_schema}.scim_groups (tenant_id, display_name, resource)
+         VALUES ($1, $2, jsonb_build_object('displayName', $2::text)) RETURNING id::text"
+        ),
         "Zephyrine ward A",
     )
     .await;

@@ -241,6 +241,29 @@ async fn tidy_region(region: &str, names: &[String]) -> Result<(), String> {
     if ids.is_empty() {
         return Ok(());
     }
+    // Schema tenants kept by Retain: their schema (rows included) and role go first.
+    let schemas: Vec<String> = db
+        .query(
+            "SELECT schema_name FROM catalog.tenants WHERE id = ANY($1) AND schema_name IS NOT NULL",
+            &[&ids],
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for schema in schemas {
+        let role = schema.replacen(
+            phoenix_catalog::schemas::SCHEMA_PREFIX,
+            phoenix_catalog::schemas::ROLE_PREFIX,
+            1,
+        );
+        db.batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE; DROP ROLE IF EXISTS \"{role}\""
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+    }
     let mut tables: Vec<String> = db
         .query(
             "SELECT format('%I.%I', c.table_schema, c.table_name) FROM information_schema.columns c \

@@ -57,6 +57,14 @@ fn invalid_manifests() -> Vec<(&'static str, String, &'static str)> {
             "spec.database.isolation",
         ),
         (
+            "snapshot of a schema tenant",
+            t(
+                "e2e-bad",
+                &format!("{base}  database: {{isolation: Schema, deletionPolicy: Snapshot}}\n"),
+            ),
+            "deletionPolicy Snapshot is built for isolation Shared only",
+        ),
+        (
             "missing dns",
             t("e2e-bad", "  displayName: X\n  dataResidency: [US]\n"),
             "spec.dns",

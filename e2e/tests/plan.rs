@@ -215,6 +215,24 @@ async fn plan_shows_no_change_for_what_is_applied_and_the_changes_of_a_new_tenan
     );
     assert_eq!(owner["action"], "upsert");
 
+    // A Schema tenant: its role, schema, copied tables and their RLS come before its row.
+    std::fs::write(
+        &new,
+        tenant_yaml("e2e-plan-schema", "EU", "  database: {isolation: Schema}\n"),
+    )
+    .expect("write");
+    let (code, stdout, stderr) = plan(&["-f", &new.display().to_string()]);
+    assert_eq!(code, 2, "plan of a Schema tenant:\n{stdout}\n{stderr}");
+    for line in [
+        "role phoenix_tenant_<from the Tenant's UID> in eu-west-1: create role phoenix_tenant_<from the Tenant's UID> (NOLOGIN)",
+        "schema t_<from the Tenant's UID> in eu-west-1: create schema t_<from the Tenant's UID> owned by",
+        "table t_<from the Tenant's UID>.patients in eu-west-1: create table t_<from the Tenant's UID>.patients like clinical.patients",
+        "table t_<from the Tenant's UID>.audit_events in eu-west-1: enable and force row level security",
+        "isolation=Schema",
+    ] {
+        assert!(stdout.contains(line), "{line} not in:\n{stdout}");
+    }
+
     std::fs::write(&new, tenant_yaml("e2e-plan-canada", "CA", "")).expect("write");
     let (code, stdout, _) = plan(&["-f", &new.display().to_string()]);
     assert_eq!(code, 1, "{stdout}");

@@ -102,6 +102,12 @@ reasons! {
     RLSRepaired => No,
     /// Roles, ownership or grants had drifted and were repaired.
     DatabaseDriftRepaired => No,
+    /// A `Schema` tenant's role, schema and copy of the clinical tables were created
+    /// (Event).
+    SchemaProvisioned => No,
+    /// A `Schema` tenant's role name is taken by a role the operator does not own, or the
+    /// clinical schema to copy is incomplete.
+    SchemaRefused => No,
     /// RLS on the shared tables has drifted; the Region repairs it.
     RLSDrift => Placed,
     // Waiting on a Region.

@@ -242,6 +242,7 @@ async fn a_createrole_login_that_is_not_a_superuser_provisions_and_refuses_bypas
         requests_per_second: 100,
         max_users: 100,
         generation: 1,
+        schema: None,
     };
     let id = region.upsert_tenant(&row).await.expect("catalog row");
     admin

@@ -34,6 +34,7 @@ fn tenant(name: &str) -> TenantRow {
         requests_per_second: 100,
         max_users: 100,
         generation: 1,
+        schema: None,
     }
 }
 

@@ -23,6 +23,7 @@ fn tenant() -> TenantRow {
         requests_per_second: 10,
         max_users: 10,
         generation: 1,
+        schema: None,
     }
 }
 

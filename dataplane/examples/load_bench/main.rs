@@ -293,8 +293,11 @@ async fn main() {
         ids.windows(2).all(|w| w[1] == w[0] + 1),
         "tenant ids are consecutive, so pgbench can draw one at random"
     );
-    let dataplane_url = db.dataplane_url();
-    let admin_url = db.admin_url();
+    // As the data plane's pooled connections: the session search path is `clinical`, so
+    // that statements prepared before the tenant setting resolve (see `db.rs`).
+    let search_path = "&options=-c%20search_path%3Dclinical";
+    let dataplane_url = format!("{}{search_path}", db.dataplane_url());
+    let admin_url = format!("{}{search_path}", db.admin_url());
     println!("| script | role | tps | mean latency ms |\n|---|---|---|---|");
     let (as_sent, before, query) = read_scripts();
     std::fs::write(work.join("read_as_sent.sql"), &as_sent).expect("keep the script");
@@ -750,7 +753,11 @@ fn read_scripts() -> (String, String, String) {
     }
     .statement();
     let all: Vec<&str> = read_values.iter().chain(&audit_values).copied().collect();
-    let begin = "\\startpipeline\nBEGIN;\nSELECT set_config('app.tenant_id', :t::text, true);\n";
+    // The tenant setting exactly as the data plane sends it (tenant id and search path).
+    let begin = format!(
+        "\\startpipeline\nBEGIN;\n{};\n",
+        pgbench_sql(phoenix_catalog::rls::SET_TENANT_SQL, &[":t::text"])
+    );
     let as_sent = format!(
         "{DRAW}{begin}{};\nCOMMIT;\n\\endpipeline\n",
         pgbench_sql(&combined, &all)

@@ -52,10 +52,10 @@ pub fn statement(group_by: GroupBy) -> String {
                 count(*) FILTER (WHERE {finished}) AS finished, \
                 coalesce(sum(extract(epoch FROM e.period_end - e.period_start)) \
                          FILTER (WHERE {finished}), 0)::float8 AS seconds, \
-                coalesce(sum((SELECT count(*) FROM clinical.document_references d \
+                coalesce(sum((SELECT count(*) FROM document_references d \
                               WHERE d.tenant_id = $1 AND d.encounter_id = e.id \
                                 AND d.status = 'current')), 0)::bigint AS notes \
-         FROM clinical.encounters e \
+         FROM encounters e \
          WHERE e.tenant_id = $1 \
            AND e.period_start >= $2::text::timestamptz \
            AND e.period_start < $3::text::timestamptz \

@@ -18,7 +18,7 @@ macro_rules! append_columns {
 
 /// Appends one entry. `seq`, `recorded_at`, `prev_hash` and `hash` are the trigger's.
 pub const APPEND_SQL: &str = concat!(
-    "INSERT INTO clinical.audit_events (",
+    "INSERT INTO audit_events (",
     append_columns!(),
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 );
@@ -36,7 +36,7 @@ pub fn append_where_sql(first: usize, condition: &str) -> String {
         .map(|(i, t)| format!("${}::{t}", first + i))
         .collect();
     format!(
-        "INSERT INTO clinical.audit_events ({}) SELECT {} WHERE {condition}",
+        "INSERT INTO audit_events ({}) SELECT {} WHERE {condition}",
         append_columns!(),
         values.join(", ")
     )
@@ -106,7 +106,7 @@ pub async fn links_after(
     let rows = tx
         .query(
             &format!(
-                "SELECT {LINK_COLUMNS} FROM clinical.audit_events \
+                "SELECT {LINK_COLUMNS} FROM audit_events \
                  WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
             ),
             &[&tenant_id, &after_seq, &limit],
@@ -139,7 +139,7 @@ pub async fn export_page(
     // Only the bounds given are in the statement: with `$n IS NULL OR ...` a generic
     // plan could not use the index for them.
     let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(tenant_id)];
-    let mut sql = format!("SELECT {LINK_COLUMNS} FROM clinical.audit_events WHERE tenant_id = $1");
+    let mut sql = format!("SELECT {LINK_COLUMNS} FROM audit_events WHERE tenant_id = $1");
     if let Some((us, seq)) = after {
         params.push(Box::new(us));
         params.push(Box::new(seq));

@@ -50,7 +50,7 @@ pub async fn admit(
                 // A match on the subject wins over one on the email.
                 let row = tx
                     .query_opt(
-                        "SELECT active FROM clinical.scim_users \
+                        "SELECT active FROM scim_users \
                          WHERE external_id = $1 OR ($2 <> '' AND lower(user_name) = lower($2)) \
                          ORDER BY (external_id = $1) DESC NULLS LAST LIMIT 1",
                         &[&subject, &email],

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep, timeout};
 use tokio_postgres::{AsyncMessage, Client};
 
+use super::readers::load_readers;
 use super::{Catalog, CatalogError, load_scim_tokens, load_sso, load_tenants};
 use crate::db::DbTarget;
 use crate::error::Report;
@@ -269,6 +270,7 @@ impl CatalogFollower {
                 load_tenants(client).await?,
                 load_sso(client).await?,
                 load_scim_tokens(client).await?,
+                load_readers(client).await?,
             ))
         };
         let loaded = match timeout(timeout_after, load).await {
@@ -277,8 +279,9 @@ impl CatalogFollower {
             Err(_) => Err(FollowError::Timeout(timeout_after)),
         };
         match loaded {
-            Ok((tenants, sso, scim_tokens)) => {
+            Ok((tenants, sso, scim_tokens, readers)) => {
                 let count = self.catalog.replace_all(tenants, sso, scim_tokens);
+                self.catalog.readers().replace(readers);
                 self.metrics.catalog_reloaded(count);
                 Ok(count)
             }

@@ -8,8 +8,9 @@
 //! the writer too: reads degrade to the primary, they do not fail with the replica.
 //!
 //! Where the reader pool comes from is a [`ReaderSource`]: the configured replica
-//! (`DATABASE_READER_URL`) today; the Region's readers as the operator publishes them to
-//! the catalog can be another source, swapped in with `Database::with_readers`.
+//! (`DATABASE_READER_URL`, [`ConfiguredReader`]), else the Region's readers as the operator
+//! publishes them to the catalog ([`super::catalog_readers::CatalogReaders`], wired in
+//! with `Database::with_readers` at start).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

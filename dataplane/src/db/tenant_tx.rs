@@ -388,7 +388,7 @@ impl Database {
     ///     let names = db
     ///         .tenant_tx(Access::Read, tenant.id, |tx| {
     ///             Box::pin(async move {
-    ///                 let rows = tx.query("SELECT family_name FROM clinical.patients", &[]).await?;
+    ///                 let rows = tx.query("SELECT family_name FROM patients", &[]).await?;
     ///                 Ok::<_, ApiError>(rows.iter().map(|r| r.get(0)).collect::<Vec<String>>())
     ///             })
     ///         })

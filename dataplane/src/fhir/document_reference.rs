@@ -24,7 +24,7 @@ pub const RESOURCE_TYPE: &str = "DocumentReference";
 /// DocumentReference as the API serves it.
 pub const KIND: ResourceKind = ResourceKind {
     resource_type: RESOURCE_TYPE,
-    table: "clinical.document_references",
+    table: "document_references",
     columns: &[
         Column {
             name: "patient_id",

@@ -21,7 +21,7 @@ pub const RESOURCE_TYPE: &str = "Encounter";
 /// Encounter as the API serves it.
 pub const KIND: ResourceKind = ResourceKind {
     resource_type: RESOURCE_TYPE,
-    table: "clinical.encounters",
+    table: "encounters",
     columns: &[
         Column {
             name: "patient_id",
@@ -284,7 +284,7 @@ mod tests {
             ]
         );
         assert_eq!(valid.references[0].expression, "Encounter.subject");
-        assert_eq!(valid.references[0].table, "clinical.patients");
+        assert_eq!(valid.references[0].table, "patients");
     }
 
     #[test]

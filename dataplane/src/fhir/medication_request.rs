@@ -16,7 +16,7 @@ pub const RESOURCE_TYPE: &str = "MedicationRequest";
 /// MedicationRequest as the API serves it.
 pub const KIND: ResourceKind = ResourceKind {
     resource_type: RESOURCE_TYPE,
-    table: "clinical.medication_requests",
+    table: "medication_requests",
     columns: &[
         Column {
             name: "patient_id",

@@ -40,7 +40,7 @@ pub const SUBJECT_SEARCH: SearchParam = SearchParam {
 /// Patient as the API serves it.
 pub const KIND: ResourceKind = ResourceKind {
     resource_type: RESOURCE_TYPE,
-    table: "clinical.patients",
+    table: "patients",
     columns: &[
         Column {
             name: "family_name",
@@ -64,7 +64,7 @@ pub const KIND: ResourceKind = ResourceKind {
 
 /// Where Patient's identifiers are indexed for `identifier` search (migration 0014).
 pub const IDENTIFIERS: IdentifierTable = IdentifierTable {
-    table: "clinical.patient_identifiers",
+    table: "patient_identifiers",
     owner: "patient_id",
 };
 

@@ -45,7 +45,7 @@ pub fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
 }
 
 /// The history row of the version a data-modifying CTE named `r` returned.
-const HISTORY: &str = "INSERT INTO clinical.fhir_history \
+const HISTORY: &str = "INSERT INTO fhir_history \
      (tenant_id, resource_type, id, version, resource, recorded_at) \
      SELECT tenant_id, $5, id, version, resource, updated_at FROM r";
 
@@ -191,7 +191,7 @@ pub fn read_sql(kind: &ResourceKind) -> String {
         "SELECT resource::text AS resource, version FROM {table} \
          WHERE tenant_id = $1 AND id = $2::text::uuid \
          UNION ALL \
-         (SELECT NULL, NULL FROM clinical.fhir_history \
+         (SELECT NULL, NULL FROM fhir_history \
           WHERE tenant_id = $1 AND resource_type = $3 AND id = $2::text::uuid AND resource IS NULL \
           LIMIT 1) \
          LIMIT 1",
@@ -223,7 +223,7 @@ pub async fn version(
 ) -> Result<Lookup, TxError> {
     let row = tx
         .query_opt(
-            "SELECT resource::text FROM clinical.fhir_history \
+            "SELECT resource::text FROM fhir_history \
              WHERE tenant_id = $1 AND resource_type = $2 AND id = $3::text::uuid AND version = $4",
             &[&tenant_id, &kind.resource_type, &id, &version],
         )
@@ -264,7 +264,7 @@ pub async fn delete(
     let sql = format!(
         "WITH r AS (DELETE FROM {table} WHERE tenant_id = $1 AND id = $2::text::uuid \
            RETURNING tenant_id, id) \
-         INSERT INTO clinical.fhir_history (tenant_id, resource_type, id, version, resource, recorded_at) \
+         INSERT INTO fhir_history (tenant_id, resource_type, id, version, resource, recorded_at) \
          SELECT tenant_id, $5, id, $3, NULL, $4::text::timestamptz FROM r",
         table = kind.table,
     );

@@ -100,12 +100,12 @@ pub async fn store_attempt(
     db.tenant_tx(Access::Write, tenant_id, move |tx| {
         Box::pin(async move {
             tx.execute(
-                "DELETE FROM clinical.login_attempts WHERE tenant_id = $1 AND expires_at < now()",
+                "DELETE FROM login_attempts WHERE tenant_id = $1 AND expires_at < now()",
                 &[&tenant_id],
             )
             .await?;
             tx.execute(
-                "INSERT INTO clinical.login_attempts
+                "INSERT INTO login_attempts
                      (tenant_id, state_sha256, code_verifier, nonce, redirect_uri, return_to, expires_at)
                  VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))",
                 &[
@@ -136,7 +136,7 @@ pub async fn take_attempt(
         Box::pin(async move {
             let row = tx
                 .query_opt(
-                    "DELETE FROM clinical.login_attempts WHERE tenant_id = $1 AND state_sha256 = $2
+                    "DELETE FROM login_attempts WHERE tenant_id = $1 AND state_sha256 = $2
                      RETURNING code_verifier, nonce, redirect_uri, return_to, expires_at > now()",
                     &[&tenant_id, &state_sha256],
                 )
@@ -169,7 +169,7 @@ pub async fn create(
     db.tenant_tx(Access::Write, tenant_id, move |tx| {
         Box::pin(async move {
             tx.execute(
-                "DELETE FROM clinical.sessions
+                "DELETE FROM sessions
                  WHERE tenant_id = $1
                    AND (expires_at < now() - make_interval(days => $2)
                         OR revoked_at < now() - make_interval(days => $2))",
@@ -178,7 +178,7 @@ pub async fn create(
             .await?;
             let row = tx
                 .query_one(
-                    "INSERT INTO clinical.sessions
+                    "INSERT INTO sessions
                          (tenant_id, id_sha256, subject, email, name, roles, expires_at)
                      VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))
                      RETURNING extract(epoch FROM expires_at)::bigint",
@@ -213,7 +213,7 @@ pub async fn lookup(
                 .query_opt(
                     "SELECT subject, email, name, roles, extract(epoch FROM expires_at)::bigint,
                             last_seen_at < now() - interval '60 seconds'
-                     FROM clinical.sessions
+                     FROM sessions
                      WHERE tenant_id = $1 AND id_sha256 = $2 AND revoked_at IS NULL
                        AND expires_at > now()
                        AND last_seen_at > now() - make_interval(secs => $3)",
@@ -225,7 +225,7 @@ pub async fn lookup(
             };
             if row.get::<_, bool>(5) {
                 tx.execute(
-                    "UPDATE clinical.sessions SET last_seen_at = now()
+                    "UPDATE sessions SET last_seen_at = now()
                      WHERE tenant_id = $1 AND id_sha256 = $2",
                     &[&tenant_id, &id_sha256],
                 )
@@ -251,7 +251,7 @@ pub async fn revoke(db: &Database, tenant_id: i64, id_sha256: String) -> Result<
         Box::pin(async move {
             let n = tx
                 .execute(
-                    "UPDATE clinical.sessions SET revoked_at = now()
+                    "UPDATE sessions SET revoked_at = now()
                      WHERE tenant_id = $1 AND id_sha256 = $2 AND revoked_at IS NULL",
                     &[&tenant_id, &id_sha256],
                 )
@@ -271,7 +271,7 @@ pub async fn revoke_subject(
     db.tenant_tx(Access::Write, tenant_id, move |tx| {
         Box::pin(async move {
             tx.execute(
-                "UPDATE clinical.sessions SET revoked_at = now()
+                "UPDATE sessions SET revoked_at = now()
                  WHERE tenant_id = $1 AND subject = $2 AND revoked_at IS NULL",
                 &[&tenant_id, &subject],
             )
@@ -294,7 +294,7 @@ pub async fn list_active(
                     "SELECT subject, email, extract(epoch FROM created_at)::bigint,
                             extract(epoch FROM last_seen_at)::bigint,
                             extract(epoch FROM expires_at)::bigint
-                     FROM clinical.sessions
+                     FROM sessions
                      WHERE tenant_id = $1 AND revoked_at IS NULL AND expires_at > now()
                        AND last_seen_at > now() - make_interval(secs => $2)
                      ORDER BY created_at DESC LIMIT 1000",

@@ -275,6 +275,7 @@ mod tests {
                 requests_per_second: 1,
                 max_users: 1,
                 generation: 1,
+                schema: None,
             },
         }))
     }

@@ -28,7 +28,7 @@ use model::{GroupInput, normalize, one, read_only, render_all, set_members};
 
 /// Where the resources live, and their name index.
 const GROUPS: store::Table = store::Table {
-    table: "clinical.scim_groups",
+    table: "scim_groups",
     name_attribute: "displayName",
     name_column: "display_name",
 };
@@ -61,11 +61,21 @@ async fn create(
         .tenant_tx(Access::Write, tenant_id, |tx| {
             Box::pin(async move {
                 let sql = format!(
-                    "INSERT INTO clinical.scim_groups (tenant_id, display_name, external_id, resource) \
+                    "INSERT INTO scim_groups (tenant_id, display_name, external_id, resource) \
                      VALUES ($1, $2, $3, $4::text::jsonb) RETURNING {RESOURCE_COLUMNS}"
                 );
                 let resource = input.resource.to_string();
-                let stored = store::query_stored(tx, &sql, &[&tenant_id, &input.display_name, &input.external_id, &resource]).await?;
+                let stored = store::query_stored(
+                    tx,
+                    &sql,
+                    &[
+                        &tenant_id,
+                        &input.display_name,
+                        &input.external_id,
+                        &resource,
+                    ],
+                )
+                .await?;
                 let id = stored.first().map(|s| s.id.clone()).unwrap_or_default();
                 set_members(tx, tenant_id, &id, &input.members).await?;
                 render_all(tx, stored, &base).await
@@ -221,7 +231,7 @@ async fn write(
                     }
                 };
                 let sql = format!(
-                    "UPDATE clinical.scim_groups SET display_name = $2, external_id = $3, \
+                    "UPDATE scim_groups SET display_name = $2, external_id = $3, \
                      resource = $4::text::jsonb, version = version + 1, updated_at = now() \
                      WHERE id = $1::text::uuid RETURNING {RESOURCE_COLUMNS}"
                 );
@@ -255,11 +265,8 @@ async fn remove(
             Box::pin(async move {
                 let current = one(tx, &id, true).await?;
                 check_if_match(&headers, current.version)?;
-                tx.execute(
-                    "DELETE FROM clinical.scim_groups WHERE id = $1::text::uuid",
-                    &[&id],
-                )
-                .await?;
+                tx.execute("DELETE FROM scim_groups WHERE id = $1::text::uuid", &[&id])
+                    .await?;
                 Ok::<_, ScimError>(())
             })
         })

@@ -134,7 +134,7 @@ impl Table {
 pub async fn existing_users(tx: &mut TenantTx, ids: &[String]) -> Result<Vec<String>, ScimError> {
     let rows = tx
         .query(
-            "SELECT id::text FROM clinical.scim_users WHERE id = ANY($1::text[]::uuid[])",
+            "SELECT id::text FROM scim_users WHERE id = ANY($1::text[]::uuid[])",
             &[&ids],
         )
         .await?;

@@ -27,7 +27,7 @@ use model::{UserInput, normalize, one, read_only, render_all, taken};
 
 /// Where the resources live, and their name index.
 const USERS: store::Table = store::Table {
-    table: "clinical.scim_users",
+    table: "scim_users",
     name_attribute: "userName",
     name_column: "user_name",
 };
@@ -61,11 +61,22 @@ async fn create(
         .tenant_tx(Access::Write, tenant_id, |tx| {
             Box::pin(async move {
                 let sql = format!(
-                    "INSERT INTO clinical.scim_users (tenant_id, user_name, external_id, active, resource) \
+                    "INSERT INTO scim_users (tenant_id, user_name, external_id, active, resource) \
                      VALUES ($1, $2, $3, $4, $5::text::jsonb) RETURNING {RESOURCE_COLUMNS}"
                 );
                 let resource = input.resource.to_string();
-                let stored = store::query_stored(tx, &sql, &[&tenant_id, &input.user_name, &input.external_id, &input.active, &resource]).await?;
+                let stored = store::query_stored(
+                    tx,
+                    &sql,
+                    &[
+                        &tenant_id,
+                        &input.user_name,
+                        &input.external_id,
+                        &input.active,
+                        &resource,
+                    ],
+                )
+                .await?;
                 render_all(tx, stored, &base).await
             })
         })
@@ -224,7 +235,7 @@ async fn write(
                     }
                 };
                 let sql = format!(
-                    "UPDATE clinical.scim_users SET user_name = $2, external_id = $3, active = $4, \
+                    "UPDATE scim_users SET user_name = $2, external_id = $3, active = $4, \
                      resource = $5::text::jsonb, version = version + 1, updated_at = now() \
                      WHERE id = $1::text::uuid RETURNING {RESOURCE_COLUMNS}"
                 );
@@ -264,11 +275,8 @@ async fn remove(
             Box::pin(async move {
                 let current = one(tx, &id, true).await?;
                 check_if_match(&headers, current.version)?;
-                tx.execute(
-                    "DELETE FROM clinical.scim_users WHERE id = $1::text::uuid",
-                    &[&id],
-                )
-                .await?;
+                tx.execute("DELETE FROM scim_users WHERE id = $1::text::uuid", &[&id])
+                    .await?;
                 Ok::<_, ScimError>(())
             })
         })

@@ -41,6 +41,7 @@ pub fn tenant_record(id: i64, name: &str, host: &str) -> TenantRecord {
             requests_per_second: 100,
             max_users: 100,
             generation: 1,
+            schema: None,
         },
     }
 }

@@ -106,6 +106,37 @@ pub async fn setup_with(database: impl FnOnce(&TestDb) -> Database) -> Setup {
     }
 }
 
+/// Like [`setup`], but A is a `Schema` tenant (its own schema, made by the operator's
+/// code) while B stays `Shared`: one router serves both. A's schema is returned too.
+pub async fn setup_schema_a() -> (Setup, String) {
+    let db = TestDb::create().await;
+    let (a, schema) = db.insert_schema_tenant("mercy", A).await;
+    let b = db.insert_tenant("stjude", B).await;
+    let catalog = Catalog::new();
+    let mut ra = record(a, A);
+    ra.row.isolation = phoenix_dataplane::Isolation::Schema;
+    ra.row.schema = Some(schema.clone());
+    catalog.replace_with_sso([ra, record(b, B)], [(a, sso(A)), (b, sso(B))]);
+    let metrics = Metrics::new(Some("us-east-1"));
+    let database = db.database(2).observed_by(metrics.reads());
+    let app = app_with(&catalog, &database, &metrics);
+    let admin = phoenix_dataplane::admin_app(AppState::new(
+        catalog.clone(),
+        database.clone(),
+        metrics.clone(),
+    ));
+    let setup = Setup {
+        _db: db,
+        catalog,
+        database,
+        app,
+        admin,
+        metrics,
+        ids: (a, b),
+    };
+    (setup, schema)
+}
+
 /// A new application over the same catalog and database: a restarted server.
 pub fn fresh_app(catalog: &Catalog, database: &Database) -> axum::Router {
     app_with(catalog, database, &Metrics::new(Some("us-east-1")))

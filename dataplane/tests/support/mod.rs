@@ -91,6 +91,8 @@ pub struct TestDb {
     password: String,
     admin: Option<Client>,
     operator: Option<Arc<dyn OperatorDatabase>>,
+    // Roles of Schema tenants: server-wide, so dropped with the database.
+    schema_roles: std::sync::Mutex<Vec<String>>,
 }
 
 impl TestDb {
@@ -111,6 +113,7 @@ impl TestDb {
             password: format!("{:032x}", rand::random::<u128>()),
             admin: None,
             operator: None,
+            schema_roles: std::sync::Mutex::new(Vec::new()),
         };
 
         let server = connect(&db.admin_config).await;
@@ -279,6 +282,7 @@ impl TestDb {
             requests_per_second: 100,
             max_users: 1000,
             generation: 1,
+            schema: None,
         };
         self.operator
             .as_ref()
@@ -286,6 +290,42 @@ impl TestDb {
             .upsert_tenant(&row)
             .await
             .unwrap_or_else(|error| panic!("operator writes tenant {name}: {error}"))
+    }
+
+    /// Creates a `Schema` tenant as the operator does (its role, and its schema with a copy
+    /// of the clinical tables, then its catalog row); its catalog id and schema. The UID
+    /// carries the database name: the tenant's role is server-wide, and tests run in
+    /// parallel.
+    pub async fn insert_schema_tenant(&self, name: &str, hostname: &str) -> (i64, String) {
+        let operator = self.operator.as_ref().expect("provisioned in create()");
+        let uid = format!("uid-{name}-{}", self.name);
+        phoenix_operator::controller::tenant::apply::converge_schema(&**operator, &uid)
+            .await
+            .unwrap_or_else(|error| panic!("operator creates the schema of {name}: {error}"));
+        let schema = phoenix_catalog::schemas::tenant_schema(&uid);
+        let row = TenantRow {
+            uid,
+            name: name.to_owned(),
+            display_name: format!("{name} Health System"),
+            hostname: hostname.to_owned(),
+            home_region: "us-east-1".to_owned(),
+            data_residency: vec!["US".to_owned()],
+            isolation: Isolation::Schema,
+            state: TenantState::Active,
+            requests_per_second: 100,
+            max_users: 1000,
+            generation: 1,
+            schema: Some(schema.clone()),
+        };
+        let id = operator
+            .upsert_tenant(&row)
+            .await
+            .unwrap_or_else(|error| panic!("operator writes tenant {name}: {error}"));
+        self.schema_roles
+            .lock()
+            .expect("lock")
+            .push(phoenix_catalog::schemas::tenant_role(&row.uid));
+        (id, schema)
     }
 
     /// Publishes `row` as tenant `tenant_id`'s SSO settings, as the operator does.
@@ -339,10 +379,18 @@ impl Drop for TestDb {
         self.admin = None;
         self.operator = None;
         let config = self.admin_config.clone();
-        let sql = format!(
+        let mut sql = format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE); DROP ROLE IF EXISTS {};",
             self.name, self.role
         );
+        for role in self
+            .schema_roles
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+        {
+            sql.push_str(&format!("DROP ROLE IF EXISTS {role};"));
+        }
         // Drop cannot await, and the test's runtime may be gone or busy unwinding: clean
         // up on a thread with a runtime of its own.
         let cleanup = std::thread::spawn(move || {

@@ -90,6 +90,9 @@ pub enum PlanError {
     /// An identity provider's metadata is not usable.
     #[error(transparent)]
     Idp(#[from] super::idp::plan::IdpProblem),
+    /// A `Schema` tenant's schema cannot be converged.
+    #[error(transparent)]
+    Schema(#[from] crate::db::tenant_schema::SchemaRefused),
 }
 
 /// Making the planned changes failed.
@@ -175,6 +178,7 @@ fn plan_reason(e: &PlanError) -> Reason {
         PlanError::TenantsRemain(_) => Reason::TenantsRemain,
         PlanError::UnsafeRole { .. } => Reason::UnsafeDataplaneRole,
         PlanError::NotImplemented(_) => Reason::NotImplemented,
+        PlanError::Schema(_) => Reason::SchemaRefused,
         PlanError::Idp(p) => {
             use super::idp::plan::IdpProblem as P;
             match p {

@@ -274,6 +274,20 @@ pub trait Database: Send + Sync {
     async fn retire_tenant(&self, uid: &str) -> Result<bool, DbError>;
     /// Deletes a tenant's clinical rows and catalog row.
     async fn delete_tenant(&self, uid: &str) -> Result<Deleted, DbError>;
+    /// A `Schema` tenant's schema and role as the server holds them, with the clinical
+    /// schema they are copied from.
+    async fn tenant_schema(
+        &self,
+        schema: &str,
+        role: &str,
+    ) -> Result<crate::db::tenant_schema::SchemaSeen, DbError>;
+    /// Drops a `Schema` tenant's schema (with its rows) and its role, if the operator owns
+    /// it.
+    async fn drop_tenant_schema(
+        &self,
+        schema: &str,
+        role: &str,
+    ) -> Result<crate::db::tenant_schema_observe::Dropped, DbError>;
     /// The rows of the (`Shared`) tenant with `uid`, read at one moment, stamped
     /// `taken_at`; `None` when no catalog row has that UID.
     async fn snapshot_tenant(

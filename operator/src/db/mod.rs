@@ -15,6 +15,8 @@ pub mod scram;
 pub mod sso;
 pub mod standby;
 pub mod state;
+pub mod tenant_schema;
+pub mod tenant_schema_observe;
 
 use std::time::Duration;
 
@@ -363,5 +365,22 @@ impl Database for PgDatabase {
     ) -> Result<Deleted, DbError> {
         self.writable("deleting the tenant")?;
         catalog::delete(&mut *self.client().await?, uid, Some(counts)).await
+    }
+
+    async fn tenant_schema(
+        &self,
+        schema: &str,
+        role: &str,
+    ) -> Result<tenant_schema::SchemaSeen, DbError> {
+        tenant_schema_observe::seen(&mut *self.client().await?, schema, role).await
+    }
+
+    async fn drop_tenant_schema(
+        &self,
+        schema: &str,
+        role: &str,
+    ) -> Result<tenant_schema_observe::Dropped, DbError> {
+        self.writable("dropping the tenant's schema")?;
+        tenant_schema_observe::drop(&mut *self.client().await?, schema, role).await
     }
 }

@@ -280,7 +280,33 @@ async fn plan_tenant(
         Ok(TenantPlan::Wait { reason, message }) => {
             changes.push(Change::new("wait", target, format!("{reason}: {message}")));
         }
-        Ok(TenantPlan::Converge { row, change, .. }) => match change {
+        Ok(TenantPlan::Converge {
+            row,
+            change,
+            schema,
+            ..
+        }) => {
+            if let Some(w) = &schema {
+                // A Tenant not created yet (a manifest, dry-run applied: no status) has only
+                // a dry run's UID, so the names it will get are not known yet.
+                let known = t.status.as_ref().is_some_and(|s| s.placement.is_some());
+                let name = |text: &str| {
+                    if known {
+                        text.to_owned()
+                    } else {
+                        text.replace(&w.schema, "t_<from the Tenant's UID>")
+                            .replace(&w.role, "phoenix_tenant_<from the Tenant's UID>")
+                    }
+                };
+                for d in &w.ddl {
+                    changes.push(Change::new(
+                        if w.creates { "create" } else { "repair" },
+                        name(&format!("{} in {}", d.target, placement.region)),
+                        name(&d.summary),
+                    ));
+                }
+            }
+            match change {
             RowChange::Insert => changes.push(Change::new(
                 "create",
                 target,
@@ -293,7 +319,8 @@ async fn plan_tenant(
                 changes.push(Change::new("update", target, fields.join(", ")));
             }
             RowChange::Unchanged => {}
-        },
+            }
+        }
     }
     changes.extend(dns_changes(t, world).await);
     // Records left at a previous host name (status.dns names another one).

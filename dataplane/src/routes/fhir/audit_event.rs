@@ -42,7 +42,7 @@ pub const AUDIT_EVENT_SEARCH: &[SearchParam] = &[SearchParam {
 /// is written through the FHIR API ([`written_by_the_server_only`]).
 pub const KIND: ResourceKind = ResourceKind {
     resource_type: RESOURCE_TYPE,
-    table: "clinical.audit_events",
+    table: "audit_events",
     columns: &[],
     search: AUDIT_EVENT_SEARCH,
     sorts: &[],

@@ -125,7 +125,7 @@ pub(super) async fn render_all(
     let ids: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
     let rows = tx
         .query(
-            "SELECT group_id::text, user_id::text, display, type FROM clinical.scim_group_members \
+            "SELECT group_id::text, user_id::text, display, type FROM scim_group_members \
              WHERE group_id = ANY($1::text[]::uuid[]) ORDER BY group_id, ordinal",
             &[&ids],
         )
@@ -174,7 +174,7 @@ pub(super) async fn set_members(
         ));
     }
     tx.execute(
-        "DELETE FROM clinical.scim_group_members WHERE group_id = $1::text::uuid",
+        "DELETE FROM scim_group_members WHERE group_id = $1::text::uuid",
         &[&group],
     )
     .await?;
@@ -184,7 +184,7 @@ pub(super) async fn set_members(
     let displays: Vec<Option<String>> = members.iter().map(|m| m.display.clone()).collect();
     let kinds: Vec<Option<String>> = members.iter().map(|m| m.kind.clone()).collect();
     tx.execute(
-        "INSERT INTO clinical.scim_group_members (tenant_id, group_id, user_id, ordinal, display, type) \
+        "INSERT INTO scim_group_members (tenant_id, group_id, user_id, ordinal, display, type) \
          SELECT $1, $2::text::uuid, m.user_id::uuid, m.ordinal::integer, m.display, m.type \
          FROM unnest($3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS m(user_id, display, type, ordinal)",
         &[&tenant_id, &group, &ids, &displays, &kinds],
@@ -199,7 +199,7 @@ pub(super) async fn one(tx: &mut TenantTx, id: &str, lock: bool) -> Result<Store
         return Err(not_found());
     }
     let sql = format!(
-        "SELECT {RESOURCE_COLUMNS} FROM clinical.scim_groups WHERE id = $1::text::uuid{}",
+        "SELECT {RESOURCE_COLUMNS} FROM scim_groups WHERE id = $1::text::uuid{}",
         if lock { " FOR UPDATE" } else { "" }
     );
     store::query_stored(tx, &sql, &[&id])

@@ -112,8 +112,8 @@ pub(super) async fn groups_of(
 ) -> Result<Vec<(String, String, String)>, ScimError> {
     let rows = tx
         .query(
-            "SELECT m.user_id::text, g.id::text, g.display_name FROM clinical.scim_group_members m \
-             JOIN clinical.scim_groups g ON g.tenant_id = m.tenant_id AND g.id = m.group_id \
+            "SELECT m.user_id::text, g.id::text, g.display_name FROM scim_group_members m \
+             JOIN scim_groups g ON g.tenant_id = m.tenant_id AND g.id = m.group_id \
              WHERE m.user_id = ANY($1::text[]::uuid[]) ORDER BY g.display_name, g.id",
             &[&ids],
         )
@@ -161,7 +161,7 @@ pub(super) async fn one(tx: &mut TenantTx, id: &str, lock: bool) -> Result<Store
         return Err(not_found());
     }
     let sql = format!(
-        "SELECT {RESOURCE_COLUMNS} FROM clinical.scim_users WHERE id = $1::text::uuid{}",
+        "SELECT {RESOURCE_COLUMNS} FROM scim_users WHERE id = $1::text::uuid{}",
         if lock { " FOR UPDATE" } else { "" }
     );
     store::query_stored(tx, &sql, &[&id])

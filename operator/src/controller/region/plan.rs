@@ -446,7 +446,10 @@ mod tests {
         let plan = plan(&region("Primary"), &refs(Some(false), Some(s))).expect("plan");
         assert_eq!(
             plan.rls_drift,
-            vec![("clinical.encounters".to_owned(), vec![Drift::Disabled])]
+            vec![(
+                phoenix_catalog::TENANT_TABLES[1].to_owned(),
+                vec![Drift::Disabled]
+            )]
         );
         assert_eq!(plan.ddl.len(), 2, "{:#?}", plan.ddl);
         assert!(plan.migrations.is_empty() && !plan.create_database);

@@ -12,6 +12,7 @@ use crate::controller::providers::{Database, RowsSeen};
 use crate::controller::region::deref::writer;
 use crate::controller::world::World;
 use crate::db::rls::TableState;
+use crate::db::tenant_schema::SchemaSeen;
 
 /// What the region database shows.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,6 +23,8 @@ pub struct Seen {
     pub rls: Vec<TableState>,
     /// The tenant's row and rows claiming its names.
     pub rows: RowsSeen,
+    /// A `Schema` tenant's schema, role and the clinical template.
+    pub schema: Option<SchemaSeen>,
 }
 
 /// Everything a Tenant's plan needs besides the tenant itself.
@@ -62,10 +65,21 @@ pub async fn dereference(
     }
     let db = writer(world, &region).await?;
     let schema_version = db.schema_version().await?;
-    let (rls, rows) = if schema_version >= phoenix_catalog::latest_version() {
-        (db.rls_state().await?, db.tenant_rows(desired).await?)
+    let (rls, rows, schema) = if schema_version >= phoenix_catalog::latest_version() {
+        let schema = match &desired.schema {
+            Some(name) => Some(
+                db.tenant_schema(name, &phoenix_catalog::schemas::tenant_role(&desired.uid))
+                    .await?,
+            ),
+            None => None,
+        };
+        (
+            db.rls_state().await?,
+            db.tenant_rows(desired).await?,
+            schema,
+        )
     } else {
-        (Vec::new(), RowsSeen::default())
+        (Vec::new(), RowsSeen::default(), None)
     };
     let refs = TenantRefs {
         region,
@@ -74,6 +88,7 @@ pub async fn dereference(
             schema_version,
             rls,
             rows,
+            schema,
         }),
     };
     Ok((Some(db), refs))

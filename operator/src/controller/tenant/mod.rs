@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use phoenix_crds::{DeletionPolicy, Placement, Tenant, TenantPhase};
+use phoenix_crds::{DeletionPolicy, Isolation, Placement, Tenant, TenantPhase};
 
 use super::context::{Context, EventSpec};
 use super::error::{DerefError, Error};
@@ -54,8 +54,9 @@ async fn converge(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     }
     .await;
     match result {
-        Ok((placement, TenantPlan::Converge { .. }, Some(catalog_id))) => {
-            let (mut status, mut events) = status::ready(tenant, &placement, catalog_id, &now);
+        Ok((placement, TenantPlan::Converge { schema, .. }, Some(catalog_id))) => {
+            let (mut status, mut events) =
+                status::ready(tenant, &placement, catalog_id, schema.as_deref(), &now);
             if let Some(note) = World::of(ctx)
                 .region(&placement.region)
                 .and_then(|r| snapshot::unprotected_note(tenant, &r))
@@ -193,8 +194,16 @@ async fn release(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     let note = match tenant.spec.database.deletion_policy {
         DeletionPolicy::Retain => {
             let retired = db.retire_tenant(&uid).await.map_err(apply_err)?;
+            let schema = if tenant.spec.database.isolation == Isolation::Schema {
+                format!(
+                    " (schema {} and its role kept)",
+                    phoenix_catalog::schemas::tenant_schema(&uid)
+                )
+            } else {
+                String::new()
+            };
             format!(
-                "retained the tenant's data in region {}; catalog entry {}",
+                "retained the tenant's data{schema} in region {}; catalog entry {}",
                 placement.region,
                 if retired {
                     "marked retired"
@@ -204,9 +213,34 @@ async fn release(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
             )
         }
         DeletionPolicy::Delete => {
+            // A Schema tenant's rows go with its schema, before the catalog row their
+            // foreign keys point at.
+            let dropped = if tenant.spec.database.isolation == Isolation::Schema {
+                let schema = phoenix_catalog::schemas::tenant_schema(&uid);
+                let role = phoenix_catalog::schemas::tenant_role(&uid);
+                let d = db
+                    .drop_tenant_schema(&schema, &role)
+                    .await
+                    .map_err(apply_err)?;
+                format!(
+                    "; schema {schema} {} and role {role} {}",
+                    if d.schema {
+                        "dropped"
+                    } else {
+                        "was already gone"
+                    },
+                    if d.role {
+                        "dropped"
+                    } else {
+                        "was already gone"
+                    }
+                )
+            } else {
+                String::new()
+            };
             let deleted = db.delete_tenant(&uid).await.map_err(apply_err)?;
             format!(
-                "deleted {} clinical row(s) and the catalog entry in region {}",
+                "deleted {} clinical row(s) and the catalog entry in region {}{dropped}",
                 deleted.rows, placement.region
             )
         }

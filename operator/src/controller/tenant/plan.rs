@@ -10,6 +10,7 @@ use phoenix_crds::{Isolation, Placement, Tenant};
 use super::deref::TenantRefs;
 use crate::controller::error::PlanError;
 use crate::db::rls::drift;
+use crate::db::tenant_schema::{SchemaWork, schema_changes};
 use crate::reason::Reason;
 
 /// How the catalog row changes.
@@ -24,6 +25,8 @@ pub enum RowChange {
 }
 
 /// What a Tenant's reconcile does.
+// One plan per reconcile, never stored in bulk: boxing the row would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TenantPlan {
     /// Nothing can be written yet.
@@ -41,6 +44,8 @@ pub enum TenantPlan {
         change: RowChange,
         /// Its catalog id, when it exists.
         catalog_id: Option<i64>,
+        /// A `Schema` tenant's schema work (empty DDL when converged), before the row.
+        schema: Option<Box<SchemaWork>>,
     },
 }
 
@@ -66,6 +71,8 @@ pub fn catalog_row(tenant: &Tenant, placement: &Placement) -> TenantRow {
         requests_per_second: tenant.spec.limits.requests_per_second,
         max_users: tenant.spec.limits.max_users,
         generation: tenant.metadata.generation.unwrap_or(0),
+        schema: (tenant.spec.database.isolation == Isolation::Schema)
+            .then(|| phoenix_catalog::schemas::tenant_schema(&tenant.uid().unwrap_or_default())),
     }
 }
 
@@ -124,9 +131,9 @@ pub fn hostname_owner(tenant: &Tenant, tenants: &[Arc<Tenant>]) -> Option<String
 
 /// What must hold before a tenant is even placed.
 pub fn precheck(tenant: &Tenant, tenants: &[Arc<Tenant>]) -> Result<(), PlanError> {
-    if tenant.spec.database.isolation != Isolation::Shared {
+    if tenant.spec.database.isolation == Isolation::Dedicated {
         return Err(PlanError::NotImplemented(
-            "spec.database.isolation Schema and Dedicated (use Shared)",
+            "spec.database.isolation Dedicated (use Shared or Schema)",
         ));
     }
     if let Some(owner) = hostname_owner(tenant, tenants) {
@@ -196,10 +203,26 @@ pub fn plan(
         return Err(conflict.into());
     }
     let change = row_change(seen.rows.own.as_ref(), &row);
+    // The schema is complete and under forced RLS before the row makes it served.
+    let schema = match (&row.schema, &seen.schema) {
+        (Some(name), Some(found)) => Some(Box::new(schema_changes(
+            name,
+            &phoenix_catalog::schemas::tenant_role(&row.uid),
+            found,
+        )?)),
+        (Some(name), None) => {
+            return Ok(TenantPlan::Wait {
+                reason: Reason::RegionNotReady,
+                message: format!("schema {name} in region {region} was not read"),
+            });
+        }
+        (None, _) => None,
+    };
     Ok(TenantPlan::Converge {
         catalog_id: seen.rows.own.as_ref().map(|r| r.id),
         row,
         change,
+        schema,
     })
 }
 
@@ -266,6 +289,7 @@ mod tests {
                 schema_version: phoenix_catalog::latest_version(),
                 rls: healthy_rls(),
                 rows,
+                schema: None,
             }),
         }
     }
@@ -318,7 +342,8 @@ mod tests {
             TenantPlan::Converge {
                 row: catalog_row(&t, &placement()),
                 change: RowChange::Unchanged,
-                catalog_id: Some(7)
+                catalog_id: Some(7),
+                schema: None,
             }
         );
         let suspended =
@@ -355,10 +380,52 @@ mod tests {
         }
         let (why, message) = reason(&r);
         assert_eq!(why, Reason::RLSDrift);
+        let table = phoenix_catalog::TENANT_TABLES[2];
         assert!(
-            message.contains("clinical.document_references: row level security was not forced"),
+            message.contains(&format!("{table}: row level security was not forced")),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_schema_tenant_publishes_its_schema_and_plans_it_before_its_row() {
+        let t = tenant(serde_json::json!({"database": {"isolation": "Schema"}}));
+        let row = catalog_row(&t, &placement());
+        let schema = phoenix_catalog::schemas::tenant_schema("uid-1");
+        assert_eq!(row.schema.as_deref(), Some(schema.as_str()));
+        assert_eq!(
+            catalog_row(&tenant(serde_json::json!({})), &placement()).schema,
+            None
+        );
+        // Not read yet: it waits rather than serving a tenant without its tables.
+        let waiting = plan(&t, &placement(), &refs(RowsSeen::default())).expect("plan");
+        assert!(matches!(waiting, TenantPlan::Wait { .. }), "{waiting:?}");
+        let mut r = refs(RowsSeen::default());
+        if let Some(seen) = r.seen.as_mut() {
+            let mut found = crate::db::tenant_schema::SchemaSeen {
+                login_acts_for_role: true,
+                ..Default::default()
+            };
+            found.template.tables = crate::db::tenant_schema::tables()
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+            seen.schema = Some(found);
+        }
+        match plan(&t, &placement(), &r).expect("plan") {
+            TenantPlan::Converge {
+                schema: Some(work), ..
+            } => {
+                assert!(work.creates);
+                assert!(work.drift.is_empty(), "a new schema is no drift");
+                assert!(
+                    work.ddl[1].sql[0].starts_with(&format!("CREATE SCHEMA \"{schema}\"")),
+                    "{:?}",
+                    work.ddl[1]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -385,12 +452,13 @@ mod tests {
     }
 
     #[test]
-    fn only_shared_isolation_is_placed_and_the_oldest_tenant_keeps_a_host_name() {
+    fn dedicated_isolation_is_refused_and_the_oldest_tenant_keeps_a_host_name() {
         let schema = tenant(serde_json::json!({"database": {"isolation": "Schema"}}));
-        assert!(matches!(
-            precheck(&schema, &[]),
-            Err(PlanError::NotImplemented(_))
-        ));
+        assert!(precheck(&schema, &[]).is_ok());
+        let dedicated = tenant(serde_json::json!({"database": {"isolation": "Dedicated"}}));
+        let err = precheck(&dedicated, &[]).unwrap_err();
+        assert!(matches!(err, PlanError::NotImplemented(_)), "{err}");
+        assert!(!err.to_string().contains("Schema and"), "{err}");
         let mut older = tenant(serde_json::json!({}));
         older.metadata.name = Some("aaa-older".into());
         older.metadata.uid = Some("uid-0".into());

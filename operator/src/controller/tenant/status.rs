@@ -6,7 +6,43 @@ use phoenix_crds::{Placement, Tenant, TenantPhase, TenantStatus};
 use crate::conditions::{self, NewCondition, Status, types};
 use crate::controller::context::EventSpec;
 use crate::controller::error::Error;
+use crate::db::tenant_schema::SchemaWork;
 use crate::reason::Reason;
+
+/// Events of a `Schema` tenant's schema pass: what was created, or what drift was found
+/// and repaired.
+pub fn schema_events(work: &SchemaWork) -> Vec<EventSpec> {
+    if work.creates {
+        return vec![EventSpec::normal(
+            Reason::SchemaProvisioned,
+            "Provision",
+            format!(
+                "created role {} and schema {} with {} copied clinical table(s) under forced row level security ({} change(s))",
+                work.role,
+                work.schema,
+                crate::db::tenant_schema::tables().len(),
+                work.ddl.len()
+            ),
+        )];
+    }
+    if work.drift.is_empty() {
+        return Vec::new();
+    }
+    let reason = if work.rls_drift {
+        Reason::RLSRepaired
+    } else {
+        Reason::DatabaseDriftRepaired
+    };
+    vec![EventSpec::warning(
+        reason,
+        "Repair",
+        format!(
+            "schema {} had drifted ({}); repaired",
+            work.schema,
+            work.drift.join("; ")
+        ),
+    )]
+}
 
 fn current(tenant: &Tenant) -> TenantStatus {
     tenant.status.clone().unwrap_or_default()
@@ -17,6 +53,7 @@ pub fn ready(
     tenant: &Tenant,
     placement: &Placement,
     catalog_id: i64,
+    schema: Option<&SchemaWork>,
     now: &str,
 ) -> (TenantStatus, Vec<EventSpec>) {
     let current = current(tenant);
@@ -41,20 +78,34 @@ pub fn ready(
                 types::DATABASE_READY,
                 Status::True,
                 Reason::CatalogEntryReady,
-                format!("catalog id {catalog_id} in region {}", placement.region),
+                match schema {
+                    Some(w) => format!(
+                        "catalog id {catalog_id} in region {}; rows in schema {} owned by role {}",
+                        placement.region, w.schema, w.role
+                    ),
+                    None => format!("catalog id {catalog_id} in region {}", placement.region),
+                },
             ),
             NewCondition::new(
                 types::RLS_ENFORCED,
                 Status::True,
                 Reason::PoliciesEnforced,
-                "row level security enabled and forced on every clinical table",
+                match schema {
+                    Some(w) => format!(
+                        "row level security enabled and forced on every clinical table and on the copies in schema {}",
+                        w.schema
+                    ),
+                    None => {
+                        "row level security enabled and forced on every clinical table".to_owned()
+                    }
+                },
             ),
             NewCondition::new(types::READY, Status::True, reason, message),
         ],
         tenant.metadata.generation,
         now,
     );
-    let mut events = Vec::new();
+    let mut events = schema.map(schema_events).unwrap_or_default();
     if !conditions::is_true(&current.conditions, types::READY) {
         events.push(EventSpec::normal(
             Reason::Ready,
@@ -267,7 +318,7 @@ mod tests {
     #[test]
     fn a_served_tenant_whose_rls_drifted_keeps_its_phase() {
         let mut t = tenant();
-        t.status = Some(ready(&t, &placement(), 9, "t0").0);
+        t.status = Some(ready(&t, &placement(), 9, None, "t0").0);
         let (status, _) = waiting(&t, &placement(), Reason::RLSDrift, "drift", "t1");
         assert_eq!(status.phase, Some(TenantPhase::Active));
         assert_eq!(status.endpoints.map(|e| e.catalog_id), Some(9));
@@ -293,7 +344,7 @@ mod tests {
     #[test]
     fn ready_is_announced_only_on_the_transition() {
         let mut t = tenant();
-        let (status, events) = ready(&t, &placement(), 4, "t0");
+        let (status, events) = ready(&t, &placement(), 4, None, "t0");
         assert_eq!(events.len(), 1);
         assert!(
             events[0].note.contains("catalog id 4"),
@@ -301,6 +352,6 @@ mod tests {
             events[0].note
         );
         t.status = Some(status);
-        assert!(ready(&t, &placement(), 4, "t1").1.is_empty());
+        assert!(ready(&t, &placement(), 4, None, "t1").1.is_empty());
     }
 }
