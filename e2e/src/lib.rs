@@ -134,6 +134,39 @@ pub async fn pg(region: &str) -> Client {
         .unwrap_or_else(|e| panic!("connect to the {region} database: {e}"))
 }
 
+/// Waits until the stack's replica of us-east-1 has replayed everything written on its
+/// primary so far: reads a data plane sends to the Region's readers (`catalog.readers`)
+/// then see it. Reads without a consistency token may be that far behind (ADR 0005).
+pub async fn us_east_1_replica_caught_up() {
+    let written: String = pg("us-east-1")
+        .await
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .expect("the primary's WAL position")
+        .get(0);
+    let replica = phoenix_catalog::connect::parse(&stack_var("PG_REPLICA_DSN_US_EAST_1"))
+        .expect("the replica's DSN parses")
+        .connect()
+        .await
+        .expect("connect to the replica");
+    let (replica, written) = (&replica, &written);
+    eventually(
+        "the us-east-1 replica replays the primary",
+        Duration::from_secs(30),
+        || async move {
+            let row = replica
+                .query_one(
+                    "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn",
+                    &[written],
+                )
+                .await
+                .ok()?;
+            row.get::<_, bool>(0).then_some(())
+        },
+    )
+    .await;
+}
+
 /// The DSN the operator gets for a region in its Secret: no local file path (the operator
 /// may run elsewhere), so a TLS region's says `sslmode=require` and the Region's spec
 /// upgrades it to verify-full with the CA from the Secret `region-<r>-db-ca` (key

@@ -136,7 +136,10 @@ async fn the_seed_writes_through_the_api_once_and_no_seeded_name_is_logged() {
     let again = seed(&dataplane, &token);
     assert!(again.contains("already seeded"), "{again}");
 
-    // What the first run wrote, read back through the API.
+    // What the first run wrote, read back through the API. Searches carry no consistency
+    // token, so the data plane may answer them on the Region's reader (the operator
+    // publishes the stack's replica): wait until it has replayed the seed.
+    us_east_1_replica_caught_up().await;
     let patients = search(
         &dataplane,
         &token,
