@@ -173,3 +173,37 @@ pub async fn dump_tenant(
         tables,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_schema_tenant_s_rows_are_read_from_its_schema_s_copy_of_each_table() {
+        assert_eq!(physical("clinical.patients", None), "clinical.patients");
+        assert_eq!(
+            physical("clinical.audit_events", Some("t_0123456789abcdef")),
+            "\"t_0123456789abcdef\".\"audit_events\""
+        );
+        assert_eq!(
+            rows_schema("Schema", Some("t_0123456789abcdef".into()), "x"),
+            Ok(Some("t_0123456789abcdef".into()))
+        );
+        assert_eq!(rows_schema("Shared", None, "x"), Ok(None));
+    }
+
+    #[test]
+    fn a_dedicated_tenant_or_a_schema_tenant_without_a_schema_is_refused_with_a_reason() {
+        let dedicated = rows_schema("Dedicated", None, "big").expect_err("not built");
+        assert!(
+            dedicated.contains("isolation Dedicated") && dedicated.contains("Shared and Schema"),
+            "{dedicated}"
+        );
+        let unnamed = rows_schema("Schema", None, "st-mary").expect_err("no schema");
+        assert!(
+            unnamed.contains("st-mary") && unnamed.contains("names no schema"),
+            "{unnamed}"
+        );
+        assert!(rows_schema("Schema", Some(String::new()), "x").is_err());
+    }
+}
