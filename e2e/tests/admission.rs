@@ -57,12 +57,12 @@ fn invalid_manifests() -> Vec<(&'static str, String, &'static str)> {
             "spec.database.isolation",
         ),
         (
-            "snapshot of a schema tenant",
+            "snapshot of a dedicated tenant",
             t(
                 "e2e-bad",
-                &format!("{base}  database: {{isolation: Schema, deletionPolicy: Snapshot}}\n"),
+                &format!("{base}  database: {{isolation: Dedicated, deletionPolicy: Snapshot}}\n"),
             ),
-            "deletionPolicy Snapshot is built for isolation Shared only",
+            "deletionPolicy Snapshot is built for isolation Shared and Schema only",
         ),
         (
             "missing dns",

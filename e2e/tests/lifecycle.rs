@@ -1,4 +1,5 @@
-//! Deletion, bad references and unreachable databases: what the user sees.
+//! Deletion (Snapshot of Shared and Schema tenants too), bad references and unreachable
+//! databases: what the user sees.
 //! Scenarios run one at a time (they share the API server and the operator they start).
 
 use std::collections::BTreeMap;
@@ -473,5 +474,102 @@ async fn deleting_a_snapshot_tenant_writes_its_rows_to_s3_before_they_go() {
     assert_eq!(rows("clinical.audit_events"), Some(1));
     assert_eq!(patients(id).await, 0, "the snapshotted rows are deleted");
     wait_event(&about, "Deleted", since).await;
+    drop(scenario);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_schema_snapshot_tenant_drops_its_schema_after_the_object_is_written() {
+    let _serial = SERIAL.lock().await;
+    install_platform();
+    let bucket = "phoenix-snapshots-us-east-1";
+    let s3 = phoenix_e2e::s3::client("us-east-1").await;
+    phoenix_e2e::s3::ensure_bucket(&s3, bucket).await;
+    // The Regions as the examples declare them, with their snapshot buckets.
+    kubectl_ok(
+        &[
+            "apply",
+            "-f",
+            &repo().join("examples/regions.yaml").display().to_string(),
+        ],
+        None,
+    );
+    let _operator = Process::operator(10).await;
+    let scenario = ScenarioGuard::new("schema-snapshot");
+    scenario.apply(&tenant_yaml(
+        "e2e-schema-snap",
+        "US",
+        "  homeRegion: us-east-1\n  database: {isolation: Schema, deletionPolicy: Snapshot}\n",
+    ));
+    let t = wait_tenant("e2e-schema-snap", "Ready", READY_TIMEOUT, is_ready).await;
+    let about = Regarding::of(&t);
+    let uid = about.uid.clone().expect("uid");
+    let schema = phoenix_catalog::schemas::tenant_schema(&uid);
+    let role = phoenix_catalog::schemas::tenant_role(&uid);
+    let id = t
+        .status
+        .and_then(|s| s.endpoints)
+        .map(|e| e.catalog_id)
+        .expect("catalog id in status");
+    let db = pg("us-east-1").await;
+    db.execute(
+        &format!(
+            "INSERT INTO \"{schema}\".patients (tenant_id, resource) VALUES ($1, '{{}}'), ($1, '{{}}')"
+        ),
+        &[&id],
+    )
+    .await
+    .expect("seed patients into the tenant's schema");
+    let exists = |sql: &'static str, name: String| {
+        let db = &db;
+        async move {
+            db.query_opt(sql, &[&name])
+                .await
+                .expect("look up")
+                .is_some()
+        }
+    };
+    let since = instant();
+    kubectl_ok(
+        &["delete", "tenant", "e2e-schema-snap", "--timeout=90s"],
+        None,
+    );
+    let taken = wait_event(&about, "SnapshotTaken", since).await;
+    let note = taken.note.unwrap_or_default();
+    let prefix = format!("tenants/us-east-1/e2e-schema-snap/{uid}/");
+    assert!(
+        note.contains(&format!("s3://{bucket}/{prefix}")) && note.contains("patients=2"),
+        "{note}"
+    );
+    let keys = phoenix_e2e::s3::keys(&s3, bucket, &prefix).await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let object = phoenix_e2e::s3::get(&s3, bucket, &keys[0]).await;
+    let manifest: serde_json::Value =
+        serde_json::from_slice(object.split(|b| *b == b'\n').nth(1).expect("manifest line"))
+            .expect("manifest JSON");
+    assert_eq!(manifest["tenant"]["uid"], uid.as_str());
+    assert_eq!(manifest["tenant"]["isolation"], "Schema");
+    let patients = manifest["tables"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["table"] == "clinical.patients"))
+        .and_then(|t| t["rows"].as_u64());
+    assert_eq!(patients, Some(2));
+    assert!(
+        !exists(
+            "SELECT 1 FROM pg_namespace WHERE nspname = $1",
+            schema.clone()
+        )
+        .await,
+        "the schema must go once the snapshot is written"
+    );
+    assert!(
+        !exists("SELECT 1 FROM pg_roles WHERE rolname = $1", role.clone()).await,
+        "the role must go with the schema"
+    );
+    let deleted = wait_event(&about, "Deleted", since).await;
+    let note = deleted.note.unwrap_or_default();
+    assert!(
+        note.contains(&format!("schema {schema} dropped")) && note.contains("role"),
+        "{note}"
+    );
     drop(scenario);
 }

@@ -183,7 +183,7 @@ enum SnapshotCommand {
         #[command(flatten)]
         object: ObjectArgs,
     },
-    /// Load a snapshot into a new, empty Shared tenant, in one transaction.
+    /// Load a snapshot into a new, empty Shared or Schema tenant, in one transaction.
     Restore {
         #[command(flatten)]
         object: ObjectArgs,
@@ -282,7 +282,7 @@ async fn snapshot(command: SnapshotCommand) -> std::process::ExitCode {
             object,
             into_tenant,
             database_url,
-        } => cli::restore(&at(object), &database_url, &into_tenant).await,
+        } => cli::restore_into(&at(object), &database_url, &into_tenant).await,
     };
     match result {
         Ok(out) => {

@@ -288,15 +288,16 @@ pub trait Database: Send + Sync {
         schema: &str,
         role: &str,
     ) -> Result<crate::db::tenant_schema_observe::Dropped, DbError>;
-    /// The rows of the (`Shared`) tenant with `uid`, read at one moment, stamped
+    /// The rows of the (`Shared` or `Schema`) tenant with `uid`, read at one moment, stamped
     /// `taken_at`; `None` when no catalog row has that UID.
     async fn snapshot_tenant(
         &self,
         uid: &str,
         taken_at: &str,
     ) -> Result<Option<crate::snapshot::Snapshot>, DbError>;
-    /// Deletes a tenant's rows as [`Database::delete_tenant`], but only if each table
-    /// holds exactly the rows `counts` (a snapshot's) says; otherwise nothing.
+    /// Deletes a tenant's rows as [`Database::delete_tenant`] (a `Schema` tenant's schema
+    /// and role as [`Database::drop_tenant_schema`]), but only if each table holds exactly
+    /// the rows `counts` (a snapshot's) says; otherwise nothing.
     async fn delete_snapshotted(
         &self,
         uid: &str,

@@ -15,6 +15,8 @@ pub struct Deleted {
     pub rows: u64,
     /// Whether a catalog row existed.
     pub existed: bool,
+    /// A `Schema` tenant's schema and role, when the deletion dropped them.
+    pub dropped: Option<super::tenant_schema_observe::Dropped>,
 }
 
 const UPSERT: &str = "INSERT INTO catalog.tenants AS t
@@ -156,6 +158,7 @@ pub async fn delete(
         return Ok(Deleted {
             rows: 0,
             existed: false,
+            dropped: None,
         });
     };
     let id: i64 = col(&found, 0)?;
@@ -199,6 +202,7 @@ pub async fn delete(
     Ok(Deleted {
         rows,
         existed: true,
+        dropped: None,
     })
 }
 

@@ -355,7 +355,7 @@ impl Database for PgDatabase {
         uid: &str,
         taken_at: &str,
     ) -> Result<Option<crate::snapshot::Snapshot>, DbError> {
-        crate::snapshot::dump::dump_shared(&mut *self.client().await?, uid, taken_at).await
+        crate::snapshot::dump::dump_tenant(&mut *self.client().await?, uid, taken_at).await
     }
 
     async fn delete_snapshotted(
@@ -364,7 +364,7 @@ impl Database for PgDatabase {
         counts: &[(String, u64)],
     ) -> Result<Deleted, DbError> {
         self.writable("deleting the tenant")?;
-        catalog::delete(&mut *self.client().await?, uid, Some(counts)).await
+        crate::snapshot::delete::delete_snapshotted(&mut *self.client().await?, uid, counts).await
     }
 
     async fn tenant_schema(

@@ -3,7 +3,7 @@
 //! the server deparses (foreign keys, triggers, functions) comes schema-qualified.
 
 use phoenix_catalog::schemas::SHARED_SCHEMA;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Transaction};
 
 use super::owned::OWNED_MARKER;
 use super::rls::quote_ident;
@@ -271,6 +271,17 @@ pub async fn drop(client: &mut Client, schema: &str, role: &str) -> Result<Dropp
         .transaction()
         .await
         .map_err(e("starting to drop the tenant's schema"))?;
+    let dropped = drop_in(&tx, schema, role).await?;
+    tx.commit()
+        .await
+        .map_err(e("dropping the tenant's schema"))?;
+    Ok(dropped)
+}
+
+/// [`drop`] inside the caller's transaction (a snapshot's deletion re-checks the rows and
+/// deletes the catalog row in the same one).
+pub async fn drop_in(tx: &Transaction<'_>, schema: &str, role: &str) -> Result<Dropped, DbError> {
+    let e = DbError::query;
     let exists = tx
         .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema])
         .await
@@ -294,9 +305,6 @@ pub async fn drop(client: &mut Client, schema: &str, role: &str) -> Result<Dropp
             .await
             .map_err(e("dropping the tenant's role"))?;
     }
-    tx.commit()
-        .await
-        .map_err(e("dropping the tenant's schema"))?;
     Ok(Dropped {
         schema: exists,
         role: owned,

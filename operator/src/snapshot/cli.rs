@@ -3,7 +3,7 @@
 //! failure or refusal (nothing is written then).
 
 use super::format::{Snapshot, describe_counts};
-use super::restore::{RestoreError, restore_shared};
+use super::restore::{RestoreError, restore};
 use super::store::{ObjectLocation, S3Store, SnapshotStore};
 
 /// Lists the snapshot objects under `prefix`.
@@ -37,9 +37,9 @@ pub async fn show(at: &ObjectLocation) -> Result<String, String> {
     serde_json::to_string_pretty(&snap.manifest()).map_err(|e| e.to_string())
 }
 
-/// Restores the snapshot at `at` into the live `Shared` tenant `into` of the region
-/// database `dsn` (an admin DSN: never printed).
-pub async fn restore(at: &ObjectLocation, dsn: &str, into: &str) -> Result<String, String> {
+/// Restores the snapshot at `at` into the live `Shared` or `Schema` tenant `into` of the
+/// region database `dsn` (an admin DSN: never printed).
+pub async fn restore_into(at: &ObjectLocation, dsn: &str, into: &str) -> Result<String, String> {
     let snap = fetch(at).await?;
     let target = phoenix_catalog::connect::parse(dsn)
         .map_err(|e| format!("the database URL is not usable: {e}"))?;
@@ -47,7 +47,7 @@ pub async fn restore(at: &ObjectLocation, dsn: &str, into: &str) -> Result<Strin
         .connect()
         .await
         .map_err(|e| format!("cannot connect to the region database: {e}"))?;
-    let restored = restore_shared(&mut client, &snap, into)
+    let restored = restore(&mut client, &snap, into)
         .await
         .map_err(|e| match e {
             RestoreError::Refused(m) => format!("refused, nothing restored: {m}"),

@@ -1,7 +1,12 @@
-//! Taking a `Shared` tenant's rows out of its region database: for every tenant table,
-//! parents first, `COPY (SELECT <columns but tenant_id> FROM t WHERE tenant_id = id) TO
-//! STDOUT` in one read-only repeatable-read transaction, so every table is seen at the same
-//! moment. `pg_dump` cannot filter rows; this writes the same COPY text it would.
+//! Taking a tenant's rows out of its region database: for every tenant table, parents
+//! first, `COPY (SELECT <columns but tenant_id> FROM t WHERE tenant_id = id) TO STDOUT` in
+//! one read-only repeatable-read transaction, so every table is seen at the same moment.
+//! `pg_dump` cannot filter rows; this writes the same COPY text it would.
+//!
+//! A `Shared` tenant's rows are read from the `clinical` tables, a `Schema` tenant's from
+//! its own schema's copies of them (ADR 0009), still filtered on `tenant_id`. The manifest
+//! names the tables as `clinical.<table>` either way and records the source isolation, so
+//! a snapshot of either restores into a tenant of either.
 
 use futures::TryStreamExt;
 use phoenix_catalog::rls::DELETE_ORDER;
@@ -16,7 +21,39 @@ pub fn load_order() -> impl Iterator<Item = &'static str> {
     DELETE_ORDER.iter().rev().copied()
 }
 
-/// The columns of `table` in order, `tenant_id` left out.
+/// Where the rows of tenant table `table` (`clinical.<name>`) live: the table itself for a
+/// `Shared` tenant, its copy in `schema` for a `Schema` tenant. Quoted where needed.
+pub fn physical(table: &str, schema: Option<&str>) -> String {
+    match schema {
+        None => table.to_owned(),
+        Some(schema) => {
+            let name = table.strip_prefix("clinical.").unwrap_or(table);
+            format!("{}.{}", quote_ident(schema), quote_ident(name))
+        }
+    }
+}
+
+/// The schema a tenant's rows live in, from its catalog row's isolation and
+/// `schema_name`: `None` for `Shared`; an error for a `Schema` tenant without a schema or
+/// any other isolation (not snapshotted or restored by this version).
+pub fn rows_schema(
+    isolation: &str,
+    schema_name: Option<String>,
+    tenant: &str,
+) -> Result<Option<String>, String> {
+    match (isolation, schema_name) {
+        ("Shared", _) => Ok(None),
+        ("Schema", Some(s)) if !s.is_empty() => Ok(Some(s)),
+        ("Schema", _) => Err(format!(
+            "tenant {tenant} has isolation Schema but its catalog entry names no schema; let the operator converge it first"
+        )),
+        (other, _) => Err(format!(
+            "tenant {tenant} has isolation {other}; snapshots and restores are built for isolation Shared and Schema only"
+        )),
+    }
+}
+
+/// The columns of `table` (a name as `::regclass` reads it) in order, `tenant_id` left out.
 pub async fn columns(client: &impl GenericClient, table: &str) -> Result<Vec<String>, DbError> {
     client
         .query(
@@ -33,9 +70,9 @@ pub async fn columns(client: &impl GenericClient, table: &str) -> Result<Vec<Str
         .collect()
 }
 
-/// The rows of tenant `uid` (a `Shared` tenant), or `None` when no catalog row has that
-/// UID (nothing to snapshot). `taken_at` is stamped by the caller.
-pub async fn dump_shared(
+/// The rows of tenant `uid` (a `Shared` or `Schema` tenant), or `None` when no catalog
+/// row has that UID (nothing to snapshot). `taken_at` is stamped by the caller.
+pub async fn dump_tenant(
     client: &mut Client,
     uid: &str,
     taken_at: &str,
@@ -56,7 +93,7 @@ pub async fn dump_shared(
     .map_err(DbError::query("preparing the snapshot session"))?;
     let Some(row) = tx
         .query_opt(
-            "SELECT id, name, home_region, isolation FROM catalog.tenants WHERE uid = $1",
+            "SELECT id, name, home_region, isolation, schema_name FROM catalog.tenants WHERE uid = $1",
             &[&uid],
         )
         .await
@@ -71,6 +108,12 @@ pub async fn dump_shared(
         home_region: col(&row, 2)?,
         isolation: col(&row, 3)?,
     };
+    let schema = rows_schema(&tenant.isolation, col(&row, 4)?, &tenant.name).map_err(|reason| {
+        DbError::Query {
+            context: "finding the tenant's rows",
+            reason,
+        }
+    })?;
     // Under forced RLS a login without BYPASSRLS sees only the tenant set here.
     tx.execute(
         "SELECT set_config('app.tenant_id', $1::bigint::text, true)",
@@ -88,7 +131,8 @@ pub async fn dump_shared(
     let schema_version: i32 = col(&version, 0)?;
     let mut tables = Vec::new();
     for table in load_order() {
-        let columns = columns(&tx, table).await?;
+        let source = physical(table, schema.as_deref());
+        let columns = columns(&tx, &source).await?;
         let list = columns
             .iter()
             .map(|c| quote_ident(c))
@@ -96,7 +140,7 @@ pub async fn dump_shared(
             .join(", ");
         // COPY takes no parameters; the id is an integer we read ourselves.
         let sql = format!(
-            "COPY (SELECT {list} FROM {table} WHERE tenant_id = {}) TO STDOUT",
+            "COPY (SELECT {list} FROM {source} WHERE tenant_id = {}) TO STDOUT",
             tenant.catalog_id
         );
         let stream = tx
@@ -128,4 +172,38 @@ pub async fn dump_shared(
         taken_at: taken_at.to_owned(),
         tables,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_schema_tenant_s_rows_are_read_from_its_schema_s_copy_of_each_table() {
+        assert_eq!(physical("clinical.patients", None), "clinical.patients");
+        assert_eq!(
+            physical("clinical.audit_events", Some("t_0123456789abcdef")),
+            "\"t_0123456789abcdef\".\"audit_events\""
+        );
+        assert_eq!(
+            rows_schema("Schema", Some("t_0123456789abcdef".into()), "x"),
+            Ok(Some("t_0123456789abcdef".into()))
+        );
+        assert_eq!(rows_schema("Shared", None, "x"), Ok(None));
+    }
+
+    #[test]
+    fn a_dedicated_tenant_or_a_schema_tenant_without_a_schema_is_refused_with_a_reason() {
+        let dedicated = rows_schema("Dedicated", None, "big").expect_err("not built");
+        assert!(
+            dedicated.contains("isolation Dedicated") && dedicated.contains("Shared and Schema"),
+            "{dedicated}"
+        );
+        let unnamed = rows_schema("Schema", None, "st-mary").expect_err("no schema");
+        assert!(
+            unnamed.contains("st-mary") && unnamed.contains("names no schema"),
+            "{unnamed}"
+        );
+        assert!(rows_schema("Schema", Some(String::new()), "x").is_err());
+    }
 }

@@ -4,9 +4,10 @@
 //! writes for data), one section per table in manifest order. Pure.
 //!
 //! A tenant's data is a list of (table, columns, rows): a `Shared` tenant's rows are
-//! selected by `tenant_id`, a `Schema` tenant's would be whole tables of its schema, and
-//! both restore the same way. `tenant_id` is never in the rows: a restore writes the
-//! target tenant's own id.
+//! selected by `tenant_id` from the `clinical` tables, a `Schema` tenant's from its
+//! schema's copies of them (named `clinical.<table>` here too; `tenant.isolation` says
+//! which), and both restore the same way, into a tenant of either isolation. `tenant_id`
+//! is never in the rows: a restore writes the target tenant's own id.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -29,7 +30,7 @@ pub struct SnapshotTenant {
     pub catalog_id: i64,
     /// Its home Region.
     pub home_region: String,
-    /// Its isolation (`Shared`, ...).
+    /// Its isolation (`Shared` or `Schema`): where its rows were read from.
     pub isolation: String,
 }
 

@@ -5,9 +5,12 @@
 //! Order on deletion, so that nothing is dropped unsaved: the catalog row is retired (the
 //! data plane stops serving the tenant), the rows are read at one moment, the object is
 //! written and read back (`HeadObject`, same size), and only then are the rows deleted, in
-//! a transaction that undoes itself if any table no longer holds the snapshot's count.
+//! a transaction that undoes itself if any table no longer holds the snapshot's count. A
+//! `Schema` tenant's rows are read from its schema, and its schema and role are dropped in
+//! that last transaction ([`delete`]).
 
 pub mod cli;
+pub mod delete;
 pub mod dump;
 pub mod format;
 pub mod restore;
@@ -66,8 +69,9 @@ pub enum SnapshotError {
     },
 }
 
-/// Snapshots the `Shared` tenant `uid` (named `name`) to `to`, then deletes its rows and
-/// catalog row. `None`: no catalog row has that UID (already deleted), nothing to do.
+/// Snapshots the `Shared` or `Schema` tenant `uid` (named `name`) to `to`, then deletes
+/// its rows (its schema and role) and catalog row. `None`: no catalog row has that UID
+/// (already deleted), nothing to do.
 pub async fn snapshot_then_delete(
     db: &dyn Database,
     store: &dyn SnapshotStore,

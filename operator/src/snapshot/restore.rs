@@ -1,7 +1,10 @@
-//! Loading a snapshot into another `Shared` tenant of a region database, in one
-//! transaction: each table's rows are copied into a temporary table and inserted with the
-//! target tenant's id (uuids and versions kept), parents first. A target that already has
-//! rows is refused.
+//! Loading a snapshot into another tenant of a region database, in one transaction: each
+//! table's rows are copied into a temporary table and inserted with the target tenant's id
+//! (uuids and versions kept), parents first. A target that already has rows is refused.
+//!
+//! Snapshots of `Shared` and `Schema` tenants have the same tables and columns, so either
+//! restores into a `Shared` tenant (rows into the `clinical` tables) or a `Schema` tenant
+//! (rows into its schema's copies, with its own copies of the audit functions and trigger).
 //!
 //! The audit trail is a hash chain whose entries cover their `tenant_id`
 //! (`clinical.audit_canonical`, migration 0010), so its stored hashes cannot verify under
@@ -17,7 +20,7 @@ use phoenix_catalog::rls::TENANT_TABLES;
 use sha2::{Digest, Sha256};
 use tokio_postgres::{Client, Transaction};
 
-use super::dump::{columns, load_order};
+use super::dump::{columns, load_order, physical, rows_schema};
 use super::format::Snapshot;
 use crate::db::rls::quote_ident;
 use crate::db::{DbError, col};
@@ -58,15 +61,16 @@ fn refused(message: impl Into<String>) -> RestoreError {
     RestoreError::Refused(message.into())
 }
 
-/// Loads `snap` into the live `Shared` tenant named `into`.
-pub async fn restore_shared(
+/// Loads `snap` (of a `Shared` or `Schema` tenant) into the live `Shared` or `Schema`
+/// tenant named `into`.
+pub async fn restore(
     client: &mut Client,
     snap: &Snapshot,
     into: &str,
 ) -> Result<Restored, RestoreError> {
-    if snap.tenant.isolation != "Shared" {
+    if !["Shared", "Schema"].contains(&snap.tenant.isolation.as_str()) {
         return Err(refused(format!(
-            "the snapshot is of a tenant with isolation {}; this version restores Shared snapshots only",
+            "the snapshot is of a tenant with isolation {}; this version restores snapshots of Shared and Schema tenants only",
             snap.tenant.isolation
         )));
     }
@@ -102,7 +106,7 @@ pub async fn restore_shared(
     }
     let target = tx
         .query_opt(
-            "SELECT id, isolation FROM catalog.tenants
+            "SELECT id, isolation, schema_name FROM catalog.tenants
              WHERE name = $1 AND state <> 'retired' FOR UPDATE",
             &[&into],
         )
@@ -110,15 +114,12 @@ pub async fn restore_shared(
         .map_err(DbError::query("finding the target tenant"))?
         .ok_or_else(|| {
             refused(format!(
-                "no live tenant named {into} in this region database; apply a Tenant of that name (isolation Shared, spec.suspended true) and wait until it is Ready"
+                "no live tenant named {into} in this region database; apply a Tenant of that name (isolation Shared or Schema, spec.suspended true) and wait until it is Ready"
             ))
         })?;
     let (id, isolation): (i64, String) = (col(&target, 0)?, col(&target, 1)?);
-    if isolation != "Shared" {
-        return Err(refused(format!(
-            "tenant {into} has isolation {isolation}; this version restores into Shared tenants only"
-        )));
-    }
+    let schema = rows_schema(&isolation, col(&target, 2)?, into).map_err(refused)?;
+    let schema = schema.as_deref();
     tx.execute(
         "SELECT set_config('app.tenant_id', $1::bigint::text, true)",
         &[&id],
@@ -128,7 +129,10 @@ pub async fn restore_shared(
     for table in TENANT_TABLES {
         let n = tx
             .query_one(
-                &format!("SELECT count(*) FROM {table} WHERE tenant_id = $1"),
+                &format!(
+                    "SELECT count(*) FROM {} WHERE tenant_id = $1",
+                    physical(table, schema)
+                ),
                 &[&id],
             )
             .await
@@ -154,7 +158,8 @@ pub async fn restore_shared(
             restored.skipped.push((table.to_owned(), data.rows));
             continue;
         }
-        let have = columns(&tx, table).await?;
+        let target = physical(table, schema);
+        let have = columns(&tx, &target).await?;
         if let Some(missing) = data.columns.iter().find(|c| !have.contains(c)) {
             return Err(refused(format!(
                 "column {missing} of {table} in the snapshot does not exist in the region database (schema version {version}, the snapshot's {})",
@@ -169,7 +174,7 @@ pub async fn restore_shared(
             .join(", ");
         let load = format!("snapshot_load_{i}");
         tx.batch_execute(&format!(
-            "CREATE TEMPORARY TABLE {load} ON COMMIT DROP AS SELECT {list} FROM {table} WITH NO DATA"
+            "CREATE TEMPORARY TABLE {load} ON COMMIT DROP AS SELECT {list} FROM {target} WITH NO DATA"
         ))
         .await
         .map_err(DbError::query("preparing to load a table"))?;
@@ -193,21 +198,24 @@ pub async fn restore_shared(
             )));
         }
         let insert =
-            format!("INSERT INTO {table} (tenant_id, {list}) SELECT $1, {list} FROM {load}");
+            format!("INSERT INTO {target} (tenant_id, {list}) SELECT $1, {list} FROM {load}");
         let n = if table == AUDIT {
-            restored.audit_rechained = rechain(&tx, &load, &data.columns, snap, id).await?;
-            tx.batch_execute(
-                "ALTER TABLE clinical.audit_events DISABLE TRIGGER audit_events_chain",
-            )
+            let ns = schema.map_or_else(|| "clinical".to_owned(), quote_ident);
+            restored.audit_rechained = rechain(&tx, &ns, &load, &data.columns, snap, id).await?;
+            tx.batch_execute(&format!(
+                "ALTER TABLE {target} DISABLE TRIGGER audit_events_chain"
+            ))
             .await
             .map_err(DbError::query("pausing the audit chain trigger"))?;
             let n = tx
                 .execute(&insert, &[&id])
                 .await
                 .map_err(DbError::query("inserting the audit trail"))?;
-            tx.batch_execute("ALTER TABLE clinical.audit_events ENABLE TRIGGER audit_events_chain")
-                .await
-                .map_err(DbError::query("resuming the audit chain trigger"))?;
+            tx.batch_execute(&format!(
+                "ALTER TABLE {target} ENABLE TRIGGER audit_events_chain"
+            ))
+            .await
+            .map_err(DbError::query("resuming the audit chain trigger"))?;
             n
         } else {
             tx.execute(&insert, &[&id])
@@ -222,10 +230,11 @@ pub async fn restore_shared(
     Ok(restored)
 }
 
-/// Each entry of `load` (ordered by `seq`): its canonical bytes with `tenant_id`, its
-/// stored `prev_hash` and `hash`.
+/// Each entry of `load` (ordered by `seq`): its canonical bytes with `tenant_id` (by the
+/// target's `audit_canonical` in schema `ns`, quoted), its stored `prev_hash` and `hash`.
 async fn canonical(
     tx: &Transaction<'_>,
+    ns: &str,
     load: &str,
     dumped: &[String],
     tenant_id: i64,
@@ -240,9 +249,9 @@ async fn canonical(
     let all = tx
         .query(
             "SELECT attname::text FROM pg_attribute
-             WHERE attrelid = 'clinical.audit_events'::regclass AND attnum > 0 AND NOT attisdropped
+             WHERE attrelid = ($1 || '.audit_events')::regclass AND attnum > 0 AND NOT attisdropped
              ORDER BY attnum",
-            &[],
+            &[&ns],
         )
         .await
         .map_err(DbError::query("reading the audit trail's columns"))?;
@@ -258,7 +267,7 @@ async fn canonical(
         });
     }
     let sql = format!(
-        "SELECT l.seq, convert_to(clinical.audit_canonical(ROW({})::clinical.audit_events), 'UTF8'), l.prev_hash, l.hash
+        "SELECT l.seq, convert_to({ns}.audit_canonical(ROW({})::{ns}.audit_events), 'UTF8'), l.prev_hash, l.hash
          FROM {load} l ORDER BY l.seq",
         fields.join(", ")
     );
@@ -275,12 +284,13 @@ async fn canonical(
 /// `load` as a chain under `new_id`; how many entries.
 async fn rechain(
     tx: &Transaction<'_>,
+    ns: &str,
     load: &str,
     dumped: &[String],
     snap: &Snapshot,
     new_id: i64,
 ) -> Result<u64, RestoreError> {
-    let original = canonical(tx, load, dumped, snap.tenant.catalog_id).await?;
+    let original = canonical(tx, ns, load, dumped, snap.tenant.catalog_id).await?;
     let mut prev = vec![0u8; 32];
     for (i, (seq, bytes, prev_hash, hash)) in original.iter().enumerate() {
         let why = if *seq != i as i64 + 1 {
@@ -299,7 +309,7 @@ async fn rechain(
         }
         prev.clone_from(hash);
     }
-    let again = canonical(tx, load, dumped, new_id).await?;
+    let again = canonical(tx, ns, load, dumped, new_id).await?;
     let (mut seqs, mut prevs, mut hashes) = (Vec::new(), Vec::new(), Vec::new());
     let mut prev = vec![0u8; 32];
     for (seq, bytes, _, _) in &again {

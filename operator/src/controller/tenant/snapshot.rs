@@ -1,5 +1,6 @@
 //! Cleanup of a `deletionPolicy: Snapshot` tenant: its rows go to the Region's snapshot
-//! bucket, and are deleted only once the object is there ([`crate::snapshot`]).
+//! bucket, and are deleted (a `Schema` tenant's schema and role dropped) only once the
+//! object is there ([`crate::snapshot`]).
 
 use kube::ResourceExt;
 use phoenix_crds::{DeletionPolicy, Isolation, Region, Tenant};
@@ -49,9 +50,12 @@ pub async fn snapshot_then_delete(
     db: &dyn Database,
     ctx: &Context,
 ) -> Result<(String, Option<EventSpec>), Error> {
-    if tenant.spec.database.isolation != Isolation::Shared {
+    if !matches!(
+        tenant.spec.database.isolation,
+        Isolation::Shared | Isolation::Schema
+    ) {
         return Err(DerefError::NotImplemented(
-            "deletionPolicy Snapshot of a tenant whose isolation is not Shared",
+            "deletionPolicy Snapshot of a tenant whose isolation is not Shared or Schema",
         )
         .into());
     }
@@ -83,8 +87,26 @@ pub async fn snapshot_then_delete(
         "Delete",
         format!("snapshot {} ({} bytes): {counts}", taken.at, taken.bytes),
     );
+    let dropped = match taken.deleted.dropped {
+        None => String::new(),
+        Some(d) => format!(
+            "; schema {} {} and role {} {}",
+            phoenix_catalog::schemas::tenant_schema(&uid),
+            if d.schema {
+                "dropped"
+            } else {
+                "was already gone"
+            },
+            phoenix_catalog::schemas::tenant_role(&uid),
+            if d.role {
+                "dropped"
+            } else {
+                "was already gone (or is not the operator's)"
+            }
+        ),
+    };
     let note = format!(
-        "snapshot {} written and checked, then deleted {} row(s) and the catalog entry in region {}",
+        "snapshot {} written and checked, then deleted {} row(s) and the catalog entry in region {}{dropped}",
         taken.at, taken.deleted.rows, to.region
     );
     Ok((note, Some(event)))
