@@ -6,7 +6,6 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use kube::api::ListParams;
 use phoenix_crds::Region;
 use phoenix_e2e::bulk::{Bulk, assert_no_leaked_roles, assert_no_leaked_secrets};
 use phoenix_e2e::events::{Regarding, instant, wait_event};
