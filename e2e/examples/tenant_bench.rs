@@ -11,10 +11,9 @@
 //! cargo run -p phoenix-e2e --example tenant_bench -- 500 8
 //! ```
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use phoenix_e2e::backends::Sampler;
 use phoenix_e2e::guard::ScenarioGuard;
 use phoenix_e2e::scenario::tenants;
 use phoenix_e2e::*;
@@ -27,74 +26,6 @@ fn arg<T: std::str::FromStr>(n: usize, default: T) -> T {
         .nth(n)
         .and_then(|a| a.parse().ok())
         .unwrap_or(default)
-}
-
-/// What the sampler saw in one phase, by region.
-#[derive(Default, Clone)]
-struct Seen {
-    peak: BTreeMap<String, usize>,
-    backends: HashSet<(String, i32, String)>,
-}
-
-impl Seen {
-    fn report(&self) -> String {
-        let opened: BTreeMap<&str, usize> = REGIONS
-            .iter()
-            .map(|r| (*r, self.backends.iter().filter(|b| b.0 == *r).count()))
-            .collect();
-        format!(
-            "peak at once {:?}, distinct backends seen {:?} (total {})",
-            self.peak,
-            opened,
-            self.backends.len()
-        )
-    }
-}
-
-/// Samples the operator's backends in every Region every 100 ms into `seen` until dropped.
-fn sample(seen: Arc<Mutex<Seen>>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut clients = Vec::new();
-        for r in REGIONS {
-            clients.push((r, pg(r).await));
-        }
-        loop {
-            for (r, c) in &mut clients {
-                let rows = match c
-                    .query(
-                        "SELECT pid, backend_start::text FROM pg_stat_activity
-                         WHERE application_name LIKE 'phoenix-operator%'",
-                        &[],
-                    )
-                    .await
-                {
-                    Ok(rows) => rows,
-                    Err(_) => {
-                        // The server restarted (say, by hand during a run): sample again
-                        // from a new session once it accepts one.
-                        if let Ok(fresh) = phoenix_catalog::connect::parse(&stack_var(&format!(
-                            "PG_ADMIN_DSN_{}",
-                            upper(r)
-                        )))
-                        .expect("the stack's DSN parses")
-                        .connect()
-                        .await
-                        {
-                            *c = fresh;
-                        }
-                        Vec::new()
-                    }
-                };
-                let mut s = seen.lock().expect("sampler lock");
-                let peak = s.peak.entry((*r).to_owned()).or_default();
-                *peak = (*peak).max(rows.len());
-                for row in rows {
-                    s.backends.insert(((*r).to_owned(), row.get(0), row.get(1)));
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
 }
 
 #[tokio::main]
@@ -136,8 +67,7 @@ async fn main() {
     let api = tenants().await;
     let params = kube::api::ListParams::default().labels(&format!("e2e-scenario={LABEL}"));
 
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let sampler = sample(seen.clone());
+    let sampler = Sampler::start(&REGIONS).await;
     let started = Instant::now();
     kubectl_ok(&["apply", "-f", "-"], Some(&labeled));
     // kubectl sends one request per object: the last Tenant exists only from here.
@@ -168,7 +98,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let converged = started.elapsed();
-    let create_seen = std::mem::take(&mut *seen.lock().expect("sampler lock"));
+    let create_seen = sampler.take();
 
     let deleting = Instant::now();
     kubectl_ok(
@@ -190,8 +120,8 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let deleted = deleting.elapsed();
-    let delete_seen = seen.lock().expect("sampler lock").clone();
-    sampler.abort();
+    let delete_seen = sampler.seen();
+    drop(sampler);
     // Work per deletion: cleanups run (one per tenant when none is repeated) and failed
     // reconciles (such as a finalizer removal finding the object gone).
     let log = operator.json_log();

@@ -8,9 +8,12 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
+pub mod backends;
+pub mod bulk;
 pub mod events;
 pub mod guard;
 pub mod keycloak;
+pub mod pg_server;
 pub mod route53;
 pub mod s3;
 pub mod scenario;
@@ -127,9 +130,7 @@ pub fn free_port() -> u16 {
 /// Over TLS where the stack's DSN asks for it (eu-west-1: verify-full with the stack's CA).
 pub async fn pg(region: &str) -> Client {
     let dsn = stack_var(&format!("PG_ADMIN_DSN_{}", upper(region)));
-    phoenix_catalog::connect::parse(&dsn)
-        .expect("the stack's DSN parses")
-        .connect()
+    pg_connect(&dsn)
         .await
         .unwrap_or_else(|e| panic!("connect to the {region} database: {e}"))
 }
@@ -165,6 +166,15 @@ pub async fn us_east_1_replica_caught_up() {
         },
     )
     .await;
+}
+
+/// A connection to `dsn` (libpq TLS semantics, as [`pg`]), or why there is none.
+pub async fn pg_connect(dsn: &str) -> Result<Client, String> {
+    phoenix_catalog::connect::parse(dsn)
+        .map_err(|e| format!("the DSN does not parse: {e}"))?
+        .connect()
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// The DSN the operator gets for a region in its Secret: no local file path (the operator

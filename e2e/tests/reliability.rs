@@ -1,14 +1,13 @@
 //! Crashes, leader failover, RLS drift and credential rotation converge.
 //! Scenarios run one at a time (they share the API server and the operator they start).
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use kube::api::ListParams;
 use phoenix_crds::Region;
+use phoenix_e2e::bulk::{Bulk, assert_no_leaked_roles, assert_no_leaked_secrets};
 use phoenix_e2e::events::{Regarding, instant, wait_event};
 use phoenix_e2e::guard::ScenarioGuard;
 use phoenix_e2e::route53;
@@ -19,23 +18,20 @@ use phoenix_e2e::*;
 /// the crash, the second is caught mid-reconcile by it.
 const BULK: usize = 60;
 
-/// The manifest of bulk tenants `range`, residencies cycling US, EU, APAC by index.
-fn bulk_tenants(range: std::ops::Range<usize>) -> String {
-    let residencies = ["US", "EU", "APAC"];
-    range
-        .map(|i| {
-            format!(
-                "---\napiVersion: phoenixguardian.io/v1alpha1\nkind: Tenant\nmetadata:\n  name: e2e-bulk-{i:02}\n  labels: {{e2e: bulk}}\nspec:\n  displayName: Bulk {i}\n  dataResidency: [{}]\n  database: {{deletionPolicy: Delete}}\n  dns: {{hostname: bulk-{i:02}.e2e.phoenixguardian.test}}\n",
-                residencies[i % 3]
-            )
-        })
-        .collect()
+/// The crash scenario's tenants, residencies cycling US, EU, APAC by index.
+const TENANTS: Bulk = Bulk {
+    prefix: "e2e-bulk",
+    label: "bulk",
+};
+
+fn residency(i: usize) -> &'static str {
+    ["US", "EU", "APAC"][i % 3]
 }
 
 /// How many record sets of the zone belong to bulk tenant `i` (its latency records and its
 /// ownership record, whatever their names).
 fn records_of(records: &[aws_sdk_route53::types::ResourceRecordSet], i: usize) -> usize {
-    let host = format!("bulk-{i:02}.e2e.phoenixguardian.test.");
+    let host = format!("{}.", TENANTS.host(i));
     records.iter().filter(|r| r.name().ends_with(&host)).count()
 }
 
@@ -56,9 +52,9 @@ async fn killing_the_operator_mid_reconcile_converges_without_duplicates_or_leak
     .await;
     let scenario = ScenarioGuard::new("crash");
     let api = tenants().await;
-    let bulk = ListParams::default().labels("e2e=bulk");
+    let bulk = TENANTS.params();
     let half = BULK / 2;
-    scenario.apply(&bulk_tenants(0..half));
+    scenario.apply(&TENANTS.manifest(0..half, residency));
     eventually(
         &format!("the first {half} bulk tenants Ready"),
         READY_TIMEOUT,
@@ -69,7 +65,7 @@ async fn killing_the_operator_mid_reconcile_converges_without_duplicates_or_leak
     )
     .await;
     proxy.hold(&["/rrset"]).await;
-    scenario.apply(&bulk_tenants(half..BULK));
+    scenario.apply(&TENANTS.manifest(half..BULK, residency));
     eventually(
         "a change batch of the second wave held at the proxy",
         READY_TIMEOUT,
@@ -95,7 +91,7 @@ async fn killing_the_operator_mid_reconcile_converges_without_duplicates_or_leak
         "killed the operator with {}/{BULK} tenants Ready",
         ready.len()
     );
-    let first_wave: Vec<String> = (0..half).map(|i| format!("e2e-bulk-{i:02}")).collect();
+    let first_wave: Vec<String> = (0..half).map(|i| TENANTS.name(i)).collect();
     assert_eq!(
         ready, first_wave,
         "exactly the first wave is Ready at the kill; the second was in flight"
@@ -117,81 +113,12 @@ async fn killing_the_operator_mid_reconcile_converges_without_duplicates_or_leak
         "the restarted operator does not lead"
     );
 
-    let list = api
-        .list(&ListParams::default().labels("e2e=bulk"))
-        .await
-        .expect("list");
-    let mut total = 0;
+    let list = api.list(&TENANTS.params()).await.expect("list");
+    assert_eq!(TENANTS.assert_catalogs(&list.items, &REGIONS).await, BULK);
     for region in REGIONS {
-        let rows = catalog_names(region, "e2e-bulk-%").await;
-        let names: HashSet<&str> = rows.iter().map(|r| r.0.as_str()).collect();
-        assert_eq!(
-            names.len(),
-            rows.len(),
-            "duplicate catalog rows in {region}: {rows:?}"
-        );
-        for t in &list.items {
-            let placed = t
-                .status
-                .as_ref()
-                .and_then(|s| s.placement.as_ref())
-                .map(|p| p.region.as_str());
-            let name = t.metadata.name.as_deref().unwrap_or_default();
-            let row = rows.iter().find(|r| r.0 == name);
-            if placed == Some(region) {
-                let row =
-                    row.unwrap_or_else(|| panic!("{name} placed in {region} has no catalog row"));
-                assert_eq!(
-                    Some(row.1.as_str()),
-                    t.metadata.uid.as_deref(),
-                    "{name}: catalog row of another object"
-                );
-                assert_eq!(row.2, "active");
-            } else {
-                assert!(
-                    row.is_none(),
-                    "{name} has a catalog row in {region} but lives in {placed:?}"
-                );
-            }
-        }
-        total += rows.len();
-        // The owner and the Region's own data plane login, never one per tenant. The shared
-        // `phoenix_dataplane` of older operators may exist (other suites make it), and so
-        // may the Region's second login (once a password rotation ran, dataplane_role.rs).
-        let second = format!("phoenix_dataplane2_{}", region.replace('-', "_"));
-        let roles: Vec<String> = pg(region)
-            .await
-            .query(
-                "SELECT rolname::text FROM pg_roles WHERE rolname LIKE 'phoenix\\_%' AND rolname <> 'phoenix_dataplane' ORDER BY 1",
-                &[],
-            )
-            .await
-            .expect("roles")
-            .iter()
-            .map(|r| r.get::<_, String>(0))
-            .filter(|r| *r != second)
-            .collect();
-        assert_eq!(
-            roles,
-            [
-                format!("phoenix_dataplane_{}", region.replace('-', "_")),
-                "phoenix_owner".to_owned()
-            ],
-            "roles leaked in {region}"
-        );
+        assert_no_leaked_roles(region).await;
     }
-    assert_eq!(total, BULK);
-    let secrets: Api<Secret> = Api::namespaced(kube_client().await, NAMESPACE);
-    let managed = secrets
-        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=phoenix-operator"))
-        .await
-        .expect("secrets");
-    let names: Vec<String> = managed
-        .items
-        .iter()
-        .filter_map(|s| s.metadata.name.clone())
-        .collect();
-    assert_eq!(names.len(), 3, "operator Secrets leaked: {names:?}");
+    assert_no_leaked_secrets().await;
 
     // A tenant whose change batch was in flight at the crash ends with the records of one
     // that converged before it (same residency: indexes `half` apart), none duplicated.
@@ -214,7 +141,7 @@ async fn killing_the_operator_mid_reconcile_converges_without_duplicates_or_leak
     );
     for region in REGIONS {
         assert!(
-            catalog_names(region, "e2e-bulk-%").await.is_empty(),
+            catalog_names(region, &TENANTS.like()).await.is_empty(),
             "bulk tenants left in {region}"
         );
     }
