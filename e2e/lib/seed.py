@@ -8,7 +8,9 @@ API with a real token of the tenant's IdP (so it is validated, stored under RLS 
 audited like any clinician's writes).
 
 Idempotent: a tenant that already holds the first seeded patient (by identifier) is left
-as it is. Standard library only.
+as it is. That search may be answered by the Region's reader (a replica, behind the
+primary by up to a second in the stack): run it again only after the first run replayed
+there (the e2e seed test waits for the replica). Standard library only.
 
     seed.py --url http://127.0.0.1:PORT --host mercy-general.us.phoenixguardian.test \
             --tenant mercy-general --token "$ACCESS_TOKEN"

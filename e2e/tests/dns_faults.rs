@@ -5,6 +5,8 @@
 //! refuses as a whole (`InvalidChangeBatch`, the real answer, sent by the proxy for one
 //! tenant's name) is bisected: only that tenant fails, naming its record and the reason.
 
+use std::time::Duration;
+
 use phoenix_e2e::events::{Regarding, events_about, instant, wait_event};
 use phoenix_e2e::guard::ScenarioGuard;
 use phoenix_e2e::route53::{self, Proxy};
@@ -58,10 +60,22 @@ async fn under_thirty_percent_throttling_every_tenant_converges() {
             > 0,
         "{stats}"
     );
-    let seen = route53::counter(
-        &operator.addr,
-        "phoenix_operator_route53_throttles_total",
-        &[],
+    // The operator counts a throttle once it has read the answer; one still in flight when
+    // the proxy's stats were read (a health check pass, a GetChange poll) is counted a
+    // moment later.
+    let operator_addr = &operator.addr;
+    let seen = eventually(
+        "the operator counts the throttles the proxy sent",
+        Duration::from_secs(15),
+        || async move {
+            let seen = route53::counter(
+                operator_addr,
+                "phoenix_operator_route53_throttles_total",
+                &[],
+            )
+            .await;
+            (seen >= throttled as f64 * 0.9).then_some(seen)
+        },
     )
     .await;
     assert!(

@@ -133,13 +133,14 @@ async fn the_seed_writes_through_the_api_once_and_no_seeded_name_is_logged() {
         first.contains("5 Patient, 15 Encounter, 10 DocumentReference, 5 MedicationRequest"),
         "{first}"
     );
+    // The second run finds the first's patients by a search, which carries no consistency
+    // token and so may be answered by the Region's reader (the stack's replica, published
+    // by the operator): let the replica replay the first run before asking.
+    us_east_1_replica_caught_up().await;
     let again = seed(&dataplane, &token);
     assert!(again.contains("already seeded"), "{again}");
 
-    // What the first run wrote, read back through the API. Searches carry no consistency
-    // token, so the data plane may answer them on the Region's reader (the operator
-    // publishes the stack's replica): wait until it has replayed the seed.
-    us_east_1_replica_caught_up().await;
+    // What the first run wrote, read back through the API (the replica replayed it above).
     let patients = search(
         &dataplane,
         &token,
