@@ -1,4 +1,5 @@
-//! Benchmark: N `Shared` Tenants (`deletionPolicy: Delete`) over the three example Regions
+//! Benchmark: N Tenants (`deletionPolicy: Delete`; `Shared`, or every SCHEMA_EVERY-th one
+//! `Schema`) over the three example Regions
 //! applied at once, until every one is `DatabaseReady`, then deleted until every one is
 //! gone; against the running stack (`source .stack/env`). Meanwhile the operator's
 //! PostgreSQL backends (`application_name` `phoenix-operator*`) are sampled in every
@@ -7,8 +8,9 @@
 //! restarted during the run (by hand) is sampled again once it is back.
 //!
 //! ```sh
-//! cargo run -p phoenix-e2e --example tenant_bench -- [TENANTS] [DB_MAX_CONNECTIONS]
+//! cargo run -p phoenix-e2e --example tenant_bench -- [TENANTS] [DB_MAX_CONNECTIONS] [SCHEMA_EVERY]
 //! cargo run -p phoenix-e2e --example tenant_bench -- 500 8
+//! cargo run -p phoenix-e2e --example tenant_bench -- 500 8 10   # one tenant in ten Schema
 //! ```
 
 use std::time::{Duration, Instant};
@@ -32,6 +34,19 @@ fn arg<T: std::str::FromStr>(n: usize, default: T) -> T {
 async fn main() {
     let count: usize = arg(1, 500);
     let pool: usize = arg(2, 8);
+    let schema_every: usize = arg(3, 0);
+    let isolation = |i: usize| {
+        if schema_every > 0 && i % schema_every == 0 {
+            "Schema"
+        } else {
+            "Shared"
+        }
+    };
+    let schemas = (0..count).filter(|i| isolation(*i) == "Schema").count();
+    println!(
+        "{count} tenants: {} Shared, {schemas} Schema; operator pool {pool}",
+        count - schemas
+    );
     install_platform();
     let pool_s = pool.to_string();
     let operator = Process::operator_with(
@@ -58,8 +73,9 @@ async fn main() {
     let manifest: String = (0..count)
         .map(|i| {
             format!(
-                "---\napiVersion: phoenixguardian.io/v1alpha1\nkind: Tenant\nmetadata:\n  name: tbench-{i}\nspec:\n  displayName: bench {i}\n  dataResidency: [{}]\n  database:\n    isolation: Shared\n    deletionPolicy: Delete\n  dns:\n    hostname: tbench-{i}.bench.phoenixguardian.test\n",
-                residency(i)
+                "---\napiVersion: phoenixguardian.io/v1alpha1\nkind: Tenant\nmetadata:\n  name: tbench-{i}\nspec:\n  displayName: bench {i}\n  dataResidency: [{}]\n  database:\n    isolation: {}\n    deletionPolicy: Delete\n  dns:\n    hostname: tbench-{i}.bench.phoenixguardian.test\n",
+                residency(i),
+                isolation(i)
             )
         })
         .collect();
@@ -143,7 +159,7 @@ async fn main() {
     drop(guard);
     drop(operator);
     println!(
-        "tenants={count} Shared, DB_MAX_CONNECTIONS={pool}\n\
+        "tenants={count} ({schemas} Schema), DB_MAX_CONNECTIONS={pool}\n\
          kubectl apply returned after {:.1} s; all DatabaseReady after {:.1} s, all Ready after {:.1} s; operator backends: {}\n\
          kubectl delete returned after {:.1} s; all deleted after {:.1} s; operator backends: {}\n\
          cleanups run {cleanups}, reconciles failed {failures}",
