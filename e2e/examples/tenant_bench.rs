@@ -36,7 +36,7 @@ async fn main() {
     let pool: usize = arg(2, 8);
     let schema_every: usize = arg(3, 0);
     let isolation = |i: usize| {
-        if schema_every > 0 && i % schema_every == 0 {
+        if schema_every > 0 && i.is_multiple_of(schema_every) {
             "Schema"
         } else {
             "Shared"
