@@ -18,7 +18,6 @@ use super::consistency::{ReadPool, RequestConsistency};
 use super::tenant_tx::{Access, TenantTx, TxError};
 use crate::audit::store::{Record, append_where_sql};
 use crate::audit::{AuditEntry, Outcome, Requester};
-use crate::error::Report;
 
 /// One read statement: at most one row, `found` holding (over its columns) exactly when
 /// the caller's `decide` answers success.
@@ -88,15 +87,7 @@ impl Database {
         };
         if let Err(error) = &result {
             record.status = i16::try_from(error.status().as_u16()).unwrap_or(i16::MAX);
-            if let Err(audit) = self.append(&record).await {
-                tracing::error!(
-                    error = %Report(&audit),
-                    tenant_id = requester.tenant_id,
-                    request_id = %requester.request_id,
-                    status = record.status,
-                    "appending the audit entry of a failed request failed"
-                );
-            }
+            self.append_failed(&record).await;
         }
         result
     }

@@ -491,19 +491,24 @@ impl Database {
                     tracing::warn!(error = %Report(&rollback), "rolling back a tenant transaction failed");
                 }
                 drop(tx);
-                // The client is told of its failure either way; an entry that cannot be
-                // written is logged (without PHI) rather than hiding the first error.
-                if let Err(audit) = self.append(&record).await {
-                    tracing::error!(
-                        error = %Report(&audit),
-                        tenant_id = requester.tenant_id,
-                        request_id = %requester.request_id,
-                        status = record.status,
-                        "appending the audit entry of a failed request failed"
-                    );
-                }
+                self.append_failed(&record).await;
                 Err(error)
             }
+        }
+    }
+
+    /// Appends the entry of a failed request, `record`, as [`Database::append`] does. The
+    /// client is told of its failure either way, so an entry that cannot be written is
+    /// logged (without PHI) rather than hiding the first error.
+    pub(super) async fn append_failed(&self, record: &Record) {
+        if let Err(audit) = self.append(record).await {
+            tracing::error!(
+                error = %Report(&audit),
+                tenant_id = record.requester.tenant_id,
+                request_id = %record.requester.request_id,
+                status = record.status,
+                "appending the audit entry of a failed request failed"
+            );
         }
     }
 

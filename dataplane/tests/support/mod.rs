@@ -340,17 +340,6 @@ impl TestDb {
 
     /// libpq URL of the test database as the stack's superuser (bypasses RLS).
     pub fn admin_url(&self) -> String {
-        let host = match self.admin_config.config.get_hosts().first() {
-            Some(Host::Tcp(host)) => host.clone(),
-            _ => "127.0.0.1".to_owned(),
-        };
-        let port = self
-            .admin_config
-            .config
-            .get_ports()
-            .first()
-            .copied()
-            .unwrap_or(5432);
         let user = self.admin_config.config.get_user().unwrap_or("postgres");
         let password = self
             .admin_config
@@ -359,7 +348,8 @@ impl TestDb {
             .map(|p| String::from_utf8_lossy(p).into_owned())
             .unwrap_or_default();
         format!(
-            "postgres://{user}:{password}@{host}:{port}/{db}?sslmode={mode}",
+            "postgres://{user}:{password}@{addr}/{db}?sslmode={mode}",
+            addr = self.primary_addr(),
             db = self.name,
             mode = self.admin_config.tls.mode,
         )
