@@ -7,7 +7,7 @@
 //! ```text
 //! source .stack/env
 //! OHA=~/.cache/phoenix-guardian/tools/bin/oha DATAPLANE_BIN=target/release/phoenix-dataplane \
-//!   cargo run -p phoenix-dataplane --example load_bench -- [TENANTS] [SECONDS]
+//!   cargo run --release -p phoenix-dataplane --example load_bench -- [TENANTS] [SECONDS]
 //! ```
 //!
 //! 1. A throwaway database provisioned by the operator's code (the tests' support; dropped
@@ -31,10 +31,18 @@
 //!    the ceiling), as it was sent before (the entry and COMMIT in a second round trip), and
 //!    the read query with and without row-level security (the data plane role, then the
 //!    superuser).
+//! 5. Where a closed-loop read's CPU goes (`cpu.rs`), per read, in PostgreSQL, the data
+//!    plane and the load generator, for three paths: HTTP through the data plane, the data
+//!    plane's database code alone in this process (no HTTP, token or JSON), and the
+//!    ceiling's pgbench script; first with every process on every core, then with the
+//!    PostgreSQL server pinned to core 0 and everything else to the other cores, so the
+//!    database has the same CPU in every run (as when the data plane runs on machines of
+//!    its own).
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
+mod cpu;
 mod oha;
 mod pgbench;
 
@@ -276,6 +284,25 @@ async fn main() {
             .await;
         println!("{}", max.row(label, None, rss.max_mib()));
     }
+    if "CPU per read".contains(&only) {
+        let pgbench = Pgbench {
+            dir: work.clone(),
+            seconds,
+            tmin: ids[0],
+            tmax: *ids.last().expect("tenants"),
+        };
+        cpu_split(
+            &db,
+            &dataplane,
+            &oha,
+            &url_file("reads"),
+            &token,
+            &pgbench,
+            &ids,
+            seconds,
+        )
+        .await;
+    }
     println!(
         "\nData plane resident memory: peak {:.1} MiB over the whole run (VmHWM).\n",
         dataplane.hwm_mib()
@@ -352,6 +379,94 @@ async fn main() {
 }
 
 /// The bench tenant `i`'s SSO settings: the realm `bench`, groups mapped to roles.
+/// Where a closed-loop read's CPU goes, three ways: through HTTP (oha against the data
+/// plane), through the data plane's database code alone (in this process, no HTTP), and as
+/// the pgbench script of the ceiling.
+#[allow(clippy::too_many_arguments)]
+async fn cpu_split(
+    db: &TestDb,
+    dataplane: &Dataplane,
+    oha: &Oha,
+    reads: &Path,
+    token: &Token,
+    pgbench: &Pgbench,
+    ids: &[i64],
+    seconds: usize,
+) {
+    let backend: i32 = db
+        .admin()
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("backend pid")
+        .get(0);
+    let cpu = cpu::Cpu::new(backend, Some(dataplane.pid));
+    let in_process = cpu::Cpu::new(backend, None);
+    let token = token.get().await;
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    for (heading, pinned) in [
+        ("all processes share every core", false),
+        (
+            "PostgreSQL on core 0; the data plane and the load generators on the others",
+            true,
+        ),
+    ] {
+        if pinned {
+            cpu.pin("0", &format!("1-{}", cpus - 1));
+        }
+        println!(
+            "## CPU per read, closed loop, {heading} ({seconds} s each)\n\n\
+             | path | reads/s | PostgreSQL µs/read | data plane µs/read | load generator µs/read |\n\
+             |---|---|---|---|---|"
+        );
+        let (before, after, elapsed, result) =
+            cpu.around(oha.run(reads, &token, None, 0, &[])).await;
+        let http = result.requests() as f64 / elapsed;
+        let label = "HTTP: oha -c 50 → data plane (pool 16)";
+        println!(
+            "{}",
+            cpu.row(label, result.requests(), elapsed, before, after, false)
+        );
+
+        // The pool outlives the measurement: backends that exit while it is sampled could
+        // be missed (they leave the children list before their parent has counted them).
+        let database = db.database(16);
+        let ids = ids.to_vec();
+        let pick = move || {
+            let mut rng = rand::rng();
+            let (t, patients) = if rng.random_bool(0.5) {
+                (rng.random_range(0..LARGE), LARGE_PATIENTS)
+            } else {
+                (rng.random_range(LARGE..ids.len()), SMALL_PATIENTS)
+            };
+            (ids[t], patient(rng.random_range(1..=patients)))
+        };
+        let reads_alone = cpu::database_reads(database.clone(), 50, seconds as u64, pick);
+        let (before, after, elapsed, n) = in_process.around(reads_alone).await;
+        let alone = n as f64 / elapsed;
+        let label = "the data plane's database code alone (50 tasks, pool 16, no HTTP)";
+        println!("{}", in_process.row(label, n, elapsed, before, after, true));
+        drop(database);
+
+        let search_path = "&options=-c%20search_path%3Dclinical";
+        let url = format!("{}{search_path}", db.dataplane_url());
+        let (script, _, _) = read_scripts();
+        let (before, after, _, (tps, _)) =
+            in_process.around(pgbench.run("cpu", &script, &url)).await;
+        let label = "pgbench, the ceiling's script (16 clients, pipelined)";
+        let n = (tps * seconds as f64) as u64;
+        println!(
+            "{}",
+            in_process.row(label, n, seconds as f64, before, after, false)
+        );
+        println!(
+            "\nOf the ceiling: HTTP reads {:.0} %, the database code alone {:.0} %.\n",
+            100.0 * http / tps,
+            100.0 * alone / tps
+        );
+    }
+    cpu.pin(&format!("0-{}", cpus - 1), &format!("0-{}", cpus - 1));
+}
+
 fn sso(i: usize, issuer: &str) -> SsoRow {
     let grant = |group: &str, role: &str| RoleGrant {
         group: group.into(),

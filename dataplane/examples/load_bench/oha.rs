@@ -74,6 +74,13 @@ impl Oha {
 }
 
 impl OhaResult {
+    /// Responses received, whatever their status.
+    pub fn requests(&self) -> u64 {
+        self.0["statusCodeDistribution"]
+            .as_object()
+            .map_or(0, |codes| codes.values().filter_map(Value::as_u64).sum())
+    }
+
     fn ms(&self, percentile: &str) -> f64 {
         self.0["latencyPercentiles"][percentile]
             .as_f64()

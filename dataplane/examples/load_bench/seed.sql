@@ -102,3 +102,12 @@ FROM (SELECT tenant_id, gen_random_uuid() AS id, patient_id, id AS encounter_id,
       FROM clinical.encounters
       WHERE period_end IS NOT NULL AND random() < 0.7) d
 ORDER BY period_end;
+
+-- An audit trail that has been in use: a read of every patient, so the chain's tables and
+-- their statistics start as a running region's would (an empty, freshly analyzed table
+-- plans its chain lookups as sequential scans until autovacuum analyzes it again).
+INSERT INTO clinical.audit_events
+    (tenant_id, actor, action, resource_type, resource_id, query, result_ids, status, request_id, source)
+SELECT tenant_id, 'seed', 'read', 'Patient', id::text, NULL, NULL, 200, gen_random_uuid()::text, '127.0.0.1'
+FROM clinical.patients
+ORDER BY tenant_id, id;
