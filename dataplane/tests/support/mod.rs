@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses its own part of the support code
 
+pub mod audit;
 pub mod auth;
 pub mod clinical;
 pub mod fhir;
