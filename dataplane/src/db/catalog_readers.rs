@@ -35,8 +35,11 @@ pub struct CatalogReaders {
 struct Pools {
     // The version of the published list these pools follow (`None`: never built).
     version: Option<u64>,
-    // Every published endpoint's pool, healthy or not, with whether it is in rotation.
-    endpoints: Vec<(ReaderRow, Pool, bool)>,
+    // Every published endpoint's pool, healthy or not.
+    endpoints: Vec<(ReaderRow, Pool)>,
+    // The pools in rotation (of the endpoints last found healthy), kept here so that a
+    // read picks one without collecting them.
+    healthy: Vec<Pool>,
 }
 
 impl std::fmt::Debug for CatalogReaders {
@@ -109,7 +112,7 @@ impl CatalogReaders {
                 (&row.host, row.port, &row.dbname, &row.sslmode)
                     == (&reader.host, reader.port, &reader.dbname, &reader.sslmode)
             };
-            let pool = match kept.iter().position(|(row, _, _)| same(row)) {
+            let pool = match kept.iter().position(|(row, _)| same(row)) {
                 Some(i) => Some(kept.swap_remove(i).1),
                 None => match self.target(reader).and_then(|t| pool(t, self.pool_size)) {
                     Ok(pool) => Some(pool),
@@ -124,11 +127,17 @@ impl CatalogReaders {
                 },
             };
             if let Some(pool) = pool {
-                pools.endpoints.push((reader.clone(), pool, reader.healthy));
+                pools.endpoints.push((reader.clone(), pool));
             }
         }
+        pools.healthy = pools
+            .endpoints
+            .iter()
+            .filter(|(reader, _)| reader.healthy)
+            .map(|(_, pool)| pool.clone())
+            .collect();
         // Pools of endpoints no longer published close as their connections come back.
-        for (_, pool, _) in kept {
+        for (_, pool) in kept {
             pool.close();
         }
         pools.version = Some(version);
@@ -142,16 +151,10 @@ impl ReaderSource for CatalogReaders {
         if pools.version != Some(version) {
             self.rebuild(&mut pools, version, &published);
         }
-        let healthy: Vec<&Pool> = pools
-            .endpoints
-            .iter()
-            .filter(|(_, _, healthy)| *healthy)
-            .map(|(_, pool, _)| pool)
-            .collect();
-        if healthy.is_empty() {
+        if pools.healthy.is_empty() {
             return None;
         }
-        let turn = self.next.fetch_add(1, Ordering::Relaxed) % healthy.len();
-        Some(healthy[turn].clone())
+        let turn = self.next.fetch_add(1, Ordering::Relaxed) % pools.healthy.len();
+        Some(pools.healthy[turn].clone())
     }
 }
