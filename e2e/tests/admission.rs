@@ -108,7 +108,7 @@ fn invalid_manifests() -> Vec<(&'static str, String, &'static str)> {
         (
             "writer and rds",
             r(&format!(
-                "  awsRegion: eu-west-1\n  dataResidency: [EU]\n  database:\n{writer}    rds: {{instanceIdentifier: db1, instanceClass: db.r6g.large, masterPasswordSecretRef: {{namespace: a, name: b, key: c}}}}\n"
+                "  awsRegion: eu-west-1\n  dataResidency: [EU]\n  database:\n{writer}    rds: {{instanceIdentifier: db1, instanceClass: db.r6g.large, masterPasswordSecretRef: {{namespace: a, name: b, key: c}}, caSecretRef: {{namespace: a, name: b, key: ca}}}}\n"
             )),
             "exactly one of spec.database.writer or spec.database.rds",
         ),

@@ -12,6 +12,7 @@ pub mod leader;
 pub mod metrics;
 pub mod oidc;
 pub mod placement;
+pub mod rds;
 pub mod plan;
 pub mod reason;
 pub mod secrets;

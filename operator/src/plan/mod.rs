@@ -557,6 +557,9 @@ pub async fn plan(
         snapshots: Arc::new(crate::snapshot::store::ReadOnlyStore(Arc::new(
             crate::snapshot::store::S3Store::from_env().await,
         ))),
+        rds: Arc::new(crate::controller::providers::ReadOnlyRds(Arc::new(
+            crate::rds::aws::AwsRds::from_env().await,
+        ))),
     };
     let world = World {
         providers: &providers,

@@ -196,20 +196,32 @@ pub async fn target(
     })
 }
 
-/// How the writer of `region` is reached.
+/// How the writer of `region` is reached: its `writer` connection, or its RDS instance
+/// (created when missing).
 pub async fn writer_target(world: &World<'_>, region: &Region) -> Result<DbTarget, DerefError> {
-    let db = &region.spec.database;
-    let Some(writer) = &db.writer else {
-        return Err(DerefError::NotImplemented(
-            "creating the region database through RDS (spec.database.rds)",
-        ));
-    };
-    target(world, writer, &db.database_name).await
+    writer_target_in(world, region, super::rds::Mode::Ensure).await
 }
 
-/// The writer database of `region`.
+async fn writer_target_in(
+    world: &World<'_>,
+    region: &Region,
+    mode: super::rds::Mode,
+) -> Result<DbTarget, DerefError> {
+    let db = &region.spec.database;
+    match (&db.writer, &db.rds) {
+        (Some(writer), _) => target(world, writer, &db.database_name).await,
+        (None, Some(rds)) => super::rds::writer_target(world, region, rds, mode).await,
+        // Admission refuses it (CEL); an object that got past it says so.
+        (None, None) => Err(DerefError::InvalidConnectionString(
+            "spec.database sets neither writer nor rds; set exactly one".to_owned(),
+        )),
+    }
+}
+
+/// The writer database of `region` as it exists: an RDS instance is not created (a
+/// Region being deleted).
 pub async fn writer(world: &World<'_>, region: &Region) -> Result<Arc<dyn Database>, DerefError> {
-    let target = writer_target(world, region).await?;
+    let target = writer_target_in(world, region, super::rds::Mode::Existing).await?;
     Ok(world.providers.databases.open(
         &region.name_any(),
         &target,
