@@ -88,7 +88,11 @@ async fn an_instance_is_created_with_the_identifier_and_ownership_tags() {
         Some("region-writer")
     );
     assert_eq!(found.master_username.as_deref(), Some("phoenix_admin"));
-    assert!(found.available(), "moto: available at once ({})", found.status);
+    assert!(
+        found.available(),
+        "moto: available at once ({})",
+        found.status
+    );
     let (host, port) = found.endpoint.clone().expect("an endpoint");
     assert!(host.starts_with(&id), "{host}");
     assert_eq!(port, 5432);
@@ -115,7 +119,9 @@ async fn a_second_ensure_finds_the_same_instance_and_creates_nothing() {
     assert!(matches!(second, Ensured::Existing(_)), "{second:?}");
     assert_eq!(second.instance().identifier, id);
     // RDS itself refuses the duplicate; the provider says so in its own terms.
-    let again = rds.create(AWS_REGION, &spec(&id, "eu-west-1"), PASSWORD).await;
+    let again = rds
+        .create(AWS_REGION, &spec(&id, "eu-west-1"), PASSWORD)
+        .await;
     assert_eq!(again, Err(RdsError::AlreadyExists(id.clone())));
     let listed = rds
         .client(AWS_REGION)
@@ -201,9 +207,15 @@ async fn an_instance_of_the_same_identifier_not_owned_is_refused_and_left_alone(
     // Deleting or promoting it is refused, and it is still there with its own tags.
     let tags = rds::region_tags("eu-west-1", "region-writer");
     let delete = rds::delete_with_final_snapshot(&rds, AWS_REGION, &id, "x-final", &tags).await;
-    assert!(matches!(delete, Err(RdsError::NotOwned { .. })), "{delete:?}");
+    assert!(
+        matches!(delete, Err(RdsError::NotOwned { .. })),
+        "{delete:?}"
+    );
     let promote = rds::promote_read_replica(&rds, AWS_REGION, &id, &tags).await;
-    assert!(matches!(promote, Err(RdsError::NotOwned { .. })), "{promote:?}");
+    assert!(
+        matches!(promote, Err(RdsError::NotOwned { .. })),
+        "{promote:?}"
+    );
     let still = rds
         .describe(AWS_REGION, &id)
         .await
@@ -302,10 +314,9 @@ async fn a_read_replica_is_created_once_and_promoted() {
     )
     .await;
     assert!(matches!(wrong, Err(RdsError::NotOwned { .. })), "{wrong:?}");
-    let promoted =
-        rds::promote_read_replica(&rds, AWS_REGION, &replica.identifier, &replica.tags)
-            .await
-            .expect("promoted");
+    let promoted = rds::promote_read_replica(&rds, AWS_REGION, &replica.identifier, &replica.tags)
+        .await
+        .expect("promoted");
     assert_eq!(promoted.identifier, replica.identifier);
     let missing = rds::promote_read_replica(
         &rds,

@@ -36,6 +36,9 @@ pub enum DerefError {
     /// An RDS step failed or was refused.
     #[error(transparent)]
     Rds(#[from] crate::rds::RdsError),
+    /// The database's TLS certificate was refused (wrong CA, wrong host name).
+    #[error("{0}")]
+    CertificateUntrusted(String),
     /// The Region's RDS instance exists but does not accept connections yet.
     #[error(
         "RDS instance {identifier} is {status}, not available yet; the operator checks again shortly"
@@ -239,6 +242,7 @@ impl Error {
                 DerefError::SnapshotNotConfigured(_) => Reason::SnapshotNotConfigured,
                 DerefError::Rds(r) => rds_reason(r),
                 DerefError::RdsNotAvailable { .. } => Reason::RdsInstanceNotAvailable,
+                DerefError::CertificateUntrusted(_) => Reason::DatabaseCertificateUntrusted,
                 DerefError::Fetch(f) => {
                     use crate::controller::providers::FetchError as F;
                     match f {

@@ -103,9 +103,15 @@ impl Rds for ReadOnlyRds {
         _: &str,
         _: &crate::rds::ReplicaSpec,
     ) -> Result<crate::rds::Instance, crate::rds::RdsError> {
-        Err(crate::rds::RdsError::ReadOnly("CreateDBInstanceReadReplica"))
+        Err(crate::rds::RdsError::ReadOnly(
+            "CreateDBInstanceReadReplica",
+        ))
     }
-    async fn promote(&self, _: &str, _: &str) -> Result<crate::rds::Instance, crate::rds::RdsError> {
+    async fn promote(
+        &self,
+        _: &str,
+        _: &str,
+    ) -> Result<crate::rds::Instance, crate::rds::RdsError> {
         Err(crate::rds::RdsError::ReadOnly("PromoteReadReplica"))
     }
     async fn delete(&self, _: &str, _: &str, _: &str) -> Result<(), crate::rds::RdsError> {

@@ -96,7 +96,12 @@ fn tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
 
 fn tag_map(list: &[Tag]) -> BTreeMap<String, String> {
     list.iter()
-        .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_owned(),
+                t.value().unwrap_or_default().to_owned(),
+            ))
+        })
         .collect()
 }
 
@@ -105,12 +110,9 @@ fn instance(db: &DbInstance) -> Instance {
         identifier: db.db_instance_identifier().unwrap_or_default().to_owned(),
         arn: db.db_instance_arn().map(str::to_owned),
         status: db.db_instance_status().unwrap_or_default().to_owned(),
-        endpoint: db.endpoint().and_then(|e| {
-            Some((
-                e.address()?.to_owned(),
-                u16::try_from(e.port()?).ok()?,
-            ))
-        }),
+        endpoint: db
+            .endpoint()
+            .and_then(|e| Some((e.address()?.to_owned(), u16::try_from(e.port()?).ok()?))),
         tags: tag_map(db.tag_list()),
         replica_source: db
             .read_replica_source_db_instance_identifier()
@@ -183,15 +185,12 @@ impl Rds for AwsRds {
             .send()
             .await;
         match out {
-            Ok(out) => Ok(out
-                .db_instance()
-                .map(instance)
-                .unwrap_or_else(|| Instance {
-                    identifier: spec.identifier.clone(),
-                    status: "creating".to_owned(),
-                    tags: spec.tags.clone(),
-                    ..Instance::default()
-                })),
+            Ok(out) => Ok(out.db_instance().map(instance).unwrap_or_else(|| Instance {
+                identifier: spec.identifier.clone(),
+                status: "creating".to_owned(),
+                tags: spec.tags.clone(),
+                ..Instance::default()
+            })),
             Err(e) if is(e.code(), "DBInstanceAlreadyExists") => {
                 Err(RdsError::AlreadyExists(spec.identifier.clone()))
             }
@@ -215,16 +214,13 @@ impl Rds for AwsRds {
             .send()
             .await;
         match out {
-            Ok(out) => Ok(out
-                .db_instance()
-                .map(instance)
-                .unwrap_or_else(|| Instance {
-                    identifier: spec.identifier.clone(),
-                    status: "creating".to_owned(),
-                    tags: spec.tags.clone(),
-                    replica_source: Some(spec.source.clone()),
-                    ..Instance::default()
-                })),
+            Ok(out) => Ok(out.db_instance().map(instance).unwrap_or_else(|| Instance {
+                identifier: spec.identifier.clone(),
+                status: "creating".to_owned(),
+                tags: spec.tags.clone(),
+                replica_source: Some(spec.source.clone()),
+                ..Instance::default()
+            })),
             Err(e) if is(e.code(), "DBInstanceAlreadyExists") => {
                 Err(RdsError::AlreadyExists(spec.identifier.clone()))
             }

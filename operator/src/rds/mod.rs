@@ -219,12 +219,13 @@ pub async fn ensure_instance(
     match rds.create(aws_region, spec, master_password).await {
         Ok(created) => Ok(Ensured::Created(created)),
         Err(RdsError::AlreadyExists(_)) => {
-            let found = rds.describe(aws_region, &spec.identifier).await?.ok_or(
-                RdsError::NotFound {
-                    identifier: spec.identifier.clone(),
-                    aws_region: aws_region.to_owned(),
-                },
-            )?;
+            let found =
+                rds.describe(aws_region, &spec.identifier)
+                    .await?
+                    .ok_or(RdsError::NotFound {
+                        identifier: spec.identifier.clone(),
+                        aws_region: aws_region.to_owned(),
+                    })?;
             check_owned(found, aws_region, &spec.tags).map(Ensured::Existing)
         }
         Err(e) => Err(e),
@@ -244,12 +245,13 @@ pub async fn ensure_read_replica(
     match rds.create_read_replica(aws_region, spec).await {
         Ok(created) => Ok(Ensured::Created(created)),
         Err(RdsError::AlreadyExists(_)) => {
-            let found = rds.describe(aws_region, &spec.identifier).await?.ok_or(
-                RdsError::NotFound {
-                    identifier: spec.identifier.clone(),
-                    aws_region: aws_region.to_owned(),
-                },
-            )?;
+            let found =
+                rds.describe(aws_region, &spec.identifier)
+                    .await?
+                    .ok_or(RdsError::NotFound {
+                        identifier: spec.identifier.clone(),
+                        aws_region: aws_region.to_owned(),
+                    })?;
             check_owned(found, aws_region, &spec.tags).map(Ensured::Existing)
         }
         Err(e) => Err(e),

@@ -151,7 +151,10 @@ pub async fn writer_target(
             });
         }
     };
-    let (host, port) = world.settings.rds_endpoints.resolve(&endpoint.0, endpoint.1);
+    let (host, port) = world
+        .settings
+        .rds_endpoints
+        .resolve(&endpoint.0, endpoint.1);
     let ca = world.providers.secrets.get(&rds.ca_secret_ref).await?;
     let origin = format!(
         "secret {}/{} key {} (spec.database.rds.caSecretRef)",
