@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_rds::error::ProvideErrorMetadata;
@@ -16,10 +17,18 @@ use crate::controller::providers::Rds;
 /// The engine of every instance the operator creates.
 const ENGINE: &str = "postgres";
 
+/// How long an `available` instance's description is reused: every tenant reconcile of
+/// an RDS region looks its writer up, and RDS's API is rate limited per account.
+const DESCRIBE_CACHE: Duration = Duration::from_secs(15);
+
 /// RDS through aws-sdk-rds.
 pub struct AwsRds {
     shared: aws_config::SdkConfig,
     clients: Mutex<HashMap<String, aws_sdk_rds::Client>>,
+    // (AWS region, identifier) -> an available instance and when it was read. Only
+    // available instances are kept, so a creation is seen as soon as RDS reports it;
+    // the operator's own changes drop the entry.
+    described: Mutex<HashMap<(String, String), (Instant, Instance)>>,
 }
 
 impl AwsRds {
@@ -43,6 +52,28 @@ impl AwsRds {
         Self {
             shared,
             clients: Mutex::new(HashMap::new()),
+            described: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn cached(&self, aws_region: &str, id: &str) -> Option<Instance> {
+        let cache = self.described.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(&(aws_region.to_owned(), id.to_owned()))
+            .filter(|(at, _)| at.elapsed() < DESCRIBE_CACHE)
+            .map(|(_, i)| i.clone())
+    }
+
+    fn remember(&self, aws_region: &str, instance: Option<&Instance>, id: &str) {
+        let mut cache = self.described.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (aws_region.to_owned(), id.to_owned());
+        match instance.filter(|i| i.available()) {
+            Some(i) => {
+                cache.insert(key, (Instant::now(), i.clone()));
+            }
+            None => {
+                cache.remove(&key);
+            }
         }
     }
 
@@ -126,9 +157,9 @@ fn is(code: Option<&str>, want: &str) -> bool {
     code.is_some_and(|c| c == want || c.strip_suffix("Fault") == Some(want))
 }
 
-#[async_trait]
-impl Rds for AwsRds {
-    async fn describe(&self, aws_region: &str, id: &str) -> Result<Option<Instance>, RdsError> {
+impl AwsRds {
+    /// DescribeDBInstances and ListTagsForResource, uncached.
+    async fn describe_now(&self, aws_region: &str, id: &str) -> Result<Option<Instance>, RdsError> {
         let client = self.client(aws_region);
         let out = match client
             .describe_db_instances()
@@ -159,6 +190,18 @@ impl Rds for AwsRds {
             found.tags = tag_map(listed.tag_list());
         }
         Ok(Some(found))
+    }
+}
+
+#[async_trait]
+impl Rds for AwsRds {
+    async fn describe(&self, aws_region: &str, id: &str) -> Result<Option<Instance>, RdsError> {
+        if let Some(found) = self.cached(aws_region, id) {
+            return Ok(Some(found));
+        }
+        let found = self.describe_now(aws_region, id).await?;
+        self.remember(aws_region, found.as_ref(), id);
+        Ok(found)
     }
 
     async fn create(
@@ -229,6 +272,7 @@ impl Rds for AwsRds {
     }
 
     async fn promote(&self, aws_region: &str, id: &str) -> Result<Instance, RdsError> {
+        self.remember(aws_region, None, id);
         let out = self
             .client(aws_region)
             .promote_read_replica()
@@ -244,6 +288,7 @@ impl Rds for AwsRds {
     }
 
     async fn delete(&self, aws_region: &str, id: &str, snapshot: &str) -> Result<(), RdsError> {
+        self.remember(aws_region, None, id);
         self.client(aws_region)
             .delete_db_instance()
             .db_instance_identifier(id)
