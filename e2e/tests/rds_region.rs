@@ -291,6 +291,26 @@ async fn an_rds_region_creates_its_instance_and_becomes_ready_through_the_endpoi
     let log = operator.own_log();
     assert!(log.contains(&name), "the operator logged about the Region");
     assert!(!log.contains(&password), "the password is in the log");
+
+    // The master user cannot take BYPASSRLS away (only a superuser can, and on RDS nobody
+    // is one): a data plane role someone gave it is refused, not used.
+    let role = secret_value(&format!("phoenix-dataplane-{name}"), "username")
+        .await
+        .expect("the data plane login");
+    db.batch_execute(&format!("ALTER ROLE {role} BYPASSRLS"))
+        .await
+        .expect("a superuser of the stand-in server grants BYPASSRLS");
+    let (status, _, message) = eventually("the unsafe role refused", WITHIN, || async {
+        ready_condition(&regions, &name)
+            .await
+            .filter(|(_, reason, _)| reason == "UnsafeDataplaneRole")
+    })
+    .await;
+    assert_eq!(status, "False");
+    assert!(
+        message.contains(&role) && message.contains("BYPASSRLS"),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
