@@ -375,3 +375,55 @@ async fn an_rds_region_verified_against_the_wrong_ca_says_so() {
     );
     assert!(!message.contains(&password), "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_password_secret_without_the_key_gets_it_and_keeps_its_other_keys() {
+    let _serial = SERIAL.lock().await;
+    install_platform();
+    let id = suffix();
+    let name = format!("rds-e2e-key-{id}");
+    let identifier = format!("phoenix-e2e-key-{id}");
+    let map = endpoint_map(&[&identifier]);
+    let _operator = Process::operator_with(
+        "e2e-operator",
+        3600,
+        &[("PHOENIX_RDS_ENDPOINT_MAP", map.as_str())],
+    )
+    .await;
+    let _cleanup = Cleanup {
+        region: name.clone(),
+        dbname: format!("rds_e2e_key_{id}"),
+        master: format!("rds_master_key_{id}"),
+    };
+    let ca = std::fs::read_to_string(stack_var("PG_CA_FILE")).expect("read PG_CA_FILE");
+    let secrets = secret_yaml(&format!("{name}-ca"), "ca.crt", &ca)
+        + &secret_yaml(&format!("{name}-master"), "note", "kept by its owner");
+    kubectl_ok(&["apply", "-f", "-"], Some(&secrets));
+    kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&region_yaml(
+            &name,
+            &identifier,
+            &format!("rds_e2e_key_{id}"),
+            &format!("rds_master_key_{id}"),
+            &format!("{name}-ca"),
+        )),
+    );
+    let password = eventually("the generated master password", WITHIN, || async {
+        secret_value(&format!("{name}-master"), "password").await
+    })
+    .await;
+    assert!(password.len() >= 32);
+    assert_eq!(
+        secret_value(&format!("{name}-master"), "note")
+            .await
+            .as_deref(),
+        Some("kept by its owner")
+    );
+    // The next passes read it back rather than generating another.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        secret_value(&format!("{name}-master"), "password").await,
+        Some(password)
+    );
+}

@@ -77,8 +77,9 @@ async fn master_password(
                 .into()
             })
         }
-        Some(mut data) => {
-            data.insert(r.key.clone(), generated.clone());
+        Some(_) => {
+            // Server-side apply of the one key: the Secret's other keys stay theirs.
+            let data = BTreeMap::from([(r.key.clone(), generated.clone())]);
             secrets
                 .put(&r.namespace, &r.name, BTreeMap::new(), None, data)
                 .await?;
