@@ -427,3 +427,68 @@ async fn a_master_password_secret_without_the_key_gets_it_and_keeps_its_other_ke
         Some(password)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_shows_the_instance_it_would_create_and_creates_nothing() {
+    let _serial = SERIAL.lock().await;
+    install_platform();
+    let id = suffix();
+    let name = format!("rds-e2e-plan-{id}");
+    let identifier = format!("phoenix-e2e-plan-{id}");
+    let manifest = std::env::temp_dir().join(format!("{name}.yaml"));
+    std::fs::write(
+        &manifest,
+        region_yaml(
+            &name,
+            &identifier,
+            &format!("rds_e2e_plan_{id}"),
+            "phoenix_admin",
+            &format!("{name}-ca"),
+        ),
+    )
+    .expect("write the manifest");
+    let out = std::process::Command::new(binary("phoenix-operator"))
+        .args(["plan", "-f"])
+        .arg(&manifest)
+        .env("KUBECONFIG", stack_var("KUBECONFIG"))
+        .env("OPERATOR_NAMESPACE", NAMESPACE)
+        .output()
+        .expect("phoenix-operator plan runs");
+    let _ = std::fs::remove_file(&manifest);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("create RDS instance {identifier} in {AWS_REGION}")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "generate master password in secret {NAMESPACE}/{name}-master"
+        )),
+        "{stdout}"
+    );
+    // Nothing was written: no instance, no Secret.
+    let described = rds::client(AWS_REGION)
+        .await
+        .describe_db_instances()
+        .db_instance_identifier(&identifier)
+        .send()
+        .await;
+    let code = described
+        .err()
+        .and_then(|e| aws_sdk_rds::error::ProvideErrorMetadata::code(&e).map(str::to_owned));
+    assert_eq!(
+        code.as_deref(),
+        Some("DBInstanceNotFound"),
+        "plan created {identifier}"
+    );
+    assert_eq!(
+        secret_value(&format!("{name}-master"), "password").await,
+        None
+    );
+}
