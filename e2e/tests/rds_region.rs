@@ -12,6 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use phoenix_crds::Region;
+use phoenix_e2e::guard::ScenarioGuard;
+use phoenix_e2e::scenario::*;
 use phoenix_e2e::*;
 
 const WITHIN: Duration = Duration::from_secs(120);
@@ -282,6 +284,30 @@ async fn an_rds_region_creates_its_instance_and_becomes_ready_through_the_endpoi
         .get(0);
     assert!(!bypass, "the data plane role never bypasses RLS");
 
+    // A tenant placed there is provisioned through the same instance (tenants look it up,
+    // never create it), by the same master user.
+    let scenario = ScenarioGuard::new(&format!("rds-{id}"));
+    let tenant = format!("e2e-rds-{id}");
+    scenario.apply(&tenant_yaml(&tenant, "ZZRDS", ""));
+    let placed = wait_tenant(&tenant, "DatabaseReady", READY_TIMEOUT, |t| {
+        condition(t, "DatabaseReady").is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    let uid = placed.metadata.uid.clone().expect("uid");
+    let admin_dsn =
+        stack_var("PG_ADMIN_DSN_EU_WEST_1").replace("/phoenix?", &format!("/{dbname}?"));
+    let rows: i64 = pg_connect(&admin_dsn)
+        .await
+        .expect("the RDS region's database")
+        .query_one(
+            "SELECT count(*) FROM catalog.tenants WHERE uid = $1",
+            &[&uid],
+        )
+        .await
+        .expect("its catalog")
+        .get(0);
+    assert_eq!(rows, 1, "the tenant's row is in the RDS region's catalog");
+
     // The password is nowhere it must not be.
     let status = kubectl_ok(&["get", "region", &name, "-o", "json"], None);
     assert!(!status.contains(&password), "the password is in the Region");
@@ -311,6 +337,17 @@ async fn an_rds_region_creates_its_instance_and_becomes_ready_through_the_endpoi
         message.contains(&role) && message.contains("BYPASSRLS"),
         "{message}"
     );
+    // Taken away again (as a superuser would), the Region recovers; its tenant is then
+    // deleted by the scenario guard before the Region.
+    db.batch_execute(&format!("ALTER ROLE {role} NOBYPASSRLS"))
+        .await
+        .expect("NOBYPASSRLS");
+    eventually("the RDS region Ready again", WITHIN, || async {
+        ready_condition(&regions, &name)
+            .await
+            .filter(|(status, _, _)| status == "True")
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
