@@ -330,3 +330,39 @@ async fn a_read_replica_is_created_once_and_promoted() {
         "{missing:?}"
     );
 }
+
+#[tokio::test]
+async fn a_cross_region_read_replica_is_created_from_the_source_arn() {
+    let rds = provider().await;
+    let source = identifier("rds-xsource");
+    let created = rds::ensure_instance(&rds, AWS_REGION, &spec(&source, "eu-west-1"), PASSWORD)
+        .await
+        .expect("source");
+    let arn = created.instance().arn.clone().expect("the source's ARN");
+    assert!(arn.contains(AWS_REGION) && arn.ends_with(&source), "{arn}");
+    let replica = ReplicaSpec {
+        identifier: identifier("rds-xreplica"),
+        source: arn,
+        instance_class: "db.t3.micro".to_owned(),
+        tags: rds::region_tags("eu-central-1", "region-replica"),
+    };
+    rds::ensure_read_replica(&rds, "eu-central-1", &replica)
+        .await
+        .expect("replica in eu-central-1");
+    let found = rds
+        .describe("eu-central-1", &replica.identifier)
+        .await
+        .expect("describe")
+        .expect("the replica is in eu-central-1");
+    assert!(found.replica_source.is_some(), "{found:?}");
+    assert!(
+        rds.describe(AWS_REGION, &replica.identifier)
+            .await
+            .expect("describe")
+            .is_none(),
+        "not in the source's region"
+    );
+    rds::promote_read_replica(&rds, "eu-central-1", &replica.identifier, &replica.tags)
+        .await
+        .expect("promoted in its own region");
+}

@@ -88,6 +88,21 @@ async fn master_password(
     }
 }
 
+/// Where `instance` is connected (its endpoint through `map`), once it is `available`;
+/// until then the pass fails with [`DerefError::RdsNotAvailable`] and is retried.
+pub fn connectable(
+    instance: &rds::Instance,
+    map: &crate::rds::endpoint_map::EndpointMap,
+) -> Result<(String, u16), DerefError> {
+    match (&instance.endpoint, instance.available()) {
+        (Some((host, port)), true) => Ok(map.resolve(host, *port)),
+        _ => Err(DerefError::RdsNotAvailable {
+            identifier: instance.identifier.clone(),
+            status: instance.status.clone(),
+        }),
+    }
+}
+
 /// Whether finding the writer may create what is missing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -143,19 +158,7 @@ pub async fn writer_target(
         tracing::info!(region = %name, instance = %spec.identifier, "RDS instance created");
     }
     let instance = ensured.instance();
-    let endpoint = match (&instance.endpoint, instance.available()) {
-        (Some(e), true) => e,
-        _ => {
-            return Err(DerefError::RdsNotAvailable {
-                identifier: instance.identifier.clone(),
-                status: instance.status.clone(),
-            });
-        }
-    };
-    let (host, port) = world
-        .settings
-        .rds_endpoints
-        .resolve(&endpoint.0, endpoint.1);
+    let (host, port) = connectable(instance, &world.settings.rds_endpoints)?;
     let ca = world.providers.secrets.get(&rds.ca_secret_ref).await?;
     let origin = format!(
         "secret {}/{} key {} (spec.database.rds.caSecretRef)",
@@ -185,6 +188,39 @@ pub async fn writer_target(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rds::endpoint_map::EndpointMap;
+
+    #[test]
+    fn an_instance_is_connected_only_once_available_and_through_the_map() {
+        let host = "db1.aaaaaaaaaa.eu-west-1.rds.amazonaws.com";
+        let mut instance = rds::Instance {
+            identifier: "db1".to_owned(),
+            status: "creating".to_owned(),
+            endpoint: None,
+            ..rds::Instance::default()
+        };
+        let map = EndpointMap::parse(&format!("{host}=127.0.0.1:6543")).expect("map");
+        let waiting = connectable(&instance, &map).expect_err("creating");
+        assert!(
+            matches!(&waiting, DerefError::RdsNotAvailable { status, .. } if status == "creating"),
+            "{waiting:?}"
+        );
+        // RDS reports the endpoint before the instance is available (backing-up, ...).
+        instance.endpoint = Some((host.to_owned(), 5432));
+        instance.status = "backing-up".to_owned();
+        assert!(connectable(&instance, &map).is_err());
+        instance.status = rds::AVAILABLE.to_owned();
+        assert_eq!(
+            connectable(&instance, &map).expect("available"),
+            ("127.0.0.1".to_owned(), 6543)
+        );
+        assert_eq!(
+            connectable(&instance, &EndpointMap::default()).expect("unmapped"),
+            (host.to_owned(), 5432)
+        );
+        let reason = crate::controller::error::Error::from(waiting).reason();
+        assert_eq!(reason, crate::reason::Reason::RdsInstanceNotAvailable);
+    }
 
     #[test]
     fn the_instance_asked_for_is_the_spec_tagged_as_the_regions_writer() {
