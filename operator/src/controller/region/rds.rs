@@ -89,17 +89,22 @@ async fn master_password(
 }
 
 /// Where `instance` is connected (its endpoint through `map`), once it is `available`;
-/// until then the pass fails with [`DerefError::RdsNotAvailable`] and is retried.
+/// until then `None`: the pass fails with [`not_available`] and is retried.
 pub fn connectable(
     instance: &rds::Instance,
     map: &crate::rds::endpoint_map::EndpointMap,
-) -> Result<(String, u16), DerefError> {
+) -> Option<(String, u16)> {
     match (&instance.endpoint, instance.available()) {
-        (Some((host, port)), true) => Ok(map.resolve(host, *port)),
-        _ => Err(DerefError::RdsNotAvailable {
-            identifier: instance.identifier.clone(),
-            status: instance.status.clone(),
-        }),
+        (Some((host, port)), true) => Some(map.resolve(host, *port)),
+        _ => None,
+    }
+}
+
+/// The error of a pass that found `instance` not available yet.
+pub fn not_available(instance: &rds::Instance) -> DerefError {
+    DerefError::RdsNotAvailable {
+        identifier: instance.identifier.clone(),
+        status: instance.status.clone(),
     }
 }
 
@@ -158,7 +163,8 @@ pub async fn writer_target(
         tracing::info!(region = %name, instance = %spec.identifier, "RDS instance created");
     }
     let instance = ensured.instance();
-    let (host, port) = connectable(instance, &world.settings.rds_endpoints)?;
+    let (host, port) = connectable(instance, &world.settings.rds_endpoints)
+        .ok_or_else(|| not_available(instance))?;
     let ca = world.providers.secrets.get(&rds.ca_secret_ref).await?;
     let origin = format!(
         "secret {}/{} key {} (spec.database.rds.caSecretRef)",
@@ -200,7 +206,8 @@ mod tests {
             ..rds::Instance::default()
         };
         let map = EndpointMap::parse(&format!("{host}=127.0.0.1:6543")).expect("map");
-        let waiting = connectable(&instance, &map).expect_err("creating");
+        assert_eq!(connectable(&instance, &map), None, "creating");
+        let waiting = not_available(&instance);
         assert!(
             matches!(&waiting, DerefError::RdsNotAvailable { status, .. } if status == "creating"),
             "{waiting:?}"
@@ -208,7 +215,7 @@ mod tests {
         // RDS reports the endpoint before the instance is available (backing-up, ...).
         instance.endpoint = Some((host.to_owned(), 5432));
         instance.status = "backing-up".to_owned();
-        assert!(connectable(&instance, &map).is_err());
+        assert_eq!(connectable(&instance, &map), None, "backing-up");
         instance.status = rds::AVAILABLE.to_owned();
         assert_eq!(
             connectable(&instance, &map).expect("available"),
