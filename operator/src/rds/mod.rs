@@ -182,7 +182,9 @@ impl Ensured {
     }
 }
 
-fn check_owned(
+/// `instance` if its tags are `expected`'s, else [`RdsError::NotOwned`] naming what it
+/// lacks.
+pub fn check_owned(
     instance: Instance,
     aws_region: &str,
     expected: &BTreeMap<String, String>,

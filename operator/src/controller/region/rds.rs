@@ -143,14 +143,8 @@ pub async fn writer_target(
                     identifier: spec.identifier.clone(),
                     aws_region: aws_region.clone(),
                 })?;
-            if !rds::owned(&found.tags, &spec.tags) {
-                // Never connect to (let alone act on) an instance that is not ours.
-                return Err(rds::RdsError::NotFound {
-                    identifier: spec.identifier.clone(),
-                    aws_region: aws_region.clone(),
-                }
-                .into());
-            }
+            // Never connect to (let alone act on) an instance that is not ours.
+            let found = rds::check_owned(found, aws_region, &spec.tags)?;
             let password = world
                 .providers
                 .secrets
