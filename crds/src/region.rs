@@ -204,11 +204,16 @@ fn default_pg_user() -> String {
     "postgres".to_owned()
 }
 
-/// An RDS for PostgreSQL instance created by the operator.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+/// An RDS for PostgreSQL instance created by the operator (in the Region's `awsRegion`,
+/// tagged as the operator's; one it did not create is never adopted). The operator
+/// connects as the master user with TLS `verify-full` against `caSecretRef`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(
+    validation = Rule::new("!self.instanceIdentifier.endsWith('-') && !self.instanceIdentifier.contains('--')").message("spec.database.rds.instanceIdentifier must not end with '-' nor contain '--' (RDS refuses it)"),
+)]
 #[serde(rename_all = "camelCase")]
 pub struct RdsInstance {
-    /// DB instance identifier.
+    /// DB instance identifier (the same on every pass: the operator finds its instance by it).
     #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z][-a-z0-9]*$"))]
     pub instance_identifier: String,
     /// Instance class, e.g. `db.r6g.large`.
@@ -227,8 +232,21 @@ pub struct RdsInstance {
     /// Whether the instance is deployed across availability zones.
     #[serde(default)]
     pub multi_az: bool,
-    /// Secret key holding the master password the operator generates or reads.
+    /// Master user name of the instance; the operator's login (`rds_superuser`, not a
+    /// superuser).
+    #[serde(default = "default_master_username")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z][a-z0-9_]*$"))]
+    pub master_username: String,
+    /// Secret key holding the master password: read when the key exists, else generated
+    /// into it (the Secret is created when missing).
     pub master_password_secret_ref: SecretKeyRef,
+    /// Secret key holding the PEM CA bundle the instance's certificate is verified against
+    /// (`verify-full`), e.g. AWS's RDS bundle for the region.
+    pub ca_secret_ref: SecretKeyRef,
+}
+
+fn default_master_username() -> String {
+    "phoenix_admin".to_owned()
 }
 
 fn default_engine_version() -> String {

@@ -14,6 +14,7 @@ pub mod events;
 pub mod guard;
 pub mod keycloak;
 pub mod pg_server;
+pub mod rds;
 pub mod route53;
 pub mod s3;
 pub mod scenario;

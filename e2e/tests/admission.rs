@@ -108,9 +108,23 @@ fn invalid_manifests() -> Vec<(&'static str, String, &'static str)> {
         (
             "writer and rds",
             r(&format!(
-                "  awsRegion: eu-west-1\n  dataResidency: [EU]\n  database:\n{writer}    rds: {{instanceIdentifier: db1, instanceClass: db.r6g.large, masterPasswordSecretRef: {{namespace: a, name: b, key: c}}}}\n"
+                "  awsRegion: eu-west-1\n  dataResidency: [EU]\n  database:\n{writer}    rds: {{instanceIdentifier: db1, instanceClass: db.r6g.large, masterPasswordSecretRef: {{namespace: a, name: b, key: c}}, caSecretRef: {{namespace: a, name: b, key: ca}}}}\n"
             )),
             "exactly one of spec.database.writer or spec.database.rds",
+        ),
+        (
+            "rds without its CA",
+            r(
+                "  awsRegion: eu-west-1\n  dataResidency: [EU]\n  database:\n    rds: {instanceIdentifier: db1, instanceClass: db.r6g.large, masterPasswordSecretRef: {namespace: a, name: b, key: c}}\n",
+            ),
+            "spec.database.rds.caSecretRef",
+        ),
+        (
+            "rds identifier RDS refuses",
+            r(
+                "  awsRegion: eu-west-1\n  dataResidency: [EU]\n  database:\n    rds: {instanceIdentifier: db--1, instanceClass: db.r6g.large, masterPasswordSecretRef: {namespace: a, name: b, key: c}, caSecretRef: {namespace: a, name: b, key: ca}}\n",
+            ),
+            "must not end with '-' nor contain '--'",
         ),
         (
             "snapshot bucket not an S3 name",

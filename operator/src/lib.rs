@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod placement;
 pub mod plan;
+pub mod rds;
 pub mod reason;
 pub mod secrets;
 pub mod snapshot;

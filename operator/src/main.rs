@@ -297,11 +297,19 @@ async fn snapshot(command: SnapshotCommand) -> std::process::ExitCode {
 }
 
 async fn plan(args: &Args, files: &[std::path::PathBuf], output: &str) -> std::process::ExitCode {
+    let rds_endpoints = match phoenix_operator::rds::endpoint_map::EndpointMap::from_env() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("plan: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
     let settings = Settings {
         namespace: args.namespace.clone(),
         dns_owner: args.dns_owner.clone(),
         route53: route53_settings(args),
         rotation_drain: Duration::from_secs(args.rotation_drain_seconds),
+        rds_endpoints,
         ..Settings::default()
     };
     let result = async {
@@ -374,8 +382,15 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }),
         dns_owner: args.dns_owner.clone(),
         route53: route53_settings(&args),
+        rds_endpoints: phoenix_operator::rds::endpoint_map::EndpointMap::from_env()?,
         ..Settings::default()
     };
+    if !settings.rds_endpoints.is_empty() {
+        tracing::warn!(
+            "{} is set: RDS endpoints are mapped (a test and development facility)",
+            phoenix_operator::rds::endpoint_map::ENV
+        );
+    }
     let shutdown = shutdown_signal().boxed().shared();
     if !args.leader_election {
         controller::run(client, settings, metrics, ready, shutdown).await;

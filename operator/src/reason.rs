@@ -121,6 +121,13 @@ reasons! {
     DatabaseUnreachable => Placed,
     /// A statement failed.
     DatabaseError => Placed,
+    /// TLS to the database failed verification: its certificate does not lead to the CA
+    /// given (`caSecretRef`) or does not name the host.
+    DatabaseCertificateUntrusted => Placed,
+    /// The Region's RDS instance is being created or is not `available` yet.
+    RdsInstanceNotAvailable => Placed,
+    /// An RDS request failed.
+    RdsError => Placed,
     /// A referenced Secret does not exist.
     SecretNotFound => Placed,
     /// A referenced Secret lacks the key.
@@ -167,6 +174,10 @@ reasons! {
     TenantsRemain => No,
     /// A managed role has BYPASSRLS or SUPERUSER and the operator's login cannot remove it.
     UnsafeDataplaneRole => No,
+    /// An RDS instance with the Region's identifier exists but is not the operator's.
+    RdsInstanceNotOwned => No,
+    /// The operator setting mapping RDS endpoints (`PHOENIX_RDS_ENDPOINT_MAP`) is invalid.
+    InvalidEndpointMap => No,
     /// The spec asks for something this version does not do yet.
     NotImplemented => No,
     // Identity providers.

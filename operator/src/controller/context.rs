@@ -46,6 +46,9 @@ pub struct Settings {
     pub dns_owner: String,
     /// Pacing and caching of Route53 requests.
     pub route53: crate::dns::route53::Route53Settings,
+    /// Where RDS endpoints are really reached (`PHOENIX_RDS_ENDPOINT_MAP`, a test and
+    /// development facility; empty in production).
+    pub rds_endpoints: crate::rds::endpoint_map::EndpointMap,
 }
 
 impl Default for Settings {
@@ -61,6 +64,7 @@ impl Default for Settings {
             secret_namespaces: None,
             dns_owner: "phoenix-operator".to_owned(),
             route53: Default::default(),
+            rds_endpoints: Default::default(),
         }
     }
 }

@@ -33,6 +33,22 @@ pub enum DerefError {
     /// `deletionPolicy: Snapshot` in a Region without a snapshot bucket.
     #[error("{0}")]
     SnapshotNotConfigured(String),
+    /// An RDS step failed or was refused.
+    #[error(transparent)]
+    Rds(#[from] crate::rds::RdsError),
+    /// The database's TLS certificate was refused (wrong CA, wrong host name).
+    #[error("{0}")]
+    CertificateUntrusted(String),
+    /// The Region's RDS instance exists but does not accept connections yet.
+    #[error(
+        "RDS instance {identifier} is {status}, not available yet; the operator checks again shortly"
+    )]
+    RdsNotAvailable {
+        /// The instance.
+        identifier: String,
+        /// What RDS reports.
+        status: String,
+    },
 }
 
 /// The desired state cannot be reached from what was observed; the user must act.
@@ -143,6 +159,9 @@ pub enum Error {
 pub fn db_reason(e: &DbError) -> Reason {
     match e {
         DbError::InvalidDsn(_) => Reason::InvalidConnectionString,
+        DbError::Connect { reason, .. } if untrusted_certificate(reason) => {
+            Reason::DatabaseCertificateUntrusted
+        }
         DbError::Connect { .. } => Reason::DatabaseUnreachable,
         DbError::Query { .. } | DbError::ReadOnly(_) => Reason::DatabaseError,
         DbError::MigrationChanged { .. } => Reason::MigrationChanged,
@@ -151,10 +170,28 @@ pub fn db_reason(e: &DbError) -> Reason {
     }
 }
 
+/// Whether a connection failure's text is rustls refusing the server's certificate
+/// (unknown issuer, wrong name, expired, ...).
+pub fn untrusted_certificate(reason: &str) -> bool {
+    reason.contains("invalid peer certificate")
+}
+
 fn conflict_reason(c: &crate::db::NameConflict) -> Reason {
     match c {
         crate::db::NameConflict::Hostname { .. } => Reason::HostnameTaken,
         crate::db::NameConflict::Name { .. } => Reason::NameTaken,
+    }
+}
+
+fn rds_reason(e: &crate::rds::RdsError) -> Reason {
+    use crate::rds::RdsError as R;
+    match e {
+        R::NotOwned { .. } => Reason::RdsInstanceNotOwned,
+        R::NotFound { .. } => Reason::RdsInstanceNotAvailable,
+        R::InvalidEndpointMap(_) => Reason::InvalidEndpointMap,
+        R::AlreadyExists(_) | R::SnapshotMissing { .. } | R::Request { .. } | R::ReadOnly(_) => {
+            Reason::RdsError
+        }
     }
 }
 
@@ -203,6 +240,9 @@ impl Error {
                 DerefError::RegionNotFound(_) => Reason::RegionNotFound,
                 DerefError::NotImplemented(_) => Reason::NotImplemented,
                 DerefError::SnapshotNotConfigured(_) => Reason::SnapshotNotConfigured,
+                DerefError::Rds(r) => rds_reason(r),
+                DerefError::RdsNotAvailable { .. } => Reason::RdsInstanceNotAvailable,
+                DerefError::CertificateUntrusted(_) => Reason::DatabaseCertificateUntrusted,
                 DerefError::Fetch(f) => {
                     use crate::controller::providers::FetchError as F;
                     match f {
@@ -233,6 +273,10 @@ impl Error {
         matches!(self, Error::Plan(_) | Error::Apply(ApplyError::Refused(_)))
             || matches!(self.reason(), Reason::HostnameTaken | Reason::NameTaken)
             || matches!(self, Error::Deref(DerefError::NotImplemented(_)))
+            || matches!(
+                self.reason(),
+                Reason::RdsInstanceNotOwned | Reason::InvalidEndpointMap
+            )
     }
 }
 

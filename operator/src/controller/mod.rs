@@ -146,6 +146,7 @@ pub async fn run(
                     .await,
             ),
             snapshots: Arc::new(crate::snapshot::store::S3Store::from_env().await),
+            rds: Arc::new(crate::rds::aws::AwsRds::from_env().await),
         },
         metrics,
         settings,

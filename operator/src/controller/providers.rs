@@ -1,7 +1,7 @@
 //! The providers the reconcilers drive, behind small traits the reconcilers own, gathered
 //! in [`Providers`]. Each has one real implementation (PostgreSQL in [`crate::db`],
 //! Kubernetes Secrets in [`crate::secrets`]); `plan` runs the same reconcilers over
-//! read-only instances. RDS joins here.
+//! read-only instances.
 
 use std::sync::Arc;
 
@@ -30,6 +30,100 @@ pub struct Providers {
     pub dns: Arc<dyn Dns>,
     /// S3: where tenant snapshots go (`deletionPolicy: Snapshot`).
     pub snapshots: Arc<dyn crate::snapshot::store::SnapshotStore>,
+    /// RDS: the instances of Regions that declare `spec.database.rds`.
+    pub rds: Arc<dyn Rds>,
+}
+
+/// RDS as the reconcilers use it ([`crate::rds::aws::AwsRds`]); the idempotent steps
+/// over it (ownership checked) are in [`crate::rds`].
+#[async_trait]
+pub trait Rds: Send + Sync {
+    /// The instance `identifier` in `aws_region`, with its tags; `None` when RDS knows none.
+    async fn describe(
+        &self,
+        aws_region: &str,
+        identifier: &str,
+    ) -> Result<Option<crate::rds::Instance>, crate::rds::RdsError>;
+    /// `CreateDBInstance`; a taken identifier is [`crate::rds::RdsError::AlreadyExists`].
+    async fn create(
+        &self,
+        aws_region: &str,
+        spec: &crate::rds::InstanceSpec,
+        master_password: &str,
+    ) -> Result<crate::rds::Instance, crate::rds::RdsError>;
+    /// `CreateDBInstanceReadReplica`; a taken identifier is `AlreadyExists`.
+    async fn create_read_replica(
+        &self,
+        aws_region: &str,
+        spec: &crate::rds::ReplicaSpec,
+    ) -> Result<crate::rds::Instance, crate::rds::RdsError>;
+    /// `PromoteReadReplica`.
+    async fn promote(
+        &self,
+        aws_region: &str,
+        identifier: &str,
+    ) -> Result<crate::rds::Instance, crate::rds::RdsError>;
+    /// `DeleteDBInstance` with the final snapshot `snapshot`.
+    async fn delete(
+        &self,
+        aws_region: &str,
+        identifier: &str,
+        snapshot: &str,
+    ) -> Result<(), crate::rds::RdsError>;
+    /// The DB snapshots of instance `identifier`.
+    async fn snapshots(
+        &self,
+        aws_region: &str,
+        identifier: &str,
+    ) -> Result<Vec<crate::rds::DbSnapshot>, crate::rds::RdsError>;
+}
+
+/// An [`Rds`] that reads and never writes, for `plan`.
+pub struct ReadOnlyRds(pub Arc<dyn Rds>);
+
+#[async_trait]
+impl Rds for ReadOnlyRds {
+    async fn describe(
+        &self,
+        aws_region: &str,
+        identifier: &str,
+    ) -> Result<Option<crate::rds::Instance>, crate::rds::RdsError> {
+        self.0.describe(aws_region, identifier).await
+    }
+    async fn create(
+        &self,
+        _: &str,
+        _: &crate::rds::InstanceSpec,
+        _: &str,
+    ) -> Result<crate::rds::Instance, crate::rds::RdsError> {
+        Err(crate::rds::RdsError::ReadOnly("CreateDBInstance"))
+    }
+    async fn create_read_replica(
+        &self,
+        _: &str,
+        _: &crate::rds::ReplicaSpec,
+    ) -> Result<crate::rds::Instance, crate::rds::RdsError> {
+        Err(crate::rds::RdsError::ReadOnly(
+            "CreateDBInstanceReadReplica",
+        ))
+    }
+    async fn promote(
+        &self,
+        _: &str,
+        _: &str,
+    ) -> Result<crate::rds::Instance, crate::rds::RdsError> {
+        Err(crate::rds::RdsError::ReadOnly("PromoteReadReplica"))
+    }
+    async fn delete(&self, _: &str, _: &str, _: &str) -> Result<(), crate::rds::RdsError> {
+        Err(crate::rds::RdsError::ReadOnly("DeleteDBInstance"))
+    }
+    async fn snapshots(
+        &self,
+        aws_region: &str,
+        identifier: &str,
+    ) -> Result<Vec<crate::rds::DbSnapshot>, crate::rds::RdsError> {
+        self.0.snapshots(aws_region, identifier).await
+    }
 }
 
 /// Route53 as the reconcilers use it ([`crate::dns::route53::Route53`]).

@@ -5,6 +5,7 @@
 //! store refuses writes.
 
 pub mod manifests;
+mod rds;
 pub mod report;
 
 use std::collections::HashMap;
@@ -224,6 +225,13 @@ fn region_changes(name: &str, settings: &Settings, endpoint: &str, p: &RegionPla
 
 async fn plan_region(r: &Region, world: &World<'_>) -> ObjectPlan {
     let name = r.name_any();
+    if let Some(instance) = &r.spec.database.rds {
+        match rds::missing_instance(world, r, instance).await {
+            Ok(Some(changes)) => return ObjectPlan::with("Region", &name, changes),
+            Ok(None) => {}
+            Err(e) => return failed("Region", &name, e),
+        }
+    }
     let (db, refs) = match region::deref::dereference(r, world).await {
         Ok(x) => x,
         Err(e) => return failed("Region", &name, e),
@@ -556,6 +564,9 @@ pub async fn plan(
         ))),
         snapshots: Arc::new(crate::snapshot::store::ReadOnlyStore(Arc::new(
             crate::snapshot::store::S3Store::from_env().await,
+        ))),
+        rds: Arc::new(crate::controller::providers::ReadOnlyRds(Arc::new(
+            crate::rds::aws::AwsRds::from_env().await,
         ))),
     };
     let world = World {

@@ -196,25 +196,67 @@ pub async fn target(
     })
 }
 
-/// How the writer of `region` is reached.
+/// How the writer of `region` is reached: its `writer` connection, or its RDS instance
+/// (created when missing).
 pub async fn writer_target(world: &World<'_>, region: &Region) -> Result<DbTarget, DerefError> {
-    let db = &region.spec.database;
-    let Some(writer) = &db.writer else {
-        return Err(DerefError::NotImplemented(
-            "creating the region database through RDS (spec.database.rds)",
-        ));
-    };
-    target(world, writer, &db.database_name).await
+    writer_target_in(world, region, super::rds::Mode::Ensure).await
 }
 
-/// The writer database of `region`.
+async fn writer_target_in(
+    world: &World<'_>,
+    region: &Region,
+    mode: super::rds::Mode,
+) -> Result<DbTarget, DerefError> {
+    let db = &region.spec.database;
+    match (&db.writer, &db.rds) {
+        (Some(writer), _) => target(world, writer, &db.database_name).await,
+        (None, Some(rds)) => super::rds::writer_target(world, region, rds, mode).await,
+        // Admission refuses it (CEL); an object that got past it says so.
+        (None, None) => Err(DerefError::InvalidConnectionString(
+            "spec.database sets neither writer nor rds; set exactly one".to_owned(),
+        )),
+    }
+}
+
+/// The writer database of `region` as it exists: an RDS instance is not created (a
+/// Region being deleted).
 pub async fn writer(world: &World<'_>, region: &Region) -> Result<Arc<dyn Database>, DerefError> {
-    let target = writer_target(world, region).await?;
+    let target = writer_target_in(world, region, super::rds::Mode::Existing).await?;
     Ok(world.providers.databases.open(
         &region.name_any(),
         &target,
         world.settings.db_max_connections,
     )?)
+}
+
+/// A connection failure because the writer's certificate was refused, said as such with
+/// the CA Secret to look at; any other error as it is.
+fn untrusted(region: &Region, e: crate::db::DbError) -> DerefError {
+    use crate::db::DbError;
+    let DbError::Connect { endpoint, reason } = &e else {
+        return e.into();
+    };
+    if !crate::controller::error::untrusted_certificate(reason) {
+        return e.into();
+    }
+    let db = &region.spec.database;
+    let ca = match (
+        &db.rds,
+        db.writer.as_ref().and_then(|w| w.ca_secret_ref.as_ref()),
+    ) {
+        (Some(rds), _) => format!(
+            "the CA in secret {}/{} key {} (spec.database.rds.caSecretRef)",
+            rds.ca_secret_ref.namespace, rds.ca_secret_ref.name, rds.ca_secret_ref.key
+        ),
+        (None, Some(r)) => format!(
+            "the CA in secret {}/{} key {} (spec.database.writer.caSecretRef)",
+            r.namespace, r.name, r.key
+        ),
+        (None, None) => "the CA of the connection string (sslrootcert)".to_owned(),
+    };
+    DerefError::CertificateUntrusted(format!(
+        "the TLS certificate of {endpoint} was refused ({reason}): it does not lead to {ca}, or does not name the host; put the server's CA bundle there"
+    ))
 }
 
 /// Reads everything the Region's plan needs; returns the writer too, for apply.
@@ -229,7 +271,7 @@ pub async fn dereference(
             .providers
             .databases
             .open(&name, &writer_at, world.settings.db_max_connections)?;
-    let standby = writer.probe().await?;
+    let standby = writer.probe().await.map_err(|e| untrusted(region, e))?;
     let source = match (&region.spec.role, &region.spec.replica_of) {
         (RegionRole::Replica, Some(source)) => Some(world.region(source).ok_or_else(|| {
             DerefError::RegionNotFound(format!(

@@ -6,6 +6,7 @@ pub mod apply;
 pub mod deref;
 pub mod dns;
 pub mod plan;
+pub mod rds;
 pub mod rotation;
 pub mod status;
 
@@ -42,7 +43,11 @@ pub fn referenced_secrets(region: &Region) -> impl Iterator<Item = &SecretKeyRef
                 .iter()
                 .chain(c.credentials_secret_ref.iter())
         })
-        .chain(db.rds.iter().map(|r| &r.master_password_secret_ref))
+        .chain(
+            db.rds
+                .iter()
+                .flat_map(|r| [&r.master_password_secret_ref, &r.ca_secret_ref]),
+        )
 }
 
 /// The Regions a change of Secret `namespace/name` concerns: those whose spec references it,
