@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod deref;
 pub mod dns;
+pub mod failover;
 pub mod plan;
 pub mod rotation;
 pub mod status;
@@ -22,6 +23,9 @@ use super::skeleton::Reconciled;
 use super::world::World;
 use crate::conditions::{self, types};
 use crate::reason::Reason;
+
+/// How soon a promoted Region tries again to fence an unreachable old primary.
+const FENCE_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Finalizer guarding the region's pools and the data plane Secret.
 pub const FINALIZER: &str = "phoenixguardian.io/region-cleanup";
@@ -69,7 +73,12 @@ pub fn regions_using_secret(
 async fn converge(region: &Region, ctx: &Context) -> Result<Action, Error> {
     let world = World::of(ctx);
     let now = conditions::now();
+    let mut step = failover::Step {
+        record: failover::record_of(region),
+        events: Vec::new(),
+    };
     let outcome = async {
+        failover::before(region, &world, &mut step, &now).await?;
         let (db, refs) = deref::dereference(region, &world).await?;
         let plan = plan::plan(region, &refs)?;
         let applied = apply::apply(region, &world, &db, &refs, &plan).await?;
@@ -108,6 +117,18 @@ async fn converge(region: &Region, ctx: &Context) -> Result<Action, Error> {
     .await;
     match outcome {
         Ok((mut status, mut events)) => {
+            let (fence, fence_pending) =
+                failover::fence_old_primary(region, &world, &mut step, &now).await;
+            if let Some(c) = fence {
+                status.conditions = conditions::merge(
+                    &status.conditions,
+                    &[c],
+                    region.metadata.generation,
+                    &now,
+                );
+            }
+            status.failover = Some(failover::settled(region, step.record));
+            events.append(&mut step.events);
             if let Some(d) = dns::converge(region, &world).await {
                 let before = conditions::reason_of(&status.conditions, types::DNS_READY);
                 // A failure is announced when it starts, not on every pass.
@@ -127,12 +148,17 @@ async fn converge(region: &Region, ctx: &Context) -> Result<Action, Error> {
             ctx.publish(region, &status, &events)
                 .await
                 .map_err(Error::Status)?;
-            Ok(Action::requeue(
-                ctx.settings.resync.min(ctx.settings.region_resync),
-            ))
+            let resync = ctx.settings.resync.min(ctx.settings.region_resync);
+            Ok(Action::requeue(if fence_pending {
+                resync.min(FENCE_RETRY)
+            } else {
+                resync
+            }))
         }
         Err(e) => {
-            let (status, events) = status::failed(region, &e, &now);
+            let (mut status, mut events) = status::failed(region, &e, &now);
+            status.failover = Some(step.record);
+            events.append(&mut step.events);
             if let Err(w) = ctx.publish(region, &status, &events).await {
                 tracing::warn!(error = %w, "could not write status");
             }

@@ -9,6 +9,7 @@ pub mod deref;
 pub mod dns;
 pub mod placing;
 pub mod plan;
+pub mod serving;
 pub mod snapshot;
 pub mod status;
 
@@ -67,6 +68,13 @@ async fn converge(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
                     }
                 }
             }
+            serving::report(
+                &mut status,
+                &mut events,
+                tenant,
+                &placement,
+                &ctx.regions.state(),
+            );
             let status = status::with_sso(status, tenant, sso, &now);
             let (status, retry) = with_dns(status, &mut events, tenant, ctx, &now).await;
             ctx.publish(tenant, &status, &events)
