@@ -85,10 +85,7 @@ pub async fn superseded(client: &Client) -> Result<Option<Superseded>, DbError> 
     let context = "reading the failover fence marker (catalog.superseded)";
     let exists: bool = col(
         &client
-            .query_one(
-                "SELECT to_regclass('catalog.superseded') IS NOT NULL",
-                &[],
-            )
+            .query_one("SELECT to_regclass('catalog.superseded') IS NOT NULL", &[])
             .await
             .map_err(DbError::query(context))?,
         0,
@@ -123,14 +120,14 @@ pub struct Fenced {
     pub marked: bool,
     /// Logins that may no longer log in after this call (those that could before).
     pub logins_retired: Vec<String>,
-    /// Sessions of those logins ended.
+    /// Sessions ended (those logins' anywhere, and any other on the database).
     pub sessions_ended: i64,
 }
 
 /// Fences the database `client` is connected to for `by` (the promoted Region) and
 /// `lineage` (its claim): the marker, no LOGIN for `logins` (roles that do not exist are
 /// skipped), read-only by default for every new session, then the sessions of `logins`
-/// ended. One transaction for the first three, so a crash leaves all or nothing; idempotent.
+/// ended, with every other session of the database. One transaction for the first three, so a crash leaves all or nothing; idempotent.
 /// The fenced database refuses writes in the sessions it opens, so the transaction asks
 /// for READ WRITE itself.
 pub async fn fence(
@@ -141,7 +138,10 @@ pub async fn fence(
 ) -> Result<Fenced, DbError> {
     let context = "fencing the superseded primary";
     let q = DbError::query(context);
-    let tx = client.transaction().await.map_err(DbError::query(context))?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(DbError::query(context))?;
     tx.batch_execute("SET TRANSACTION READ WRITE")
         .await
         .map_err(DbError::query(context))?;
@@ -183,15 +183,25 @@ pub async fn fence(
     .await
     .map_err(DbError::query(context))?;
     tx.commit().await.map_err(q)?;
+    // Every other session of the database too (sessions opened before the fence keep
+    // writing otherwise, the operator's pooled ones included: they reconnect read-only).
     let ended = client
         .query(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-             WHERE usename = ANY($1) AND pid <> pg_backend_pid()",
+             WHERE (usename = ANY($1) OR datname = current_database())
+               AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
             &[&names],
         )
         .await
-        .map_err(DbError::query("ending the superseded data plane's sessions"))?
+        .map_err(DbError::query(
+            "ending the superseded data plane's sessions",
+        ))?
         .len();
+    // This session goes back to its pool: read-only like every other from now on.
+    client
+        .batch_execute("SET default_transaction_read_only = on")
+        .await
+        .map_err(DbError::query(context))?;
     Ok(Fenced {
         marked,
         logins_retired: can_login,

@@ -99,7 +99,10 @@ fn claim_labels(region: &str) -> BTreeMap<String, String> {
             "app.kubernetes.io/managed-by".to_owned(),
             "phoenix-operator".to_owned(),
         ),
-        ("phoenixguardian.io/lineage-claim".to_owned(), "true".to_owned()),
+        (
+            "phoenixguardian.io/lineage-claim".to_owned(),
+            "true".to_owned(),
+        ),
         ("phoenixguardian.io/region".to_owned(), region.to_owned()),
     ])
 }
@@ -172,7 +175,10 @@ async fn promote(
         .await
         .map_err(ApplyError::from)?;
     let winner = data.get("region").cloned().unwrap_or_default();
-    let claimed_at = data.get("claimedAt").cloned().unwrap_or_else(|| now.to_owned());
+    let claimed_at = data
+        .get("claimedAt")
+        .cloned()
+        .unwrap_or_else(|| now.to_owned());
     if winner != name {
         return Err(PlanError::SplitBrain {
             winner,
@@ -409,19 +415,31 @@ mod tests {
     #[test]
     fn tenants_follow_the_chain_of_promotions_and_a_failback_ends_it() {
         let a = region("a", RegionRole::Primary, None);
-        let b = region("b", RegionRole::Primary, promoted("a", "2026-11-24T09:00:00Z"));
+        let b = region(
+            "b",
+            RegionRole::Primary,
+            promoted("a", "2026-11-24T09:00:00Z"),
+        );
         let c = region("c", RegionRole::Replica, None);
         let regions = vec![a.clone(), b.clone(), c.clone()];
         let serving = serving_region(&regions, &a).map(|r| r.name_any());
         assert_eq!(serving.as_deref(), Some("b"));
         assert!(serving_region(&regions, &b).is_none());
         // b fails over to d later: a's tenants move on to d.
-        let d = region("d", RegionRole::Primary, promoted("b", "2026-11-24T10:00:00Z"));
+        let d = region(
+            "d",
+            RegionRole::Primary,
+            promoted("b", "2026-11-24T10:00:00Z"),
+        );
         let regions = vec![a.clone(), b.clone(), c, d];
         let serving = serving_region(&regions, &a).map(|r| r.name_any());
         assert_eq!(serving.as_deref(), Some("d"));
         // a rebuilt as b's replica and promoted back (after b's promotion): a serves.
-        let a2 = region("a", RegionRole::Primary, promoted("b", "2026-11-24T11:00:00Z"));
+        let a2 = region(
+            "a",
+            RegionRole::Primary,
+            promoted("b", "2026-11-24T11:00:00Z"),
+        );
         let regions = vec![a2.clone(), b.clone()];
         assert!(serving_region(&regions, &a2).is_none());
         assert_eq!(
@@ -430,7 +448,11 @@ mod tests {
             "b is the superseded one now"
         );
         // A Replica that still carries a stale record supersedes nobody.
-        let e = region("e", RegionRole::Replica, promoted("a", "2026-11-24T12:00:00Z"));
+        let e = region(
+            "e",
+            RegionRole::Replica,
+            promoted("a", "2026-11-24T12:00:00Z"),
+        );
         assert!(superseder(&[a.clone(), e], "a", &record_of(&a)).is_none());
     }
 
@@ -446,7 +468,10 @@ mod tests {
         };
         let s = settled(&r, rec.clone());
         assert_eq!(s.replica_of.as_deref(), Some("a"));
-        assert_eq!((s.system_identifier.as_deref(), s.timeline), (Some("7"), Some(2)));
+        assert_eq!(
+            (s.system_identifier.as_deref(), s.timeline),
+            (Some("7"), Some(2))
+        );
         assert_eq!((s.promoted_from, s.fenced_at), (None, None));
         // A Primary keeps its record.
         let p = region("b", RegionRole::Primary, None);

@@ -120,12 +120,8 @@ async fn converge(region: &Region, ctx: &Context) -> Result<Action, Error> {
             let (fence, fence_pending) =
                 failover::fence_old_primary(region, &world, &mut step, &now).await;
             if let Some(c) = fence {
-                status.conditions = conditions::merge(
-                    &status.conditions,
-                    &[c],
-                    region.metadata.generation,
-                    &now,
-                );
+                status.conditions =
+                    conditions::merge(&status.conditions, &[c], region.metadata.generation, &now);
             }
             status.failover = Some(failover::settled(region, step.record));
             events.append(&mut step.events);

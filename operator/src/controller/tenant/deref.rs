@@ -52,8 +52,8 @@ pub async fn dereference(
         ))
     })?;
     // After a failover the promoted Region's database (a copy of the home's) serves it.
-    let region = crate::controller::region::failover::serving_region(&world.regions, &home)
-        .unwrap_or(home);
+    let region =
+        crate::controller::region::failover::serving_region(&world.regions, &home).unwrap_or(home);
     let status = region.status.as_ref();
     if !status.is_some_and(|s| conditions::is_true(&s.conditions, types::READY)) {
         let why = status
