@@ -199,7 +199,10 @@ async fn release(region: &Region, ctx: &Context) -> Result<Action, Error> {
     // without cleanup (finalizer removed by hand) still lives in the catalog.
     let world = World::of(ctx);
     let writer = deref::writer(&world, region).await.ok();
-    if let Some(db) = &writer
+    // A superseded Region's catalog is a stale copy: its tenants are served (and deleted)
+    // by the Region promoted in its place.
+    let superseded = failover::record_of(region).superseded_by.is_some();
+    if let Some(db) = writer.as_ref().filter(|_| !superseded)
         && let Ok(live) = db.tenant_count(&name).await
         && live > 0
     {
@@ -234,6 +237,9 @@ async fn release(region: &Region, ctx: &Context) -> Result<Action, Error> {
     let mut role_note = String::new();
     for role in &logins {
         role_note.push_str(&match &writer {
+            Some(_) if superseded => {
+                format!("; role {role} was disabled by the failover fence")
+            }
             Some(db) if !matches!(region.spec.role, phoenix_crds::RegionRole::Replica) => {
                 match db.retire_login(role).await {
                     Ok(true) => format!("; role {role} may no longer log in"),

@@ -196,6 +196,8 @@ async fn release(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
         ))
         .into());
     };
+    // After a failover the data lives on the promoted Region's server (the home is fenced).
+    let region = super::region::failover::serving_region(&world.regions, &region).unwrap_or(region);
     let db = writer(&world, &region).await?;
     let apply_err = super::error::ApplyError::from;
     let mut events = Vec::new();
