@@ -240,6 +240,29 @@ impl PgLineage {
         lineage
     }
 
+    /// Stops the primary (`pg_ctl stop -m fast`): it is unreachable until [`Self::start_primary`].
+    pub fn stop_primary(&self) {
+        run_pg(
+            "pg_ctl",
+            &[
+                "stop",
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                "60",
+                "-D",
+                &self.primary.dir.display().to_string(),
+            ],
+            &[],
+        );
+    }
+
+    /// Starts the primary again after [`Self::stop_primary`].
+    pub fn start_primary(&self) {
+        start(&self.primary.dir);
+    }
+
     /// Waits until every standby has replayed what the primary wrote so far.
     pub async fn caught_up(&self) {
         let written: String = self

@@ -220,3 +220,86 @@ async fn flipping_two_replicas_promotes_one_fences_the_old_primary_and_moves_the
     drop(guard);
     forget_claims(&replicas);
 }
+
+/// The old primary is down when the replica is flipped: the promotion goes ahead, the
+/// fence stays pending (a condition says so), and once the old server is back it is fenced
+/// before anything else touches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_old_primary_is_fenced_when_it_comes_back() {
+    let _serial = SERIAL.lock().await;
+    install_platform();
+    let lineage = PgLineage::start("failover-down", 1).await;
+    let _operator =
+        Process::operator_with("e2e-operator", 5, &[("REGION_RESYNC_SECONDS", "2")]).await;
+    let guard = ScenarioGuard::new("failover-down");
+    let (old, replicas) = names("fd", 1);
+    forget_claims(&replicas);
+    declare_regions(&guard, &lineage, "fd", "FOD");
+    region_where(&old, "Ready", region_ready).await;
+    region_where(&replicas[0], "Ready as a replica", |r| {
+        region_ready(r)
+            && r.status
+                .as_ref()
+                .and_then(|s| s.failover.as_ref())
+                .is_some_and(|f| f.replica_of.as_deref() == Some(old.as_str()))
+    })
+    .await;
+    let tenant = declare_tenants(&guard, "fd", "FOD", 1).remove(0);
+    let t = tenant_where(&tenant, "Ready", |t| {
+        condition(t, "Ready").is_some_and(|(s, _, _)| s == "True")
+    })
+    .await;
+    let catalog_id = t
+        .status
+        .and_then(|s| s.endpoints)
+        .expect("endpoints")
+        .catalog_id;
+    let (old_user, old_password) = dataplane_login(&old).await;
+    lineage.caught_up().await;
+
+    lineage.stop_primary();
+    let start = flip(&replicas);
+    first_write(&replicas[0], &lineage.standbys[0], catalog_id, start).await;
+    let pending = region_where(&replicas[0], "fence pending", |r| {
+        region_condition(r, "OldPrimaryFenced")
+            .is_some_and(|(s, reason, _)| s == "False" && reason == "FencePending")
+    })
+    .await;
+    let (_, _, message) = region_condition(&pending, "OldPrimaryFenced").expect("condition");
+    assert!(
+        message.contains(&format!("region {old}'s old primary is not fenced yet")),
+        "{message}"
+    );
+    tenant_where(&tenant, "served by the promoted region", |t| {
+        t.status.as_ref().and_then(|s| s.serving_region.as_deref()) == Some(replicas[0].as_str())
+    })
+    .await;
+
+    lineage.start_primary();
+    region_where(&old, "Superseded", |r| {
+        region_condition(r, "Ready")
+            .is_some_and(|(s, reason, _)| s == "False" && reason == "Superseded")
+    })
+    .await;
+    region_where(&replicas[0], "old primary fenced", |r| {
+        region_condition(r, "OldPrimaryFenced").is_some_and(|(s, _, _)| s == "True")
+    })
+    .await;
+    let error = login(&lineage.primary, &old_user, &old_password)
+        .await
+        .map(|_| ())
+        .expect_err("the old data plane logged in on the returned primary");
+    assert!(error.contains("not permitted to log in"), "{error}");
+    let marker: String = lineage
+        .primary
+        .admin()
+        .await
+        .query_one("SELECT superseded_by FROM catalog.superseded", &[])
+        .await
+        .expect("the fence marker")
+        .get(0);
+    assert_eq!(marker, replicas[0]);
+
+    drop(guard);
+    forget_claims(&replicas);
+}
