@@ -83,6 +83,20 @@ pub fn serving_region(regions: &[Arc<Region>], home: &Region) -> Option<Arc<Regi
     current
 }
 
+/// For `plan`: what a pass would do about a Primary whose writer is a standby
+/// (`standby`), when that is a promotion (the Region was Ready as a Replica).
+pub fn would_promote(region: &Region, standby: Option<bool>) -> Option<String> {
+    let rec = record_of(region);
+    let source = rec.replica_of.as_ref()?;
+    (region.spec.role == RegionRole::Primary && standby == Some(true)).then(|| {
+        format!(
+            "pg_promote() in place of region {source} once the lineage claim {}-tl{} is held (first promoted wins), then fence {source}'s writer",
+            rec.system_identifier.as_deref().unwrap_or("?"),
+            rec.timeline.map_or_else(|| "?".to_owned(), |t| t.to_string())
+        )
+    })
+}
+
 /// What the failover step before the normal pass found or did; the record is written to
 /// `status.failover` whatever the pass's outcome.
 #[derive(Default)]
@@ -476,6 +490,35 @@ mod tests {
         // A Primary keeps its record.
         let p = region("b", RegionRole::Primary, None);
         assert_eq!(settled(&p, rec.clone()), rec);
+    }
+
+    #[test]
+    fn only_a_region_reconciled_as_a_replica_would_be_promoted() {
+        let rec = RegionFailoverStatus {
+            replica_of: Some("a".into()),
+            system_identifier: Some("7".into()),
+            timeline: Some(1),
+            ..Default::default()
+        };
+        let flipped = region("b", RegionRole::Primary, Some(rec.clone()));
+        let what = would_promote(&flipped, Some(true)).expect("a promotion");
+        assert!(
+            what.contains("in place of region a") && what.contains("7-tl1"),
+            "{what}"
+        );
+        assert_eq!(
+            would_promote(&flipped, Some(false)),
+            None,
+            "already promoted"
+        );
+        let never = region("b", RegionRole::Primary, None);
+        assert_eq!(
+            would_promote(&never, Some(true)),
+            None,
+            "WriterIsStandby instead"
+        );
+        let replica = region("b", RegionRole::Replica, Some(rec));
+        assert_eq!(would_promote(&replica, Some(true)), None);
     }
 
     #[test]
