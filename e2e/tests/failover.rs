@@ -303,3 +303,95 @@ async fn an_unreachable_old_primary_is_fenced_when_it_comes_back() {
     drop(guard);
     forget_claims(&replicas);
 }
+
+/// A Primary pointed at a standby it never followed as a Replica is not promoted
+/// (`WriterIsStandby`, the server stays in recovery); a Replica whose standby was promoted
+/// before the flip (by hand, or an operator that crashed after `pg_promote`) is taken over
+/// by the flip: claimed, recorded, the old primary fenced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_reconciled_replica_is_promoted_and_a_promotion_already_done_is_carried_on() {
+    let _serial = SERIAL.lock().await;
+    install_platform();
+    let lineage = PgLineage::start("failover-hand", 2).await;
+    let _operator =
+        Process::operator_with("e2e-operator", 5, &[("REGION_RESYNC_SECONDS", "2")]).await;
+    let guard = ScenarioGuard::new("failover-hand");
+    let (old, replicas) = names("fh", 1);
+    forget_claims(&replicas);
+    declare_regions(&guard, &lineage, "fh", "FOH");
+    // The second standby, declared Primary directly.
+    let mistaken = "fh-x".to_owned();
+    let dsn = serde_json::to_string(&lineage.standbys[1].dsn("phoenix")).expect("json");
+    guard.apply(&format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: {mistaken}-db\n  namespace: {NAMESPACE}\nstringData:\n  dsn: {dsn}\n---\napiVersion: phoenixguardian.io/v1alpha1\nkind: Region\nmetadata:\n  name: {mistaken}\nspec:\n  awsRegion: us-east-1\n  role: Primary\n  dataResidency: [FOHX]\n  database:\n    writer:\n      connectionSecretRef: {{namespace: {NAMESPACE}, name: {mistaken}-db, key: dsn}}\n"
+    ));
+    region_where(&mistaken, "WriterIsStandby", |r| {
+        region_condition(r, "Ready")
+            .is_some_and(|(s, reason, _)| s == "False" && reason == "WriterIsStandby")
+    })
+    .await;
+    region_where(&replicas[0], "Ready as a replica", |r| {
+        region_ready(r)
+            && r.status
+                .as_ref()
+                .and_then(|s| s.failover.as_ref())
+                .is_some_and(|f| f.replica_of.as_deref() == Some(old.as_str()))
+    })
+    .await;
+    let (old_user, old_password) = dataplane_login(&old).await;
+
+    // Promoted by hand before the flip: the Replica Region says it is no standby.
+    let standby = lineage.standbys[0].admin().await;
+    let promoted: bool = standby
+        .query_one("SELECT pg_promote(true, 60)", &[])
+        .await
+        .expect("pg_promote")
+        .get(0);
+    assert!(promoted);
+    region_where(&replicas[0], "ReplicaNotInRecovery", |r| {
+        region_condition(r, "Ready").is_some_and(|(_, reason, _)| reason == "ReplicaNotInRecovery")
+    })
+    .await;
+    flip(&replicas);
+    let taken = region_where(&replicas[0], "taken over and Ready", |r| {
+        region_ready(r)
+            && r.status
+                .as_ref()
+                .and_then(|s| s.failover.as_ref())
+                .is_some_and(|f| {
+                    f.promoted_from.as_deref() == Some(old.as_str()) && f.fenced_at.is_some()
+                })
+    })
+    .await;
+    assert!(
+        taken
+            .status
+            .and_then(|s| s.failover)
+            .and_then(|f| f.lineage_claim)
+            .is_some()
+    );
+    region_where(&old, "Superseded", |r| {
+        region_condition(r, "Ready").is_some_and(|(_, reason, _)| reason == "Superseded")
+    })
+    .await;
+    let error = login(&lineage.primary, &old_user, &old_password)
+        .await
+        .map(|_| ())
+        .expect_err("the old data plane logged in");
+    assert!(error.contains("not permitted to log in"), "{error}");
+
+    // Several passes later the mistaken Primary still refuses, and its server is a standby.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let still = region_where(&mistaken, "exists", |_| true).await;
+    assert_eq!(
+        region_condition(&still, "Ready").map(|c| c.1).as_deref(),
+        Some("WriterIsStandby")
+    );
+    assert!(
+        in_recovery(&lineage.standbys[1].admin().await).await,
+        "promoted by mistake"
+    );
+
+    drop(guard);
+    forget_claims(&replicas);
+}

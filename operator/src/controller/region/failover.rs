@@ -139,6 +139,11 @@ pub async fn before(
             Ok(())
         }
         (RegionRole::Primary, Some(true)) => promote(region, world, db.as_ref(), step, now).await,
+        // Promoted already, but not recorded (a crash after pg_promote, or promoted by
+        // hand before the flip): the same step claims, records and fences.
+        (RegionRole::Primary, Some(false)) if step.record.replica_of.is_some() => {
+            promote(region, world, db.as_ref(), step, now).await
+        }
         (RegionRole::Primary, Some(false)) => refuse_if_superseded(region, world, db, step).await,
         _ => Ok(()),
     }
