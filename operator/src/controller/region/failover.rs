@@ -161,6 +161,17 @@ async fn promote(
     let Some(source) = step.record.replica_of.clone() else {
         return Ok(());
     };
+    // The writer must not be the source's own (the same data, but not a failover).
+    if let Some(src) = world.region(&source)
+        && let Ok(src_db) = deref::writer(world, &src).await
+        && src_db.endpoint() == db.endpoint()
+    {
+        return Err(PlanError::PromotionRefused(format!(
+            "spec.database.writer ({}) is region {source}'s writer, not this region's standby; point it back at the standby this region followed, or set role Replica",
+            db.endpoint()
+        ))
+        .into());
+    }
     let l = db.lineage().await.map_err(ApplyError::from)?;
     if let Some(seen) = &step.record.system_identifier
         && seen != &l.system_identifier
