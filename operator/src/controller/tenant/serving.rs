@@ -70,3 +70,91 @@ pub fn report(
     }
     status.serving_region = Some(name);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use phoenix_crds::region::RegionFailoverStatus;
+    use phoenix_crds::{Condition, RegionStatus};
+
+    use super::*;
+
+    fn region(name: &str, promoted_from: Option<&str>) -> Arc<Region> {
+        let spec = serde_json::from_value(serde_json::json!({
+            "awsRegion": "eu-west-1", "dataResidency": ["EU"],
+            "database": {"writer": {"connectionSecretRef": {"namespace": "ops", "name": "db", "key": "dsn"}}}
+        }))
+        .expect("spec");
+        let mut r = Region::new(name, spec);
+        r.status = Some(RegionStatus {
+            failover: promoted_from.map(|from| RegionFailoverStatus {
+                promoted_from: Some(from.into()),
+                promoted_at: Some("2026-11-24T09:00:00Z".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        Arc::new(r)
+    }
+
+    fn tenant(home: &str, serving: Option<&str>) -> Tenant {
+        let spec = serde_json::from_value(serde_json::json!({
+            "displayName": "x", "dataResidency": ["EU"], "dns": {"hostname": "x.example.test"}
+        }))
+        .expect("spec");
+        let mut t = Tenant::new("t", spec);
+        t.status = Some(TenantStatus {
+            placement: Some(placement(home)),
+            serving_region: serving.map(str::to_owned),
+            conditions: vec![Condition {
+                type_: types::DATABASE_READY.into(),
+                status: "True".into(),
+                reason: Reason::CatalogEntryReady.as_str().into(),
+                message: format!("catalog id 1 in region {home}"),
+                last_transition_time: "2026-11-24T08:00:00Z".into(),
+                observed_generation: None,
+            }],
+            ..Default::default()
+        });
+        t
+    }
+
+    fn placement(region: &str) -> Placement {
+        Placement {
+            region: region.into(),
+            aws_region: "eu-west-1".into(),
+            jurisdiction: "EU".into(),
+        }
+    }
+
+    #[test]
+    fn a_tenant_of_a_superseded_region_reports_the_promoted_one_once_with_an_event() {
+        let regions = vec![region("a", None), region("b", Some("a"))];
+        let t = tenant("a", None);
+        assert!(newly_serves(&regions[1], &t));
+        assert!(!newly_serves(&regions[0], &t), "a promoted nobody");
+        let mut status = t.status.clone().expect("status");
+        let mut events = Vec::new();
+        report(&mut status, &mut events, &t, &placement("a"), &regions);
+        assert_eq!(status.serving_region.as_deref(), Some("b"));
+        let c = &status.conditions[0];
+        assert_eq!(c.reason, "FailedOver");
+        assert!(c.message.ends_with("served by region b, promoted in place of region a at 2026-11-24T09:00:00Z (failover)"), "{}", c.message);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].reason, Reason::FailedOver);
+        // Reported already: no new Event, and the wake-up stops.
+        let t = tenant("a", Some("b"));
+        assert!(!newly_serves(&regions[1], &t));
+        let mut status = t.status.clone().expect("status");
+        let mut events = Vec::new();
+        report(&mut status, &mut events, &t, &placement("a"), &regions);
+        assert!(events.is_empty());
+        // Without a failover: nothing is served elsewhere.
+        let regions = vec![region("a", None)];
+        let mut status = t.status.clone().expect("status");
+        report(&mut status, &mut events, &t, &placement("a"), &regions);
+        assert_eq!(status.serving_region, None);
+        assert_eq!(status.conditions[0].reason, "CatalogEntryReady");
+    }
+}
