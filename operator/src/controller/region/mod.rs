@@ -119,9 +119,19 @@ async fn converge(region: &Region, ctx: &Context) -> Result<Action, Error> {
         Ok((mut status, mut events)) => {
             let (fence, fence_pending) =
                 failover::fence_old_primary(region, &world, &mut step, &now).await;
-            if let Some(c) = fence {
-                status.conditions =
-                    conditions::merge(&status.conditions, &[c], region.metadata.generation, &now);
+            match fence {
+                Some(c) => {
+                    status.conditions = conditions::merge(
+                        &status.conditions,
+                        &[c],
+                        region.metadata.generation,
+                        &now,
+                    );
+                }
+                // Not (or no longer) a promoted Region: nothing to report.
+                None => status
+                    .conditions
+                    .retain(|c| c.type_ != types::OLD_PRIMARY_FENCED),
             }
             status.failover = Some(failover::settled(region, step.record));
             events.append(&mut step.events);
