@@ -93,6 +93,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "patient_identifiers",
         sql: include_str!("../migrations/0014_patient_identifiers.sql"),
     },
+    // 15 is Dedicated tenants (another branch); versions need only increase.
+    Migration {
+        version: 16,
+        name: "superseded",
+        sql: include_str!("../migrations/0016_superseded.sql"),
+    },
 ];
 
 /// The version a fully migrated database has.

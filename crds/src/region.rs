@@ -375,9 +375,44 @@ pub struct RegionStatus {
     /// (a Primary region).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataplane_credentials: Option<DataplaneCredentialsStatus>,
+    /// What a failover needs to know and did (ADR 0011): the lineage last seen, the
+    /// region it was a replica of, the promotion and the fence of the old primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<RegionFailoverStatus>,
     /// The `metadata.generation` last reconciled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// A Region's part in failovers (ADR 0011).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionFailoverStatus {
+    /// The writer's `pg_control_system().system_identifier`, last seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_identifier: Option<String>,
+    /// The writer's timeline, last seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<i64>,
+    /// The Region this one was last reconciled (Ready) as a Replica of. Only a Region with
+    /// this set is promoted when its role becomes Primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_of: Option<String>,
+    /// The Region this one was promoted in place of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_from: Option<String>,
+    /// When it was promoted (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_at: Option<String>,
+    /// The lineage claim the promotion holds (`<system identifier>-tl<timeline>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage_claim: Option<String>,
+    /// When the old primary was fenced; unset while fencing is pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fenced_at: Option<String>,
+    /// The Region promoted in this one's place (this one is fenced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<String>,
 }
 
 /// The data plane's database login and its password rotation

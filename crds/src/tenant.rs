@@ -208,6 +208,10 @@ pub struct TenantStatus {
     /// changed `spec.dns.hostname` has the old ones removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<TenantDnsStatus>,
+    /// The Region whose database serves the tenant when it is not its home
+    /// (`placement.region`): the one promoted in its place by a failover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving_region: Option<String>,
     /// The `metadata.generation` last reconciled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

@@ -22,6 +22,8 @@ pub mod types {
     pub const DNS_READY: &str = "DNSReady";
     /// The tenant's identity provider is validated.
     pub const SSO_READY: &str = "SSOReady";
+    /// A promoted Region's old primary accepts no writes (ADR 0011).
+    pub const OLD_PRIMARY_FENCED: &str = "OldPrimaryFenced";
 }
 
 /// Status of a condition.

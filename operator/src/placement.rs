@@ -20,7 +20,8 @@ pub struct RegionView {
     pub max_tenants: i32,
     /// Tenants already placed there.
     pub tenant_count: i32,
-    /// False while the Region is being deleted: it keeps its tenants but takes no new ones.
+    /// False while the Region is being deleted or is superseded by a failover: it keeps
+    /// its tenants but takes no new ones.
     pub accepting: bool,
 }
 

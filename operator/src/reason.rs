@@ -166,6 +166,25 @@ reasons! {
     ReplicaNotInRecovery => No,
     /// A replica would carry data outside its residency.
     ReplicaResidencyViolation => No,
+    // Failover (ADR 0011).
+    /// The Region's standby was promoted: its role became Primary (Event).
+    Promoted => No,
+    /// Another Region was promoted in this one's place; its database is fenced.
+    Superseded => No,
+    /// Another Region holds the promotion of the same data (lineage); this one stays a
+    /// standby.
+    SplitBrainRefused => No,
+    /// A Primary whose writer is a standby cannot be promoted as it is (not reconciled as
+    /// a Replica of a region, or the server is another one).
+    PromotionRefused => No,
+    /// The promotion did not finish in time; retried.
+    PromotionPending => No,
+    /// The old primary was fenced: no writes accepted there (condition and Event).
+    Fenced => No,
+    /// The old primary could not be fenced yet (unreachable); retried.
+    FencePending => No,
+    /// The tenant is served by the Region promoted in place of its home.
+    FailedOver => No,
     /// Readers are unhealthy.
     ReplicaUnhealthy => No,
     /// Readers lag beyond the limit.

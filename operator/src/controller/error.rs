@@ -70,6 +70,31 @@ pub enum PlanError {
         "database {0} is not a standby but spec.role is Replica; point spec.database.writer at the replica or set role Primary (failover)"
     )]
     ReplicaNotInRecovery(String),
+    /// Another Region was promoted in this one's place (failover); its fence stays.
+    #[error(
+        "region {by} was promoted in place of this region at {at} (failover); this region's database is fenced (read-only, data plane logins disabled) and the operator will not undo that. Rebuild the server as a streaming replica of {by}'s writer and declare this Region `role: Replica`, `replicaOf: {by}`, or delete this Region (docs/runbooks.md, \"Failing over a region\")"
+    )]
+    Superseded {
+        /// The promoted Region.
+        by: String,
+        /// When.
+        at: String,
+    },
+    /// Another Region holds the promotion of the same data.
+    #[error(
+        "region {winner} was already promoted from the same data (lineage {claim}, claimed {at}); two writable primaries for one lineage would be a split brain, so this region's standby is not promoted. Declare this Region `role: Replica` with `replicaOf: {winner}` (re-pointing its standby at {winner}'s writer), or delete it"
+    )]
+    SplitBrain {
+        /// The Region holding the claim.
+        winner: String,
+        /// The lineage claim.
+        claim: String,
+        /// When it was claimed.
+        at: String,
+    },
+    /// A Primary whose writer is a standby cannot be promoted as it is.
+    #[error("{0}")]
+    PromotionRefused(String),
     /// A replica would carry data outside its residency.
     #[error(
         "region {source_region} holds {outside:?} data, which region {region} may not hold (spec.dataResidency {residency:?}); a replica would carry it out of its residency"
@@ -211,6 +236,9 @@ fn plan_reason(e: &PlanError) -> Reason {
         PlanError::Conflict(c) => conflict_reason(c),
         PlanError::WriterIsStandby(_) => Reason::WriterIsStandby,
         PlanError::ReplicaNotInRecovery(_) => Reason::ReplicaNotInRecovery,
+        PlanError::Superseded { .. } => Reason::Superseded,
+        PlanError::SplitBrain { .. } => Reason::SplitBrainRefused,
+        PlanError::PromotionRefused(_) => Reason::PromotionRefused,
         PlanError::ReplicaResidencyViolation { .. } => Reason::ReplicaResidencyViolation,
         PlanError::TenantsRemain(_) => Reason::TenantsRemain,
         PlanError::UnsafeRole { .. } => Reason::UnsafeDataplaneRole,

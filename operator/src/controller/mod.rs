@@ -195,7 +195,9 @@ pub async fn run(
                     waiting
                         .state()
                         .into_iter()
-                        .filter(|t| waits_on_region(t, &name))
+                        .filter(|t| {
+                            waits_on_region(t, &name) || tenant::serving::newly_serves(&region, t)
+                        })
                         .map(|t| ObjectRef::from_obj(t.as_ref()))
                         .collect::<Vec<_>>()
                 },

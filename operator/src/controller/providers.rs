@@ -397,4 +397,18 @@ pub trait Database: Send + Sync {
         uid: &str,
         counts: &[(String, u64)],
     ) -> Result<Deleted, DbError>;
+    /// The server's `system_identifier`, timeline and whether it is in recovery.
+    async fn lineage(&self) -> Result<crate::db::failover::Lineage, DbError>;
+    /// Promotes the standby (`pg_promote`, waiting up to `wait_seconds`); whether it now
+    /// accepts writes. A primary answers true.
+    async fn promote(&self, wait_seconds: i32) -> Result<bool, DbError>;
+    /// The failover fence marker the database carries, if any.
+    async fn superseded(&self) -> Result<Option<crate::db::failover::Superseded>, DbError>;
+    /// Fences the database for the promoted Region `by` (see [`crate::db::failover::fence`]).
+    async fn fence(
+        &self,
+        by: &str,
+        lineage: &str,
+        logins: &[&str],
+    ) -> Result<crate::db::failover::Fenced, DbError>;
 }

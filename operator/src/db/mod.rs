@@ -3,6 +3,7 @@
 //! plans); these modules read state and run statements.
 
 pub mod catalog;
+pub mod failover;
 pub mod migrate;
 pub mod observe;
 pub mod owned;
@@ -226,6 +227,29 @@ impl Database for PgDatabase {
 
     async fn tenant_count(&self, region: &str) -> Result<i64, DbError> {
         catalog::tenant_count(&*self.client().await?, region).await
+    }
+
+    async fn lineage(&self) -> Result<failover::Lineage, DbError> {
+        failover::lineage(&*self.client().await?).await
+    }
+
+    async fn promote(&self, wait_seconds: i32) -> Result<bool, DbError> {
+        self.writable("promoting the standby")?;
+        failover::promote(&*self.client().await?, wait_seconds).await
+    }
+
+    async fn superseded(&self) -> Result<Option<failover::Superseded>, DbError> {
+        failover::superseded(&*self.client().await?).await
+    }
+
+    async fn fence(
+        &self,
+        by: &str,
+        lineage: &str,
+        logins: &[&str],
+    ) -> Result<failover::Fenced, DbError> {
+        self.writable("fencing the superseded primary")?;
+        failover::fence(&mut *self.client().await?, by, lineage, logins).await
     }
 
     async fn tenant_rows(&self, row: &TenantRow) -> Result<RowsSeen, DbError> {

@@ -236,6 +236,18 @@ async fn plan_region(r: &Region, world: &World<'_>) -> ObjectPlan {
         Ok(x) => x,
         Err(e) => return failed("Region", &name, e),
     };
+    if let Some(why) = region::failover::would_promote(r, refs.standby) {
+        let target = format!("standby {}", db.endpoint());
+        return ObjectPlan::with("Region", &name, vec![Change::new("promote", target, why)]);
+    }
+    // A fenced old primary: its pass stops there (ADR 0011), it repairs nothing.
+    if refs.standby == Some(false)
+        && r.spec.role == phoenix_crds::RegionRole::Primary
+        && let Ok(Some(m)) = db.superseded().await
+    {
+        let e = crate::controller::error::PlanError::Superseded { by: m.by, at: m.at };
+        return failed("Region", &name, e);
+    }
     match region::plan::plan(r, &refs) {
         Ok(p) => ObjectPlan::with(
             "Region",

@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod deref;
 pub mod dns;
+pub mod failover;
 pub mod plan;
 pub mod rds;
 pub mod rotation;
@@ -23,6 +24,9 @@ use super::skeleton::Reconciled;
 use super::world::World;
 use crate::conditions::{self, types};
 use crate::reason::Reason;
+
+/// How soon a promoted Region tries again to fence an unreachable old primary.
+const FENCE_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Finalizer guarding the region's pools and the data plane Secret.
 pub const FINALIZER: &str = "phoenixguardian.io/region-cleanup";
@@ -74,7 +78,12 @@ pub fn regions_using_secret(
 async fn converge(region: &Region, ctx: &Context) -> Result<Action, Error> {
     let world = World::of(ctx);
     let now = conditions::now();
+    let mut step = failover::Step {
+        record: failover::record_of(region),
+        events: Vec::new(),
+    };
     let outcome = async {
+        failover::before(region, &world, &mut step, &now).await?;
         let (db, refs) = deref::dereference(region, &world).await?;
         let plan = plan::plan(region, &refs)?;
         let applied = apply::apply(region, &world, &db, &refs, &plan).await?;
@@ -113,6 +122,24 @@ async fn converge(region: &Region, ctx: &Context) -> Result<Action, Error> {
     .await;
     match outcome {
         Ok((mut status, mut events)) => {
+            let (fence, fence_pending) =
+                failover::fence_old_primary(region, &world, &mut step, &now).await;
+            match fence {
+                Some(c) => {
+                    status.conditions = conditions::merge(
+                        &status.conditions,
+                        &[c],
+                        region.metadata.generation,
+                        &now,
+                    );
+                }
+                // Not (or no longer) a promoted Region: nothing to report.
+                None => status
+                    .conditions
+                    .retain(|c| c.type_ != types::OLD_PRIMARY_FENCED),
+            }
+            status.failover = Some(failover::settled(region, step.record));
+            events.append(&mut step.events);
             if let Some(d) = dns::converge(region, &world).await {
                 let before = conditions::reason_of(&status.conditions, types::DNS_READY);
                 // A failure is announced when it starts, not on every pass.
@@ -132,12 +159,17 @@ async fn converge(region: &Region, ctx: &Context) -> Result<Action, Error> {
             ctx.publish(region, &status, &events)
                 .await
                 .map_err(Error::Status)?;
-            Ok(Action::requeue(
-                ctx.settings.resync.min(ctx.settings.region_resync),
-            ))
+            let resync = ctx.settings.resync.min(ctx.settings.region_resync);
+            Ok(Action::requeue(if fence_pending {
+                resync.min(FENCE_RETRY)
+            } else {
+                resync
+            }))
         }
         Err(e) => {
-            let (status, events) = status::failed(region, &e, &now);
+            let (mut status, mut events) = status::failed(region, &e, &now);
+            status.failover = Some(step.record);
+            events.append(&mut step.events);
             if let Err(w) = ctx.publish(region, &status, &events).await {
                 tracing::warn!(error = %w, "could not write status");
             }
@@ -182,7 +214,10 @@ async fn release(region: &Region, ctx: &Context) -> Result<Action, Error> {
     // without cleanup (finalizer removed by hand) still lives in the catalog.
     let world = World::of(ctx);
     let writer = deref::writer(&world, region).await.ok();
-    if let Some(db) = &writer
+    // A superseded Region's catalog is a stale copy: its tenants are served (and deleted)
+    // by the Region promoted in its place.
+    let superseded = failover::record_of(region).superseded_by.is_some();
+    if let Some(db) = writer.as_ref().filter(|_| !superseded)
         && let Ok(live) = db.tenant_count(&name).await
         && live > 0
     {
@@ -217,6 +252,9 @@ async fn release(region: &Region, ctx: &Context) -> Result<Action, Error> {
     let mut role_note = String::new();
     for role in &logins {
         role_note.push_str(&match &writer {
+            Some(_) if superseded => {
+                format!("; role {role} was disabled by the failover fence")
+            }
             Some(db) if !matches!(region.spec.role, phoenix_crds::RegionRole::Replica) => {
                 match db.retire_login(role).await {
                     Ok(true) => format!("; role {role} may no longer log in"),

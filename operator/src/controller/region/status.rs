@@ -292,6 +292,7 @@ pub fn ready(
         schema_version,
         dns: current.dns.clone(),
         dataplane_credentials: credentials(region, refs, applied, now),
+        failover: current.failover.clone(),
         observed_generation: generation,
     };
     (status, events)
@@ -346,6 +347,11 @@ pub fn failed(region: &Region, error: &Error, now: &str) -> (RegionStatus, Vec<E
     let generation = region.metadata.generation;
     // Whether the database itself is the problem, or we could not even tell.
     let reachable = match error {
+        // Failover refusals come from reading the database.
+        Error::Plan(
+            crate::controller::error::PlanError::Superseded { .. }
+            | crate::controller::error::PlanError::SplitBrain { .. },
+        ) => Status::True,
         Error::Deref(_) | Error::Plan(_) | Error::Apply(_) => Status::False,
         Error::Status(_) | Error::Finalizer(_) => Status::Unknown,
     };

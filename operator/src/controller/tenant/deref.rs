@@ -30,7 +30,8 @@ pub struct Seen {
 /// Everything a Tenant's plan needs besides the tenant itself.
 #[derive(Clone, Debug)]
 pub struct TenantRefs {
-    /// The tenant's Region.
+    /// The Region whose database serves the tenant: its home, or the Region promoted in
+    /// the home's place by a failover.
     pub region: Arc<Region>,
     /// Why the Region is not Ready, if it is not.
     pub region_not_ready: Option<String>,
@@ -45,11 +46,14 @@ pub async fn dereference(
     world: &World<'_>,
 ) -> Result<(Option<Arc<dyn Database>>, TenantRefs), DerefError> {
     let name = &placement.region;
-    let region = world.region(name).ok_or_else(|| {
+    let home = world.region(name).ok_or_else(|| {
         DerefError::RegionNotFound(format!(
             "region {name} is not declared; create a Region named {name}"
         ))
     })?;
+    // After a failover the promoted Region's database (a copy of the home's) serves it.
+    let region =
+        crate::controller::region::failover::serving_region(&world.regions, &home).unwrap_or(home);
     let status = region.status.as_ref();
     if !status.is_some_and(|s| conditions::is_true(&s.conditions, types::READY)) {
         let why = status

@@ -21,6 +21,13 @@ pub fn targets(world: &World<'_>) -> Vec<RegionTarget> {
         .regions
         .iter()
         .filter(|r| r.metadata.deletion_timestamp.is_none() && r.spec.dns.is_some())
+        // A Region superseded by a failover serves nobody: its records go (ADR 0011).
+        .filter(|r| {
+            r.status
+                .as_ref()
+                .and_then(|s| s.failover.as_ref())
+                .is_none_or(|f| f.superseded_by.is_none())
+        })
         .filter_map(|r| {
             let ingress = r.spec.ingress.as_ref()?;
             let dns = r.status.as_ref().and_then(|s| s.dns.as_ref());

@@ -9,6 +9,7 @@ pub mod deref;
 pub mod dns;
 pub mod placing;
 pub mod plan;
+pub mod serving;
 pub mod snapshot;
 pub mod status;
 
@@ -67,6 +68,13 @@ async fn converge(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
                     }
                 }
             }
+            serving::report(
+                &mut status,
+                &mut events,
+                tenant,
+                &placement,
+                &ctx.regions.state(),
+            );
             let status = status::with_sso(status, tenant, sso, &now);
             let (status, retry) = with_dns(status, &mut events, tenant, ctx, &now).await;
             ctx.publish(tenant, &status, &events)
@@ -188,6 +196,8 @@ async fn release(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
         ))
         .into());
     };
+    // After a failover the data lives on the promoted Region's server (the home is fenced).
+    let region = super::region::failover::serving_region(&world.regions, &region).unwrap_or(region);
     let db = writer(&world, &region).await?;
     let apply_err = super::error::ApplyError::from;
     let mut events = Vec::new();

@@ -35,7 +35,11 @@ fn region_views(
     regions
         .iter()
         .map(|r| RegionView {
-            accepting: r.metadata.deletion_timestamp.is_none(),
+            // A Region superseded by a failover takes no new tenants either (ADR 0011).
+            accepting: r.metadata.deletion_timestamp.is_none()
+                && crate::controller::region::failover::record_of(r)
+                    .superseded_by
+                    .is_none(),
             name: r.name_any(),
             aws_region: r.spec.aws_region.clone(),
             role: r.spec.role,

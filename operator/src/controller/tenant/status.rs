@@ -125,6 +125,7 @@ pub fn ready(
         }),
         placement: Some(placement.clone()),
         dns: current.dns.clone(),
+        serving_region: current.serving_region.clone(),
         observed_generation: tenant.metadata.generation,
     };
     (status, events)

@@ -1,0 +1,79 @@
+//! Benchmark: the time from a Region's role flip (`Replica` -> `Primary`, one merge patch
+//! through the apiserver) to the first write the promoted server accepts as that Region's
+//! data plane login (ADR 0011). Each run starts a primary and a streaming standby of its
+//! own (never the stack's replica), declares them as Regions with one tenant, waits for
+//! everything to be Ready and the standby caught up, flips, and polls the write every
+//! 250 ms. Against the running stack (`source .stack/env`); prints each run, the median and
+//! the maximum. A measurement, not an assertion.
+//!
+//! ```sh
+//! cargo build -p phoenix-operator --bin phoenix-operator
+//! cargo run -p phoenix-e2e --example failover_bench -- [RUNS]
+//! ```
+
+use std::time::Duration;
+
+use phoenix_e2e::failover::*;
+use phoenix_e2e::guard::ScenarioGuard;
+use phoenix_e2e::pg_lineage::PgLineage;
+use phoenix_e2e::*;
+
+const RESIDENCY: &str = "FOB";
+
+async fn run(i: usize) -> Duration {
+    let lineage = PgLineage::start(&format!("failover-bench-{i}"), 1).await;
+    let guard = ScenarioGuard::new("failover-bench");
+    let prefix = format!("fb{i}");
+    let (old, replicas) = names(&prefix, 1);
+    declare_regions(&guard, &lineage, &prefix, RESIDENCY);
+    region_where(&old, "Ready", region_ready).await;
+    region_where(&replicas[0], "Ready as a replica", |r| {
+        region_ready(r)
+            && r.status
+                .as_ref()
+                .and_then(|s| s.failover.as_ref())
+                .is_some_and(|f| f.replica_of.is_some())
+    })
+    .await;
+    let tenant = declare_tenants(&guard, &prefix, RESIDENCY, 1).remove(0);
+    let t = tenant_where(&tenant, "Ready", |t| {
+        condition(t, "Ready").is_some_and(|(s, _, _)| s == "True")
+    })
+    .await;
+    let catalog_id = t
+        .status
+        .and_then(|s| s.endpoints)
+        .expect("endpoints")
+        .catalog_id;
+    lineage.caught_up().await;
+    let start = flip(&replicas);
+    let elapsed = first_write(&replicas[0], &lineage.standbys[0], catalog_id, start).await;
+    drop(guard);
+    forget_claims(&replicas);
+    elapsed
+}
+
+#[tokio::main]
+async fn main() {
+    let runs: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(5);
+    install_platform();
+    let _operator =
+        Process::operator_with("bench-operator", 300, &[("REGION_RESYNC_SECONDS", "60")]).await;
+    let mut times = Vec::new();
+    for i in 0..runs {
+        let t = run(i).await;
+        println!("run {}: {:.3}s", i + 1, t.as_secs_f64());
+        times.push(t);
+    }
+    times.sort();
+    let median = times[times.len() / 2];
+    let max = times[times.len() - 1];
+    println!(
+        "failover, spec change to first accepted write: {runs} runs, median {:.3}s, max {:.3}s",
+        median.as_secs_f64(),
+        max.as_secs_f64()
+    );
+}
