@@ -93,6 +93,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "patient_identifiers",
         sql: include_str!("../migrations/0014_patient_identifiers.sql"),
     },
+    Migration {
+        version: 15,
+        name: "tenant_database",
+        sql: include_str!("../migrations/0015_tenant_database.sql"),
+    },
 ];
 
 /// The version a fully migrated database has.

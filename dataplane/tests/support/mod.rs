@@ -283,6 +283,7 @@ impl TestDb {
             max_users: 1000,
             generation: 1,
             schema: None,
+            database: None,
         };
         self.operator
             .as_ref()
@@ -316,6 +317,7 @@ impl TestDb {
             max_users: 1000,
             generation: 1,
             schema: Some(schema.clone()),
+            database: None,
         };
         let id = operator
             .upsert_tenant(&row)

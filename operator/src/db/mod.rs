@@ -15,6 +15,8 @@ pub mod scram;
 pub mod sso;
 pub mod standby;
 pub mod state;
+pub mod tenant_database;
+pub mod tenant_database_observe;
 pub mod tenant_schema;
 pub mod tenant_schema_observe;
 
@@ -382,5 +384,49 @@ impl Database for PgDatabase {
     ) -> Result<tenant_schema_observe::Dropped, DbError> {
         self.writable("dropping the tenant's schema")?;
         tenant_schema_observe::drop(&mut *self.client().await?, schema, role).await
+    }
+
+    async fn tenant_database(
+        &self,
+        database: &str,
+        role: &str,
+    ) -> Result<tenant_database::DatabaseSeen, DbError> {
+        tenant_database_observe::server_seen(&mut *self.client().await?, database, role).await
+    }
+
+    async fn apply_tenant_database(
+        &self,
+        work: &tenant_database::ServerWork,
+    ) -> Result<(), DbError> {
+        self.writable("creating the tenant's database")?;
+        let sql = |list: &[roles::Ddl]| -> Vec<String> {
+            list.iter().flat_map(|d| d.sql.clone()).collect()
+        };
+        if !work.before.is_empty() {
+            self.execute(&sql(&work.before)).await?;
+        }
+        if let Some(create) = &work.create {
+            tenant_database_observe::create(&*self.client().await?, create).await?;
+        }
+        if !work.after.is_empty() {
+            self.execute(&sql(&work.after)).await?;
+        }
+        Ok(())
+    }
+
+    async fn tenant_database_inside(
+        &self,
+        logins: &[String],
+    ) -> Result<tenant_database::InsideSeen, DbError> {
+        tenant_database_observe::inside_seen(&*self.client().await?, logins).await
+    }
+
+    async fn drop_tenant_database(
+        &self,
+        database: &str,
+        role: &str,
+    ) -> Result<tenant_database_observe::DroppedDatabase, DbError> {
+        self.writable("dropping the tenant's database")?;
+        tenant_database_observe::drop(&*self.client().await?, database, role).await
     }
 }

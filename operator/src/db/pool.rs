@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use phoenix_catalog::connect::{MakeRustlsConnect, PgTarget};
@@ -85,6 +85,11 @@ impl PgDatabase {
         })
     }
 
+    /// Closes the pooled connections idle for longer than `idle` (none in use is touched).
+    pub fn close_idle(&self, idle: Duration) {
+        self.pool.retain(|_, metrics| metrics.last_used() < idle);
+    }
+
     /// `host:port/dbname`.
     pub fn endpoint_str(&self) -> &str {
         &self.endpoint
@@ -148,11 +153,32 @@ impl PgDatabase {
     }
 }
 
-/// Region databases by key, rebuilt when the connection settings change.
+/// Connections of the pool of one `Dedicated` tenant's database: a reconcile runs its
+/// statements one after another, so two is enough.
+pub const TENANT_DB_CONNECTIONS: usize = 2;
+/// How many tenant database pools are kept at once; opening one more closes the pool used
+/// least recently. With [`TENANT_DB_CONNECTIONS`], the connections the operator holds to
+/// tenant databases stay at most 16 (plus those of reconciles still running on a pool
+/// evicted under them, each at most 2), however many `Dedicated` tenants there are.
+pub const TENANT_DB_POOLS: usize = 8;
+/// A tenant database pool unused this long is closed; its idle connections close after it
+/// as well.
+pub const TENANT_DB_IDLE: Duration = Duration::from_secs(30);
+
+/// A tenant database's pool and when it was last opened.
+struct TenantPool {
+    fingerprint: String,
+    db: Arc<PgDatabase>,
+    used: Instant,
+}
+
+/// Region databases by key, rebuilt when the connection settings change; and the bounded,
+/// idle-closed pools of `Dedicated` tenants' databases (ADR 0010).
 #[derive(Default)]
 pub struct PgDatabases {
     read_only: bool,
     by_key: Mutex<HashMap<String, (String, Arc<PgDatabase>)>>,
+    tenant_dbs: Mutex<HashMap<String, TenantPool>>,
 }
 
 impl PgDatabases {
@@ -191,6 +217,66 @@ impl Databases for PgDatabases {
         )?);
         map.insert(key.to_owned(), (fingerprint, db.clone()));
         Ok(db)
+    }
+
+    fn open_tenant_database(
+        &self,
+        region: &str,
+        target: &DbTarget,
+        database: &str,
+    ) -> Result<Arc<dyn Database>, DbError> {
+        let fingerprint = hex::encode(Sha256::digest(
+            format!("{region}\n{}\n{database}", target.fingerprint).as_bytes(),
+        ));
+        let now = Instant::now();
+        let mut map = self.tenant_dbs.lock().unwrap_or_else(|p| p.into_inner());
+        // Idle pools go first; the others give back connections idle that long.
+        map.retain(|_, p| now.duration_since(p.used) < TENANT_DB_IDLE);
+        for p in map.values() {
+            p.db.close_idle(TENANT_DB_IDLE);
+        }
+        if let Some(p) = map.get_mut(database)
+            && p.fingerprint == fingerprint
+        {
+            p.used = now;
+            return Ok(p.db.clone());
+        }
+        map.remove(database);
+        while map.len() >= TENANT_DB_POOLS {
+            let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, p)| p.used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some(p) = map.remove(&oldest) {
+                p.db.close_idle(Duration::ZERO);
+            }
+        }
+        let mut pg = target.pg.clone();
+        pg.config.dbname(database);
+        let db = Arc::new(PgDatabase::new(pg, TENANT_DB_CONNECTIONS, self.read_only)?);
+        map.insert(
+            database.to_owned(),
+            TenantPool {
+                fingerprint,
+                db: db.clone(),
+                used: now,
+            },
+        );
+        Ok(db)
+    }
+
+    fn close_tenant_database(&self, database: &str) {
+        let removed = self
+            .tenant_dbs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(database);
+        if let Some(p) = removed {
+            p.db.close_idle(Duration::ZERO);
+        }
     }
 
     fn forget(&self, region: &str) {

@@ -111,6 +111,8 @@ pub struct SchemaWork {
     pub drift: Vec<String>,
     /// Whether some of the drift was row-level security.
     pub rls_drift: bool,
+    /// A `Dedicated` tenant's database, whose `clinical` schema this is (ADR 0010).
+    pub database: Option<String>,
 }
 
 /// Why a tenant's schema cannot be converged.
