@@ -110,9 +110,7 @@ pub enum RowError {
         name: String,
     },
     /// A database name that is not a plain identifier (a hand-edited row): never used.
-    #[error(
-        "catalog.tenants row {id}: database_name {name:?} is not a valid tenant database name"
-    )]
+    #[error("catalog.tenants row {id}: database_name {name:?} is not a valid tenant database name")]
     InvalidDatabase {
         /// Catalog id of the row.
         id: i64,

@@ -61,7 +61,11 @@ impl ServerWork {
 /// The data plane logins: every role holding a privilege on the region's clinical tables
 /// (both alternating logins of ADR 0007, and the shared `phoenix_dataplane`).
 pub fn logins(template: &Template) -> BTreeSet<String> {
-    template.grants.iter().map(|(_, role, _)| role.clone()).collect()
+    template
+        .grants
+        .iter()
+        .map(|(_, role, _)| role.clone())
+        .collect()
 }
 
 fn ddl(kind: DdlKind, target: String, summary: String, sql: Vec<String>) -> Ddl {
@@ -176,7 +180,9 @@ pub fn server_changes(
         if acl.contains(&(login.clone(), "CONNECT".to_owned())) {
             continue;
         }
-        found(format!("CONNECT on database {database} for {login} missing"));
+        found(format!(
+            "CONNECT on database {database} for {login} missing"
+        ));
         work.after.push(ddl(
             DdlKind::Grant,
             format!("database {database}"),
@@ -287,8 +293,21 @@ pub fn inside_changes(
     }
     work.ddl = ddl_all;
     if existed {
+        // A recreated table is one finding, not one per column, index and grant.
+        let recreated: Vec<String> = missing_tables
+            .iter()
+            .filter_map(|m| m.strip_prefix("table ")?.strip_suffix(" missing"))
+            .map(str::to_owned)
+            .collect();
         let mut drift = missing_tables;
-        drift.append(&mut work.drift);
+        drift.extend(work.drift.drain(..).filter(|d| {
+            !recreated.iter().any(|t| {
+                d.contains(&format!("{t}."))
+                    || d.contains(&format!("{t} "))
+                    || d.ends_with(t.as_str())
+                    || d.starts_with(&format!("{t}:"))
+            })
+        }));
         work.drift = drift;
     } else {
         work.drift.clear();

@@ -73,7 +73,9 @@ pub async fn inside_seen(client: &Client, logins: &[String]) -> Result<InsideSee
     for r in client
         .query(CATALOG_READERS, &[&logins])
         .await
-        .map_err(DbError::query("reading the tenant database's catalog grants"))?
+        .map_err(DbError::query(
+            "reading the tenant database's catalog grants",
+        ))?
     {
         inside.catalog_readers.insert(col(&r, 0)?);
     }

@@ -3,11 +3,8 @@ use super::*;
 fn template() -> Template {
     let mut t = Template::default();
     for login in ["phoenix_dataplane_eu", "phoenix_dataplane2_eu"] {
-        t.grants.insert((
-            "patients".to_owned(),
-            login.to_owned(),
-            "SELECT".to_owned(),
-        ));
+        t.grants
+            .insert(("patients".to_owned(), login.to_owned(), "SELECT".to_owned()));
     }
     t
 }
@@ -27,15 +24,22 @@ fn a_new_database_is_created_owned_by_the_role_and_closed_to_public() {
     assert!(work.drift.is_empty(), "a new database is no drift");
     let before: Vec<String> = work.before.iter().flat_map(|d| d.sql.clone()).collect();
     assert!(before[0].starts_with("CREATE ROLE \"phoenix_tenant_0123\" NOLOGIN"));
-    assert!(before.iter().any(|s| s == "GRANT \"phoenix_tenant_0123\" TO CURRENT_USER"));
+    assert!(
+        before
+            .iter()
+            .any(|s| s == "GRANT \"phoenix_tenant_0123\" TO CURRENT_USER")
+    );
     let after: Vec<String> = work.after.iter().flat_map(|d| d.sql.clone()).collect();
     assert!(
-        after.contains(&"REVOKE CONNECT, TEMPORARY ON DATABASE \"tdb_0123\" FROM PUBLIC".to_owned()),
+        after
+            .contains(&"REVOKE CONNECT, TEMPORARY ON DATABASE \"tdb_0123\" FROM PUBLIC".to_owned()),
         "{after:?}"
     );
     for login in ["phoenix_dataplane_eu", "phoenix_dataplane2_eu"] {
         assert!(
-            after.contains(&format!("GRANT CONNECT ON DATABASE \"tdb_0123\" TO \"{login}\"")),
+            after.contains(&format!(
+                "GRANT CONNECT ON DATABASE \"tdb_0123\" TO \"{login}\""
+            )),
             "{after:?}"
         );
     }
@@ -57,16 +61,30 @@ fn a_converged_database_needs_nothing_and_drift_is_named() {
     assert!(!work.creates());
     assert!(work.before.is_empty() && work.after.is_empty(), "{work:?}");
     seen.acl.insert(("PUBLIC".to_owned(), "CONNECT".to_owned()));
-    seen.acl.insert(("phoenix_dataplane_eu".to_owned(), "CREATE".to_owned()));
+    seen.acl
+        .insert(("phoenix_dataplane_eu".to_owned(), "CREATE".to_owned()));
     seen.acl
         .remove(&("phoenix_dataplane2_eu".to_owned(), "CONNECT".to_owned()));
-    seen.acl.insert(("someone_else".to_owned(), "CONNECT".to_owned()));
+    seen.acl
+        .insert(("someone_else".to_owned(), "CONNECT".to_owned()));
     let work = server_changes("tdb_0123", "phoenix_tenant_0123", &seen).expect("work");
     let text = work.drift.join("; ");
-    assert!(text.contains("CONNECT on database tdb_0123 for PUBLIC not desired"), "{text}");
-    assert!(text.contains("CREATE on database tdb_0123 for phoenix_dataplane_eu not desired"), "{text}");
-    assert!(text.contains("CONNECT on database tdb_0123 for phoenix_dataplane2_eu missing"), "{text}");
-    assert!(!text.contains("someone_else"), "a role the operator does not manage is untouched");
+    assert!(
+        text.contains("CONNECT on database tdb_0123 for PUBLIC not desired"),
+        "{text}"
+    );
+    assert!(
+        text.contains("CREATE on database tdb_0123 for phoenix_dataplane_eu not desired"),
+        "{text}"
+    );
+    assert!(
+        text.contains("CONNECT on database tdb_0123 for phoenix_dataplane2_eu missing"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("someone_else"),
+        "a role the operator does not manage is untouched"
+    );
 }
 
 #[test]
@@ -85,8 +103,14 @@ fn a_role_the_operator_does_not_own_is_refused() {
 fn the_inside_template_drops_the_catalog_foreign_keys_only() {
     let mut t = template();
     for (name, def) in [
-        ("patients_tenant_id_fkey", "FOREIGN KEY (tenant_id) REFERENCES catalog.tenants(id)"),
-        ("encounters_patient_fkey", "FOREIGN KEY (tenant_id, patient_id) REFERENCES clinical.patients(tenant_id, id)"),
+        (
+            "patients_tenant_id_fkey",
+            "FOREIGN KEY (tenant_id) REFERENCES catalog.tenants(id)",
+        ),
+        (
+            "encounters_patient_fkey",
+            "FOREIGN KEY (tenant_id, patient_id) REFERENCES clinical.patients(tenant_id, id)",
+        ),
     ] {
         t.foreign_keys.push(super::super::tenant_schema::Defined {
             table: "x".to_owned(),

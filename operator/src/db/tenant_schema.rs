@@ -334,7 +334,8 @@ pub fn schema_changes(
         if seen.indexes.contains(&key) {
             continue;
         }
-        let Some((_, rest)) = key.split_once(' ') else {
+        // The key is `[UNIQUE ]table rest`: what follows the table is the definition.
+        let Some((_, rest)) = key.strip_prefix("UNIQUE ").unwrap_or(&key).split_once(' ') else {
             continue;
         };
         found(format!("index {} on {schema}.{} missing", i.name, i.table));

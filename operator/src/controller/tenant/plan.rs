@@ -78,9 +78,8 @@ pub fn catalog_row(tenant: &Tenant, placement: &Placement) -> TenantRow {
         generation: tenant.metadata.generation.unwrap_or(0),
         schema: (tenant.spec.database.isolation == Isolation::Schema)
             .then(|| phoenix_catalog::schemas::tenant_schema(&tenant.uid().unwrap_or_default())),
-        database: (tenant.spec.database.isolation == Isolation::Dedicated).then(|| {
-            phoenix_catalog::schemas::tenant_database(&tenant.uid().unwrap_or_default())
-        }),
+        database: (tenant.spec.database.isolation == Isolation::Dedicated)
+            .then(|| phoenix_catalog::schemas::tenant_database(&tenant.uid().unwrap_or_default())),
     }
 }
 
@@ -497,7 +496,13 @@ mod tests {
                 assert!(work.creates());
                 assert_eq!(
                     work.create.as_deref(),
-                    Some(format!("CREATE DATABASE \"{name}\" OWNER \"phoenix_tenant_{}\"", &name[4..]).as_str())
+                    Some(
+                        format!(
+                            "CREATE DATABASE \"{name}\" OWNER \"phoenix_tenant_{}\"",
+                            &name[4..]
+                        )
+                        .as_str()
+                    )
                 );
             }
             other => panic!("{other:?}"),
