@@ -357,7 +357,19 @@ impl Database for PgDatabase {
         uid: &str,
         taken_at: &str,
     ) -> Result<Option<crate::snapshot::Snapshot>, DbError> {
-        crate::snapshot::dump::dump_tenant(&mut *self.client().await?, uid, taken_at).await
+        let mut client = self.client().await?;
+        match crate::snapshot::dump::dedicated_database(&client, uid).await? {
+            // A Dedicated tenant's rows are in its own database (ADR 0010).
+            Some(database) => {
+                let (mut tdb, driver) = self.connect_to(&database).await?;
+                let taken =
+                    crate::snapshot::dump::dump_dedicated(&client, &mut tdb, uid, taken_at).await;
+                drop(tdb);
+                let _ = driver.await;
+                taken
+            }
+            None => crate::snapshot::dump::dump_tenant(&mut client, uid, taken_at).await,
+        }
     }
 
     async fn delete_snapshotted(
@@ -366,7 +378,23 @@ impl Database for PgDatabase {
         counts: &[(String, u64)],
     ) -> Result<Deleted, DbError> {
         self.writable("deleting the tenant")?;
-        crate::snapshot::delete::delete_snapshotted(&mut *self.client().await?, uid, counts).await
+        let mut client = self.client().await?;
+        match crate::snapshot::dump::dedicated_database(&client, uid).await? {
+            Some(database) => {
+                let (tdb, driver) = self.connect_to(&database).await?;
+                let deleted = crate::snapshot::delete::delete_dedicated_snapshotted(
+                    &mut client,
+                    tdb,
+                    &database,
+                    uid,
+                    counts,
+                )
+                .await;
+                let _ = driver.await;
+                deleted
+            }
+            None => crate::snapshot::delete::delete_snapshotted(&mut client, uid, counts).await,
+        }
     }
 
     async fn tenant_schema(

@@ -118,6 +118,30 @@ impl PgDatabase {
         }
     }
 
+    /// One connection of its own (not pooled) to `database` on the same server with the
+    /// same login, and the task driving it (ends when the client is dropped). For the
+    /// short work on a `Dedicated` tenant's database that must hold its own session (a
+    /// snapshot and the deletion after it: one at a time per tenant being deleted).
+    pub async fn connect_to(
+        &self,
+        database: &str,
+    ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), DbError> {
+        let mut config = self.config.clone();
+        config.dbname(database);
+        let (client, connection) =
+            config
+                .connect(self.tls.clone())
+                .await
+                .map_err(|e| DbError::Connect {
+                    endpoint: endpoint_of(&config),
+                    reason: describe(&e),
+                })?;
+        let driver = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok((client, driver))
+    }
+
     /// Creates the database when the server has none of that name (a fresh RDS instance
     /// or server); returns whether it did. Connects to the `postgres` maintenance database.
     pub async fn create_if_missing(&self) -> Result<bool, DbError> {
