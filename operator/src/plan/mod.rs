@@ -284,8 +284,35 @@ async fn plan_tenant(
             row,
             change,
             schema,
+            dedicated,
             ..
         }) => {
+            if let Some(w) = &dedicated {
+                // What its database needs inside is planned once it exists (ADR 0010).
+                let known = t.status.as_ref().is_some_and(|s| s.placement.is_some());
+                let name = |text: &str| {
+                    if known {
+                        text.to_owned()
+                    } else {
+                        text.replace(&w.database, "tdb_<from the Tenant's UID>")
+                            .replace(&w.role, "phoenix_tenant_<from the Tenant's UID>")
+                    }
+                };
+                if let Some(create) = &w.create {
+                    changes.push(Change::new(
+                        "create",
+                        name(&format!("database {} in {}", w.database, placement.region)),
+                        name(&format!("{create}; then the catalog migrations, ownership, grants and forced RLS inside")),
+                    ));
+                }
+                for d in w.before.iter().chain(&w.after) {
+                    changes.push(Change::new(
+                        if w.creates() { "create" } else { "repair" },
+                        name(&format!("{} in {}", d.target, placement.region)),
+                        name(&d.summary),
+                    ));
+                }
+            }
             if let Some(w) = &schema {
                 // A Tenant not created yet (a manifest, dry-run applied: no status) has only
                 // a dry run's UID, so the names it will get are not known yet.
