@@ -239,7 +239,7 @@ async fn two_dedicated_tenants_get_databases_only_their_roles_own_and_the_data_p
         .batch_execute(&format!("DROP ROLE {outsider}"))
         .await
         .expect("drop outsider");
-    let err = format!("{:?}", refused.err().expect("an outsider cannot connect"));
+    let err = format!("{:?}", refused.expect_err("an outsider cannot connect"));
     assert!(err.contains("permission denied for database"), "{err}");
 
     // The tenant role reaches only its own tables: in A's database, B's role sees nothing.
@@ -249,7 +249,7 @@ async fn two_dedicated_tenants_get_databases_only_their_roles_own_and_the_data_p
         .expect("set role");
     let denied = in_a.query("SELECT 1 FROM clinical.patients", &[]).await;
     assert!(
-        message(&denied.err().expect("B's role has no grant in A's database"))
+        message(&denied.expect_err("B's role has no grant in A's database"))
             .contains("permission denied"),
     );
     in_a.batch_execute("RESET ROLE").await.expect("reset");
@@ -284,7 +284,7 @@ async fn two_dedicated_tenants_get_databases_only_their_roles_own_and_the_data_p
             &[&id_a],
         )
         .await;
-    assert!(message(&refused.err().expect("RLS refuses")).contains("row-level security"),);
+    assert!(message(&refused.expect_err("RLS refuses")).contains("row-level security"),);
     in_a.batch_execute(&set(id_a)).await.expect("tenant A");
     assert_eq!(count(&in_a, "SELECT count(*) FROM patients").await, 1);
     // Nothing of A's landed in the region database or in B's database.
@@ -467,8 +467,7 @@ async fn delete_terminates_the_sessions_and_drops_the_database_and_the_role() {
     let refused = converge_dedicated(&*region, &*tenant_db(&db, &foreign), &foreign.uid).await;
     assert!(
         refused
-            .err()
-            .expect("refused")
+            .expect_err("refused")
             .to_string()
             .contains("not created by the operator"),
     );

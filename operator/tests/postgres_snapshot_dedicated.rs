@@ -237,7 +237,7 @@ async fn a_row_written_after_the_snapshot_keeps_the_dedicated_database() {
     assert_eq!(database_and_role(&admin, &source.uid).await, (true, true));
     // Open to sessions again, with every row.
     let mut target = db.target.clone();
-    target.config.dbname(&tenant_database(&source.uid));
+    target.config.dbname(tenant_database(&source.uid));
     let again = support::connect(&target).await;
     let n: i64 = again
         .query_one(

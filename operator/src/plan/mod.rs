@@ -4,6 +4,7 @@
 //! admitted with a server-side dry run, database sessions are read-only, and the secret
 //! store refuses writes.
 
+mod dedicated;
 pub mod manifests;
 pub mod report;
 
@@ -288,30 +289,8 @@ async fn plan_tenant(
             ..
         }) => {
             if let Some(w) = &dedicated {
-                // What its database needs inside is planned once it exists (ADR 0010).
                 let known = t.status.as_ref().is_some_and(|s| s.placement.is_some());
-                let name = |text: &str| {
-                    if known {
-                        text.to_owned()
-                    } else {
-                        text.replace(&w.database, "tdb_<from the Tenant's UID>")
-                            .replace(&w.role, "phoenix_tenant_<from the Tenant's UID>")
-                    }
-                };
-                if let Some(create) = &w.create {
-                    changes.push(Change::new(
-                        "create",
-                        name(&format!("database {} in {}", w.database, placement.region)),
-                        name(&format!("{create}; then the catalog migrations, ownership, grants and forced RLS inside")),
-                    ));
-                }
-                for d in w.before.iter().chain(&w.after) {
-                    changes.push(Change::new(
-                        if w.creates() { "create" } else { "repair" },
-                        name(&format!("{} in {}", d.target, placement.region)),
-                        name(&d.summary),
-                    ));
-                }
+                changes.extend(dedicated::changes(w, known, &placement.region));
             }
             if let Some(w) = &schema {
                 // A Tenant not created yet (a manifest, dry-run applied: no status) has only
