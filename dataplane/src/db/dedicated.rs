@@ -240,3 +240,64 @@ impl Database {
         Ok(db)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(url: &str) -> DbTarget {
+        super::super::pg_config("DATABASE_URL", url, "dp", None).expect("valid url")
+    }
+
+    #[tokio::test]
+    async fn pools_are_capped_made_on_the_tenant_s_database_and_shared_by_its_transactions() {
+        let dedicated = Dedicated::new(
+            Some(target("postgres://dp:secret@127.0.0.1:1/region")),
+            Arc::new(FixedReaderTarget(target(
+                "postgres://dp:secret@127.0.0.2:1/region",
+            ))),
+            10,
+        );
+        // Nothing connects until a transaction needs it: pools only.
+        let (first, reader) = dedicated.pools_of("tdb_0").expect("pools");
+        assert_eq!(first.status().max_size, MAX_POOL_SIZE, "capped per pool");
+        assert!(reader.is_some(), "reads follow the region's reader");
+        let (again, _) = dedicated.pools_of("tdb_0").expect("pools");
+        assert_eq!(
+            dedicated.open_databases(),
+            1,
+            "one database, one set of pools"
+        );
+        // The same pool, not a new one per transaction: its objects are shared.
+        assert_eq!(
+            format!("{:?}", first.manager() as *const _),
+            format!("{:?}", again.manager() as *const _)
+        );
+        for i in 1..=MAX_DATABASES + 3 {
+            dedicated.pools_of(&format!("tdb_{i}")).expect("pools");
+        }
+        assert_eq!(
+            dedicated.open_databases(),
+            MAX_DATABASES,
+            "capped in number"
+        );
+    }
+
+    #[test]
+    fn without_writer_settings_a_dedicated_tenant_is_refused_with_a_reason() {
+        let dedicated = Dedicated::new(None, Arc::new(NoReaderTarget), 2);
+        let error = dedicated.pools_of("tdb_0").expect_err("no settings");
+        assert!(error.to_string().contains("tdb_0"), "{error}");
+        assert!(!error.to_string().contains("secret"));
+    }
+
+    #[test]
+    fn the_database_replaces_only_the_dbname() {
+        let t = on(
+            &target("postgres://dp:secret@db.example:5433/region"),
+            "tdb_1",
+        );
+        assert_eq!(super::super::endpoint(&t.config), "db.example:5433/tdb_1");
+        assert_eq!(t.config.get_user(), Some("dp"));
+    }
+}

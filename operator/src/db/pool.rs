@@ -211,6 +211,14 @@ impl PgDatabases {
         Self::default()
     }
 
+    /// How many `Dedicated` tenants' database pools are open.
+    pub fn tenant_pools(&self) -> usize {
+        self.tenant_dbs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
     /// Databases that are only read (`plan`).
     pub fn read_only() -> Self {
         Self {
@@ -309,5 +317,59 @@ impl Databases for PgDatabases {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|k, _| k != region && !k.starts_with(&prefix));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn tenant_database_pools_are_few_small_reused_and_closed_on_request() {
+        let dbs = PgDatabases::new();
+        let target = DbTarget {
+            pg: phoenix_catalog::connect::parse("postgres://op:secret@127.0.0.1:1/region")
+                .expect("dsn"),
+            fingerprint: "f1".into(),
+            ca_pem: None,
+        };
+        let a = dbs
+            .open_tenant_database("us", &target, "tdb_a")
+            .expect("open");
+        assert_eq!(
+            a.endpoint(),
+            "127.0.0.1:1/tdb_a",
+            "the region's server, dbname replaced"
+        );
+        let again = dbs
+            .open_tenant_database("us", &target, "tdb_a")
+            .expect("open");
+        assert!(Arc::ptr_eq(&a, &again), "one pool per database, reused");
+        for i in 0..TENANT_DB_POOLS + 5 {
+            dbs.open_tenant_database("us", &target, &format!("tdb_{i}"))
+                .expect("open");
+        }
+        assert_eq!(dbs.tenant_pools(), TENANT_DB_POOLS, "capped");
+        // The least recently used went; the latest are there, and one closes on request.
+        dbs.close_tenant_database("tdb_0");
+        assert_eq!(
+            dbs.tenant_pools(),
+            TENANT_DB_POOLS,
+            "tdb_0 was evicted already"
+        );
+        dbs.close_tenant_database(&format!("tdb_{}", TENANT_DB_POOLS + 4));
+        assert_eq!(dbs.tenant_pools(), TENANT_DB_POOLS - 1);
+        // New settings (a rotated password) make a new pool.
+        let moved = DbTarget {
+            fingerprint: "f2".into(),
+            ..target.clone()
+        };
+        let b = dbs
+            .open_tenant_database("us", &target, "tdb_b")
+            .expect("open");
+        let b2 = dbs
+            .open_tenant_database("us", &moved, "tdb_b")
+            .expect("open");
+        assert!(!Arc::ptr_eq(&b, &b2));
     }
 }
