@@ -122,6 +122,17 @@ async fn main() {
     }
     let converged = started.elapsed();
     let create_seen = sampler.take();
+    let failed = |log: &[serde_json::Value]| {
+        log.iter()
+            .filter(|l| {
+                l["span"]["tenant"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("tbench-"))
+            })
+            .filter(|l| l["message"] == "reconcile failed")
+            .count()
+    };
+    let create_failures = failed(&operator.json_log());
 
     let deleting = Instant::now();
     kubectl_ok(
@@ -169,7 +180,7 @@ async fn main() {
         "tenants={count} ({schemas} Schema, {dedicated} Dedicated), DB_MAX_CONNECTIONS={pool}\n\
          kubectl apply returned after {:.1} s; all DatabaseReady after {:.1} s, all Ready after {:.1} s; operator backends: {}\n\
          kubectl delete returned after {:.1} s; all deleted after {:.1} s; operator backends: {}\n\
-         cleanups run {cleanups}, reconciles failed {failures}",
+         cleanups run {cleanups}, reconciles failed {failures} ({create_failures} of them before the deletion)",
         applied.as_secs_f64(),
         db_ready_at.unwrap_or(converged).as_secs_f64(),
         converged.as_secs_f64(),
