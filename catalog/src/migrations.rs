@@ -93,7 +93,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "patient_identifiers",
         sql: include_str!("../migrations/0014_patient_identifiers.sql"),
     },
-    // 15 is Dedicated tenants (another branch); versions need only increase.
+    Migration {
+        version: 15,
+        name: "tenant_database",
+        sql: include_str!("../migrations/0015_tenant_database.sql"),
+    },
     Migration {
         version: 16,
         name: "superseded",

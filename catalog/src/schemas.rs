@@ -10,6 +10,9 @@ pub const SHARED_SCHEMA: &str = "clinical";
 /// Prefix of a tenant's own schema.
 pub const SCHEMA_PREFIX: &str = "t_";
 
+/// Prefix of a tenant's own database (isolation `Dedicated`).
+pub const DATABASE_PREFIX: &str = "tdb_";
+
 /// Prefix of the role owning a tenant's own schema.
 pub const ROLE_PREFIX: &str = "phoenix_tenant_";
 
@@ -34,6 +37,18 @@ pub fn tenant_schema(uid: &str) -> String {
 /// The role owning that schema: `phoenix_tenant_` and the same 16 hex digits.
 pub fn tenant_role(uid: &str) -> String {
     format!("{ROLE_PREFIX}{}", digest(uid))
+}
+
+/// The database of the `Dedicated` tenant with Kubernetes UID `uid`: `tdb_` and the same
+/// 16 hex digits as its role (22 bytes, far below the 63-byte limit).
+pub fn tenant_database(uid: &str) -> String {
+    format!("{DATABASE_PREFIX}{}", digest(uid))
+}
+
+/// Whether `name` may be a tenant's own database: a plain identifier with the prefix the
+/// operator gives them (never the region's own database, `postgres` or a template).
+pub fn valid_tenant_database(name: &str) -> bool {
+    valid_identifier(name) && name.starts_with(DATABASE_PREFIX)
 }
 
 /// Whether `name` is a plain identifier (lower-case letters, digits, `_`, not starting
@@ -69,6 +84,13 @@ mod tests {
         assert!(valid_identifier(&tenant_role(uid)));
         assert_eq!(tenant_schema(uid)[2..], tenant_role(uid)[15..]);
         assert_ne!(tenant_schema(uid), tenant_schema("another-uid"));
+        assert_eq!(tenant_database(uid), tenant_database(uid));
+        assert_eq!(tenant_database(uid)[4..], tenant_role(uid)[15..]);
+        assert!(valid_tenant_database(&tenant_database(uid)));
+        assert_ne!(tenant_database(uid), tenant_database("another-uid"));
+        for bad in ["postgres", "template1", "phoenix", "tdb_x\"; --", "Tdb_abc"] {
+            assert!(!valid_tenant_database(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -64,6 +64,9 @@ pub struct TenantRow {
     /// The tenant's own schema (isolation `Schema`), `None` for the shared `clinical`
     /// schema; always a valid name ([`crate::schemas::valid_tenant_schema`]).
     pub schema: Option<String>,
+    /// The tenant's own database on the region's server (isolation `Dedicated`), `None`
+    /// for this database; always a valid name ([`crate::schemas::valid_tenant_database`]).
+    pub database: Option<String>,
 }
 
 impl TenantRow {
@@ -106,6 +109,14 @@ pub enum RowError {
         /// The name found.
         name: String,
     },
+    /// A database name that is not a plain identifier (a hand-edited row): never used.
+    #[error("catalog.tenants row {id}: database_name {name:?} is not a valid tenant database name")]
+    InvalidDatabase {
+        /// Catalog id of the row.
+        id: i64,
+        /// The name found.
+        name: String,
+    },
     /// A value this version does not know.
     #[error("catalog.tenants row {id}: {source}")]
     Unknown {
@@ -119,7 +130,7 @@ pub enum RowError {
 
 /// The columns [`TenantRecord::from_row`] reads, for `SELECT {COLUMNS} FROM catalog.tenants`.
 pub const COLUMNS: &str = "id, uid, name, display_name, hostname, home_region, data_residency, \
-     isolation, state, requests_per_second, max_users, generation, schema_name";
+     isolation, state, requests_per_second, max_users, generation, schema_name, database_name";
 
 impl TenantRecord {
     /// Reads a row selected with [`COLUMNS`]; every column with `try_get`, so a schema
@@ -142,6 +153,15 @@ impl TenantRecord {
                 name: name.clone(),
             });
         }
+        let database: Option<String> = row.try_get("database_name")?;
+        if let Some(name) = &database
+            && !crate::schemas::valid_tenant_database(name)
+        {
+            return Err(RowError::InvalidDatabase {
+                id,
+                name: name.clone(),
+            });
+        }
         Ok(TenantRecord {
             id,
             row: TenantRow {
@@ -157,6 +177,7 @@ impl TenantRecord {
                 max_users: row.try_get("max_users")?,
                 generation: row.try_get("generation")?,
                 schema,
+                database,
             },
         })
     }

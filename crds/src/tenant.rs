@@ -68,7 +68,6 @@ pub struct TenantSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[x_kube(
     validation = Rule::new("self.isolation == oldSelf.isolation").message("spec.database.isolation is immutable; create a new Tenant to change it"),
-    validation = Rule::new("!has(self.deletionPolicy) || self.deletionPolicy != 'Snapshot' || !has(self.isolation) || self.isolation == 'Shared' || self.isolation == 'Schema'").message("spec.database.deletionPolicy Snapshot is built for isolation Shared and Schema only; use Retain or Delete for Dedicated tenants"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TenantDatabase {

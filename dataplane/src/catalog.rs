@@ -265,6 +265,7 @@ mod tests {
                 max_users: 1000,
                 generation: 1,
                 schema: None,
+                database: None,
             },
         }
     }

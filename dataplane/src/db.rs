@@ -5,6 +5,7 @@
 pub mod audited_read;
 pub mod catalog_readers;
 pub mod consistency;
+pub mod dedicated;
 pub mod lag;
 pub mod readers;
 pub mod tenant_tx;
@@ -141,6 +142,8 @@ pub struct Database {
     consistency_wait: Duration,
     // Shared: a `Database` is cloned for every request, its series are a dozen `Arc`s.
     metrics: Arc<ReadMetrics>,
+    // The pools of `Dedicated` tenants' databases (ADR 0010), shared by every clone.
+    dedicated: Arc<dedicated::Dedicated>,
 }
 
 impl Database {
@@ -148,16 +151,14 @@ impl Database {
     pub fn new(config: &Config) -> Result<Self, DbError> {
         let size = config.pool_size.max(1);
         let ca_file = config.database_ca_file.as_deref();
-        let writer = pool(
-            pg_config(
-                "DATABASE_URL",
-                &config.database_url,
-                "phoenix-dataplane",
-                ca_file,
-            )?,
-            size,
+        let writer_target = pg_config(
+            "DATABASE_URL",
+            &config.database_url,
+            "phoenix-dataplane",
+            ca_file,
         )?;
-        let reader = config
+        let writer = pool(writer_target.clone(), size)?;
+        let reader_target = config
             .reader_url
             .as_deref()
             .map(|url| {
@@ -168,14 +169,22 @@ impl Database {
                     ca_file,
                 )
             })
-            .transpose()?
-            .map(|pg| pool(pg, size))
             .transpose()?;
+        let reader = reader_target.clone().map(|pg| pool(pg, size)).transpose()?;
+        let reader_targets: Arc<dyn dedicated::ReaderTarget> = match reader_target {
+            Some(target) => Arc::new(dedicated::FixedReaderTarget(target)),
+            None => Arc::new(dedicated::NoReaderTarget),
+        };
         Ok(Self {
             writer,
             readers: Arc::new(ConfiguredReader::new(reader)),
             consistency_wait: Duration::from_millis(config.read_consistency_wait_ms),
             metrics: Arc::new(ReadMetrics::default()),
+            dedicated: Arc::new(dedicated::Dedicated::new(
+                Some(writer_target),
+                reader_targets,
+                size,
+            )),
         })
     }
 
@@ -183,10 +192,15 @@ impl Database {
     /// `phoenix-dataplane audit verify`).
     pub fn writer_only(target: DbTarget, max_size: usize) -> Result<Self, DbError> {
         Ok(Self {
-            writer: pool(target, max_size.max(1))?,
+            writer: pool(target.clone(), max_size.max(1))?,
             readers: Arc::new(ConfiguredReader::new(None)),
             consistency_wait: Duration::ZERO,
             metrics: Arc::new(ReadMetrics::default()),
+            dedicated: Arc::new(dedicated::Dedicated::new(
+                Some(target),
+                Arc::new(dedicated::NoReaderTarget),
+                max_size,
+            )),
         })
     }
 
@@ -195,6 +209,18 @@ impl Database {
     pub fn with_readers(mut self, readers: Arc<dyn ReaderSource>) -> Self {
         self.readers = readers;
         self
+    }
+
+    /// `Dedicated` tenants read on their database on the reader `targets` names (the
+    /// Region's readers as published), instead of the configured one.
+    pub fn with_reader_targets(mut self, targets: Arc<dyn dedicated::ReaderTarget>) -> Self {
+        self.dedicated = Arc::new(self.dedicated.with_readers(targets));
+        self
+    }
+
+    /// The pools of `Dedicated` tenants' databases.
+    pub fn dedicated(&self) -> &dedicated::Dedicated {
+        &self.dedicated
     }
 
     /// The split's metrics go to `metrics` (the process's registry).
@@ -244,6 +270,20 @@ impl Database {
             self.metrics.pool_status(ReadPool::Reader, reader.status());
         }
     }
+}
+
+/// `host:port/dbname` of a config, for keys and messages (never credentials).
+pub fn endpoint(config: &tokio_postgres::Config) -> String {
+    let host = config
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .unwrap_or_default();
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}/{}", config.get_dbname().unwrap_or_default())
 }
 
 /// The session `search_path` of every pooled connection (a connection option).

@@ -132,9 +132,9 @@ impl ApiError {
             }
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Database(_) | Self::Transaction(TxError::Pool(_)) | Self::TimedOut { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Database(_)
+            | Self::Transaction(TxError::Pool(_) | TxError::Dedicated(_))
+            | Self::TimedOut { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Transaction(TxError::Query(error)) if error.is_closed() => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

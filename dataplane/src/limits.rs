@@ -143,6 +143,7 @@ mod tests {
                 max_users: 10,
                 generation: 1,
                 schema: None,
+                database: None,
             },
         }
     }

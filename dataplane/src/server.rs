@@ -118,11 +118,14 @@ impl Dataplane {
                 &config.database_url,
                 config.database_ca_file.as_deref(),
             )?;
-            database.with_readers(Arc::new(CatalogReaders::new(
+            let readers = Arc::new(CatalogReaders::new(
                 catalog.readers().clone(),
                 writer,
                 config.pool_size,
-            )))
+            ));
+            database
+                .with_readers(readers.clone())
+                .with_reader_targets(readers)
         } else {
             database
         };

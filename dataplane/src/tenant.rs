@@ -200,6 +200,7 @@ mod tests {
                 max_users: 1,
                 generation: 1,
                 schema: None,
+                database: None,
             },
         };
         let catalog = Catalog::with_tenants([

@@ -48,6 +48,7 @@ fn tenant(id: i64, name: &str, hostname: &str, state: TenantState) -> TenantReco
             max_users: 1000,
             generation: 1,
             schema: None,
+            database: None,
         },
     }
 }

@@ -1,16 +1,19 @@
 //! Benchmark: N Tenants (`deletionPolicy: Delete`; `Shared`, or every SCHEMA_EVERY-th one
-//! `Schema`) over the three example Regions
+//! `Schema`, or every DEDICATED_EVERY-th one `Dedicated`, which wins where both fall) over
+//! the three example Regions
 //! applied at once, until every one is `DatabaseReady`, then deleted until every one is
 //! gone; against the running stack (`source .stack/env`). Meanwhile the operator's
 //! PostgreSQL backends (`application_name` `phoenix-operator*`) are sampled in every
 //! Region database every 100 ms: the peak at once per Region, and the distinct backends
-//! seen (pid + start time), which counts the connections the operator opened. A server
+//! seen (pid + start time), which counts the connections the operator opened (to the
+//! Region database and to every `Dedicated` tenant's database on that server). A server
 //! restarted during the run (by hand) is sampled again once it is back.
 //!
 //! ```sh
-//! cargo run -p phoenix-e2e --example tenant_bench -- [TENANTS] [DB_MAX_CONNECTIONS] [SCHEMA_EVERY]
+//! cargo run -p phoenix-e2e --example tenant_bench -- [TENANTS] [DB_MAX_CONNECTIONS] [SCHEMA_EVERY] [DEDICATED_EVERY]
 //! cargo run -p phoenix-e2e --example tenant_bench -- 500 8
 //! cargo run -p phoenix-e2e --example tenant_bench -- 500 8 10   # one tenant in ten Schema
+//! cargo run -p phoenix-e2e --example tenant_bench -- 500 8 10 50   # and one in fifty Dedicated
 //! ```
 
 use std::time::{Duration, Instant};
@@ -35,17 +38,21 @@ async fn main() {
     let count: usize = arg(1, 500);
     let pool: usize = arg(2, 8);
     let schema_every: usize = arg(3, 0);
+    let dedicated_every: usize = arg(4, 0);
     let isolation = |i: usize| {
-        if schema_every > 0 && i.is_multiple_of(schema_every) {
+        if dedicated_every > 0 && i.is_multiple_of(dedicated_every) {
+            "Dedicated"
+        } else if schema_every > 0 && i.is_multiple_of(schema_every) {
             "Schema"
         } else {
             "Shared"
         }
     };
     let schemas = (0..count).filter(|i| isolation(*i) == "Schema").count();
+    let dedicated = (0..count).filter(|i| isolation(*i) == "Dedicated").count();
     println!(
-        "{count} tenants: {} Shared, {schemas} Schema; operator pool {pool}",
-        count - schemas
+        "{count} tenants: {} Shared, {schemas} Schema, {dedicated} Dedicated; operator pool {pool}",
+        count - schemas - dedicated
     );
     install_platform();
     let pool_s = pool.to_string();
@@ -115,6 +122,17 @@ async fn main() {
     }
     let converged = started.elapsed();
     let create_seen = sampler.take();
+    let failed = |log: &[serde_json::Value]| {
+        log.iter()
+            .filter(|l| {
+                l["span"]["tenant"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("tbench-"))
+            })
+            .filter(|l| l["message"] == "reconcile failed")
+            .count()
+    };
+    let create_failures = failed(&operator.json_log());
 
     let deleting = Instant::now();
     kubectl_ok(
@@ -159,10 +177,10 @@ async fn main() {
     drop(guard);
     drop(operator);
     println!(
-        "tenants={count} ({schemas} Schema), DB_MAX_CONNECTIONS={pool}\n\
+        "tenants={count} ({schemas} Schema, {dedicated} Dedicated), DB_MAX_CONNECTIONS={pool}\n\
          kubectl apply returned after {:.1} s; all DatabaseReady after {:.1} s, all Ready after {:.1} s; operator backends: {}\n\
          kubectl delete returned after {:.1} s; all deleted after {:.1} s; operator backends: {}\n\
-         cleanups run {cleanups}, reconciles failed {failures}",
+         cleanups run {cleanups}, reconciles failed {failures} ({create_failures} of them before the deletion)",
         applied.as_secs_f64(),
         db_ready_at.unwrap_or(converged).as_secs_f64(),
         converged.as_secs_f64(),

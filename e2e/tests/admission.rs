@@ -57,14 +57,6 @@ fn invalid_manifests() -> Vec<(&'static str, String, &'static str)> {
             "spec.database.isolation",
         ),
         (
-            "snapshot of a dedicated tenant",
-            t(
-                "e2e-bad",
-                &format!("{base}  database: {{isolation: Dedicated, deletionPolicy: Snapshot}}\n"),
-            ),
-            "deletionPolicy Snapshot is built for isolation Shared and Schema only",
-        ),
-        (
             "missing dns",
             t("e2e-bad", "  displayName: X\n  dataResidency: [US]\n"),
             "spec.dns",

@@ -105,6 +105,9 @@ reasons! {
     /// A `Schema` tenant's role, schema and copy of the clinical tables were created
     /// (Event).
     SchemaProvisioned => No,
+    /// A `Dedicated` tenant's role and database with the clinical tables were created
+    /// (Event).
+    DatabaseProvisioned => No,
     /// A `Schema` tenant's role name is taken by a role the operator does not own, or the
     /// clinical schema to copy is incomplete.
     SchemaRefused => No,

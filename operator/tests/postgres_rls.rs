@@ -29,6 +29,7 @@ fn tenant(name: &str) -> TenantRow {
         max_users: 100,
         generation: 1,
         schema: None,
+        database: None,
     }
 }
 

@@ -243,6 +243,7 @@ async fn a_rotation_moves_to_an_equal_second_login_and_retires_the_first_once_dr
             max_users: 100,
             generation: 1,
             schema: None,
+            database: None,
         };
         let id = region_db.upsert_tenant(&row).await.expect("catalog row");
         admin

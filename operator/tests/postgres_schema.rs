@@ -21,6 +21,7 @@ fn schema_tenant(name: &str) -> TenantRow {
     let uid = format!("uid-{name}-{}", support::rand_suffix());
     TenantRow {
         schema: Some(tenant_schema(&uid)),
+        database: None,
         uid,
         name: name.to_owned(),
         display_name: format!("{name} hospital"),

@@ -24,6 +24,7 @@ fn tenant() -> TenantRow {
         max_users: 10,
         generation: 1,
         schema: None,
+        database: None,
     }
 }
 

@@ -59,7 +59,8 @@ impl Database {
         E: From<TxError> + Outcome,
     {
         let request = RequestConsistency::current();
-        let (client, pool) = self.connection(access, request.as_deref()).await?;
+        let db = self.for_tenant(requester.tenant_id).await?;
+        let (client, pool) = db.connection(access, request.as_deref()).await?;
         let mut tx = TenantTx::new(client, requester.tenant_id);
         let mut record = Record {
             requester: requester.clone(),
@@ -73,7 +74,7 @@ impl Database {
             let result = row.and_then(|row| finished.map(|()| row));
             let result = result.map_err(E::from).and_then(decide);
             if result.is_ok() {
-                self.append(&record).await?;
+                db.append_on(&record).await?;
                 return result;
             }
             result
@@ -87,7 +88,7 @@ impl Database {
         };
         if let Err(error) = &result {
             record.status = i16::try_from(error.status().as_u16()).unwrap_or(i16::MAX);
-            self.append_failed(&record).await;
+            db.append_failed(&record).await;
         }
         result
     }

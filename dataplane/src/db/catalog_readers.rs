@@ -158,3 +158,18 @@ impl ReaderSource for CatalogReaders {
         Some(pools.healthy[turn].clone())
     }
 }
+
+impl super::dedicated::ReaderTarget for CatalogReaders {
+    // The settings of a healthy published reader, in turn (a `Dedicated` tenant's reads
+    // use its database there).
+    fn reader_target(&self) -> Option<(String, DbTarget)> {
+        let (_, published) = self.published.current();
+        let healthy: Vec<&ReaderRow> = published.iter().filter(|r| r.healthy).collect();
+        if healthy.is_empty() {
+            return None;
+        }
+        let turn = self.next.fetch_add(1, Ordering::Relaxed) % healthy.len();
+        let reader = healthy[turn];
+        self.target(reader).ok().map(|t| (reader.endpoint(), t))
+    }
+}

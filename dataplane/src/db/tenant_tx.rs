@@ -66,6 +66,9 @@ pub enum TxError {
     /// A statement failed.
     #[error("a statement of a tenant transaction failed")]
     Query(#[source] tokio_postgres::Error),
+    /// A `Dedicated` tenant's database cannot be reached (no pool can be made for it).
+    #[error("the tenant's own database cannot be used: {0}")]
+    Dedicated(String),
 }
 
 impl From<tokio_postgres::Error> for TxError {
@@ -404,7 +407,8 @@ impl Database {
         E: From<TxError>,
     {
         let request = RequestConsistency::current();
-        let (client, _) = self.connection(access, request.as_deref()).await?;
+        let db = self.for_tenant(tenant_id).await?;
+        let (client, _) = db.connection(access, request.as_deref()).await?;
         let mut tx = TenantTx::new(client, tenant_id);
         match work(&mut tx).await {
             Ok(value) if access == Access::Write => {
@@ -452,7 +456,8 @@ impl Database {
         E: From<TxError> + Outcome,
     {
         let request = RequestConsistency::current();
-        let (client, pool) = self.connection(access, request.as_deref()).await?;
+        let db = self.for_tenant(requester.tenant_id).await?;
+        let (client, pool) = db.connection(access, request.as_deref()).await?;
         // A read the reader pool served: its entry goes to the writer afterwards.
         let on_replica = access == Access::Read && pool == ReadPool::Reader;
         let mut tx = TenantTx::new(client, requester.tenant_id);
@@ -475,7 +480,7 @@ impl Database {
             Ok(value) if on_replica => {
                 tx.finish("COMMIT").await?;
                 drop(tx);
-                self.append(&record).await?;
+                db.append_on(&record).await?;
                 Ok(value)
             }
             Ok(value) => {
@@ -491,7 +496,7 @@ impl Database {
                     tracing::warn!(error = %Report(&rollback), "rolling back a tenant transaction failed");
                 }
                 drop(tx);
-                self.append_failed(&record).await;
+                db.append_failed(&record).await;
                 Err(error)
             }
         }
@@ -501,7 +506,7 @@ impl Database {
     /// client is told of its failure either way, so an entry that cannot be written is
     /// logged (without PHI) rather than hiding the first error.
     pub(super) async fn append_failed(&self, record: &Record) {
-        if let Err(audit) = self.append(record).await {
+        if let Err(audit) = self.append_on(record).await {
             tracing::error!(
                 error = %Report(&audit),
                 tenant_id = record.requester.tenant_id,
@@ -516,6 +521,14 @@ impl Database {
     /// trip: BEGIN, the tenant setting, the append and COMMIT). It gives the request no
     /// consistency token: the entry is no data the client could read back.
     pub async fn append(&self, record: &Record) -> Result<(), TxError> {
+        self.for_tenant(record.requester.tenant_id)
+            .await?
+            .append_on(record)
+            .await
+    }
+
+    /// [`Database::append`] on this database's writer (the tenant's, already chosen).
+    pub(super) async fn append_on(&self, record: &Record) -> Result<(), TxError> {
         let client = self.checkout(self.writer(), ReadPool::Writer).await?;
         let mut tx = TenantTx::new(client, record.requester.tenant_id);
         tx.commit_with(record, false).await.map(|_| ())

@@ -276,6 +276,7 @@ mod tests {
                 max_users: 1,
                 generation: 1,
                 schema: None,
+                database: None,
             },
         }))
     }

@@ -42,6 +42,7 @@ pub fn tenant_record(id: i64, name: &str, host: &str) -> TenantRecord {
             max_users: 100,
             generation: 1,
             schema: None,
+            database: None,
         },
     }
 }

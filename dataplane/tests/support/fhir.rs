@@ -137,6 +137,38 @@ pub async fn setup_schema_a() -> (Setup, String) {
     (setup, schema)
 }
 
+/// Like [`setup_schema_a`], tenant A `Dedicated` (its rows in a database of its own, on
+/// the same server) and B `Shared`; the database of A too. The data plane's database is
+/// `database` (e.g. a split one with a reader) made from the test database.
+pub async fn setup_dedicated_a_with(database: impl FnOnce(&TestDb) -> Database) -> (Setup, String) {
+    let db = TestDb::create().await;
+    let (a, name) = db.insert_dedicated_tenant("mercy", A).await;
+    let b = db.insert_tenant("stjude", B).await;
+    let catalog = Catalog::new();
+    let mut ra = record(a, A);
+    ra.row.isolation = phoenix_dataplane::Isolation::Dedicated;
+    ra.row.database = Some(name.clone());
+    catalog.replace_with_sso([ra, record(b, B)], [(a, sso(A)), (b, sso(B))]);
+    let metrics = Metrics::new(Some("us-east-1"));
+    let database = database(&db).observed_by(metrics.reads());
+    let app = app_with(&catalog, &database, &metrics);
+    let admin = phoenix_dataplane::admin_app(AppState::new(
+        catalog.clone(),
+        database.clone(),
+        metrics.clone(),
+    ));
+    let setup = Setup {
+        _db: db,
+        catalog,
+        database,
+        app,
+        admin,
+        metrics,
+        ids: (a, b),
+    };
+    (setup, name)
+}
+
 /// A new application over the same catalog and database: a restarted server.
 pub fn fresh_app(catalog: &Catalog, database: &Database) -> axum::Router {
     app_with(catalog, database, &Metrics::new(Some("us-east-1")))

@@ -94,6 +94,8 @@ pub struct TestDb {
     operator: Option<Arc<dyn OperatorDatabase>>,
     // Roles of Schema tenants: server-wide, so dropped with the database.
     schema_roles: std::sync::Mutex<Vec<String>>,
+    // `Dedicated` tenants' databases, dropped before the roles that own them.
+    tenant_dbs: std::sync::Mutex<Vec<String>>,
 }
 
 impl TestDb {
@@ -115,6 +117,7 @@ impl TestDb {
             admin: None,
             operator: None,
             schema_roles: std::sync::Mutex::new(Vec::new()),
+            tenant_dbs: std::sync::Mutex::new(Vec::new()),
         };
 
         let server = connect(&db.admin_config).await;
@@ -284,6 +287,7 @@ impl TestDb {
             max_users: 1000,
             generation: 1,
             schema: None,
+            database: None,
         };
         self.operator
             .as_ref()
@@ -317,6 +321,7 @@ impl TestDb {
             max_users: 1000,
             generation: 1,
             schema: Some(schema.clone()),
+            database: None,
         };
         let id = operator
             .upsert_tenant(&row)
@@ -327,6 +332,59 @@ impl TestDb {
             .expect("lock")
             .push(phoenix_catalog::schemas::tenant_role(&row.uid));
         (id, schema)
+    }
+
+    /// Creates a `Dedicated` tenant as the operator does (its role, its database with the
+    /// clinical tables, then its catalog row); its catalog id and database.
+    pub async fn insert_dedicated_tenant(&self, name: &str, hostname: &str) -> (i64, String) {
+        let operator = self.operator.as_ref().expect("provisioned in create()");
+        let uid = format!("uid-{name}-{}", self.name);
+        let database = phoenix_catalog::schemas::tenant_database(&uid);
+        self.tenant_dbs.lock().expect("lock").push(database.clone());
+        self.schema_roles
+            .lock()
+            .expect("lock")
+            .push(phoenix_catalog::schemas::tenant_role(&uid));
+        let mut target = self.admin_config.clone();
+        target.config.dbname(&database);
+        let tdb = PgDatabase::new(target, 2, false).expect("the tenant database's provider");
+        phoenix_operator::controller::tenant::apply::converge_dedicated(&**operator, &tdb, &uid)
+            .await
+            .unwrap_or_else(|error| panic!("operator creates the database of {name}: {error}"));
+        let row = TenantRow {
+            uid,
+            name: name.to_owned(),
+            display_name: format!("{name} Health System"),
+            hostname: hostname.to_owned(),
+            home_region: "us-east-1".to_owned(),
+            data_residency: vec!["US".to_owned()],
+            isolation: Isolation::Dedicated,
+            state: TenantState::Active,
+            requests_per_second: 100,
+            max_users: 1000,
+            generation: 1,
+            schema: None,
+            database: Some(database.clone()),
+        };
+        let id = operator
+            .upsert_tenant(&row)
+            .await
+            .unwrap_or_else(|error| panic!("operator writes tenant {name}: {error}"));
+        (id, database)
+    }
+
+    /// A superuser connection to `database` (a `Dedicated` tenant's) on the replica.
+    pub async fn replica_admin_of(&self, database: &str) -> Client {
+        let mut config = stack_dsn(REPLICA_DSN_VAR);
+        config.config.dbname(database);
+        connect(&config).await
+    }
+
+    /// A superuser connection to `database` (a `Dedicated` tenant's) on the test server.
+    pub async fn admin_of(&self, database: &str) -> Client {
+        let mut target = self.admin_config.clone();
+        target.config.dbname(database);
+        connect(&target).await
     }
 
     /// Publishes `row` as tenant `tenant_id`'s SSO settings, as the operator does.
@@ -370,10 +428,19 @@ impl Drop for TestDb {
         self.admin = None;
         self.operator = None;
         let config = self.admin_config.clone();
-        let mut sql = format!(
+        let mut sql = String::new();
+        for database in self
+            .tenant_dbs
+            .lock()
+            .map(|d| d.clone())
+            .unwrap_or_default()
+        {
+            sql.push_str(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE);"));
+        }
+        sql.push_str(&format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE); DROP ROLE IF EXISTS {};",
             self.name, self.role
-        );
+        ));
         for role in self
             .schema_roles
             .lock()

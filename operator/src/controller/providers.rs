@@ -250,6 +250,19 @@ pub trait Databases: Send + Sync {
 
     /// Forgets the pools of a region (when the Region is deleted).
     fn forget(&self, region: &str);
+
+    /// A `Dedicated` tenant's `database` on the server of `target` (the region writer's
+    /// settings, dbname replaced): a small pool, closed when idle; the number of such
+    /// pools is capped, so the operator's connections stay bounded (ADR 0010).
+    fn open_tenant_database(
+        &self,
+        region: &str,
+        target: &DbTarget,
+        database: &str,
+    ) -> Result<Arc<dyn Database>, DbError>;
+
+    /// Closes the pool of a tenant's `database` (before it is dropped).
+    fn close_tenant_database(&self, database: &str);
 }
 
 /// What the live catalog holds about a tenant and its name and host name.
@@ -375,6 +388,32 @@ pub trait Database: Send + Sync {
         schema: &str,
         role: &str,
     ) -> Result<crate::db::tenant_schema::SchemaSeen, DbError>;
+    /// A `Dedicated` tenant's database and role as the server holds them, with the region
+    /// database's clinical template.
+    async fn tenant_database(
+        &self,
+        database: &str,
+        role: &str,
+    ) -> Result<crate::db::tenant_database::DatabaseSeen, DbError>;
+    /// Runs a `Dedicated` tenant's server work: role changes, `CREATE DATABASE` (outside a
+    /// transaction), then the database's owner and who may connect.
+    async fn apply_tenant_database(
+        &self,
+        work: &crate::db::tenant_database::ServerWork,
+    ) -> Result<(), DbError>;
+    /// On a tenant's own database: what its plan needs besides the `clinical` schema
+    /// (`logins` are the data plane logins).
+    async fn tenant_database_inside(
+        &self,
+        logins: &[String],
+    ) -> Result<crate::db::tenant_database::InsideSeen, DbError>;
+    /// Drops a `Dedicated` tenant's database (its sessions terminated first) and its role,
+    /// if the operator owns it.
+    async fn drop_tenant_database(
+        &self,
+        database: &str,
+        role: &str,
+    ) -> Result<crate::db::tenant_database_observe::DroppedDatabase, DbError>;
     /// Drops a `Schema` tenant's schema (with its rows) and its role, if the operator owns
     /// it.
     async fn drop_tenant_schema(

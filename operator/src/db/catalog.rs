@@ -20,8 +20,8 @@ pub struct Deleted {
 }
 
 const UPSERT: &str = "INSERT INTO catalog.tenants AS t
-    (uid, name, display_name, hostname, home_region, data_residency, isolation, state, requests_per_second, max_users, generation, schema_name)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+    (uid, name, display_name, hostname, home_region, data_residency, isolation, state, requests_per_second, max_users, generation, schema_name, database_name)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 ON CONFLICT (uid) DO UPDATE SET
     display_name = EXCLUDED.display_name, hostname = EXCLUDED.hostname, data_residency = EXCLUDED.data_residency,
     state = EXCLUDED.state, requests_per_second = EXCLUDED.requests_per_second, max_users = EXCLUDED.max_users,
@@ -55,6 +55,7 @@ pub async fn upsert(client: &Client, row: &TenantRow) -> Result<i64, DbError> {
                 &row.max_users,
                 &row.generation,
                 &row.schema,
+                &row.database,
             ],
         )
         .await;

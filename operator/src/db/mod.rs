@@ -16,6 +16,8 @@ pub mod scram;
 pub mod sso;
 pub mod standby;
 pub mod state;
+pub mod tenant_database;
+pub mod tenant_database_observe;
 pub mod tenant_schema;
 pub mod tenant_schema_observe;
 
@@ -379,7 +381,19 @@ impl Database for PgDatabase {
         uid: &str,
         taken_at: &str,
     ) -> Result<Option<crate::snapshot::Snapshot>, DbError> {
-        crate::snapshot::dump::dump_tenant(&mut *self.client().await?, uid, taken_at).await
+        let mut client = self.client().await?;
+        match crate::snapshot::dump::dedicated_database(&client, uid).await? {
+            // A Dedicated tenant's rows are in its own database (ADR 0010).
+            Some(database) => {
+                let (mut tdb, driver) = self.connect_to(&database).await?;
+                let taken =
+                    crate::snapshot::dump::dump_dedicated(&client, &mut tdb, uid, taken_at).await;
+                drop(tdb);
+                let _ = driver.await;
+                taken
+            }
+            None => crate::snapshot::dump::dump_tenant(&mut client, uid, taken_at).await,
+        }
     }
 
     async fn delete_snapshotted(
@@ -388,7 +402,23 @@ impl Database for PgDatabase {
         counts: &[(String, u64)],
     ) -> Result<Deleted, DbError> {
         self.writable("deleting the tenant")?;
-        crate::snapshot::delete::delete_snapshotted(&mut *self.client().await?, uid, counts).await
+        let mut client = self.client().await?;
+        match crate::snapshot::dump::dedicated_database(&client, uid).await? {
+            Some(database) => {
+                let (tdb, driver) = self.connect_to(&database).await?;
+                let deleted = crate::snapshot::delete::delete_dedicated_snapshotted(
+                    &mut client,
+                    tdb,
+                    &database,
+                    uid,
+                    counts,
+                )
+                .await;
+                let _ = driver.await;
+                deleted
+            }
+            None => crate::snapshot::delete::delete_snapshotted(&mut client, uid, counts).await,
+        }
     }
 
     async fn tenant_schema(
@@ -406,5 +436,49 @@ impl Database for PgDatabase {
     ) -> Result<tenant_schema_observe::Dropped, DbError> {
         self.writable("dropping the tenant's schema")?;
         tenant_schema_observe::drop(&mut *self.client().await?, schema, role).await
+    }
+
+    async fn tenant_database(
+        &self,
+        database: &str,
+        role: &str,
+    ) -> Result<tenant_database::DatabaseSeen, DbError> {
+        tenant_database_observe::server_seen(&mut *self.client().await?, database, role).await
+    }
+
+    async fn apply_tenant_database(
+        &self,
+        work: &tenant_database::ServerWork,
+    ) -> Result<(), DbError> {
+        self.writable("creating the tenant's database")?;
+        let sql = |list: &[roles::Ddl]| -> Vec<String> {
+            list.iter().flat_map(|d| d.sql.clone()).collect()
+        };
+        if !work.before.is_empty() {
+            self.execute(&sql(&work.before)).await?;
+        }
+        if let Some(create) = &work.create {
+            tenant_database_observe::create(&*self.client().await?, create).await?;
+        }
+        if !work.after.is_empty() {
+            self.execute(&sql(&work.after)).await?;
+        }
+        Ok(())
+    }
+
+    async fn tenant_database_inside(
+        &self,
+        logins: &[String],
+    ) -> Result<tenant_database::InsideSeen, DbError> {
+        tenant_database_observe::inside_seen(&*self.client().await?, logins).await
+    }
+
+    async fn drop_tenant_database(
+        &self,
+        database: &str,
+        role: &str,
+    ) -> Result<tenant_database_observe::DroppedDatabase, DbError> {
+        self.writable("dropping the tenant's database")?;
+        tenant_database_observe::drop(&*self.client().await?, database, role).await
     }
 }

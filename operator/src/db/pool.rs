@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use phoenix_catalog::connect::{MakeRustlsConnect, PgTarget};
@@ -85,6 +85,11 @@ impl PgDatabase {
         })
     }
 
+    /// Closes the pooled connections idle for longer than `idle` (none in use is touched).
+    pub fn close_idle(&self, idle: Duration) {
+        self.pool.retain(|_, metrics| metrics.last_used() < idle);
+    }
+
     /// `host:port/dbname`.
     pub fn endpoint_str(&self) -> &str {
         &self.endpoint
@@ -111,6 +116,30 @@ impl PgDatabase {
         } else {
             Ok(())
         }
+    }
+
+    /// One connection of its own (not pooled) to `database` on the same server with the
+    /// same login, and the task driving it (ends when the client is dropped). For the
+    /// short work on a `Dedicated` tenant's database that must hold its own session (a
+    /// snapshot and the deletion after it: one at a time per tenant being deleted).
+    pub async fn connect_to(
+        &self,
+        database: &str,
+    ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), DbError> {
+        let mut config = self.config.clone();
+        config.dbname(database);
+        let (client, connection) =
+            config
+                .connect(self.tls.clone())
+                .await
+                .map_err(|e| DbError::Connect {
+                    endpoint: endpoint_of(&config),
+                    reason: describe(&e),
+                })?;
+        let driver = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok((client, driver))
     }
 
     /// Creates the database when the server has none of that name (a fresh RDS instance
@@ -148,17 +177,46 @@ impl PgDatabase {
     }
 }
 
-/// Region databases by key, rebuilt when the connection settings change.
+/// Connections of the pool of one `Dedicated` tenant's database: a reconcile runs its
+/// statements one after another, so two is enough.
+pub const TENANT_DB_CONNECTIONS: usize = 2;
+/// How many tenant database pools are kept at once; opening one more closes the pool used
+/// least recently. With [`TENANT_DB_CONNECTIONS`], the connections the operator holds to
+/// tenant databases stay at most 16 (plus those of reconciles still running on a pool
+/// evicted under them, each at most 2), however many `Dedicated` tenants there are.
+pub const TENANT_DB_POOLS: usize = 8;
+/// A tenant database pool unused this long is closed; its idle connections close after it
+/// as well.
+pub const TENANT_DB_IDLE: Duration = Duration::from_secs(30);
+
+/// A tenant database's pool and when it was last opened.
+struct TenantPool {
+    fingerprint: String,
+    db: Arc<PgDatabase>,
+    used: Instant,
+}
+
+/// Region databases by key, rebuilt when the connection settings change; and the bounded,
+/// idle-closed pools of `Dedicated` tenants' databases (ADR 0010).
 #[derive(Default)]
 pub struct PgDatabases {
     read_only: bool,
     by_key: Mutex<HashMap<String, (String, Arc<PgDatabase>)>>,
+    tenant_dbs: Mutex<HashMap<String, TenantPool>>,
 }
 
 impl PgDatabases {
     /// Databases the reconcilers may change.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How many `Dedicated` tenants' database pools are open.
+    pub fn tenant_pools(&self) -> usize {
+        self.tenant_dbs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     /// Databases that are only read (`plan`).
@@ -193,11 +251,125 @@ impl Databases for PgDatabases {
         Ok(db)
     }
 
+    fn open_tenant_database(
+        &self,
+        region: &str,
+        target: &DbTarget,
+        database: &str,
+    ) -> Result<Arc<dyn Database>, DbError> {
+        let fingerprint = hex::encode(Sha256::digest(
+            format!("{region}\n{}\n{database}", target.fingerprint).as_bytes(),
+        ));
+        let now = Instant::now();
+        let mut map = self.tenant_dbs.lock().unwrap_or_else(|p| p.into_inner());
+        // Idle pools go first; the others give back connections idle that long.
+        map.retain(|_, p| now.duration_since(p.used) < TENANT_DB_IDLE);
+        for p in map.values() {
+            p.db.close_idle(TENANT_DB_IDLE);
+        }
+        if let Some(p) = map.get_mut(database)
+            && p.fingerprint == fingerprint
+        {
+            p.used = now;
+            return Ok(p.db.clone());
+        }
+        map.remove(database);
+        while map.len() >= TENANT_DB_POOLS {
+            let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, p)| p.used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some(p) = map.remove(&oldest) {
+                p.db.close_idle(Duration::ZERO);
+            }
+        }
+        let mut pg = target.pg.clone();
+        pg.config.dbname(database);
+        let db = Arc::new(PgDatabase::new(pg, TENANT_DB_CONNECTIONS, self.read_only)?);
+        map.insert(
+            database.to_owned(),
+            TenantPool {
+                fingerprint,
+                db: db.clone(),
+                used: now,
+            },
+        );
+        Ok(db)
+    }
+
+    fn close_tenant_database(&self, database: &str) {
+        let removed = self
+            .tenant_dbs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(database);
+        if let Some(p) = removed {
+            p.db.close_idle(Duration::ZERO);
+        }
+    }
+
     fn forget(&self, region: &str) {
         let prefix = format!("{region}#");
         self.by_key
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|k, _| k != region && !k.starts_with(&prefix));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn tenant_database_pools_are_few_small_reused_and_closed_on_request() {
+        let dbs = PgDatabases::new();
+        let target = DbTarget {
+            pg: phoenix_catalog::connect::parse("postgres://op:secret@127.0.0.1:1/region")
+                .expect("dsn"),
+            fingerprint: "f1".into(),
+            ca_pem: None,
+        };
+        let a = dbs
+            .open_tenant_database("us", &target, "tdb_a")
+            .expect("open");
+        assert_eq!(
+            a.endpoint(),
+            "127.0.0.1:1/tdb_a",
+            "the region's server, dbname replaced"
+        );
+        let again = dbs
+            .open_tenant_database("us", &target, "tdb_a")
+            .expect("open");
+        assert!(Arc::ptr_eq(&a, &again), "one pool per database, reused");
+        for i in 0..TENANT_DB_POOLS + 5 {
+            dbs.open_tenant_database("us", &target, &format!("tdb_{i}"))
+                .expect("open");
+        }
+        assert_eq!(dbs.tenant_pools(), TENANT_DB_POOLS, "capped");
+        // The least recently used went; the latest are there, and one closes on request.
+        dbs.close_tenant_database("tdb_0");
+        assert_eq!(
+            dbs.tenant_pools(),
+            TENANT_DB_POOLS,
+            "tdb_0 was evicted already"
+        );
+        dbs.close_tenant_database(&format!("tdb_{}", TENANT_DB_POOLS + 4));
+        assert_eq!(dbs.tenant_pools(), TENANT_DB_POOLS - 1);
+        // New settings (a rotated password) make a new pool.
+        let moved = DbTarget {
+            fingerprint: "f2".into(),
+            ..target.clone()
+        };
+        let b = dbs
+            .open_tenant_database("us", &target, "tdb_b")
+            .expect("open");
+        let b2 = dbs
+            .open_tenant_database("us", &moved, "tdb_b")
+            .expect("open");
+        assert!(!Arc::ptr_eq(&b, &b2));
     }
 }

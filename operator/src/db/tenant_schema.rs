@@ -111,6 +111,8 @@ pub struct SchemaWork {
     pub drift: Vec<String>,
     /// Whether some of the drift was row-level security.
     pub rls_drift: bool,
+    /// A `Dedicated` tenant's database, whose `clinical` schema this is (ADR 0010).
+    pub database: Option<String>,
 }
 
 /// Why a tenant's schema cannot be converged.
@@ -332,7 +334,8 @@ pub fn schema_changes(
         if seen.indexes.contains(&key) {
             continue;
         }
-        let Some((_, rest)) = key.split_once(' ') else {
+        // The key is `[UNIQUE ]table rest`: what follows the table is the definition.
+        let Some((_, rest)) = key.strip_prefix("UNIQUE ").unwrap_or(&key).split_once(' ') else {
             continue;
         };
         found(format!("index {} on {schema}.{} missing", i.name, i.table));

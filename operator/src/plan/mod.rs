@@ -4,6 +4,7 @@
 //! admitted with a server-side dry run, database sessions are read-only, and the secret
 //! store refuses writes.
 
+mod dedicated;
 pub mod manifests;
 mod rds;
 pub mod report;
@@ -304,8 +305,13 @@ async fn plan_tenant(
             row,
             change,
             schema,
+            dedicated,
             ..
         }) => {
+            if let Some(w) = &dedicated {
+                let known = t.status.as_ref().is_some_and(|s| s.placement.is_some());
+                changes.extend(dedicated::changes(w, known, &placement.region));
+            }
             if let Some(w) = &schema {
                 // A Tenant not created yet (a manifest, dry-run applied: no status) has only
                 // a dry run's UID, so the names it will get are not known yet.

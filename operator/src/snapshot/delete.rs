@@ -127,3 +127,94 @@ pub async fn delete_snapshotted(
         dropped: Some(dropped),
     })
 }
+
+/// [`delete_snapshotted`] for a `Dedicated` tenant: `tdb` is a connection to its database
+/// `database` (made before it is closed to new sessions). The database is closed to new
+/// sessions and every other session on it ended, then its rows are counted (nothing can
+/// write any more); if each table holds the snapshot's count, the database (with
+/// `tdb`'s session) and the role are dropped and the catalog row deleted; otherwise the
+/// database is opened again and nothing is deleted.
+pub async fn delete_dedicated_snapshotted(
+    region: &mut Client,
+    tdb: Client,
+    database: &str,
+    uid: &str,
+    counts: &[(String, u64)],
+) -> Result<Deleted, DbError> {
+    let e = DbError::query;
+    let Some(found) = region
+        .query_opt("SELECT id FROM catalog.tenants WHERE uid = $1", &[&uid])
+        .await
+        .map_err(e("finding the tenant"))?
+    else {
+        return Ok(Deleted {
+            rows: 0,
+            existed: false,
+            dropped: None,
+        });
+    };
+    let id: i64 = col(&found, 0)?;
+    let d = crate::db::rls::quote_ident(database);
+    let pid: i32 = col(
+        &tdb.query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .map_err(e("reading the tenant database session"))?,
+        0,
+    )?;
+    region
+        .batch_execute(&format!("ALTER DATABASE {d} ALLOW_CONNECTIONS false"))
+        .await
+        .map_err(e("closing the tenant's database to new sessions"))?;
+    region
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = $1 AND pid <> $2 AND pid <> pg_backend_pid()",
+            &[&database, &pid],
+        )
+        .await
+        .map_err(e("terminating the sessions on the tenant's database"))?;
+    tdb.execute(
+        "SELECT set_config('app.tenant_id', $1::bigint::text, false)",
+        &[&id],
+    )
+    .await
+    .map_err(e("scoping the deletion to the tenant"))?;
+    let saved = |table: &str| {
+        counts
+            .iter()
+            .find(|(t, _)| t == table)
+            .map_or(0, |(_, n)| *n)
+    };
+    let mut rows = 0;
+    for table in DELETE_ORDER {
+        let n = tdb
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .map_err(e("counting the tenant's rows"))?;
+        let n = u64::try_from(col::<i64>(&n, 0)?).unwrap_or(0);
+        if n != saved(table) {
+            drop(tdb);
+            region
+                .batch_execute(&format!("ALTER DATABASE {d} ALLOW_CONNECTIONS true"))
+                .await
+                .map_err(e("opening the tenant's database again"))?;
+            return Err(changed(table, n, saved(table)));
+        }
+        rows += n;
+    }
+    drop(tdb);
+    let role = phoenix_catalog::schemas::tenant_role(uid);
+    let dropped = crate::db::tenant_database_observe::drop(region, database, &role).await?;
+    region
+        .execute("DELETE FROM catalog.tenants WHERE id = $1", &[&id])
+        .await
+        .map_err(e("deleting the tenant's catalog row"))?;
+    Ok(Deleted {
+        rows,
+        existed: true,
+        dropped: Some(tenant_schema_observe::Dropped {
+            schema: dropped.database,
+            role: dropped.role,
+        }),
+    })
+}

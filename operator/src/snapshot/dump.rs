@@ -129,20 +129,37 @@ pub async fn dump_tenant(
         .await
         .map_err(DbError::query("reading the schema version"))?;
     let schema_version: i32 = col(&version, 0)?;
+    let tables = copy_tables(&tx, tenant.catalog_id, schema.as_deref()).await?;
+    tx.commit()
+        .await
+        .map_err(DbError::query("ending the snapshot"))?;
+    Ok(Some(Snapshot {
+        tenant,
+        schema_version,
+        taken_at: taken_at.to_owned(),
+        tables,
+    }))
+}
+
+// Every tenant table's rows of tenant `catalog_id` (in `schema`'s copies, or `clinical`),
+// parents first, as COPY text.
+async fn copy_tables(
+    tx: &tokio_postgres::Transaction<'_>,
+    catalog_id: i64,
+    schema: Option<&str>,
+) -> Result<Vec<TableData>, DbError> {
     let mut tables = Vec::new();
     for table in load_order() {
-        let source = physical(table, schema.as_deref());
-        let columns = columns(&tx, &source).await?;
+        let source = physical(table, schema);
+        let columns = columns(tx, &source).await?;
         let list = columns
             .iter()
             .map(|c| quote_ident(c))
             .collect::<Vec<_>>()
             .join(", ");
         // COPY takes no parameters; the id is an integer we read ourselves.
-        let sql = format!(
-            "COPY (SELECT {list} FROM {source} WHERE tenant_id = {}) TO STDOUT",
-            tenant.catalog_id
-        );
+        let sql =
+            format!("COPY (SELECT {list} FROM {source} WHERE tenant_id = {catalog_id}) TO STDOUT");
         let stream = tx
             .copy_out(&sql)
             .await
@@ -163,6 +180,87 @@ pub async fn dump_tenant(
             data,
         });
     }
+    Ok(tables)
+}
+
+/// The database of tenant `uid` when it is `Dedicated` (its catalog row's
+/// `database_name`), else `None`.
+pub async fn dedicated_database(client: &Client, uid: &str) -> Result<Option<String>, DbError> {
+    let row = client
+        .query_opt(
+            "SELECT database_name FROM catalog.tenants WHERE uid = $1 AND isolation = 'Dedicated'",
+            &[&uid],
+        )
+        .await
+        .map_err(DbError::query("finding the tenant's database"))?;
+    let name: Option<String> = match row {
+        Some(r) => col(&r, 0)?,
+        None => None,
+    };
+    match name {
+        Some(n) if !phoenix_catalog::schemas::valid_tenant_database(&n) => Err(DbError::Query {
+            context: "finding the tenant's database",
+            reason: format!("database_name {n:?} is not a valid tenant database name"),
+        }),
+        other => Ok(other),
+    }
+}
+
+/// The rows of `Dedicated` tenant `uid`: its catalog row read on `region`, its rows on
+/// `tdb` (a connection to its own database) in one read-only repeatable-read transaction,
+/// from that database's `clinical` tables; `None` when no catalog row has that UID.
+pub async fn dump_dedicated(
+    region: &Client,
+    tdb: &mut Client,
+    uid: &str,
+    taken_at: &str,
+) -> Result<Option<Snapshot>, DbError> {
+    let Some(row) = region
+        .query_opt(
+            "SELECT id, name, home_region, isolation FROM catalog.tenants WHERE uid = $1",
+            &[&uid],
+        )
+        .await
+        .map_err(DbError::query("finding the tenant to snapshot"))?
+    else {
+        return Ok(None);
+    };
+    let tenant = SnapshotTenant {
+        uid: uid.to_owned(),
+        catalog_id: col(&row, 0)?,
+        name: col(&row, 1)?,
+        home_region: col(&row, 2)?,
+        isolation: col(&row, 3)?,
+    };
+    let tx = tdb
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(DbError::query("starting the snapshot"))?;
+    tx.batch_execute(
+        "SET LOCAL datestyle = 'ISO, YMD'; SET LOCAL intervalstyle = 'postgres';
+         SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'",
+    )
+    .await
+    .map_err(DbError::query("preparing the snapshot session"))?;
+    tx.execute(
+        "SELECT set_config('app.tenant_id', $1::bigint::text, true)",
+        &[&tenant.catalog_id],
+    )
+    .await
+    .map_err(DbError::query("scoping the snapshot to the tenant"))?;
+    // The same migrations made this database: its ledger is the schema version.
+    let version = tx
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM phoenix_meta.schema_migrations",
+            &[],
+        )
+        .await
+        .map_err(DbError::query("reading the schema version"))?;
+    let schema_version: i32 = col(&version, 0)?;
+    let tables = copy_tables(&tx, tenant.catalog_id, None).await?;
     tx.commit()
         .await
         .map_err(DbError::query("ending the snapshot"))?;

@@ -68,9 +68,9 @@ pub async fn restore(
     snap: &Snapshot,
     into: &str,
 ) -> Result<Restored, RestoreError> {
-    if !["Shared", "Schema"].contains(&snap.tenant.isolation.as_str()) {
+    if !["Shared", "Schema", "Dedicated"].contains(&snap.tenant.isolation.as_str()) {
         return Err(refused(format!(
-            "the snapshot is of a tenant with isolation {}; this version restores snapshots of Shared and Schema tenants only",
+            "the snapshot is of a tenant with isolation {}; this version restores snapshots of Shared, Schema and Dedicated tenants only",
             snap.tenant.isolation
         )));
     }

@@ -35,6 +35,7 @@ pub fn tenant(name: &str) -> TenantRow {
         max_users: 100,
         generation: 1,
         schema: None,
+        database: None,
     }
 }
 

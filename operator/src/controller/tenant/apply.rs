@@ -9,6 +9,11 @@ use super::plan::{RowChange, TenantPlan};
 use crate::controller::context::Context;
 use crate::controller::error::ApplyError;
 use crate::controller::providers::Database;
+use crate::controller::tenant::deref::TenantDb;
+use crate::db::DbError;
+use crate::db::tenant_database::{ServerWork, inside_changes, inside_template, logins};
+use crate::db::tenant_schema::SchemaWork;
+use phoenix_catalog::schemas::SHARED_SCHEMA;
 
 /// Records `placement` in status unless it is there already: a crash after this point
 /// resumes in the same region, and cleanup knows where to look.
@@ -28,24 +33,36 @@ pub async fn record_placement(
     Ok(())
 }
 
-/// Converges a `Schema` tenant's schema, then the catalog row; the row's id, or `None`
-/// while the plan waits. The schema is complete before the row makes the data plane serve
-/// the tenant.
+/// What applying a Tenant's plan did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// The catalog row's id, or `None` while the plan waits.
+    pub catalog_id: Option<i64>,
+    /// A `Dedicated` tenant's database work (its `clinical` schema's, with the server's
+    /// drift first), for status and Events.
+    pub dedicated: Option<Box<SchemaWork>>,
+}
+
+/// Converges a `Schema` tenant's schema or a `Dedicated` tenant's database, then the
+/// catalog row. The tables are complete before the row makes the data plane serve the
+/// tenant.
 pub async fn apply(
     db: Option<&Arc<dyn Database>>,
+    tenant_db: Option<&TenantDb>,
     plan: &TenantPlan,
-) -> Result<Option<i64>, ApplyError> {
+) -> Result<Applied, ApplyError> {
     let (
         TenantPlan::Converge {
             row,
             change,
             catalog_id,
             schema,
+            dedicated,
         },
         Some(db),
     ) = (plan, db)
     else {
-        return Ok(None);
+        return Ok(Applied::default());
     };
     if let Some(work) = schema
         && !work.ddl.is_empty()
@@ -53,10 +70,53 @@ pub async fn apply(
         let sql: Vec<String> = work.ddl.iter().flat_map(|d| d.sql.clone()).collect();
         db.execute(&sql).await?;
     }
-    match (change, catalog_id) {
-        (RowChange::Unchanged, Some(id)) => Ok(Some(*id)),
-        _ => Ok(Some(db.upsert_tenant(row).await?)),
+    let mut applied = Applied::default();
+    if let Some(server) = dedicated {
+        let Some(TenantDb(tdb)) = tenant_db else {
+            return Err(ApplyError::Database(DbError::Query {
+                context: "converging the tenant's database",
+                reason: format!("database {} was not opened", server.database),
+            }));
+        };
+        db.apply_tenant_database(server).await?;
+        applied.dedicated = Some(Box::new(converge_inside(tdb.as_ref(), server).await?));
     }
+    applied.catalog_id = match (change, catalog_id) {
+        (RowChange::Unchanged, Some(id)) => Some(*id),
+        _ => Some(db.upsert_tenant(row).await?),
+    };
+    Ok(applied)
+}
+
+/// Inside a `Dedicated` tenant's database (which `server` made exist): the catalog's
+/// migrations, then the plan of its `clinical` schema against the region's template, run
+/// in one transaction; what it did, the server's drift first.
+pub async fn converge_inside(
+    tdb: &dyn Database,
+    server: &ServerWork,
+) -> Result<SchemaWork, ApplyError> {
+    tdb.migrate().await?;
+    let mut seen = tdb.tenant_schema(SHARED_SCHEMA, &server.role).await?;
+    seen.template = inside_template(&server.template);
+    let logins: Vec<String> = logins(&server.template).into_iter().collect();
+    let inside = tdb.tenant_database_inside(&logins).await?;
+    let mut work = inside_changes(
+        &server.database,
+        &server.role,
+        &seen,
+        &inside,
+        server.creates(),
+    )
+    .map_err(|e| ApplyError::Refused(Box::new(e.into())))?;
+    let sql: Vec<String> = work.ddl.iter().flat_map(|d| d.sql.clone()).collect();
+    if !sql.is_empty() {
+        tdb.execute(&sql).await?;
+    }
+    let mut drift = server.drift.clone();
+    drift.append(&mut work.drift);
+    work.drift = drift;
+    work.creates = server.creates();
+    Ok(work)
 }
 
 /// Creates or repairs the schema of the `Schema` tenant with UID `uid` exactly as its
@@ -79,4 +139,28 @@ pub async fn converge_schema(
         db.execute(&sql).await.map_err(ApplyError::from)?;
     }
     Ok(work)
+}
+
+/// Creates or repairs the database of the `Dedicated` tenant with UID `uid` exactly as its
+/// reconcile does (same observation, same plans, same statements): `region` is the region
+/// database, `tdb` the tenant's database on the same server; what it did. For tools and
+/// tests.
+pub async fn converge_dedicated(
+    region: &dyn Database,
+    tdb: &dyn Database,
+    uid: &str,
+) -> Result<SchemaWork, crate::controller::error::Error> {
+    let database = phoenix_catalog::schemas::tenant_database(uid);
+    let role = phoenix_catalog::schemas::tenant_role(uid);
+    let seen = region
+        .tenant_database(&database, &role)
+        .await
+        .map_err(ApplyError::from)?;
+    let server = crate::db::tenant_database::server_changes(&database, &role, &seen)
+        .map_err(crate::controller::error::PlanError::from)?;
+    region
+        .apply_tenant_database(&server)
+        .await
+        .map_err(ApplyError::from)?;
+    Ok(converge_inside(tdb, &server).await?)
 }

@@ -9,9 +9,10 @@ use phoenix_crds::{Placement, Region};
 use crate::conditions::{self, types};
 use crate::controller::error::DerefError;
 use crate::controller::providers::{Database, RowsSeen};
-use crate::controller::region::deref::writer;
+use crate::controller::region::deref::{writer, writer_target};
 use crate::controller::world::World;
 use crate::db::rls::TableState;
+use crate::db::tenant_database::DatabaseSeen;
 use crate::db::tenant_schema::SchemaSeen;
 
 /// What the region database shows.
@@ -25,6 +26,8 @@ pub struct Seen {
     pub rows: RowsSeen,
     /// A `Schema` tenant's schema, role and the clinical template.
     pub schema: Option<SchemaSeen>,
+    /// A `Dedicated` tenant's database and role on the server, and the clinical template.
+    pub database: Option<DatabaseSeen>,
 }
 
 /// Everything a Tenant's plan needs besides the tenant itself.
@@ -37,6 +40,18 @@ pub struct TenantRefs {
     pub region_not_ready: Option<String>,
     /// The region database, when the Region is Ready.
     pub seen: Option<Seen>,
+    /// A `Dedicated` tenant's own database (a bounded pool, opened lazily), for apply.
+    pub tenant_db: Option<TenantDb>,
+}
+
+/// A `Dedicated` tenant's own database, as apply reaches it.
+#[derive(Clone)]
+pub struct TenantDb(pub Arc<dyn Database>);
+
+impl std::fmt::Debug for TenantDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("TenantDb").field(&self.0.endpoint()).finish()
+    }
 }
 
 /// Reads what the plan needs; returns the region database too, for apply.
@@ -64,11 +79,31 @@ pub async fn dereference(
             region,
             region_not_ready: Some(why),
             seen: None,
+            tenant_db: None,
         };
         return Ok((None, refs));
     }
+    if desired.database.is_some() && region.spec.database.rds.is_some() {
+        return Err(DerefError::NotImplemented(
+            "a Dedicated tenant on an RDS region (spec.database.rds): its own RDS instance is not built yet; use Shared or Schema there, or a Region with spec.database.writer",
+        ));
+    }
     let db = writer(world, &region).await?;
     let schema_version = db.schema_version().await?;
+    let role = phoenix_catalog::schemas::tenant_role(&desired.uid);
+    let mut database = None;
+    let mut tenant_db = None;
+    if let Some(name) = &desired.database
+        && schema_version >= phoenix_catalog::latest_version()
+    {
+        database = Some(db.tenant_database(name, &role).await?);
+        let target = writer_target(world, &region).await?;
+        tenant_db = Some(TenantDb(world.providers.databases.open_tenant_database(
+            &placement.region,
+            &target,
+            name,
+        )?));
+    }
     let (rls, rows, schema) = if schema_version >= phoenix_catalog::latest_version() {
         let schema = match &desired.schema {
             Some(name) => Some(
@@ -93,7 +128,9 @@ pub async fn dereference(
             rls,
             rows,
             schema,
+            database,
         }),
+        tenant_db,
     };
     Ok((Some(db), refs))
 }

@@ -50,14 +50,22 @@ async fn converge(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
         let desired = plan::catalog_row(tenant, &placement);
         let (db, refs) = deref::dereference(&placement, &desired, &world).await?;
         let plan = plan::plan(tenant, &placement, &refs)?;
-        let catalog_id = apply::apply(db.as_ref(), &plan).await?;
-        Ok::<_, Error>((placement, plan, catalog_id))
+        let applied = apply::apply(db.as_ref(), refs.tenant_db.as_ref(), &plan).await?;
+        Ok::<_, Error>((placement, plan, applied))
     }
     .await;
     match result {
-        Ok((placement, TenantPlan::Converge { schema, .. }, Some(catalog_id))) => {
+        Ok((
+            placement,
+            TenantPlan::Converge { schema, .. },
+            apply::Applied {
+                catalog_id: Some(catalog_id),
+                dedicated,
+            },
+        )) => {
+            let work = schema.as_deref().or(dedicated.as_deref());
             let (mut status, mut events) =
-                status::ready(tenant, &placement, catalog_id, schema.as_deref(), &now);
+                status::ready(tenant, &placement, catalog_id, work, &now);
             if let Some(note) = World::of(ctx)
                 .region(&placement.region)
                 .and_then(|r| snapshot::unprotected_note(tenant, &r))
@@ -204,13 +212,17 @@ async fn release(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     let note = match tenant.spec.database.deletion_policy {
         DeletionPolicy::Retain => {
             let retired = db.retire_tenant(&uid).await.map_err(apply_err)?;
-            let schema = if tenant.spec.database.isolation == Isolation::Schema {
-                format!(
+            let schema = match tenant.spec.database.isolation {
+                Isolation::Schema => format!(
                     " (schema {} and its role kept)",
                     phoenix_catalog::schemas::tenant_schema(&uid)
-                )
-            } else {
-                String::new()
+                ),
+                Isolation::Dedicated => {
+                    let database = phoenix_catalog::schemas::tenant_database(&uid);
+                    world.providers.databases.close_tenant_database(&database);
+                    format!(" (database {database} and its role kept)")
+                }
+                Isolation::Shared => String::new(),
             };
             format!(
                 "retained the tenant's data{schema} in region {}; catalog entry {}",
@@ -238,6 +250,28 @@ async fn release(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
                         "dropped"
                     } else {
                         "was already gone"
+                    },
+                    if d.role {
+                        "dropped"
+                    } else {
+                        "was already gone"
+                    }
+                )
+            } else if tenant.spec.database.isolation == Isolation::Dedicated {
+                // Its rows go with its database; the operator's own pool on it first.
+                let database = phoenix_catalog::schemas::tenant_database(&uid);
+                let role = phoenix_catalog::schemas::tenant_role(&uid);
+                world.providers.databases.close_tenant_database(&database);
+                let d = db
+                    .drop_tenant_database(&database, &role)
+                    .await
+                    .map_err(apply_err)?;
+                format!(
+                    "; database {database} {} and role {role} {}",
+                    if d.database {
+                        format!("dropped ({} session(s) terminated)", d.sessions)
+                    } else {
+                        "was already gone".to_owned()
                     },
                     if d.role {
                         "dropped"

@@ -10,6 +10,7 @@ use phoenix_crds::{Isolation, Placement, Tenant};
 use super::deref::TenantRefs;
 use crate::controller::error::PlanError;
 use crate::db::rls::drift;
+use crate::db::tenant_database::{ServerWork, server_changes};
 use crate::db::tenant_schema::{SchemaWork, schema_changes};
 use crate::reason::Reason;
 
@@ -46,6 +47,10 @@ pub enum TenantPlan {
         catalog_id: Option<i64>,
         /// A `Schema` tenant's schema work (empty DDL when converged), before the row.
         schema: Option<Box<SchemaWork>>,
+        /// A `Dedicated` tenant's server work (role, database, who may connect), before
+        /// the row; what its database's `clinical` schema needs is planned in apply, once
+        /// the database exists and is migrated (ADR 0010).
+        dedicated: Option<Box<ServerWork>>,
     },
 }
 
@@ -73,6 +78,8 @@ pub fn catalog_row(tenant: &Tenant, placement: &Placement) -> TenantRow {
         generation: tenant.metadata.generation.unwrap_or(0),
         schema: (tenant.spec.database.isolation == Isolation::Schema)
             .then(|| phoenix_catalog::schemas::tenant_schema(&tenant.uid().unwrap_or_default())),
+        database: (tenant.spec.database.isolation == Isolation::Dedicated)
+            .then(|| phoenix_catalog::schemas::tenant_database(&tenant.uid().unwrap_or_default())),
     }
 }
 
@@ -131,11 +138,6 @@ pub fn hostname_owner(tenant: &Tenant, tenants: &[Arc<Tenant>]) -> Option<String
 
 /// What must hold before a tenant is even placed.
 pub fn precheck(tenant: &Tenant, tenants: &[Arc<Tenant>]) -> Result<(), PlanError> {
-    if tenant.spec.database.isolation == Isolation::Dedicated {
-        return Err(PlanError::NotImplemented(
-            "spec.database.isolation Dedicated (use Shared or Schema)",
-        ));
-    }
     if let Some(owner) = hostname_owner(tenant, tenants) {
         return Err(crate::db::NameConflict::Hostname {
             hostname: tenant.spec.dns.hostname.clone(),
@@ -218,11 +220,26 @@ pub fn plan(
         }
         (None, _) => None,
     };
+    let dedicated = match (&row.database, &seen.database) {
+        (Some(name), Some(found)) => Some(Box::new(server_changes(
+            name,
+            &phoenix_catalog::schemas::tenant_role(&row.uid),
+            found,
+        )?)),
+        (Some(name), None) => {
+            return Ok(TenantPlan::Wait {
+                reason: Reason::RegionNotReady,
+                message: format!("database {name} in region {region} was not read"),
+            });
+        }
+        (None, _) => None,
+    };
     Ok(TenantPlan::Converge {
         catalog_id: seen.rows.own.as_ref().map(|r| r.id),
         row,
         change,
         schema,
+        dedicated,
     })
 }
 
@@ -290,7 +307,9 @@ mod tests {
                 rls: healthy_rls(),
                 rows,
                 schema: None,
+                database: None,
             }),
+            tenant_db: None,
         }
     }
 
@@ -344,6 +363,7 @@ mod tests {
                 change: RowChange::Unchanged,
                 catalog_id: Some(7),
                 schema: None,
+                dedicated: None,
             }
         );
         let suspended =
@@ -452,13 +472,45 @@ mod tests {
     }
 
     #[test]
-    fn dedicated_isolation_is_refused_and_the_oldest_tenant_keeps_a_host_name() {
-        let schema = tenant(serde_json::json!({"database": {"isolation": "Schema"}}));
-        assert!(precheck(&schema, &[]).is_ok());
+    fn a_dedicated_tenant_publishes_its_database_and_plans_it_before_its_row() {
         let dedicated = tenant(serde_json::json!({"database": {"isolation": "Dedicated"}}));
-        let err = precheck(&dedicated, &[]).unwrap_err();
-        assert!(matches!(err, PlanError::NotImplemented(_)), "{err}");
-        assert!(!err.to_string().contains("Schema and"), "{err}");
+        assert!(precheck(&dedicated, &[]).is_ok());
+        let row = catalog_row(&dedicated, &placement());
+        let name = phoenix_catalog::schemas::tenant_database("uid-1");
+        assert_eq!(row.database.as_deref(), Some(name.as_str()));
+        assert_eq!(row.schema, None);
+        let waiting = plan(&dedicated, &placement(), &refs(RowsSeen::default())).expect("plan");
+        assert!(matches!(waiting, TenantPlan::Wait { .. }), "{waiting:?}");
+        let mut r = refs(RowsSeen::default());
+        if let Some(seen) = r.seen.as_mut() {
+            seen.database = Some(crate::db::tenant_database::DatabaseSeen {
+                login_acts_for_role: true,
+                ..Default::default()
+            });
+        }
+        match plan(&dedicated, &placement(), &r).expect("plan") {
+            TenantPlan::Converge {
+                dedicated: Some(work),
+                ..
+            } => {
+                assert!(work.creates());
+                assert_eq!(
+                    work.create.as_deref(),
+                    Some(
+                        format!(
+                            "CREATE DATABASE \"{name}\" OWNER \"phoenix_tenant_{}\"",
+                            &name[4..]
+                        )
+                        .as_str()
+                    )
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_oldest_tenant_keeps_a_host_name() {
         let mut older = tenant(serde_json::json!({}));
         older.metadata.name = Some("aaa-older".into());
         older.metadata.uid = Some("uid-0".into());

@@ -50,14 +50,20 @@ pub async fn snapshot_then_delete(
     db: &dyn Database,
     ctx: &Context,
 ) -> Result<(String, Option<EventSpec>), Error> {
-    if !matches!(
-        tenant.spec.database.isolation,
-        Isolation::Shared | Isolation::Schema
-    ) {
+    if tenant.spec.database.isolation == Isolation::Dedicated && region.spec.database.rds.is_some()
+    {
         return Err(DerefError::NotImplemented(
-            "deletionPolicy Snapshot of a tenant whose isolation is not Shared or Schema",
+            "deletionPolicy Snapshot of a Dedicated tenant on an RDS region (an RDS final snapshot)",
         )
         .into());
+    }
+    if tenant.spec.database.isolation == Isolation::Dedicated {
+        // Its operator pool is closed first: the deletion ends every session on it.
+        ctx.providers
+            .databases
+            .close_tenant_database(&phoenix_catalog::schemas::tenant_database(
+                &tenant.uid().unwrap_or_default(),
+            ));
     }
     let to = destination(tenant, region).map_err(DerefError::SnapshotNotConfigured)?;
     let uid = tenant.uid().unwrap_or_default();
@@ -90,8 +96,15 @@ pub async fn snapshot_then_delete(
     let dropped = match taken.deleted.dropped {
         None => String::new(),
         Some(d) => format!(
-            "; schema {} {} and role {} {}",
-            phoenix_catalog::schemas::tenant_schema(&uid),
+            "; {} {} and role {} {}",
+            if tenant.spec.database.isolation == Isolation::Dedicated {
+                format!(
+                    "database {}",
+                    phoenix_catalog::schemas::tenant_database(&uid)
+                )
+            } else {
+                format!("schema {}", phoenix_catalog::schemas::tenant_schema(&uid))
+            },
             if d.schema {
                 "dropped"
             } else {

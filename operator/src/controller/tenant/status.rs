@@ -12,6 +12,20 @@ use crate::reason::Reason;
 /// Events of a `Schema` tenant's schema pass: what was created, or what drift was found
 /// and repaired.
 pub fn schema_events(work: &SchemaWork) -> Vec<EventSpec> {
+    if work.creates
+        && let Some(database) = &work.database
+    {
+        return vec![EventSpec::normal(
+            Reason::DatabaseProvisioned,
+            "Provision",
+            format!(
+                "created role {} and database {database} with the {} clinical table(s) of the catalog's migrations under forced row level security ({} change(s))",
+                work.role,
+                crate::db::tenant_schema::tables().len(),
+                work.ddl.len()
+            ),
+        )];
+    }
     if work.creates {
         return vec![EventSpec::normal(
             Reason::SchemaProvisioned,
@@ -37,11 +51,19 @@ pub fn schema_events(work: &SchemaWork) -> Vec<EventSpec> {
         reason,
         "Repair",
         format!(
-            "schema {} had drifted ({}); repaired",
-            work.schema,
+            "{} had drifted ({}); repaired",
+            place(work),
             work.drift.join("; ")
         ),
     )]
+}
+
+/// Where a tenant's own tables are: `schema t_…`, or `database tdb_…`.
+fn place(work: &SchemaWork) -> String {
+    match &work.database {
+        Some(database) => format!("database {database}"),
+        None => format!("schema {}", work.schema),
+    }
 }
 
 fn current(tenant: &Tenant) -> TenantStatus {
@@ -80,8 +102,10 @@ pub fn ready(
                 Reason::CatalogEntryReady,
                 match schema {
                     Some(w) => format!(
-                        "catalog id {catalog_id} in region {}; rows in schema {} owned by role {}",
-                        placement.region, w.schema, w.role
+                        "catalog id {catalog_id} in region {}; rows in {} owned by role {}",
+                        placement.region,
+                        place(w),
+                        w.role
                     ),
                     None => format!("catalog id {catalog_id} in region {}", placement.region),
                 },
@@ -92,8 +116,8 @@ pub fn ready(
                 Reason::PoliciesEnforced,
                 match schema {
                     Some(w) => format!(
-                        "row level security enabled and forced on every clinical table and on the copies in schema {}",
-                        w.schema
+                        "row level security enabled and forced on every clinical table and on the copies in {}",
+                        place(w)
                     ),
                     None => {
                         "row level security enabled and forced on every clinical table".to_owned()
