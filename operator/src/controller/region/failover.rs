@@ -16,12 +16,13 @@ use phoenix_crds::{Region, RegionRole};
 use super::deref;
 use crate::conditions::{NewCondition, Status, types};
 use crate::controller::context::EventSpec;
-use crate::controller::error::{ApplyError, Error, PlanError};
+use crate::controller::error::{ApplyError, DerefError, Error, PlanError};
 use crate::controller::providers::Database;
 use crate::controller::world::World;
 use crate::db::DbError;
 use crate::db::failover::{Fenced, Lineage};
 use crate::db::owned;
+use crate::rds::RdsError;
 use crate::reason::Reason;
 
 /// How long one pass waits for `pg_promote` to finish.
@@ -90,7 +91,11 @@ pub fn would_promote(region: &Region, standby: Option<bool>) -> Option<String> {
     let source = rec.replica_of.as_ref()?;
     (region.spec.role == RegionRole::Primary && standby == Some(true)).then(|| {
         format!(
-            "pg_promote() in place of region {source} once the lineage claim {}-tl{} is held (first promoted wins), then fence {source}'s writer",
+            "{} in place of region {source} once the lineage claim {}-tl{} is held (first promoted wins), then fence {source}'s writer",
+            match &region.spec.database.rds {
+                Some(rds) => format!("PromoteReadReplica of RDS instance {}", rds.instance_identifier),
+                None => "pg_promote()".to_owned(),
+            },
             rec.system_identifier.as_deref().unwrap_or("?"),
             rec.timeline.map_or_else(|| "?".to_owned(), |t| t.to_string())
         )
@@ -129,7 +134,18 @@ pub async fn before(
     step: &mut Step,
     now: &str,
 ) -> Result<(), Error> {
-    let db = deref::writer(world, region).await?;
+    let db = match deref::writer(world, region).await {
+        Ok(db) => db,
+        // An RDS Region's instance not made yet: the dereference makes it (a Replica's as
+        // a read replica). A flipped Replica whose instance is gone is not a promotion.
+        Err(DerefError::Rds(RdsError::NotFound { identifier, .. }))
+            if step.record.replica_of.is_none() || region.spec.role == RegionRole::Replica =>
+        {
+            tracing::debug!(instance = %identifier, "no RDS instance yet; the pass creates it");
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let standby = db.probe().await.map_err(ApplyError::from)?;
     match (region.spec.role, standby) {
         (RegionRole::Replica, Some(true)) => {
@@ -217,10 +233,15 @@ async fn promote(
         }
         .into());
     }
-    if !db
-        .promote(PROMOTE_WAIT_SECONDS)
-        .await
-        .map_err(ApplyError::from)?
+    let rds_note = match &region.spec.database.rds {
+        Some(rds) => Some(promote_rds(region, rds, world, db).await?),
+        None => None,
+    };
+    if rds_note.is_none()
+        && !db
+            .promote(PROMOTE_WAIT_SECONDS)
+            .await
+            .map_err(ApplyError::from)?
     {
         return Err(ApplyError::from(DbError::Query {
             context: "promoting the standby (pg_promote)",
@@ -244,11 +265,74 @@ async fn promote(
         Reason::Promoted,
         "Promote",
         format!(
-            "promoted {} in place of region {source} (lineage {claim}); the old primary is fenced next",
-            db.endpoint()
+            "promoted {}{} in place of region {source} (lineage {claim}); the old primary is fenced next",
+            db.endpoint(),
+            rds_note.unwrap_or_default()
         ),
     ));
     Ok(())
+}
+
+/// The promotion of an RDS Region's read replica (ADR 0014): `PromoteReadReplica` through
+/// the `Rds` provider while RDS still reports the instance as a replica of a source, then
+/// done when the server itself is out of recovery — that, not the API, is what says the
+/// promotion finished (moto keeps reporting the source after the promotion, and RDS
+/// reports `available` with the source gone only minutes later). A server reached
+/// through the endpoint map stands in for the instance and is promoted (`pg_promote`) as
+/// RDS would promote it; a real instance is waited for (requeue, not sleep). Idempotent:
+/// RDS refuses a second call while `modifying`, and the server answers for itself.
+/// Returns what the Event says of it.
+async fn promote_rds(
+    region: &Region,
+    rds: &phoenix_crds::region::RdsInstance,
+    world: &World<'_>,
+    db: &dyn Database,
+) -> Result<String, Error> {
+    let name = region.name_any();
+    let aws_region = &region.spec.aws_region;
+    let id = &rds.instance_identifier;
+    let provider = world.providers.rds.as_ref();
+    let found = provider
+        .describe(aws_region, id)
+        .await
+        .map_err(DerefError::from)?
+        .ok_or_else(|| {
+            DerefError::from(RdsError::NotFound {
+                identifier: id.clone(),
+                aws_region: aws_region.clone(),
+            })
+        })?;
+    let found =
+        super::rds::check_region_owned(found, aws_region, &name).map_err(DerefError::from)?;
+    let mut note = String::new();
+    if let Some(source) = &found.replica_source {
+        if !found.available() {
+            return Err(super::rds::not_available(&found).into());
+        }
+        let after = provider
+            .promote(aws_region, id)
+            .await
+            .map_err(DerefError::from)?;
+        tracing::info!(region = %name, instance = %id, status = %after.status, "PromoteReadReplica accepted");
+        note =
+            format!(" (RDS instance {id}, read replica of {source}: PromoteReadReplica accepted)");
+    }
+    let endpoint = found.endpoint.as_ref();
+    if endpoint.is_some_and(|(h, p)| world.settings.rds_endpoints.maps(h, *p)) {
+        // The mapped server stands in for the instance: promote it as RDS does.
+        db.promote(PROMOTE_WAIT_SECONDS)
+            .await
+            .map_err(ApplyError::from)?;
+    }
+    match db.probe().await.map_err(ApplyError::from)? {
+        Some(false) => Ok(note),
+        _ => Err(DerefError::RdsNotAvailable {
+            identifier: id.clone(),
+            status: "being promoted (PromoteReadReplica accepted, the server is still in recovery)"
+                .to_owned(),
+        }
+        .into()),
+    }
 }
 
 /// Fences `db`, the writer of region `old`, for the promoted Region `by`: migrated first

@@ -24,6 +24,9 @@ use crate::secrets::{SecretError, generate_password};
 /// Purpose tag of a Region's writer instance.
 pub const WRITER_PURPOSE: &str = "region-writer";
 
+/// Purpose tag of a Replica Region's instance, a read replica of its source's.
+pub const REPLICA_PURPOSE: &str = "region-replica";
+
 /// Length of a generated master password (RDS allows 8–128 printable characters but
 /// not `/`, `"`, `@` or space: alphanumerics only).
 const PASSWORD_LEN: usize = 40;
@@ -117,8 +120,152 @@ pub enum Mode {
     Existing,
 }
 
+/// `instance` if it is Region `region`'s own: tagged as its writer, or as its read
+/// replica (a Replica Region's instance keeps that tag after its promotion, ADR 0014).
+pub fn check_region_owned(
+    instance: rds::Instance,
+    aws_region: &str,
+    region: &str,
+) -> Result<rds::Instance, rds::RdsError> {
+    let purpose = match instance.tags.get(rds::PURPOSE_TAG).map(String::as_str) {
+        Some(REPLICA_PURPOSE) => REPLICA_PURPOSE,
+        _ => WRITER_PURPOSE,
+    };
+    rds::check_owned(instance, aws_region, &rds::region_tags(region, purpose))
+}
+
+/// The source of a Replica Region declaring `spec.database.rds`: an RDS Region with the
+/// same master user (a read replica has its source's master user and password).
+fn rds_source(
+    world: &World<'_>,
+    region: &Region,
+    rds: &RdsInstance,
+) -> Result<Option<(std::sync::Arc<Region>, RdsInstance)>, DerefError> {
+    let (phoenix_crds::RegionRole::Replica, Some(source)) =
+        (region.spec.role, region.spec.replica_of.as_deref())
+    else {
+        return Ok(None);
+    };
+    let name = region.name_any();
+    let src = world.region(source).ok_or_else(|| {
+        DerefError::RegionNotFound(format!(
+            "spec.replicaOf names region {source}, which is not declared; create it or fix spec.replicaOf"
+        ))
+    })?;
+    let Some(src_rds) = src.spec.database.rds.clone() else {
+        return Err(rds::RdsError::Refused(format!(
+            "region {name} declares spec.database.rds and is a Replica of region {source}, whose database is not an RDS instance (spec.database.writer): an RDS read replica needs an RDS source. Make {source} an RDS Region, or give {name} spec.database.writer pointing at a standby of {source}'s writer"
+        ))
+        .into());
+    };
+    if src_rds.master_username != rds.master_username {
+        return Err(rds::RdsError::Refused(format!(
+            "region {name}'s masterUsername is {}, but a read replica has its source's master user: region {source}'s is {}; set spec.database.rds.masterUsername to it",
+            rds.master_username, src_rds.master_username
+        ))
+        .into());
+    }
+    Ok(Some((src, src_rds)))
+}
+
+/// The master password of a Replica: its source's (RDS copies it), written to the
+/// Replica's own `masterPasswordSecretRef` when that is missing, so that the Region still
+/// logs in once it is promoted. An own Secret holding another password is refused.
+async fn replica_password(
+    world: &World<'_>,
+    region: &str,
+    rds: &RdsInstance,
+    source: &RdsInstance,
+    mode: Mode,
+) -> Result<String, DerefError> {
+    let secrets = &world.providers.secrets;
+    let password = secrets.get(&source.master_password_secret_ref).await?;
+    let own = &rds.master_password_secret_ref;
+    if own == &source.master_password_secret_ref {
+        return Ok(password);
+    }
+    match secrets.get(own).await {
+        Ok(p) if p == password => Ok(password),
+        Ok(_) => Err(rds::RdsError::Refused(format!(
+            "secret {}/{} key {} (spec.database.rds.masterPasswordSecretRef) holds another password than the source's ({}/{}); a read replica has its source's master password: remove the key and the operator copies it there",
+            own.namespace, own.name, own.key, source.master_password_secret_ref.namespace, source.master_password_secret_ref.name
+        ))
+        .into()),
+        Err(SecretError::NotFound { .. } | SecretError::MissingKey { .. })
+            if mode == Mode::Ensure =>
+        {
+            let data = BTreeMap::from([(own.key.clone(), password.clone())]);
+            if secrets.read(&own.namespace, &own.name).await?.is_none() {
+                let labels = BTreeMap::from([
+                    (
+                        "app.kubernetes.io/managed-by".to_owned(),
+                        "phoenix-operator".to_owned(),
+                    ),
+                    ("phoenixguardian.io/region".to_owned(), region.to_owned()),
+                ]);
+                secrets.create(&own.namespace, &own.name, labels, data).await?;
+            } else {
+                secrets
+                    .put(&own.namespace, &own.name, BTreeMap::new(), None, data)
+                    .await?;
+            }
+            Ok(password)
+        }
+        // Only reading: the source's password is the one that logs in.
+        Err(SecretError::NotFound { .. } | SecretError::MissingKey { .. }) => Ok(password),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Makes a Replica Region's instance exist: a read replica of its source's instance
+/// (by identifier in the same AWS region, by ARN across regions), tagged `region-replica`.
+async fn ensure_replica(
+    world: &World<'_>,
+    region: &Region,
+    rds: &RdsInstance,
+    source: &Region,
+    source_rds: &RdsInstance,
+) -> Result<Ensured, DerefError> {
+    let name = region.name_any();
+    let aws_region = &region.spec.aws_region;
+    let provider = world.providers.rds.as_ref();
+    if let Some(found) = provider
+        .describe(aws_region, &rds.instance_identifier)
+        .await?
+    {
+        return Ok(Ensured::Existing(check_region_owned(
+            found, aws_region, &name,
+        )?));
+    }
+    let src_aws = &source.spec.aws_region;
+    let src = provider
+        .describe(src_aws, &source_rds.instance_identifier)
+        .await?
+        .ok_or_else(|| rds::RdsError::NotFound {
+            identifier: source_rds.instance_identifier.clone(),
+            aws_region: src_aws.clone(),
+        })?;
+    let src = check_region_owned(src, src_aws, &source.name_any())?;
+    let source_ref = if src_aws == aws_region {
+        src.identifier.clone()
+    } else {
+        src.arn.clone().ok_or_else(|| rds::RdsError::Request {
+            operation: "DescribeDBInstances",
+            identifier: src.identifier.clone(),
+            reason: "no ARN reported, which a cross-region read replica needs".to_owned(),
+        })?
+    };
+    let spec = rds::ReplicaSpec {
+        identifier: rds.instance_identifier.clone(),
+        source: source_ref,
+        instance_class: rds.instance_class.clone(),
+        tags: rds::region_tags(&name, REPLICA_PURPOSE),
+    };
+    Ok(rds::ensure_read_replica(provider, aws_region, &spec).await?)
+}
+
 /// How the writer of `region` (declaring `rds`) is reached, once its instance exists and
-/// is available.
+/// is available. A Replica's instance is a read replica of its source's.
 pub async fn writer_target(
     world: &World<'_>,
     region: &Region,
@@ -129,13 +276,23 @@ pub async fn writer_target(
     let spec = instance_spec(&name, rds);
     let aws_region = &region.spec.aws_region;
     let provider = world.providers.rds.as_ref();
-    let (password, ensured) = match mode {
-        Mode::Ensure => {
-            let password = master_password(world, &name, rds).await?;
-            let ensured = rds::ensure_instance(provider, aws_region, &spec, &password).await?;
+    let source = rds_source(world, region, rds)?;
+    let (password, ensured) = match (mode, &source) {
+        (Mode::Ensure, Some((src, src_rds))) => {
+            let password = replica_password(world, &name, rds, src_rds, mode).await?;
+            let ensured = ensure_replica(world, region, rds, src, src_rds).await?;
             (password, ensured)
         }
-        Mode::Existing => {
+        (Mode::Ensure, None) => {
+            let password = master_password(world, &name, rds).await?;
+            let ensured = match provider.describe(aws_region, &spec.identifier).await? {
+                // Its writer, or its promoted read replica.
+                Some(found) => Ensured::Existing(check_region_owned(found, aws_region, &name)?),
+                None => rds::ensure_instance(provider, aws_region, &spec, &password).await?,
+            };
+            (password, ensured)
+        }
+        (Mode::Existing, _) => {
             let found = provider
                 .describe(aws_region, &spec.identifier)
                 .await?
@@ -144,12 +301,17 @@ pub async fn writer_target(
                     aws_region: aws_region.clone(),
                 })?;
             // Never connect to (let alone act on) an instance that is not ours.
-            let found = rds::check_owned(found, aws_region, &spec.tags)?;
-            let password = world
-                .providers
-                .secrets
-                .get(&rds.master_password_secret_ref)
-                .await?;
+            let found = check_region_owned(found, aws_region, &name)?;
+            let password = match &source {
+                Some((_, src_rds)) => replica_password(world, &name, rds, src_rds, mode).await?,
+                None => {
+                    world
+                        .providers
+                        .secrets
+                        .get(&rds.master_password_secret_ref)
+                        .await?
+                }
+            };
             (password, Ensured::Existing(found))
         }
     };
