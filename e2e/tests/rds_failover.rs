@@ -277,3 +277,132 @@ async fn flipping_rds_replicas_promotes_one_read_replica_and_fences_the_source()
     forget_claims(&replicas);
     scenario.forget_secrets();
 }
+
+/// A Replica RDS Region is never given an instance it does not own, nor one it cannot
+/// have: the identifier held by a foreign (untagged) instance is refused
+/// (`RdsInstanceNotOwned`, the instance untouched: not made a replica, not promoted), and
+/// a Replica of a Region that is not on RDS is refused (`RdsReplicaRefused`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rds_replica_is_refused_a_foreign_instance_and_a_source_not_on_rds() {
+    let _serial = SERIAL.lock().await;
+    install_platform();
+    let lineage = PgLineage::start_tls("rds-failover-refused", 1).await;
+    let scenario = RdsScenario::new(&lineage, "rfx");
+    let _operator = Process::operator_with(
+        "e2e-operator",
+        5,
+        &[
+            ("PHOENIX_RDS_ENDPOINT_MAP", scenario.endpoint_map.as_str()),
+            ("REGION_RESYNC_SECONDS", "2"),
+        ],
+    )
+    .await;
+    let guard = ScenarioGuard::new("rds-failover-refused");
+    let (foreign_id, foreign_aws) = (&scenario.identifiers[1], &scenario.aws_regions[1]);
+    let client = rds::client(foreign_aws).await;
+    client
+        .create_db_instance()
+        .db_instance_identifier(foreign_id)
+        .db_instance_class("db.t3.micro")
+        .engine("postgres")
+        .allocated_storage(20)
+        .master_username("someone_else")
+        .master_user_password("another-teams-password")
+        .tags(
+            aws_sdk_rds::types::Tag::builder()
+                .key("team")
+                .value("billing")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("a foreign instance on the replica's identifier");
+    scenario.forget_secrets();
+    scenario.declare(&guard, "FRX");
+    // A Region on a writer connection, and an RDS Replica of it.
+    guard.apply(&format!(
+        "---
+apiVersion: phoenixguardian.io/v1alpha1
+kind: Region
+metadata:
+  name: rfx-w
+spec:
+  awsRegion: us-east-1
+  dataResidency: [FRX]
+  database:
+    writer:
+      connectionSecretRef: {{namespace: {NAMESPACE}, name: rfx-w-db, key: dsn}}
+---
+apiVersion: phoenixguardian.io/v1alpha1
+kind: Region
+metadata:
+  name: rfx-r
+spec:
+  awsRegion: us-east-1
+  role: Replica
+  replicaOf: rfx-w
+  dataResidency: [FRX]
+  database:
+    rds:
+      instanceIdentifier: phoenix-rfx-r-never
+      instanceClass: db.t3.micro
+      masterPasswordSecretRef: {{namespace: {NAMESPACE}, name: rfx-r-master, key: password}}
+      caSecretRef: {{namespace: {NAMESPACE}, name: rfx-a-ca, key: ca.crt}}
+"
+    ));
+    let failed_with = |reason: &'static str| {
+        move |r: &phoenix_crds::Region| {
+            region_condition(r, "Ready").is_some_and(|(s, why, _)| s == "False" && why == reason)
+        }
+    };
+    let foreign = region_where(
+        &scenario.replicas[0],
+        "refused the foreign instance",
+        failed_with("RdsInstanceNotOwned"),
+    )
+    .await;
+    let (_, _, message) = region_condition(&foreign, "Ready").expect("Ready");
+    assert!(
+        message.contains(foreign_id) && message.contains("never adopts"),
+        "{message}"
+    );
+    let found = client
+        .describe_db_instances()
+        .db_instance_identifier(foreign_id)
+        .send()
+        .await
+        .expect("the foreign instance");
+    let instance = &found.db_instances()[0];
+    assert_eq!(
+        instance.read_replica_source_db_instance_identifier(),
+        None,
+        "the foreign instance was made a replica"
+    );
+    assert_eq!(instance.master_username(), Some("someone_else"));
+    let not_rds = region_where("rfx-r", "refused: source not on RDS", |r| {
+        failed_with("RdsReplicaRefused")(r)
+    })
+    .await;
+    let (_, _, message) = region_condition(&not_rds, "Ready").expect("Ready");
+    assert!(
+        message.contains("rfx-w") && message.contains("needs an RDS source"),
+        "{message}"
+    );
+    let made = rds::client("us-east-1")
+        .await
+        .describe_db_instances()
+        .db_instance_identifier("phoenix-rfx-r-never")
+        .send()
+        .await;
+    assert!(
+        made.is_err(),
+        "an instance was made for the refused replica"
+    );
+    drop(guard);
+    let _ = client
+        .delete_db_instance()
+        .db_instance_identifier(foreign_id)
+        .skip_final_snapshot(true)
+        .send()
+        .await;
+}

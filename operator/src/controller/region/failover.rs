@@ -617,8 +617,24 @@ mod tests {
             None,
             "WriterIsStandby instead"
         );
-        let replica = region("b", RegionRole::Replica, Some(rec));
+        let replica = region("b", RegionRole::Replica, Some(rec.clone()));
         assert_eq!(would_promote(&replica, Some(true)), None);
+        // An RDS Region's promotion is PromoteReadReplica of its instance.
+        let mut rds = (*region("b", RegionRole::Primary, Some(rec))).clone();
+        rds.spec.database.writer = None;
+        rds.spec.database.rds = Some(
+            serde_json::from_value(serde_json::json!({
+                "instanceIdentifier": "phoenix-b", "instanceClass": "db.t3.micro",
+                "masterPasswordSecretRef": {"namespace": "ops", "name": "m", "key": "pw"},
+                "caSecretRef": {"namespace": "ops", "name": "ca", "key": "ca.crt"}
+            }))
+            .expect("rds"),
+        );
+        let what = would_promote(&rds, Some(true)).expect("a promotion");
+        assert!(
+            what.starts_with("PromoteReadReplica of RDS instance phoenix-b in place of region a"),
+            "{what}"
+        );
     }
 
     #[test]

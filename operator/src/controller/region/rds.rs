@@ -386,6 +386,34 @@ mod tests {
     }
 
     #[test]
+    fn a_regions_instance_is_its_writer_or_its_read_replica_and_nothing_else() {
+        let instance = |tags: BTreeMap<String, String>| rds::Instance {
+            identifier: "db1".to_owned(),
+            tags,
+            ..rds::Instance::default()
+        };
+        for purpose in [WRITER_PURPOSE, REPLICA_PURPOSE] {
+            let found = instance(rds::region_tags("eu", purpose));
+            assert!(
+                check_region_owned(found, "eu-west-1", "eu").is_ok(),
+                "{purpose}"
+            );
+        }
+        // Another Region's replica, a tenant's instance, an untagged one: not this Region's.
+        for tags in [
+            rds::region_tags("us", REPLICA_PURPOSE),
+            rds::region_tags("eu", "tenant-database"),
+            BTreeMap::new(),
+        ] {
+            let refused = check_region_owned(instance(tags.clone()), "eu-west-1", "eu");
+            assert!(
+                matches!(refused, Err(rds::RdsError::NotOwned { .. })),
+                "{tags:?}: {refused:?}"
+            );
+        }
+    }
+
+    #[test]
     fn the_instance_asked_for_is_the_spec_tagged_as_the_regions_writer() {
         let rds: RdsInstance = serde_json::from_value(serde_json::json!({
             "instanceIdentifier": "phoenix-eu", "instanceClass": "db.r6g.large",
