@@ -406,3 +406,98 @@ spec:
         .send()
         .await;
 }
+
+/// A crash after the promotion, before its record: the instance was promoted
+/// (`PromoteReadReplica`, moto still reporting the source) and its server is out of
+/// recovery, but the Region is still recorded as a Replica. The flip takes it over — the
+/// claim, a second `PromoteReadReplica` moto accepts, `pg_promote` that does nothing — and
+/// fences the old primary, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_promoted_before_its_record_is_taken_over_by_the_flip() {
+    let _serial = SERIAL.lock().await;
+    install_platform();
+    let lineage = PgLineage::start_tls("rds-failover-crash", 1).await;
+    let scenario = RdsScenario::new(&lineage, "rfc");
+    scenario.prepare_master(&lineage).await;
+    let _operator = Process::operator_with(
+        "e2e-operator",
+        5,
+        &[
+            ("PHOENIX_RDS_ENDPOINT_MAP", scenario.endpoint_map.as_str()),
+            ("REGION_RESYNC_SECONDS", "2"),
+        ],
+    )
+    .await;
+    let guard = ScenarioGuard::new("rds-failover-crash");
+    let (old, replicas) = (scenario.primary.clone(), scenario.replicas.clone());
+    forget_claims(&replicas);
+    scenario.forget_secrets();
+    scenario.declare(&guard, "FRC");
+    region_where(&old, "Ready", region_ready).await;
+    region_where(&replicas[0], "Ready as a replica", |r| {
+        region_ready(r)
+            && r.status
+                .as_ref()
+                .and_then(|s| s.failover.as_ref())
+                .is_some_and(|f| f.replica_of.as_deref() == Some(old.as_str()))
+    })
+    .await;
+    // What the crashed pass did: the API call, and RDS's promotion of the server.
+    let (id, aws) = (&scenario.identifiers[1], &scenario.aws_regions[1]);
+    rds::client(aws)
+        .await
+        .promote_read_replica()
+        .db_instance_identifier(id)
+        .send()
+        .await
+        .expect("PromoteReadReplica");
+    let standby = lineage.standbys[0].admin().await;
+    standby
+        .batch_execute("SELECT pg_promote(true, 60)")
+        .await
+        .expect("promote the server");
+    // Still recorded as a Replica, whose server is no longer a standby.
+    region_where(&replicas[0], "not a standby any more", |r| {
+        region_condition(r, "Ready")
+            .is_some_and(|(s, reason, _)| s == "False" && reason == "ReplicaNotInRecovery")
+    })
+    .await;
+
+    flip(&replicas);
+    let promoted = region_where(&replicas[0], "promoted and Ready", |r| {
+        region_ready(r)
+            && r.status
+                .as_ref()
+                .and_then(|s| s.failover.as_ref())
+                .is_some_and(|f| f.promoted_from.as_deref() == Some(old.as_str()))
+    })
+    .await;
+    let record = promoted
+        .status
+        .and_then(|s| s.failover)
+        .expect("failover record");
+    assert_eq!(record.replica_of, None);
+    assert!(record.lineage_claim.is_some());
+    region_where(&replicas[0], "old primary fenced", |r| {
+        region_condition(r, "OldPrimaryFenced")
+            .is_some_and(|(s, reason, _)| s == "True" && reason == "Fenced")
+    })
+    .await;
+    region_where(&old, "Superseded", |r| {
+        region_condition(r, "Ready")
+            .is_some_and(|(s, reason, _)| s == "False" && reason == "Superseded")
+    })
+    .await;
+    assert!(moto_promoted(id, aws).await);
+    let (user, password) = dataplane_login(&replicas[0]).await;
+    let session = login(&lineage.standbys[0], &user, &password)
+        .await
+        .expect("the promoted Region's data plane logs in");
+    session
+        .batch_execute("SELECT 1")
+        .await
+        .expect("a session on the promoted server");
+    drop(guard);
+    forget_claims(&replicas);
+    scenario.forget_secrets();
+}

@@ -146,7 +146,8 @@ pub async fn before(
         }
         Err(e) => return Err(e.into()),
     };
-    let standby = db.probe().await.map_err(ApplyError::from)?;
+    // The first connection of the pass: a refused certificate is said as such here.
+    let standby = db.probe().await.map_err(|e| deref::untrusted(region, e))?;
     match (region.spec.role, standby) {
         (RegionRole::Replica, Some(true)) => {
             let l = db.lineage().await.map_err(ApplyError::from)?;
