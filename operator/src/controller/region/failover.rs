@@ -1,10 +1,11 @@
 //! Declarative regional failover (ADR 0011). A Region reconciled as a Replica whose role
-//! becomes Primary is promoted (`pg_promote`) once it holds its lineage's claim (first
-//! promoted wins, a Secret created atomically in the operator's namespace); its old primary
-//! is then fenced (marker, read-only, data plane logins disabled), by the promoted Region's
-//! reconcile or, when the old server was unreachable then, by the old Region's own reconcile
-//! before anything else there. The old Region then reports `Superseded` and never undoes
-//! the fence; its Tenants are served by the promoted Region ([`serving_region`]).
+//! becomes Primary is promoted (`pg_promote`; on RDS `PromoteReadReplica`, ADR 0014) once
+//! it holds its lineage's claim (first promoted wins, a Secret created atomically in the
+//! operator's namespace); its old primary is then fenced (marker, read-only, data plane
+//! logins disabled), by the promoted Region's reconcile or, when the old server was
+//! unreachable then, by the old Region's own reconcile before anything else there. The old
+//! Region then reports `Superseded` and never undoes the fence; its Tenants are served by
+//! the promoted Region ([`serving_region`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -235,7 +236,7 @@ async fn promote(
         .into());
     }
     let rds_note = match &region.spec.database.rds {
-        Some(rds) => Some(promote_rds(region, rds, world, db).await?),
+        Some(rds) => Some(super::rds::promote_replica(region, rds, world, db).await?),
         None => None,
     };
     if rds_note.is_none()
@@ -272,68 +273,6 @@ async fn promote(
         ),
     ));
     Ok(())
-}
-
-/// The promotion of an RDS Region's read replica (ADR 0014): `PromoteReadReplica` through
-/// the `Rds` provider while RDS still reports the instance as a replica of a source, then
-/// done when the server itself is out of recovery — that, not the API, is what says the
-/// promotion finished (moto keeps reporting the source after the promotion, and RDS
-/// reports `available` with the source gone only minutes later). A server reached
-/// through the endpoint map stands in for the instance and is promoted (`pg_promote`) as
-/// RDS would promote it; a real instance is waited for (requeue, not sleep). Idempotent:
-/// RDS refuses a second call while `modifying`, and the server answers for itself.
-/// Returns what the Event says of it.
-async fn promote_rds(
-    region: &Region,
-    rds: &phoenix_crds::region::RdsInstance,
-    world: &World<'_>,
-    db: &dyn Database,
-) -> Result<String, Error> {
-    let name = region.name_any();
-    let aws_region = &region.spec.aws_region;
-    let id = &rds.instance_identifier;
-    let provider = world.providers.rds.as_ref();
-    let found = provider
-        .describe(aws_region, id)
-        .await
-        .map_err(DerefError::from)?
-        .ok_or_else(|| {
-            DerefError::from(RdsError::NotFound {
-                identifier: id.clone(),
-                aws_region: aws_region.clone(),
-            })
-        })?;
-    let found =
-        super::rds::check_region_owned(found, aws_region, &name).map_err(DerefError::from)?;
-    let mut note = String::new();
-    if let Some(source) = &found.replica_source {
-        if !found.available() {
-            return Err(super::rds::not_available(&found).into());
-        }
-        let after = provider
-            .promote(aws_region, id)
-            .await
-            .map_err(DerefError::from)?;
-        tracing::info!(region = %name, instance = %id, status = %after.status, "PromoteReadReplica accepted");
-        note =
-            format!(" (RDS instance {id}, read replica of {source}: PromoteReadReplica accepted)");
-    }
-    let endpoint = found.endpoint.as_ref();
-    if endpoint.is_some_and(|(h, p)| world.settings.rds_endpoints.maps(h, *p)) {
-        // The mapped server stands in for the instance: promote it as RDS does.
-        db.promote(PROMOTE_WAIT_SECONDS)
-            .await
-            .map_err(ApplyError::from)?;
-    }
-    match db.probe().await.map_err(ApplyError::from)? {
-        Some(false) => Ok(note),
-        _ => Err(DerefError::RdsNotAvailable {
-            identifier: id.clone(),
-            status: "being promoted (PromoteReadReplica accepted, the server is still in recovery)"
-                .to_owned(),
-        }
-        .into()),
-    }
 }
 
 /// Fences `db`, the writer of region `old`, for the promoted Region `by`: migrated first

@@ -5,6 +5,11 @@
 //! reports goes through the operator's endpoint map (a test and development facility,
 //! docs/adr/0012-rds-regions.md).
 //!
+//! A Replica Region's instance is a read replica of its source Region's (by ARN across AWS
+//! regions), with the source's master password; flipped to Primary it is promoted with
+//! `PromoteReadReplica` ([`promote_replica`], called by the failover step under the
+//! lineage claim; docs/adr/0014).
+//!
 //! This step writes (the Secret, the instance) before the Region's dereference reads the
 //! database: there is no database to read until it exists.
 
@@ -15,8 +20,8 @@ use phoenix_catalog::connect::{PgTarget, SslMode};
 use phoenix_crds::Region;
 use phoenix_crds::region::RdsInstance;
 
-use crate::controller::error::DerefError;
-use crate::controller::providers::DbTarget;
+use crate::controller::error::{ApplyError, DerefError, Error};
+use crate::controller::providers::{Database, DbTarget};
 use crate::controller::world::World;
 use crate::rds::{self, Ensured, InstanceSpec};
 use crate::secrets::{SecretError, generate_password};
@@ -134,38 +139,27 @@ pub fn check_region_owned(
     rds::check_owned(instance, aws_region, &rds::region_tags(region, purpose))
 }
 
-/// The source of a Replica Region declaring `spec.database.rds`: an RDS Region with the
-/// same master user (a read replica has its source's master user and password).
-fn rds_source(
-    world: &World<'_>,
+/// The RDS settings of `source`, the Region that Replica `region` (declaring `rds`)
+/// follows: an RDS Region with the same master user (a read replica has its source's
+/// master user and password).
+fn source_rds(
     region: &Region,
+    source: &Region,
     rds: &RdsInstance,
-) -> Result<Option<(std::sync::Arc<Region>, RdsInstance)>, DerefError> {
-    let (phoenix_crds::RegionRole::Replica, Some(source)) =
-        (region.spec.role, region.spec.replica_of.as_deref())
-    else {
-        return Ok(None);
-    };
-    let name = region.name_any();
-    let src = world.region(source).ok_or_else(|| {
-        DerefError::RegionNotFound(format!(
-            "spec.replicaOf names region {source}, which is not declared; create it or fix spec.replicaOf"
-        ))
-    })?;
-    let Some(src_rds) = src.spec.database.rds.clone() else {
+) -> Result<RdsInstance, rds::RdsError> {
+    let (name, src) = (region.name_any(), source.name_any());
+    let Some(src_rds) = source.spec.database.rds.clone() else {
         return Err(rds::RdsError::Refused(format!(
-            "region {name} declares spec.database.rds and is a Replica of region {source}, whose database is not an RDS instance (spec.database.writer): an RDS read replica needs an RDS source. Make {source} an RDS Region, or give {name} spec.database.writer pointing at a standby of {source}'s writer"
-        ))
-        .into());
+            "region {name} declares spec.database.rds and is a Replica of region {src}, whose database is not an RDS instance (spec.database.writer): an RDS read replica needs an RDS source. Make {src} an RDS Region, or give {name} spec.database.writer pointing at a standby of {src}'s writer"
+        )));
     };
     if src_rds.master_username != rds.master_username {
         return Err(rds::RdsError::Refused(format!(
-            "region {name}'s masterUsername is {}, but a read replica has its source's master user: region {source}'s is {}; set spec.database.rds.masterUsername to it",
+            "region {name}'s masterUsername is {}, but a read replica has its source's master user: region {src}'s is {}; set spec.database.rds.masterUsername to it",
             rds.master_username, src_rds.master_username
-        ))
-        .into());
+        )));
     }
-    Ok(Some((src, src_rds)))
+    Ok(src_rds)
 }
 
 /// The master password of a Replica: its source's (RDS copies it), written to the
@@ -276,7 +270,18 @@ pub async fn writer_target(
     let spec = instance_spec(&name, rds);
     let aws_region = &region.spec.aws_region;
     let provider = world.providers.rds.as_ref();
-    let source = rds_source(world, region, rds)?;
+    let source = match (region.spec.role, region.spec.replica_of.as_deref()) {
+        (phoenix_crds::RegionRole::Replica, Some(source)) => {
+            let src = world.region(source).ok_or_else(|| {
+                DerefError::RegionNotFound(format!(
+                    "spec.replicaOf names region {source}, which is not declared; create it or fix spec.replicaOf"
+                ))
+            })?;
+            let src_rds = source_rds(region, &src, rds)?;
+            Some((src, src_rds))
+        }
+        _ => None,
+    };
     let (password, ensured) = match (mode, &source) {
         (Mode::Ensure, Some((src, src_rds))) => {
             let password = replica_password(world, &name, rds, src_rds, mode).await?;
@@ -345,6 +350,67 @@ pub async fn writer_target(
         ),
         ca_pem: Some(ca),
     })
+}
+
+/// The promotion of an RDS Region's read replica (ADR 0014): `PromoteReadReplica` through
+/// the `Rds` provider while RDS still reports the instance as a replica of a source, then
+/// done when the server itself is out of recovery — that, not the API, is what says the
+/// promotion finished (moto keeps reporting the source after the promotion, and RDS
+/// reports `available` with the source gone only minutes later). A server reached
+/// through the endpoint map stands in for the instance and is promoted (`pg_promote`) as
+/// RDS would promote it; a real instance is waited for (requeue, not sleep). Idempotent:
+/// RDS refuses a second call while `modifying`, and the server answers for itself.
+/// Returns what the Event says of it.
+pub async fn promote_replica(
+    region: &Region,
+    rds: &RdsInstance,
+    world: &World<'_>,
+    db: &dyn Database,
+) -> Result<String, Error> {
+    let name = region.name_any();
+    let aws_region = &region.spec.aws_region;
+    let id = &rds.instance_identifier;
+    let provider = world.providers.rds.as_ref();
+    let found = provider
+        .describe(aws_region, id)
+        .await
+        .map_err(DerefError::from)?
+        .ok_or_else(|| {
+            DerefError::from(rds::RdsError::NotFound {
+                identifier: id.clone(),
+                aws_region: aws_region.clone(),
+            })
+        })?;
+    let found = check_region_owned(found, aws_region, &name).map_err(DerefError::from)?;
+    let mut note = String::new();
+    if let Some(source) = &found.replica_source {
+        if !found.available() {
+            return Err(not_available(&found).into());
+        }
+        let after = provider
+            .promote(aws_region, id)
+            .await
+            .map_err(DerefError::from)?;
+        tracing::info!(region = %name, instance = %id, status = %after.status, "PromoteReadReplica accepted");
+        note =
+            format!(" (RDS instance {id}, read replica of {source}: PromoteReadReplica accepted)");
+    }
+    let endpoint = found.endpoint.as_ref();
+    if endpoint.is_some_and(|(h, p)| world.settings.rds_endpoints.maps(h, *p)) {
+        // The mapped server stands in for the instance: promote it as RDS does.
+        db.promote(super::failover::PROMOTE_WAIT_SECONDS)
+            .await
+            .map_err(ApplyError::from)?;
+    }
+    match db.probe().await.map_err(ApplyError::from)? {
+        Some(false) => Ok(note),
+        _ => Err(DerefError::RdsNotAvailable {
+            identifier: id.clone(),
+            status: "being promoted (PromoteReadReplica accepted, the server is still in recovery)"
+                .to_owned(),
+        }
+        .into()),
+    }
 }
 
 #[cfg(test)]
