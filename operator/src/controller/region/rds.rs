@@ -352,6 +352,28 @@ pub async fn writer_target(
     })
 }
 
+/// Whether a promotion pass asks RDS to promote `found`: its source while it is still
+/// reported as a read replica and `available`; `None` when there is nothing to ask (a
+/// standalone instance: promoted already, or never a replica); an error to requeue on
+/// while it is not `available` (a promotion in progress is `modifying`, and RDS refuses
+/// a second call then).
+pub fn promotion_call(found: &rds::Instance) -> Result<Option<&str>, DerefError> {
+    match &found.replica_source {
+        Some(_) if !found.available() => Err(not_available(found)),
+        Some(source) => Ok(Some(source)),
+        None => Ok(None),
+    }
+}
+
+/// Whether `found`'s endpoint is mapped: the server there stands in for the instance, and
+/// a promotion promotes it as RDS would promote the instance's.
+pub fn stands_in(found: &rds::Instance, map: &crate::rds::endpoint_map::EndpointMap) -> bool {
+    found
+        .endpoint
+        .as_ref()
+        .is_some_and(|(host, port)| map.maps(host, *port))
+}
+
 /// The promotion of an RDS Region's read replica (ADR 0014): `PromoteReadReplica` through
 /// the `Rds` provider while RDS still reports the instance as a replica of a source, then
 /// done when the server itself is out of recovery — that, not the API, is what says the
@@ -383,10 +405,7 @@ pub async fn promote_replica(
         })?;
     let found = check_region_owned(found, aws_region, &name).map_err(DerefError::from)?;
     let mut note = String::new();
-    if let Some(source) = &found.replica_source {
-        if !found.available() {
-            return Err(not_available(&found).into());
-        }
+    if let Some(source) = promotion_call(&found)? {
         let after = provider
             .promote(aws_region, id)
             .await
@@ -395,8 +414,7 @@ pub async fn promote_replica(
         note =
             format!(" (RDS instance {id}, read replica of {source}: PromoteReadReplica accepted)");
     }
-    let endpoint = found.endpoint.as_ref();
-    if endpoint.is_some_and(|(h, p)| world.settings.rds_endpoints.maps(h, *p)) {
+    if stands_in(&found, &world.settings.rds_endpoints) {
         // The mapped server stands in for the instance: promote it as RDS does.
         db.promote(super::failover::PROMOTE_WAIT_SECONDS)
             .await
@@ -449,6 +467,40 @@ mod tests {
         );
         let reason = crate::controller::error::Error::from(waiting).reason();
         assert_eq!(reason, crate::reason::Reason::RdsInstanceNotAvailable);
+    }
+
+    #[test]
+    fn promote_read_replica_is_asked_only_of_an_available_replica_and_waited_for_otherwise() {
+        let host = "db1.aaaaaaaaaa.eu-west-1.rds.amazonaws.com";
+        let mut found = rds::Instance {
+            identifier: "db1".to_owned(),
+            status: rds::AVAILABLE.to_owned(),
+            endpoint: Some((host.to_owned(), 5432)),
+            replica_source: Some("arn:aws:rds:us-east-1:1:db:src".to_owned()),
+            ..rds::Instance::default()
+        };
+        assert_eq!(
+            promotion_call(&found).expect("asked"),
+            Some("arn:aws:rds:us-east-1:1:db:src")
+        );
+        // RDS after the call: modifying, still reporting the source. Requeued, not asked
+        // again (RDS would refuse it).
+        found.status = "modifying".to_owned();
+        let waiting = promotion_call(&found).expect_err("a promotion in progress");
+        assert!(
+            matches!(&waiting, DerefError::RdsNotAvailable { status, .. } if status == "modifying"),
+            "{waiting:?}"
+        );
+        // Promoted (the source gone), or never a replica: nothing to ask.
+        found.replica_source = None;
+        found.status = rds::AVAILABLE.to_owned();
+        assert_eq!(promotion_call(&found).expect("nothing"), None);
+        // Only a mapped server is promoted by the operator (standing in for RDS).
+        let map = EndpointMap::parse(&format!("{host}=127.0.0.1:6543")).expect("map");
+        assert!(stands_in(&found, &map));
+        assert!(!stands_in(&found, &EndpointMap::default()), "real RDS");
+        found.endpoint = None;
+        assert!(!stands_in(&found, &map), "no endpoint reported yet");
     }
 
     #[test]
