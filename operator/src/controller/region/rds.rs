@@ -352,16 +352,24 @@ pub async fn writer_target(
     })
 }
 
-/// Whether a promotion pass asks RDS to promote `found`: its source while it is still
-/// reported as a read replica and `available`; `None` when there is nothing to ask (a
-/// standalone instance: promoted already, or never a replica); an error to requeue on
-/// while it is not `available` (a promotion in progress is `modifying`, and RDS refuses
-/// a second call then).
-pub fn promotion_call(found: &rds::Instance) -> Result<Option<&str>, DerefError> {
+/// What a promotion pass does about `found` as RDS describes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PromotionCall<'a> {
+    /// Ask RDS to promote it: still a read replica of this source, and `available`.
+    Ask(&'a str),
+    /// Requeue: still a read replica but not `available` (a promotion in progress is
+    /// `modifying`, and RDS refuses a second call then).
+    Wait,
+    /// Nothing to ask: a standalone instance (promoted already, or never a replica).
+    Nothing,
+}
+
+/// What a promotion pass does about `found` ([`PromotionCall`]).
+pub fn promotion_call(found: &rds::Instance) -> PromotionCall<'_> {
     match &found.replica_source {
-        Some(_) if !found.available() => Err(not_available(found)),
-        Some(source) => Ok(Some(source)),
-        None => Ok(None),
+        Some(_) if !found.available() => PromotionCall::Wait,
+        Some(source) => PromotionCall::Ask(source),
+        None => PromotionCall::Nothing,
     }
 }
 
@@ -405,7 +413,11 @@ pub async fn promote_replica(
         })?;
     let found = check_region_owned(found, aws_region, &name).map_err(DerefError::from)?;
     let mut note = String::new();
-    if let Some(source) = promotion_call(&found)? {
+    let call = promotion_call(&found);
+    if call == PromotionCall::Wait {
+        return Err(not_available(&found).into());
+    }
+    if let PromotionCall::Ask(source) = call {
         let after = provider
             .promote(aws_region, id)
             .await
@@ -480,21 +492,17 @@ mod tests {
             ..rds::Instance::default()
         };
         assert_eq!(
-            promotion_call(&found).expect("asked"),
-            Some("arn:aws:rds:us-east-1:1:db:src")
+            promotion_call(&found),
+            PromotionCall::Ask("arn:aws:rds:us-east-1:1:db:src")
         );
         // RDS after the call: modifying, still reporting the source. Requeued, not asked
         // again (RDS would refuse it).
         found.status = "modifying".to_owned();
-        let waiting = promotion_call(&found).expect_err("a promotion in progress");
-        assert!(
-            matches!(&waiting, DerefError::RdsNotAvailable { status, .. } if status == "modifying"),
-            "{waiting:?}"
-        );
+        assert_eq!(promotion_call(&found), PromotionCall::Wait);
         // Promoted (the source gone), or never a replica: nothing to ask.
         found.replica_source = None;
         found.status = rds::AVAILABLE.to_owned();
-        assert_eq!(promotion_call(&found).expect("nothing"), None);
+        assert_eq!(promotion_call(&found), PromotionCall::Nothing);
         // Only a mapped server is promoted by the operator (standing in for RDS).
         let map = EndpointMap::parse(&format!("{host}=127.0.0.1:6543")).expect("map");
         assert!(stands_in(&found, &map));
