@@ -17,6 +17,7 @@ pub mod keycloak;
 pub mod pg_lineage;
 pub mod pg_server;
 pub mod rds;
+pub mod rds_failover;
 pub mod route53;
 pub mod s3;
 pub mod scenario;

@@ -135,6 +135,18 @@ fn start(dir: &Path) {
 impl PgLineage {
     /// Starts a primary and `standbys` streaming standbys under `$STACK_DIR/pg/<name>-<pid>`.
     pub async fn start(name: &str, standbys: usize) -> Self {
+        Self::start_with(name, standbys, false).await
+    }
+
+    /// Like [`Self::start`], the servers also accepting TLS with the stack's PostgreSQL
+    /// certificate (`$STACK_DIR/pki/postgres`, for 127.0.0.1 and localhost, signed by
+    /// `PG_CA_FILE`): what stands in for RDS instances, reached with `verify-full`.
+    /// Plain connections are still accepted (the tests' own sessions).
+    pub async fn start_tls(name: &str, standbys: usize) -> Self {
+        Self::start_with(name, standbys, true).await
+    }
+
+    async fn start_with(name: &str, standbys: usize, tls: bool) -> Self {
         let root = PathBuf::from(stack_var("STACK_DIR"))
             .join("pg")
             .join(format!("{name}-{}", std::process::id()));
@@ -177,6 +189,18 @@ impl PgLineage {
                 root.display()
             ),
         );
+        if tls {
+            // The standbys' configuration is the primary's (pg_basebackup copies it).
+            let pki = PathBuf::from(stack_var("STACK_DIR")).join("pki/postgres");
+            append(
+                &primary.dir.join("postgresql.conf"),
+                &format!(
+                    "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+                    pki.join("server.crt").display(),
+                    pki.join("server.key").display()
+                ),
+            );
+        }
         std::fs::write(
             primary.dir.join("pg_hba.conf"),
             "local all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\nhost replication all 127.0.0.1/32 scram-sha-256\n",

@@ -198,6 +198,9 @@ reasons! {
     UnsafeDataplaneRole => No,
     /// An RDS instance with the Region's identifier exists but is not the operator's.
     RdsInstanceNotOwned => No,
+    /// An RDS Replica Region's read replica cannot be made as declared (its source is not
+    /// an RDS Region, another master user).
+    RdsReplicaRefused => No,
     /// The operator setting mapping RDS endpoints (`PHOENIX_RDS_ENDPOINT_MAP`) is invalid.
     InvalidEndpointMap => No,
     /// The spec asks for something this version does not do yet.

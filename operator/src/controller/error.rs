@@ -212,6 +212,7 @@ fn rds_reason(e: &crate::rds::RdsError) -> Reason {
     use crate::rds::RdsError as R;
     match e {
         R::NotOwned { .. } => Reason::RdsInstanceNotOwned,
+        R::Refused(_) => Reason::RdsReplicaRefused,
         R::NotFound { .. } => Reason::RdsInstanceNotAvailable,
         R::InvalidEndpointMap(_) => Reason::InvalidEndpointMap,
         R::AlreadyExists(_) | R::SnapshotMissing { .. } | R::Request { .. } | R::ReadOnly(_) => {
@@ -303,7 +304,9 @@ impl Error {
             || matches!(self, Error::Deref(DerefError::NotImplemented(_)))
             || matches!(
                 self.reason(),
-                Reason::RdsInstanceNotOwned | Reason::InvalidEndpointMap
+                Reason::RdsInstanceNotOwned
+                    | Reason::RdsReplicaRefused
+                    | Reason::InvalidEndpointMap
             )
     }
 }

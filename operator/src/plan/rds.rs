@@ -27,6 +27,26 @@ pub async fn missing_instance(
         return Ok(None);
     }
     let mut out = Vec::new();
+    // A Replica's instance is a read replica of its source's, with its password (ADR 0014).
+    if let (phoenix_crds::RegionRole::Replica, Some(source)) =
+        (region.spec.role, region.spec.replica_of.as_deref())
+    {
+        out.push(Change::new(
+            "create",
+            format!(
+                "RDS read replica {} in {aws_region} of region {source}'s instance",
+                rds.instance_identifier
+            ),
+            format!(
+                "{}, tagged as the operator's (purpose region-replica); the master password is region {source}'s, copied to secret {}/{} key {} when missing",
+                rds.instance_class,
+                rds.master_password_secret_ref.namespace,
+                rds.master_password_secret_ref.name,
+                rds.master_password_secret_ref.key
+            ),
+        ));
+        return Ok(Some(out));
+    }
     let r = &rds.master_password_secret_ref;
     match world.providers.secrets.get(r).await {
         Ok(_) => {}

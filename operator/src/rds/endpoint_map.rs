@@ -77,6 +77,14 @@ impl EndpointMap {
             .unwrap_or_else(|| (host.to_owned(), port))
     }
 
+    /// Whether `host:port` has an entry: the server reached there stands in for an RDS
+    /// instance (a failover promotes it as RDS would, `controller::region::failover`).
+    pub fn maps(&self, host: &str, port: u16) -> bool {
+        let host_key = host.to_ascii_lowercase();
+        self.entries.contains_key(&(host_key.clone(), Some(port)))
+            || self.entries.contains_key(&(host_key, None))
+    }
+
     /// Whether it maps nothing.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
@@ -106,6 +114,10 @@ mod tests {
             map.resolve("db2.x.rds.amazonaws.com", 1234),
             ("localhost".to_owned(), 6000)
         );
+        assert!(map.maps("DB1.x.eu-west-1.rds.amazonaws.com", 5432));
+        assert!(!map.maps("db1.x.eu-west-1.rds.amazonaws.com", 5439));
+        assert!(map.maps("db2.x.rds.amazonaws.com", 1));
+        assert!(!map.maps("db3.x.rds.amazonaws.com", 5432));
         assert!(EndpointMap::parse("").expect("empty").is_empty());
     }
 

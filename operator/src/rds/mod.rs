@@ -156,6 +156,10 @@ pub enum RdsError {
         /// What RDS (or the network) said.
         reason: String,
     },
+    /// The spec asks for an instance RDS cannot make (a read replica of a Region that is
+    /// not on RDS, say); the message says what to change.
+    #[error("{0}")]
+    Refused(String),
     /// A write was asked of a read-only provider (`plan`).
     #[error("{0} refused: this provider is read-only")]
     ReadOnly(&'static str),

@@ -231,7 +231,7 @@ pub async fn writer(world: &World<'_>, region: &Region) -> Result<Arc<dyn Databa
 
 /// A connection failure because the writer's certificate was refused, said as such with
 /// the CA Secret to look at; any other error as it is.
-fn untrusted(region: &Region, e: crate::db::DbError) -> DerefError {
+pub(super) fn untrusted(region: &Region, e: crate::db::DbError) -> DerefError {
     use crate::db::DbError;
     let DbError::Connect { endpoint, reason } = &e else {
         return e.into();

@@ -1,10 +1,11 @@
 //! Declarative regional failover (ADR 0011). A Region reconciled as a Replica whose role
-//! becomes Primary is promoted (`pg_promote`) once it holds its lineage's claim (first
-//! promoted wins, a Secret created atomically in the operator's namespace); its old primary
-//! is then fenced (marker, read-only, data plane logins disabled), by the promoted Region's
-//! reconcile or, when the old server was unreachable then, by the old Region's own reconcile
-//! before anything else there. The old Region then reports `Superseded` and never undoes
-//! the fence; its Tenants are served by the promoted Region ([`serving_region`]).
+//! becomes Primary is promoted (`pg_promote`; on RDS `PromoteReadReplica`, ADR 0014) once
+//! it holds its lineage's claim (first promoted wins, a Secret created atomically in the
+//! operator's namespace); its old primary is then fenced (marker, read-only, data plane
+//! logins disabled), by the promoted Region's reconcile or, when the old server was
+//! unreachable then, by the old Region's own reconcile before anything else there. The old
+//! Region then reports `Superseded` and never undoes the fence; its Tenants are served by
+//! the promoted Region ([`serving_region`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,12 +17,13 @@ use phoenix_crds::{Region, RegionRole};
 use super::deref;
 use crate::conditions::{NewCondition, Status, types};
 use crate::controller::context::EventSpec;
-use crate::controller::error::{ApplyError, Error, PlanError};
+use crate::controller::error::{ApplyError, DerefError, Error, PlanError};
 use crate::controller::providers::Database;
 use crate::controller::world::World;
 use crate::db::DbError;
 use crate::db::failover::{Fenced, Lineage};
 use crate::db::owned;
+use crate::rds::RdsError;
 use crate::reason::Reason;
 
 /// How long one pass waits for `pg_promote` to finish.
@@ -90,7 +92,11 @@ pub fn would_promote(region: &Region, standby: Option<bool>) -> Option<String> {
     let source = rec.replica_of.as_ref()?;
     (region.spec.role == RegionRole::Primary && standby == Some(true)).then(|| {
         format!(
-            "pg_promote() in place of region {source} once the lineage claim {}-tl{} is held (first promoted wins), then fence {source}'s writer",
+            "{} in place of region {source} once the lineage claim {}-tl{} is held (first promoted wins), then fence {source}'s writer",
+            match &region.spec.database.rds {
+                Some(rds) => format!("PromoteReadReplica of RDS instance {}", rds.instance_identifier),
+                None => "pg_promote()".to_owned(),
+            },
             rec.system_identifier.as_deref().unwrap_or("?"),
             rec.timeline.map_or_else(|| "?".to_owned(), |t| t.to_string())
         )
@@ -129,8 +135,20 @@ pub async fn before(
     step: &mut Step,
     now: &str,
 ) -> Result<(), Error> {
-    let db = deref::writer(world, region).await?;
-    let standby = db.probe().await.map_err(ApplyError::from)?;
+    let db = match deref::writer(world, region).await {
+        Ok(db) => db,
+        // An RDS Region's instance not made yet: the dereference makes it (a Replica's as
+        // a read replica). A flipped Replica whose instance is gone is not a promotion.
+        Err(DerefError::Rds(RdsError::NotFound { identifier, .. }))
+            if step.record.replica_of.is_none() || region.spec.role == RegionRole::Replica =>
+        {
+            tracing::debug!(instance = %identifier, "no RDS instance yet; the pass creates it");
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // The first connection of the pass: a refused certificate is said as such here.
+    let standby = db.probe().await.map_err(|e| deref::untrusted(region, e))?;
     match (region.spec.role, standby) {
         (RegionRole::Replica, Some(true)) => {
             let l = db.lineage().await.map_err(ApplyError::from)?;
@@ -217,10 +235,15 @@ async fn promote(
         }
         .into());
     }
-    if !db
-        .promote(PROMOTE_WAIT_SECONDS)
-        .await
-        .map_err(ApplyError::from)?
+    let rds_note = match &region.spec.database.rds {
+        Some(rds) => Some(super::rds::promote_replica(region, rds, world, db).await?),
+        None => None,
+    };
+    if rds_note.is_none()
+        && !db
+            .promote(PROMOTE_WAIT_SECONDS)
+            .await
+            .map_err(ApplyError::from)?
     {
         return Err(ApplyError::from(DbError::Query {
             context: "promoting the standby (pg_promote)",
@@ -244,8 +267,9 @@ async fn promote(
         Reason::Promoted,
         "Promote",
         format!(
-            "promoted {} in place of region {source} (lineage {claim}); the old primary is fenced next",
-            db.endpoint()
+            "promoted {}{} in place of region {source} (lineage {claim}); the old primary is fenced next",
+            db.endpoint(),
+            rds_note.unwrap_or_default()
         ),
     ));
     Ok(())
@@ -533,8 +557,24 @@ mod tests {
             None,
             "WriterIsStandby instead"
         );
-        let replica = region("b", RegionRole::Replica, Some(rec));
+        let replica = region("b", RegionRole::Replica, Some(rec.clone()));
         assert_eq!(would_promote(&replica, Some(true)), None);
+        // An RDS Region's promotion is PromoteReadReplica of its instance.
+        let mut rds = (*region("b", RegionRole::Primary, Some(rec))).clone();
+        rds.spec.database.writer = None;
+        rds.spec.database.rds = Some(
+            serde_json::from_value(serde_json::json!({
+                "instanceIdentifier": "phoenix-b", "instanceClass": "db.t3.micro",
+                "masterPasswordSecretRef": {"namespace": "ops", "name": "m", "key": "pw"},
+                "caSecretRef": {"namespace": "ops", "name": "ca", "key": "ca.crt"}
+            }))
+            .expect("rds"),
+        );
+        let what = would_promote(&rds, Some(true)).expect("a promotion");
+        assert!(
+            what.starts_with("PromoteReadReplica of RDS instance phoenix-b in place of region a"),
+            "{what}"
+        );
     }
 
     #[test]
