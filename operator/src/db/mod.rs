@@ -20,6 +20,7 @@ pub mod tenant_database;
 pub mod tenant_database_observe;
 pub mod tenant_schema;
 pub mod tenant_schema_observe;
+pub mod tenant_schema_pin;
 
 use std::time::Duration;
 
