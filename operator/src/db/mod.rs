@@ -232,6 +232,10 @@ impl Database for PgDatabase {
         catalog::tenant_count(&*self.client().await?, region).await
     }
 
+    async fn dedicated_databases(&self) -> Result<Vec<String>, DbError> {
+        catalog::dedicated_databases(&*self.client().await?).await
+    }
+
     async fn lineage(&self) -> Result<failover::Lineage, DbError> {
         failover::lineage(&*self.client().await?).await
     }
