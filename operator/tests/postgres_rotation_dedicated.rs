@@ -172,10 +172,14 @@ async fn the_new_login_reaches_a_dedicated_tenant_database_before_the_secret_nam
         .expect_err("without the preparation the new login cannot reach the tenant");
     assert!(refused.contains("permission denied"), "{refused}");
 
-    let prepared = prepare(&*region_db, |_| Ok(tdb.clone()), &second)
+    let databases = region_db
+        .dedicated_databases()
+        .await
+        .expect("the Region's tenant databases");
+    assert_eq!(databases, vec![database.clone()]);
+    prepare(&*region_db, &databases, |_| Ok(tdb.clone()), &second)
         .await
         .expect("prepare");
-    assert_eq!(prepared, vec![database.clone()]);
 
     // Before any Secret names it, the new login serves the tenant as the first one does.
     let client = login(&db, &database, &second, "new-pw")

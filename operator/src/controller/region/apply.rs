@@ -263,21 +263,25 @@ pub async fn apply(
         // working with it until it is retired.
         Some(Rotation::Start { to, value, .. }) => {
             // The new login reaches every Dedicated tenant's database before it is named.
-            let target = super::deref::writer_target(world, region)
+            let databases = db.dedicated_databases().await?;
+            if !databases.is_empty() {
+                let target = super::deref::writer_target(world, region)
+                    .await
+                    .map_err(|e| rotation_failed(e.to_string()))?;
+                super::rotation_dedicated::prepare(
+                    db.as_ref(),
+                    &databases,
+                    |d| {
+                        world
+                            .providers
+                            .databases
+                            .open_tenant_database(name, &target, d)
+                    },
+                    to,
+                )
                 .await
                 .map_err(|e| rotation_failed(e.to_string()))?;
-            super::rotation_dedicated::prepare(
-                db.as_ref(),
-                |d| {
-                    world
-                        .providers
-                        .databases
-                        .open_tenant_database(name, &target, d)
-                },
-                to,
-            )
-            .await
-            .map_err(|e| rotation_failed(e.to_string()))?;
+            }
             let new = generate_password(32);
             db.execute(&[set_password_sql(to, &scram::verifier(&new))])
                 .await?;

@@ -69,14 +69,16 @@ pub struct PrepareError {
     pub source: DbError,
 }
 
-/// Gives `login` every tenant database the Region's catalog names (opened with `open`)
-/// the way its first login has them; the databases prepared. Run after the plan's DDL gave
-/// `login` its privileges on the Region's clinical tables, before the Secret names it.
+/// Gives `login` the tenant databases `databases` (what the Region's catalog names,
+/// [`Database::dedicated_databases`]; opened with `open`) the way its first login has
+/// them. Run after the plan's DDL gave `login` its privileges on the Region's clinical
+/// tables, before the Secret names it.
 pub async fn prepare(
     region_db: &dyn Database,
+    databases: &[String],
     open: impl Fn(&str) -> Result<Arc<dyn Database>, DbError>,
     login: &str,
-) -> Result<Vec<String>, PrepareError> {
+) -> Result<(), PrepareError> {
     let failed = |database: &str| {
         let (login, database) = (login.to_owned(), database.to_owned());
         move |source| PrepareError {
@@ -85,12 +87,8 @@ pub async fn prepare(
             source,
         }
     };
-    let databases = region_db
-        .dedicated_databases()
-        .await
-        .map_err(failed("(listing)"))?;
     let Some(first) = databases.first() else {
-        return Ok(databases);
+        return Ok(());
     };
     // The template (the Region's clinical tables and their grants); any name reads it.
     let template = region_db
@@ -98,7 +96,7 @@ pub async fn prepare(
         .await
         .map_err(failed(first))?
         .template;
-    for database in &databases {
+    for database in databases {
         let reach = reach_sql(database, login, &template);
         region_db
             .execute(&reach.server)
@@ -110,7 +108,7 @@ pub async fn prepare(
             .await
             .map_err(failed(database))?;
     }
-    Ok(databases)
+    Ok(())
 }
 
 #[cfg(test)]
