@@ -56,6 +56,31 @@ async fn a_schema_tenant_gets_its_schema_repaired_and_dropped_per_deletion_polic
             .get(0);
         assert_eq!(published.as_deref(), Some(schema.as_str()));
         assert!(exists(&db, SCHEMA, &schema).await && exists(&db, ROLE, &role).await);
+        // No foreign key to the catalog; a CHECK pins every table's rows to the tenant's
+        // catalog id, added right after the row (ADR 0009).
+        let id = t
+            .status
+            .as_ref()
+            .and_then(|s| s.endpoints.as_ref())
+            .expect("endpoints")
+            .catalog_id;
+        let (fks, pins): (i64, Vec<String>) = {
+            let row = db
+                .query_one(
+                    "SELECT (SELECT count(*) FROM pg_constraint con JOIN pg_class f ON f.oid = con.confrelid
+                             WHERE con.contype = 'f' AND con.connamespace = $1::text::regnamespace
+                               AND f.relnamespace = 'catalog'::regnamespace),
+                            ARRAY(SELECT DISTINCT pg_get_constraintdef(oid) FROM pg_constraint
+                                  WHERE contype = 'c' AND connamespace = $1::text::regnamespace
+                                    AND conname LIKE '%\\_pin')",
+                    &[&schema],
+                )
+                .await
+                .expect("constraints");
+            (row.get(0), row.get(1))
+        };
+        assert_eq!(fks, 0, "foreign keys from {schema} to the catalog");
+        assert_eq!(pins, [format!("CHECK ((tenant_id = {id}))")]);
         wait_event(&Regarding::of(&t), "SchemaProvisioned", applied).await;
         names.push((Regarding::of(&t), schema, role));
     }

@@ -327,6 +327,10 @@ impl TestDb {
             .upsert_tenant(&row)
             .await
             .unwrap_or_else(|error| panic!("operator writes tenant {name}: {error}"));
+        // As the reconcile does right after the row: the tables are pinned to its id.
+        phoenix_operator::controller::tenant::apply::converge_schema(&**operator, &row.uid)
+            .await
+            .unwrap_or_else(|error| panic!("operator pins the schema of {name}: {error}"));
         self.schema_roles
             .lock()
             .expect("lock")

@@ -341,6 +341,8 @@ pub trait Database: Send + Sync {
     async fn publish_readers(&self, rows: &[ReaderRow]) -> Result<(), DbError>;
     /// Live tenants whose home is `region`.
     async fn tenant_count(&self, region: &str) -> Result<i64, DbError>;
+    /// The `Dedicated` tenants' databases this catalog names that exist on the server.
+    async fn dedicated_databases(&self) -> Result<Vec<String>, DbError>;
     /// The catalog rows that concern `row` (its own, and live rows claiming its names).
     async fn tenant_rows(&self, row: &TenantRow) -> Result<RowsSeen, DbError>;
     /// The tenant's catalog id and SSO row, by the Tenant's UID.

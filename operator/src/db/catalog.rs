@@ -219,6 +219,21 @@ pub async fn tenant_count(client: &Client, region: &str) -> Result<i64, DbError>
     col(&row, 0)
 }
 
+/// The databases of the `Dedicated` tenants of this catalog that exist on the server.
+pub async fn dedicated_databases(client: &Client) -> Result<Vec<String>, DbError> {
+    client
+        .query(
+            "SELECT t.database_name FROM catalog.tenants t
+             JOIN pg_database d ON d.datname = t.database_name ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(DbError::query("listing the tenants' databases"))?
+        .iter()
+        .map(|r| col(r, 0))
+        .collect()
+}
+
 /// The readers published in `catalog.readers`, by ordinal.
 pub async fn readers(client: &Client) -> Result<Vec<phoenix_catalog::ReaderRow>, DbError> {
     let sql = format!(

@@ -20,6 +20,7 @@ pub mod tenant_database;
 pub mod tenant_database_observe;
 pub mod tenant_schema;
 pub mod tenant_schema_observe;
+pub mod tenant_schema_pin;
 
 use std::time::Duration;
 
@@ -229,6 +230,10 @@ impl Database for PgDatabase {
 
     async fn tenant_count(&self, region: &str) -> Result<i64, DbError> {
         catalog::tenant_count(&*self.client().await?, region).await
+    }
+
+    async fn dedicated_databases(&self) -> Result<Vec<String>, DbError> {
+        catalog::dedicated_databases(&*self.client().await?).await
     }
 
     async fn lineage(&self) -> Result<failover::Lineage, DbError> {

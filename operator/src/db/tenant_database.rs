@@ -234,6 +234,10 @@ pub fn inside_changes(
     fresh: bool,
 ) -> Result<SchemaWork, SchemaRefused> {
     let mut seen = seen.clone();
+    // Its catalog foreign keys are dropped below, with their own finding; its rows are
+    // not pinned (the database holds one tenant).
+    seen.catalog_fks.clear();
+    seen.tenant_id = None;
     let mut created = Vec::new();
     let s = quote_ident(SHARED_SCHEMA);
     let existed = seen.schema_owner.is_some() && !fresh;

@@ -13,6 +13,7 @@ use super::owned::{DATAPLANE_PREFIX, STANDBY_PREFIX, mark_sql};
 use super::rls::{Drift, TableState, drift, enforce_sql, quote_ident, repair_sql};
 use super::roles::DATAPLANE_ROLE;
 use super::roles::{Ddl, DdlKind};
+use super::tenant_schema_pin::{pin_changes, pinned_columns, references_catalog};
 
 /// An object of the template defined by SQL the server deparses (a foreign key, a
 /// trigger, a function).
@@ -94,6 +95,12 @@ pub struct SchemaSeen {
     pub grants: BTreeSet<(String, String, String)>,
     /// RLS of its tables (named `schema.table`).
     pub rls: Vec<TableState>,
+    /// The tenant's catalog id, once its catalog row names the schema.
+    pub tenant_id: Option<i64>,
+    /// Foreign keys of its tables to the `catalog` schema: (table, name); dropped.
+    pub catalog_fks: Vec<(String, String)>,
+    /// CHECK constraints of its tables: (table, name) to definition.
+    pub check_defs: BTreeMap<(String, String), String>,
 }
 
 /// What converging a tenant's schema does.
@@ -113,6 +120,9 @@ pub struct SchemaWork {
     pub rls_drift: bool,
     /// A `Dedicated` tenant's database, whose `clinical` schema this is (ADR 0010).
     pub database: Option<String>,
+    /// Tables (with their tenant column) to pin to the tenant once its catalog row gives
+    /// it an id: the plan ran before the row existed ([`super::tenant_schema_pin`]).
+    pub pending_pins: Vec<(String, String)>,
 }
 
 /// Why a tenant's schema cannot be converged.
@@ -383,13 +393,17 @@ pub fn schema_changes(
         .filter(|c| existing(&c.table))
         .cloned()
         .collect();
+    // Foreign keys to the catalog are not copied: a CHECK pins the rows instead.
+    let foreign_keys: Vec<Defined> = seen
+        .template
+        .foreign_keys
+        .iter()
+        .filter(|f| !references_catalog(f))
+        .cloned()
+        .collect();
     for (kind, list, have) in [
         ("check", &checks, &seen.constraints),
-        (
-            "foreign key",
-            &seen.template.foreign_keys,
-            &seen.constraints,
-        ),
+        ("foreign key", &foreign_keys, &seen.constraints),
         ("trigger", &seen.template.triggers, &seen.triggers),
     ] {
         for d in list {
@@ -415,6 +429,7 @@ pub fn schema_changes(
             ));
         }
     }
+    out.extend(pin_changes(schema, seen, &mut found));
     out.extend(grant_changes(schema, seen, &mut found));
     let mut rls_drift = false;
     for table in tables() {
@@ -443,6 +458,9 @@ pub fn schema_changes(
     }
     work.ddl = out;
     work.rls_drift = rls_drift;
+    if seen.tenant_id.is_none() {
+        work.pending_pins = pinned_columns(&seen.template.foreign_keys);
+    }
     Ok(work)
 }
 

@@ -19,6 +19,14 @@ const CONSTRAINTS: &str = "SELECT c.relname::text, con.conname::text, pg_get_con
      JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE n.nspname = $1 AND con.contype::text = ANY($2) ORDER BY 1, 2";
 
+const CATALOG_FKS: &str = "SELECT c.relname::text, con.conname::text
+     FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
+     JOIN pg_namespace n ON n.oid = c.relnamespace
+     JOIN pg_class f ON f.oid = con.confrelid
+     JOIN pg_namespace fn ON fn.oid = f.relnamespace
+     WHERE n.nspname = $1 AND con.contype = 'f' AND fn.nspname = 'catalog'
+     ORDER BY 1, 2";
+
 const COLUMNS: &str =
     "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod),
             a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attgenerated = 's'
@@ -184,6 +192,35 @@ pub async fn seen(client: &mut Client, schema: &str, role: &str) -> Result<Schem
     seen.schema_owner = owner.first().map(|r| col(r, 0)).transpose()?;
     if seen.schema_owner.is_none() {
         return Ok(seen);
+    }
+    let id = rows(
+        &tx,
+        "SELECT id FROM catalog.tenants WHERE schema_name = $1",
+        &[&schema],
+        "reading the tenant's catalog id",
+    )
+    .await?;
+    seen.tenant_id = id.first().map(|r| col(r, 0)).transpose()?;
+    for r in rows(
+        &tx,
+        CATALOG_FKS,
+        &[&schema],
+        "reading the tenant's catalog foreign keys",
+    )
+    .await?
+    {
+        seen.catalog_fks.push((col(&r, 0)?, col(&r, 1)?));
+    }
+    for r in rows(
+        &tx,
+        CONSTRAINTS,
+        &[&schema, &check],
+        "reading the tenant's checks",
+    )
+    .await?
+    {
+        seen.check_defs
+            .insert((col(&r, 0)?, col(&r, 1)?), col(&r, 2)?);
     }
     for r in rows(&tx, TABLES, &[&schema], "reading the tenant's tables").await? {
         seen.tables.insert(col(&r, 0)?, col(&r, 1)?);

@@ -26,12 +26,20 @@ fn template() -> Template {
             def: "CREATE UNIQUE INDEX patients_pkey ON clinical.patients USING btree (tenant_id, id)"
                 .into(),
         }],
-        foreign_keys: vec![Defined {
-            table: "encounters".into(),
-            name: "encounters_tenant_id_patient_id_fkey".into(),
-            def: "FOREIGN KEY (tenant_id, patient_id) REFERENCES clinical.patients(tenant_id, id)"
-                .into(),
-        }],
+        foreign_keys: vec![
+            Defined {
+                table: "encounters".into(),
+                name: "encounters_tenant_id_patient_id_fkey".into(),
+                def:
+                    "FOREIGN KEY (tenant_id, patient_id) REFERENCES clinical.patients(tenant_id, id)"
+                        .into(),
+            },
+            Defined {
+                table: "patients".into(),
+                name: "patients_tenant_id_fkey".into(),
+                def: "FOREIGN KEY (tenant_id) REFERENCES catalog.tenants(id)".into(),
+            },
+        ],
         triggers: vec![Defined {
             table: "audit_events".into(),
             name: "audit_events_chain".into(),
@@ -69,6 +77,14 @@ fn healthy_rls(table: &str) -> TableState {
 
 fn converged() -> SchemaSeen {
     SchemaSeen {
+        tenant_id: Some(7),
+        catalog_fks: Vec::new(),
+        check_defs: [(
+            ("patients".to_owned(), "patients_tenant_id_pin".to_owned()),
+            "CHECK ((tenant_id = 7))".to_owned(),
+        )]
+        .into_iter()
+        .collect(),
         template: template(),
         role: Some(true),
         login_acts_for_role: true,
@@ -332,4 +348,75 @@ fn a_privilege_the_clinical_original_does_not_give_a_dataplane_login_is_revoked(
             format!("REVOKE CREATE ON SCHEMA \"{S}\" FROM \"phoenix_dataplane_us\""),
         ]
     );
+}
+
+#[test]
+fn a_new_schema_gets_no_foreign_key_to_the_catalog_and_pins_once_its_row_exists() {
+    let seen = SchemaSeen {
+        template: template(),
+        login_acts_for_role: true,
+        ..SchemaSeen::default()
+    };
+    let work = schema_changes(S, R, &seen).expect("work");
+    let sql: Vec<String> = work.ddl.iter().flat_map(|d| d.sql.clone()).collect();
+    assert!(
+        !sql.iter().any(|s| s.contains("catalog.tenants")),
+        "{sql:#?}"
+    );
+    assert!(!sql.iter().any(|s| s.contains("_pin")), "{sql:#?}");
+    assert_eq!(
+        work.pending_pins,
+        vec![("patients".to_owned(), "tenant_id".to_owned())]
+    );
+    assert_eq!(
+        crate::db::tenant_schema_pin::pins_for_new_row(S, &work.pending_pins, 42),
+        vec![format!(
+            "ALTER TABLE \"{S}\".\"patients\" ADD CONSTRAINT \"patients_tenant_id_pin\" CHECK ((tenant_id = 42))"
+        )]
+    );
+}
+
+#[test]
+fn an_old_copy_drops_its_catalog_foreign_key_and_gets_its_pin_as_drift() {
+    let mut seen = converged();
+    seen.check_defs.clear();
+    seen.catalog_fks = vec![("patients".into(), "patients_tenant_id_fkey".into())];
+    let work = schema_changes(S, R, &seen).expect("work");
+    assert!(work.pending_pins.is_empty());
+    assert_eq!(
+        work.drift,
+        vec![
+            format!("foreign key patients_tenant_id_fkey on {S}.patients references the catalog"),
+            format!("check patients_tenant_id_pin pinning {S}.patients to tenant 7 missing"),
+        ]
+    );
+    let sql: Vec<String> = work.ddl.iter().flat_map(|d| d.sql.clone()).collect();
+    let drop = sql
+        .iter()
+        .position(|s| s.contains("DROP CONSTRAINT \"patients_tenant_id_fkey\""))
+        .expect("dropped");
+    let pin = sql
+        .iter()
+        .position(|s| s.ends_with("CHECK ((tenant_id = 7))"))
+        .expect("pinned");
+    assert!(drop < pin);
+}
+
+#[test]
+fn a_pin_to_another_tenant_is_replaced() {
+    let mut seen = converged();
+    seen.check_defs.insert(
+        ("patients".into(), "patients_tenant_id_pin".into()),
+        "CHECK ((tenant_id = 8))".into(),
+    );
+    let work = schema_changes(S, R, &seen).expect("work");
+    assert_eq!(
+        work.drift,
+        vec![format!(
+            "check patients_tenant_id_pin on {S}.patients is CHECK ((tenant_id = 8)), not CHECK ((tenant_id = 7))"
+        )]
+    );
+    let sql: Vec<String> = work.ddl.iter().flat_map(|d| d.sql.clone()).collect();
+    assert_eq!(sql.len(), 2, "{sql:#?}");
+    assert!(sql[0].contains("DROP CONSTRAINT \"patients_tenant_id_pin\""));
 }

@@ -262,6 +262,26 @@ pub async fn apply(
         // and only then does the Secret name it; data planes still on the old login keep
         // working with it until it is retired.
         Some(Rotation::Start { to, value, .. }) => {
+            // The new login reaches every Dedicated tenant's database before it is named.
+            let databases = db.dedicated_databases().await?;
+            if !databases.is_empty() {
+                let target = super::deref::writer_target(world, region)
+                    .await
+                    .map_err(|e| rotation_failed(e.to_string()))?;
+                super::rotation_dedicated::prepare(
+                    db.as_ref(),
+                    &databases,
+                    |d| {
+                        world
+                            .providers
+                            .databases
+                            .open_tenant_database(name, &target, d)
+                    },
+                    to,
+                )
+                .await
+                .map_err(|e| rotation_failed(e.to_string()))?;
+            }
             let new = generate_password(32);
             db.execute(&[set_password_sql(to, &scram::verifier(&new))])
                 .await?;
@@ -287,4 +307,11 @@ pub async fn apply(
     applied.secret_created = secret_created;
     applied.secret_repointed = secret_repointed;
     Ok(applied)
+}
+
+fn rotation_failed(reason: String) -> ApplyError {
+    ApplyError::Database(crate::db::DbError::Query {
+        context: "preparing the tenants' databases for the new data plane login",
+        reason,
+    })
 }

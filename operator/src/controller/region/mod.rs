@@ -9,6 +9,7 @@ pub mod failover;
 pub mod plan;
 pub mod rds;
 pub mod rotation;
+pub mod rotation_dedicated;
 pub mod status;
 
 use std::sync::Arc;

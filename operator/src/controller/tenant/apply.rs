@@ -13,6 +13,7 @@ use crate::controller::tenant::deref::TenantDb;
 use crate::db::DbError;
 use crate::db::tenant_database::{ServerWork, inside_changes, inside_template, logins};
 use crate::db::tenant_schema::SchemaWork;
+use crate::db::tenant_schema_pin::pins_for_new_row;
 use phoenix_catalog::schemas::SHARED_SCHEMA;
 
 /// Records `placement` in status unless it is there already: a crash after this point
@@ -85,6 +86,13 @@ pub async fn apply(
         (RowChange::Unchanged, Some(id)) => Some(*id),
         _ => Some(db.upsert_tenant(row).await?),
     };
+    // A new Schema tenant's tables are pinned to the id its row just got.
+    if let (Some(work), Some(id)) = (schema, applied.catalog_id)
+        && !work.pending_pins.is_empty()
+    {
+        db.execute(&pins_for_new_row(&work.schema, &work.pending_pins, id))
+            .await?;
+    }
     Ok(applied)
 }
 

@@ -3,49 +3,85 @@
 //! Reported as the `DNSReady` condition, which does not hold `Ready` back: the data
 //! plane serves the tenant by its Host header whatever resolves it.
 
+use std::sync::Arc;
+
 use kube::ResourceExt;
-use phoenix_crds::Tenant;
 use phoenix_crds::tenant::TenantDnsStatus;
+use phoenix_crds::{Region, Tenant};
 
 use crate::conditions::{NewCondition, Status, types};
 use crate::controller::context::EventSpec;
+use crate::controller::region::failover::serving_region;
 use crate::controller::world::World;
 use crate::dns::records::{self, NoRecords, RegionTarget};
 use crate::dns::{Action, Change, DnsError, RecordSet, Zone, fqdn, ownership};
 use crate::reason::Reason;
 
-/// The Regions tenants may get records in: those with `spec.dns` and `spec.ingress`, not
-/// being deleted, with the zone and health check their status shows (if any yet).
+/// The Regions tenants may get records in ([`targets_of`] the world's Regions).
 pub fn targets(world: &World<'_>) -> Vec<RegionTarget> {
-    world
-        .regions
+    targets_of(&world.regions)
+}
+
+/// The Regions tenants may get records in: those with `spec.dns` and `spec.ingress`, not
+/// being deleted, with the zone and health check their status shows (if any yet). A Region
+/// superseded by a failover serves nobody (ADR 0011): its latency record (same set
+/// identifier and latency region, so clients it was nearest keep an answer) points at the
+/// ingress of the Region now serving in its place, under that Region's health check, for
+/// the tenants both Regions' residencies allow; when the serving Region declares no DNS,
+/// or is being deleted, the superseded Region's records go.
+pub fn targets_of(regions: &[Arc<Region>]) -> Vec<RegionTarget> {
+    regions
         .iter()
-        .filter(|r| r.metadata.deletion_timestamp.is_none() && r.spec.dns.is_some())
-        // A Region superseded by a failover serves nobody: its records go (ADR 0011).
-        .filter(|r| {
-            r.status
-                .as_ref()
-                .and_then(|s| s.failover.as_ref())
-                .is_none_or(|f| f.superseded_by.is_none())
-        })
+        .filter(|r| r.metadata.deletion_timestamp.is_none())
         .filter_map(|r| {
-            let ingress = r.spec.ingress.as_ref()?;
-            let dns = r.status.as_ref().and_then(|s| s.dns.as_ref());
+            let own = target(r)?;
+            if !superseded(r) {
+                return Some(own);
+            }
+            let serving = serving_region(regions, r)
+                .filter(|s| s.metadata.deletion_timestamp.is_none() && !superseded(s))?;
+            let to = target(&serving)?;
             Some(RegionTarget {
-                name: r.name_any(),
-                aws_region: r.spec.aws_region.clone(),
-                residency: r.spec.data_residency.clone(),
-                ingress: ingress.hostname.clone(),
-                zone: dns.and_then(|d| {
-                    Some(Zone {
-                        id: d.hosted_zone_id.clone()?,
-                        name: d.zone_name.clone()?,
-                    })
-                }),
-                health_check_id: dns.and_then(|d| d.health_check_id.clone()),
+                residency: own
+                    .residency
+                    .iter()
+                    .filter(|j| to.residency.contains(j))
+                    .cloned()
+                    .collect(),
+                ingress: to.ingress,
+                zone: own.zone.or(to.zone),
+                health_check_id: to.health_check_id,
+                ..own
             })
         })
         .collect()
+}
+
+fn superseded(r: &Region) -> bool {
+    r.status
+        .as_ref()
+        .and_then(|s| s.failover.as_ref())
+        .is_some_and(|f| f.superseded_by.is_some())
+}
+
+/// `r` as a DNS target of its own, when it declares `spec.dns` and `spec.ingress`.
+fn target(r: &Region) -> Option<RegionTarget> {
+    r.spec.dns.as_ref()?;
+    let ingress = r.spec.ingress.as_ref()?;
+    let dns = r.status.as_ref().and_then(|s| s.dns.as_ref());
+    Some(RegionTarget {
+        name: r.name_any(),
+        aws_region: r.spec.aws_region.clone(),
+        residency: r.spec.data_residency.clone(),
+        ingress: ingress.hostname.clone(),
+        zone: dns.and_then(|d| {
+            Some(Zone {
+                id: d.hosted_zone_id.clone()?,
+                name: d.zone_name.clone()?,
+            })
+        }),
+        health_check_id: dns.and_then(|d| d.health_check_id.clone()),
+    })
 }
 
 /// What the tenant's DNS pass found and did.
@@ -282,3 +318,7 @@ pub async fn remove(tenant: &Tenant, world: &World<'_>) -> Result<Option<String>
     }
     Ok((!removed.is_empty()).then(|| format!("removed DNS records {}", removed.join(", "))))
 }
+
+#[cfg(test)]
+#[path = "dns_tests.rs"]
+mod tests;
