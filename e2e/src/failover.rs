@@ -202,6 +202,23 @@ pub async fn first_write(
     .await
 }
 
+/// Forgets the scenario Regions' lineage claims when made (a failed earlier run's) and when
+/// dropped (also while a failed test unwinds), so no claim outlives its test.
+pub struct ForgetClaims(Vec<String>);
+
+impl ForgetClaims {
+    pub fn new(regions: &[String]) -> Self {
+        forget_claims(regions);
+        Self(regions.to_vec())
+    }
+}
+
+impl Drop for ForgetClaims {
+    fn drop(&mut self) {
+        forget_claims(&self.0);
+    }
+}
+
 /// Removes the lineage claims the operator created for the scenario's Regions.
 pub fn forget_claims(regions: &[String]) {
     let selector = format!(

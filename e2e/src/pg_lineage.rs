@@ -287,13 +287,14 @@ impl PgLineage {
         start(&self.primary.dir);
     }
 
-    /// Waits until every standby has replayed what the primary wrote so far.
+    /// Waits until every standby has replayed what the primary wrote so far (its insert
+    /// position: with `synchronous_commit = off` a commit may not be written out yet).
     pub async fn caught_up(&self) {
         let written: String = self
             .primary
             .admin()
             .await
-            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
             .await
             .expect("WAL position")
             .get(0);

@@ -30,9 +30,11 @@ async fn flipping_two_replicas_promotes_one_fences_the_old_primary_and_moves_the
     let lineage = PgLineage::start("failover", 2).await;
     let _operator =
         Process::operator_with("e2e-operator", 5, &[("REGION_RESYNC_SECONDS", "2")]).await;
-    let guard = ScenarioGuard::new("failover");
     let (old, replicas) = names("fo", 2);
-    forget_claims(&replicas);
+    // Declared before the scenario guard, so dropped after it: claims go once their
+    // Regions are gone, also when the test fails.
+    let _claims = ForgetClaims::new(&replicas);
+    let guard = ScenarioGuard::new("failover");
     declare_regions(&guard, &lineage, "fo", RESIDENCY);
     region_where(&old, "Ready", region_ready).await;
     for r in &replicas {
@@ -231,9 +233,11 @@ async fn an_unreachable_old_primary_is_fenced_when_it_comes_back() {
     let lineage = PgLineage::start("failover-down", 1).await;
     let _operator =
         Process::operator_with("e2e-operator", 5, &[("REGION_RESYNC_SECONDS", "2")]).await;
-    let guard = ScenarioGuard::new("failover-down");
     let (old, replicas) = names("fd", 1);
-    forget_claims(&replicas);
+    // Declared before the scenario guard, so dropped after it: claims go once their
+    // Regions are gone, also when the test fails.
+    let _claims = ForgetClaims::new(&replicas);
+    let guard = ScenarioGuard::new("failover-down");
     declare_regions(&guard, &lineage, "fd", "FOD");
     region_where(&old, "Ready", region_ready).await;
     region_where(&replicas[0], "Ready as a replica", |r| {
@@ -315,9 +319,11 @@ async fn only_a_reconciled_replica_is_promoted_and_a_promotion_already_done_is_c
     let lineage = PgLineage::start("failover-hand", 2).await;
     let _operator =
         Process::operator_with("e2e-operator", 5, &[("REGION_RESYNC_SECONDS", "2")]).await;
-    let guard = ScenarioGuard::new("failover-hand");
     let (old, replicas) = names("fh", 1);
-    forget_claims(&replicas);
+    // Declared before the scenario guard, so dropped after it: claims go once their
+    // Regions are gone, also when the test fails.
+    let _claims = ForgetClaims::new(&replicas);
+    let guard = ScenarioGuard::new("failover-hand");
     declare_regions(&guard, &lineage, "fh", "FOH");
     // The second standby, declared Primary directly.
     let mistaken = "fh-x".to_owned();
