@@ -310,6 +310,7 @@ mod tests {
                 database: None,
             }),
             tenant_db: None,
+            server: None,
         }
     }
 
