@@ -129,7 +129,7 @@ pub async fn before(
     step: &mut Step,
     now: &str,
 ) -> Result<(), Error> {
-    let db = deref::writer(world, region).await?;
+    let db = deref::live_writer(world, region).await?;
     let standby = db.probe().await.map_err(ApplyError::from)?;
     match (region.spec.role, standby) {
         (RegionRole::Replica, Some(true)) => {

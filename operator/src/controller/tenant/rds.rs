@@ -50,6 +50,15 @@ pub fn instance_identifier(uid: &str) -> String {
     format!("phoenix-tenant-{hex}")
 }
 
+/// The master user of the instance of the Tenant with UID `uid`: `phoenix_master_` and
+/// the same 16 hex (31 characters; RDS wants a letter first, then letters, digits and
+/// underscores, at most 63). Per tenant rather than the Region's `masterUsername`, so a
+/// session on any server names the tenant it works for.
+pub fn master_username(uid: &str) -> String {
+    let database = phoenix_catalog::schemas::tenant_database(uid);
+    format!("phoenix_master_{}", database.trim_start_matches("tdb_"))
+}
+
 /// The Secret (in the operator's namespace) holding the master password of `identifier`.
 pub fn secret_name(identifier: &str) -> String {
     format!("{identifier}-master")
@@ -64,7 +73,7 @@ pub fn tenant_tags(region: &str, tenant: &str, uid: &str) -> BTreeMap<String, St
 }
 
 /// What the operator asks RDS for, for tenant `tenant` (UID `uid`) in Region `region`:
-/// the Region's class, storage, version, Multi-AZ and master user name.
+/// the Region's class, storage, version and Multi-AZ, the tenant's master user.
 pub fn instance_spec(region: &str, tenant: &str, uid: &str, rds: &RdsInstance) -> InstanceSpec {
     InstanceSpec {
         identifier: instance_identifier(uid),
@@ -72,7 +81,7 @@ pub fn instance_spec(region: &str, tenant: &str, uid: &str, rds: &RdsInstance) -
         engine_version: rds.engine_version.clone(),
         allocated_storage_gib: rds.allocated_storage_gib,
         multi_az: rds.multi_az,
-        master_username: rds.master_username.clone(),
+        master_username: master_username(uid),
         tags: tenant_tags(region, tenant, uid),
     }
 }
@@ -170,7 +179,7 @@ pub async fn server_target(
     config
         .host(&host)
         .port(port)
-        .user(&rds_spec.master_username)
+        .user(&spec.master_username)
         .password(password.as_bytes())
         .dbname(ADMIN_DATABASE);
     let pg = PgTarget::from(config)
@@ -181,7 +190,7 @@ pub async fn server_target(
         pg,
         fingerprint: format!(
             "rds-tenant:{}:{host}:{port}:{}:{password}#ca={ca}",
-            instance.identifier, rds_spec.master_username
+            instance.identifier, spec.master_username
         ),
         ca_pem: Some(ca),
     };
@@ -298,7 +307,9 @@ mod tests {
         let spec = instance_spec("eu-west-1", "st-olaf", "uid-1", &rds);
         assert_eq!(spec.identifier, instance_identifier("uid-1"));
         assert_eq!(spec.instance_class, "db.r6g.large");
-        assert_eq!(spec.master_username, "phoenix_admin");
+        assert_eq!(spec.master_username, master_username("uid-1"));
+        assert!(spec.master_username.len() <= 63);
+        assert_ne!(master_username("uid-1"), master_username("uid-2"));
         let tag = |k: &str| spec.tags.get(k).map(String::as_str);
         assert_eq!(tag(TENANT_TAG), Some("st-olaf"));
         assert_eq!(tag(TENANT_UID_TAG), Some("uid-1"));
