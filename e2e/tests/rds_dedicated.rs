@@ -431,15 +431,21 @@ async fn a_dedicated_tenant_on_an_rds_region_gets_its_own_instance_and_deletion_
         assert!(!bypass, "the data plane login never bypasses RLS");
         assert_eq!(visible, 0, "no tenant set: no row visible");
         let catalog = connect_to(&admin_dsn, &dbname).await;
-        let published: Option<String> = catalog
+        let (published, host, port): (Option<String>, Option<String>, Option<i32>) = catalog
             .query_one(
-                "SELECT database_name FROM catalog.tenants WHERE uid = $1",
+                "SELECT database_name, database_host, database_port FROM catalog.tenants WHERE uid = $1",
                 &[uid],
             )
             .await
-            .expect("the tenant's catalog row")
-            .get(0);
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .expect("the tenant's catalog row");
         assert_eq!(published, Some(database));
+        // Where the data plane reaches it: the instance's endpoint through the map.
+        assert_eq!(host.as_deref(), Some("127.0.0.1"));
+        assert_eq!(
+            port.map(|p| p.to_string()),
+            Some(stack_var("PG_PORT_EU_WEST_1"))
+        );
     }
 
     // No password anywhere it must not be.

@@ -92,7 +92,15 @@ pub async fn apply(
     }
     applied.catalog_id = match (change, catalog_id) {
         (RowChange::Unchanged, Some(id)) => Some(*id),
-        _ => Some(db.upsert_tenant(row).await?),
+        _ => match own_server {
+            // Where its database is, in the row that makes the data plane serve it.
+            Some(own) => {
+                let mut row = row.clone();
+                row.database_server = Some(own.endpoint.clone());
+                Some(db.upsert_tenant(&row).await?)
+            }
+            None => Some(db.upsert_tenant(row).await?),
+        },
     };
     Ok(applied)
 }

@@ -57,7 +57,8 @@ pub struct TenantServer {
     pub logins: Vec<super::rds::Login>,
     /// The instance's identifier.
     pub identifier: String,
-    /// Where the data plane reaches it (the endpoint RDS reports, unmapped).
+    /// Where the operator and the data plane reach it (the endpoint RDS reports, through
+    /// the endpoint map), published in the catalog row.
     pub endpoint: (String, u16),
 }
 
@@ -125,7 +126,7 @@ pub async fn dereference(
             Some(rds_spec) => {
                 // Its own instance: the server work is read there, the template (the
                 // clinical tables, the logins' grants) stays the region's.
-                let (target, instance) = super::rds::server_target(
+                let (target, instance, endpoint) = super::rds::server_target(
                     world,
                     &region,
                     rds_spec,
@@ -156,7 +157,7 @@ pub async fn dereference(
                 server = Some(TenantServer {
                     db: TenantDb(admin),
                     logins,
-                    endpoint: instance.endpoint.clone().unwrap_or_default(),
+                    endpoint,
                     identifier: instance.identifier,
                 });
             }

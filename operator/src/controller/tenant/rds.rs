@@ -132,9 +132,9 @@ async fn master_password(
         .ok_or_else(|| missing().into())
 }
 
-/// The tenant's instance and how its server is reached (the master user, TLS
-/// `verify-full` against the Region's CA, database [`ADMIN_DATABASE`]), once it exists
-/// and is available. [`Mode::Ensure`] creates the Secret and the instance when missing;
+/// The tenant's instance, how its server is reached (the master user, TLS `verify-full`
+/// against the Region's CA, database [`ADMIN_DATABASE`]) and where (its endpoint through
+/// the endpoint map: what the catalog publishes), once it exists and is available. [`Mode::Ensure`] creates the Secret and the instance when missing;
 /// [`Mode::Existing`] never does. An instance that is not the tenant's is refused.
 pub async fn server_target(
     world: &World<'_>,
@@ -143,7 +143,7 @@ pub async fn server_target(
     tenant: &str,
     uid: &str,
     mode: Mode,
-) -> Result<(DbTarget, rds::Instance), DerefError> {
+) -> Result<(DbTarget, rds::Instance, (String, u16)), DerefError> {
     let region_name = kube::ResourceExt::name_any(region);
     let spec = instance_spec(&region_name, tenant, uid, rds_spec);
     let aws_region = &region.spec.aws_region;
@@ -194,7 +194,7 @@ pub async fn server_target(
         ),
         ca_pem: Some(ca),
     };
-    Ok((target, instance))
+    Ok((target, instance, (host, port)))
 }
 
 /// A data plane login of the region and the password it has on the region writer
