@@ -246,7 +246,7 @@ pub async fn live_writer(
 
 /// A connection failure because the writer's certificate was refused, said as such with
 /// the CA Secret to look at; any other error as it is.
-fn untrusted(region: &Region, e: crate::db::DbError) -> DerefError {
+pub(crate) fn untrusted(region: &Region, e: crate::db::DbError) -> DerefError {
     use crate::db::DbError;
     let DbError::Connect { endpoint, reason } = &e else {
         return e.into();

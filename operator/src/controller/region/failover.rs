@@ -130,7 +130,7 @@ pub async fn before(
     now: &str,
 ) -> Result<(), Error> {
     let db = deref::live_writer(world, region).await?;
-    let standby = db.probe().await.map_err(ApplyError::from)?;
+    let standby = db.probe().await.map_err(|e| deref::untrusted(region, e))?;
     match (region.spec.role, standby) {
         (RegionRole::Replica, Some(true)) => {
             let l = db.lineage().await.map_err(ApplyError::from)?;
