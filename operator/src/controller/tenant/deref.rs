@@ -85,8 +85,8 @@ pub async fn dereference(
         ))
     })?;
     // After a failover the promoted Region's database (a copy of the home's) serves it.
-    let region =
-        crate::controller::region::failover::serving_region(&world.regions, &home).unwrap_or(home);
+    let region = crate::controller::region::failover::serving_region(&world.regions, &home)
+        .unwrap_or_else(|| home.clone());
     let status = region.status.as_ref();
     if !status.is_some_and(|s| conditions::is_true(&s.conditions, types::READY)) {
         let why = status
@@ -113,7 +113,9 @@ pub async fn dereference(
     {
         let on_region = db.tenant_database(name, &role).await?;
         let databases = &world.providers.databases;
-        match &region.spec.database.rds {
+        // A tenant's own RDS instance belongs to its home Region (its tags, AWS region,
+        // shape and CA), whichever Region's database serves the catalog after a failover.
+        match &home.spec.database.rds {
             None => {
                 let target = writer_target(world, &region).await?;
                 tenant_db = Some(TenantDb(databases.open_tenant_database(
@@ -128,7 +130,7 @@ pub async fn dereference(
                 // clinical tables, the logins' grants) stays the region's.
                 let (target, instance, endpoint) = super::rds::server_target(
                     world,
-                    &region,
+                    &home,
                     rds_spec,
                     &desired.name,
                     &desired.uid,

@@ -213,15 +213,17 @@ async fn release(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
         .into());
     };
     // After a failover the data lives on the promoted Region's server (the home is fenced).
+    let home = region.clone();
     let region = super::region::failover::serving_region(&world.regions, &region).unwrap_or(region);
     let db = writer(&world, &region).await?;
     let apply_err = super::error::ApplyError::from;
     let mut events = Vec::new();
-    let own_instance = region.spec.database.rds.is_some()
-        && tenant.spec.database.isolation == Isolation::Dedicated;
+    // A tenant's own RDS instance belongs to its home Region (ADR 0013).
+    let own_instance =
+        home.spec.database.rds.is_some() && tenant.spec.database.isolation == Isolation::Dedicated;
     let note = match (own_instance, tenant.spec.database.deletion_policy) {
         // Its database is its own RDS instance (ADR 0013).
-        (true, _) => rds_release::release(tenant, &region, db.as_ref(), &world).await?,
+        (true, _) => rds_release::release(tenant, &home, db.as_ref(), &world).await?,
         (false, policy) => match policy {
             DeletionPolicy::Retain => {
                 let retired = db.retire_tenant(&uid).await.map_err(apply_err)?;
