@@ -60,7 +60,23 @@ pub async fn release(
     // Its server-work pools go too (they reopen for other tenants on their next pass).
     databases.close_tenant_database(ADMIN_DATABASE);
     let provider = world.providers.rds.as_ref();
-    let kept = instance_deleted(provider, aws_region, &identifier, &tags, policy).await?;
+    // The Secret is written before CreateDBInstance and removed last.
+    let ever_created = world
+        .providers
+        .secrets
+        .read(namespace, &secret)
+        .await
+        .map_err(DerefError::from)?
+        .is_some();
+    let kept = instance_deleted(
+        provider,
+        aws_region,
+        &identifier,
+        &tags,
+        policy,
+        ever_created,
+    )
+    .await?;
     world
         .providers
         .secrets
@@ -77,13 +93,16 @@ pub async fn release(
 /// with its final snapshot, `Delete`: without); once it is gone, what was kept (for the
 /// note). While RDS still describes it: [`DerefError::RdsDeleting`] (the tenant stays
 /// `Deleting`, retried). Gone without its final snapshot listed: `SnapshotMissing`, so
-/// nothing else is deleted. An instance that is not the tenant's is never touched.
+/// nothing else is deleted — unless `ever_created` is false (no master password Secret:
+/// the instance was never asked for). An instance that is not the tenant's is never
+/// touched.
 pub async fn instance_deleted(
     provider: &dyn Rds,
     aws_region: &str,
     identifier: &str,
     tags: &BTreeMap<String, String>,
     policy: DeletionPolicy,
+    ever_created: bool,
 ) -> Result<String, DerefError> {
     let snapshot = final_snapshot(identifier);
     if let Some(found) = provider
@@ -130,6 +149,11 @@ pub async fn instance_deleted(
             .map_err(DerefError::from)?
             .into_iter()
             .any(|s| s.identifier == snapshot);
+        if !listed && !ever_created {
+            // Neither its Secret nor its instance: the tenant never had one (deleted
+            // before its Region was ready, say); there is nothing to snapshot.
+            return Ok(" (no instance had been created)".to_owned());
+        }
         if !listed {
             return Err(RdsError::SnapshotMissing {
                 identifier: identifier.to_owned(),
@@ -246,14 +270,14 @@ mod tests {
         let rds = Slow::with(&tags, 3);
         let snap = DeletionPolicy::Snapshot;
         // The first pass starts it; RDS still describes it: the tenant waits, once.
-        let waiting = instance_deleted(&rds, "eu-west-1", ID, &tags, snap).await;
+        let waiting = instance_deleted(&rds, "eu-west-1", ID, &tags, snap, true).await;
         match waiting {
             Err(DerefError::RdsDeleting(m)) => {
                 assert!(m.contains("final snapshot phoenix-tenant-x-final"), "{m}");
             }
             other => panic!("expected to wait: {other:?}"),
         }
-        let again = instance_deleted(&rds, "eu-west-1", ID, &tags, snap).await;
+        let again = instance_deleted(&rds, "eu-west-1", ID, &tags, snap, true).await;
         assert!(
             matches!(again, Err(DerefError::RdsDeleting(_))),
             "{again:?}"
@@ -263,7 +287,7 @@ mod tests {
             1,
             "a deleting instance is not deleted again"
         );
-        let done = instance_deleted(&rds, "eu-west-1", ID, &tags, snap)
+        let done = instance_deleted(&rds, "eu-west-1", ID, &tags, snap, true)
             .await
             .expect("gone, snapshot listed");
         assert!(done.contains("phoenix-tenant-x-final"), "{done}");
@@ -276,7 +300,7 @@ mod tests {
             snapshot_lost: true,
             ..Slow::with(&tags, 0)
         };
-        let e = instance_deleted(&rds, "eu-west-1", ID, &tags, DeletionPolicy::Snapshot)
+        let e = instance_deleted(&rds, "eu-west-1", ID, &tags, DeletionPolicy::Snapshot, true)
             .await
             .expect_err("no snapshot");
         assert!(
@@ -286,10 +310,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_tenant_that_never_had_an_instance_is_deleted_without_waiting_for_a_snapshot() {
+        let tags = tenant_tags("eu-west-1", "st-olaf", "uid-1");
+        let rds = Slow::default();
+        let note = instance_deleted(
+            &rds,
+            "eu-west-1",
+            ID,
+            &tags,
+            DeletionPolicy::Snapshot,
+            false,
+        )
+        .await
+        .expect("nothing to snapshot");
+        assert!(note.contains("no instance had been created"), "{note}");
+        assert!(rds.deletes.lock().expect("lock").is_empty());
+    }
+
+    #[tokio::test]
     async fn delete_takes_no_snapshot_and_a_foreign_instance_is_never_deleted() {
         let tags = tenant_tags("eu-west-1", "st-olaf", "uid-1");
         let rds = Slow::with(&tags, 0);
-        let note = instance_deleted(&rds, "eu-west-1", ID, &tags, DeletionPolicy::Delete)
+        let note = instance_deleted(&rds, "eu-west-1", ID, &tags, DeletionPolicy::Delete, true)
             .await
             .expect("deleted");
         assert!(note.contains("without a final snapshot"), "{note}");
@@ -298,9 +340,16 @@ mod tests {
 
         let other = tenant_tags("eu-west-1", "st-olaf", "uid-2");
         let foreign = Slow::with(&other, 0);
-        let e = instance_deleted(&foreign, "eu-west-1", ID, &tags, DeletionPolicy::Delete)
-            .await
-            .expect_err("not the tenant's");
+        let e = instance_deleted(
+            &foreign,
+            "eu-west-1",
+            ID,
+            &tags,
+            DeletionPolicy::Delete,
+            true,
+        )
+        .await
+        .expect_err("not the tenant's");
         assert!(
             matches!(&e, DerefError::Rds(RdsError::NotOwned { .. })),
             "{e:?}"
