@@ -103,6 +103,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "superseded",
         sql: include_str!("../migrations/0016_superseded.sql"),
     },
+    Migration {
+        version: 17,
+        name: "tenant_database_server",
+        sql: include_str!("../migrations/0017_tenant_database_server.sql"),
+    },
 ];
 
 /// The version a fully migrated database has.

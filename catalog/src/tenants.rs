@@ -67,6 +67,22 @@ pub struct TenantRow {
     /// The tenant's own database on the region's server (isolation `Dedicated`), `None`
     /// for this database; always a valid name ([`crate::schemas::valid_tenant_database`]).
     pub database: Option<String>,
+    /// Where that database is, when not on this database's server (a `Dedicated` tenant's
+    /// own RDS instance): host and port; always valid ([`valid_database_host`]).
+    pub database_server: Option<(String, u16)>,
+}
+
+/// Whether `host` may be published as a tenant database's host: a DNS name or an IPv4
+/// address (letters, digits, dots and hyphens, at most 253), never anything a connection
+/// string could read as an option.
+pub fn valid_database_host(host: &str) -> bool {
+    let b = host.as_bytes();
+    !b.is_empty()
+        && b.len() <= 253
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'-')
+        && b.first().is_some_and(u8::is_ascii_alphanumeric)
+        && b.last().is_some_and(u8::is_ascii_alphanumeric)
 }
 
 impl TenantRow {
@@ -117,6 +133,18 @@ pub enum RowError {
         /// The name found.
         name: String,
     },
+    /// A database server (host, port) that is not valid or only half there.
+    #[error(
+        "catalog.tenants row {id}: database_host {host:?} / database_port {port:?} is not a valid server"
+    )]
+    InvalidDatabaseServer {
+        /// Catalog id of the row.
+        id: i64,
+        /// The host found.
+        host: Option<String>,
+        /// The port found.
+        port: Option<i32>,
+    },
     /// A value this version does not know.
     #[error("catalog.tenants row {id}: {source}")]
     Unknown {
@@ -130,7 +158,8 @@ pub enum RowError {
 
 /// The columns [`TenantRecord::from_row`] reads, for `SELECT {COLUMNS} FROM catalog.tenants`.
 pub const COLUMNS: &str = "id, uid, name, display_name, hostname, home_region, data_residency, \
-     isolation, state, requests_per_second, max_users, generation, schema_name, database_name";
+     isolation, state, requests_per_second, max_users, generation, schema_name, database_name, \
+     database_host, database_port";
 
 impl TenantRecord {
     /// Reads a row selected with [`COLUMNS`]; every column with `try_get`, so a schema
@@ -162,6 +191,18 @@ impl TenantRecord {
                 name: name.clone(),
             });
         }
+        let host: Option<String> = row.try_get("database_host")?;
+        let port: Option<i32> = row.try_get("database_port")?;
+        let database_server = match (&host, port) {
+            (None, None) => None,
+            (Some(h), Some(p)) if valid_database_host(h) && database.is_some() => {
+                match u16::try_from(p) {
+                    Ok(p) if p > 0 => Some((h.clone(), p)),
+                    _ => return Err(RowError::InvalidDatabaseServer { id, host, port }),
+                }
+            }
+            _ => return Err(RowError::InvalidDatabaseServer { id, host, port }),
+        };
         Ok(TenantRecord {
             id,
             row: TenantRow {
@@ -178,6 +219,7 @@ impl TenantRecord {
                 generation: row.try_get("generation")?,
                 schema,
                 database,
+                database_server,
             },
         })
     }

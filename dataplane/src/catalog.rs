@@ -266,6 +266,7 @@ mod tests {
                 generation: 1,
                 schema: None,
                 database: None,
+                database_server: None,
             },
         }
     }

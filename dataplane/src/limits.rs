@@ -144,6 +144,7 @@ mod tests {
                 generation: 1,
                 schema: None,
                 database: None,
+                database_server: None,
             },
         }
     }

@@ -201,6 +201,7 @@ mod tests {
                 generation: 1,
                 schema: None,
                 database: None,
+                database_server: None,
             },
         };
         let catalog = Catalog::with_tenants([

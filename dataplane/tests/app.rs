@@ -49,6 +49,7 @@ fn tenant(id: i64, name: &str, hostname: &str, state: TenantState) -> TenantReco
             generation: 1,
             schema: None,
             database: None,
+            database_server: None,
         },
     }
 }

@@ -178,3 +178,72 @@ async fn a_dedicated_tenant_reads_its_database_on_the_replica_and_reads_its_writ
     let on_replica = setup._db.replica_admin_of(&database).await;
     assert_eq!(count(&on_replica, PATIENTS, a).await, 1);
 }
+
+/// Publishes tenant `id`'s database as on a server of its own (ADR 0013), as the operator
+/// does for a `Dedicated` tenant with an RDS instance.
+async fn publish_server(setup: &Setup, id: i64, host: &str, port: u16) {
+    setup
+        ._db
+        .admin()
+        .execute(
+            "UPDATE catalog.tenants SET database_host = $2, database_port = $3 WHERE id = $1",
+            &[&id, &host, &i32::from(port)],
+        )
+        .await
+        .expect("publish the tenant's server");
+}
+
+fn writer_port(setup: &Setup) -> u16 {
+    setup
+        ._db
+        .primary_addr()
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .expect("the test server's port")
+}
+
+#[tokio::test]
+async fn a_dedicated_tenant_on_a_server_of_its_own_is_reached_where_the_catalog_says() {
+    // Where nothing listens: the tenant is not served from the region's server instead.
+    let (setup, database) = setup_dedicated_a_with(|db| db.database(2)).await;
+    let (a, _) = setup.ids;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    publish_server(&setup, a, "127.0.0.1", closed).await;
+    let (status, _, body) = Call::new(Method::POST, "/fhir/Patient", A, Some((A, "physicians")))
+        .body(patient("Elsewhere", "1970-01-01", "Elsewhere"))
+        .send(&setup.app)
+        .await;
+    assert!(status.is_server_error(), "{status}: {body}");
+    let own = setup._db.admin_of(&database).await;
+    assert_eq!(
+        count(&own, PATIENTS, a).await,
+        0,
+        "written on the wrong server"
+    );
+
+    // Published under another name of the server (`localhost`, not the writer's
+    // 127.0.0.1): reached there with the data plane's own login, rows in its database.
+    let (setup, database) = setup_dedicated_a_with(|db| db.database(2)).await;
+    let (a, b) = setup.ids;
+    let port = writer_port(&setup);
+    publish_server(&setup, a, "localhost", port).await;
+    let (pa, _) = create_at(&setup.app, A, "Ownserver").await;
+    let (status, _, read) = Call::new(
+        Method::GET,
+        &format!("/fhir/Patient/{pa}"),
+        A,
+        Some((A, "physicians")),
+    )
+    .send(&setup.app)
+    .await;
+    assert_eq!(status, StatusCode::OK, "{read}");
+    let own = setup._db.admin_of(&database).await;
+    assert_eq!(count(&own, PATIENTS, a).await, 1);
+    assert_eq!(count(setup._db.admin(), PATIENTS, a).await, 0);
+    // B (Shared) is unaffected.
+    create_at(&setup.app, B, "Sharedfamily").await;
+    assert_eq!(count(setup._db.admin(), PATIENTS, b).await, 1);
+}

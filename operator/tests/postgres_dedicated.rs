@@ -24,6 +24,7 @@ fn dedicated_tenant(name: &str) -> TenantRow {
     TenantRow {
         schema: None,
         database: Some(tenant_database(&uid)),
+        database_server: None,
         uid,
         name: name.to_owned(),
         display_name: format!("{name} hospital"),

@@ -30,6 +30,7 @@ fn tenant(name: &str) -> TenantRow {
         generation: 1,
         schema: None,
         database: None,
+        database_server: None,
     }
 }
 

@@ -244,6 +244,7 @@ async fn a_createrole_login_that_is_not_a_superuser_provisions_and_refuses_bypas
         generation: 1,
         schema: None,
         database: None,
+        database_server: None,
     };
     let id = region.upsert_tenant(&row).await.expect("catalog row");
     admin

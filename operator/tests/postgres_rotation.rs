@@ -244,6 +244,7 @@ async fn a_rotation_moves_to_an_equal_second_login_and_retires_the_first_once_dr
             generation: 1,
             schema: None,
             database: None,
+            database_server: None,
         };
         let id = region_db.upsert_tenant(&row).await.expect("catalog row");
         admin

@@ -66,6 +66,7 @@ fn dedicated_tenant(uid: &str) -> TenantRow {
     TenantRow {
         schema: None,
         database: Some(tenant_database(uid)),
+        database_server: None,
         uid: uid.to_owned(),
         name: format!("rotded-{}", rand_suffix()),
         display_name: "Rotation hospital".to_owned(),

@@ -22,6 +22,7 @@ fn schema_tenant(name: &str) -> TenantRow {
     TenantRow {
         schema: Some(tenant_schema(&uid)),
         database: None,
+        database_server: None,
         uid,
         name: name.to_owned(),
         display_name: format!("{name} hospital"),

@@ -25,6 +25,7 @@ fn tenant() -> TenantRow {
         generation: 1,
         schema: None,
         database: None,
+        database_server: None,
     }
 }
 

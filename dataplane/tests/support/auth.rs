@@ -43,6 +43,7 @@ pub fn tenant_record(id: i64, name: &str, host: &str) -> TenantRecord {
             generation: 1,
             schema: None,
             database: None,
+            database_server: None,
         },
     }
 }

@@ -288,6 +288,7 @@ impl TestDb {
             generation: 1,
             schema: None,
             database: None,
+            database_server: None,
         };
         self.operator
             .as_ref()
@@ -322,6 +323,7 @@ impl TestDb {
             generation: 1,
             schema: Some(schema.clone()),
             database: None,
+            database_server: None,
         };
         let id = operator
             .upsert_tenant(&row)
@@ -369,6 +371,7 @@ impl TestDb {
             generation: 1,
             schema: None,
             database: Some(database.clone()),
+            database_server: None,
         };
         let id = operator
             .upsert_tenant(&row)

@@ -49,6 +49,9 @@ pub enum DerefError {
         /// What RDS reports.
         status: String,
     },
+    /// A tenant's RDS instance is being deleted (its final snapshot not listed yet).
+    #[error("{0}; the operator checks again shortly")]
+    RdsDeleting(String),
 }
 
 /// The desired state cannot be reached from what was observed; the user must act.
@@ -270,7 +273,9 @@ impl Error {
                 DerefError::NotImplemented(_) => Reason::NotImplemented,
                 DerefError::SnapshotNotConfigured(_) => Reason::SnapshotNotConfigured,
                 DerefError::Rds(r) => rds_reason(r),
-                DerefError::RdsNotAvailable { .. } => Reason::RdsInstanceNotAvailable,
+                DerefError::RdsNotAvailable { .. } | DerefError::RdsDeleting(_) => {
+                    Reason::RdsInstanceNotAvailable
+                }
                 DerefError::CertificateUntrusted(_) => Reason::DatabaseCertificateUntrusted,
                 DerefError::Fetch(f) => {
                     use crate::controller::providers::FetchError as F;

@@ -70,6 +70,17 @@ pub trait Rds: Send + Sync {
         identifier: &str,
         snapshot: &str,
     ) -> Result<(), crate::rds::RdsError>;
+    /// `DeleteDBInstance` without a final snapshot (a `Dedicated` tenant's `Delete`
+    /// policy). Refused unless a provider implements it.
+    async fn delete_without_snapshot(
+        &self,
+        _aws_region: &str,
+        _identifier: &str,
+    ) -> Result<(), crate::rds::RdsError> {
+        Err(crate::rds::RdsError::ReadOnly(
+            "DeleteDBInstance without a final snapshot",
+        ))
+    }
     /// The DB snapshots of instance `identifier`.
     async fn snapshots(
         &self,

@@ -20,8 +20,8 @@ pub struct Deleted {
 }
 
 const UPSERT: &str = "INSERT INTO catalog.tenants AS t
-    (uid, name, display_name, hostname, home_region, data_residency, isolation, state, requests_per_second, max_users, generation, schema_name, database_name)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+    (uid, name, display_name, hostname, home_region, data_residency, isolation, state, requests_per_second, max_users, generation, schema_name, database_name, database_host, database_port)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 ON CONFLICT (uid) DO UPDATE SET
     display_name = EXCLUDED.display_name, hostname = EXCLUDED.hostname, data_residency = EXCLUDED.data_residency,
     state = EXCLUDED.state, requests_per_second = EXCLUDED.requests_per_second, max_users = EXCLUDED.max_users,
@@ -56,6 +56,8 @@ pub async fn upsert(client: &Client, row: &TenantRow) -> Result<i64, DbError> {
                 &row.generation,
                 &row.schema,
                 &row.database,
+                &row.database_server.as_ref().map(|(h, _)| h.clone()),
+                &row.database_server.as_ref().map(|(_, p)| i32::from(*p)),
             ],
         )
         .await;

@@ -261,19 +261,24 @@ impl Databases for PgDatabases {
             format!("{region}\n{}\n{database}", target.fingerprint).as_bytes(),
         ));
         let now = Instant::now();
+        let mut pg = target.pg.clone();
+        pg.config.dbname(database);
+        // Keyed by server and database: an RDS `Dedicated` tenant's server work runs in
+        // its own instance's `postgres` database, one per tenant (ADR 0013).
+        let key = crate::db::endpoint_of(&pg.config);
         let mut map = self.tenant_dbs.lock().unwrap_or_else(|p| p.into_inner());
         // Idle pools go first; the others give back connections idle that long.
         map.retain(|_, p| now.duration_since(p.used) < TENANT_DB_IDLE);
         for p in map.values() {
             p.db.close_idle(TENANT_DB_IDLE);
         }
-        if let Some(p) = map.get_mut(database)
+        if let Some(p) = map.get_mut(&key)
             && p.fingerprint == fingerprint
         {
             p.used = now;
             return Ok(p.db.clone());
         }
-        map.remove(database);
+        map.remove(&key);
         while map.len() >= TENANT_DB_POOLS {
             let Some(oldest) = map
                 .iter()
@@ -286,11 +291,9 @@ impl Databases for PgDatabases {
                 p.db.close_idle(Duration::ZERO);
             }
         }
-        let mut pg = target.pg.clone();
-        pg.config.dbname(database);
         let db = Arc::new(PgDatabase::new(pg, TENANT_DB_CONNECTIONS, self.read_only)?);
         map.insert(
-            database.to_owned(),
+            key,
             TenantPool {
                 fingerprint,
                 db: db.clone(),
@@ -301,14 +304,15 @@ impl Databases for PgDatabases {
     }
 
     fn close_tenant_database(&self, database: &str) {
-        let removed = self
-            .tenant_dbs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(database);
-        if let Some(p) = removed {
-            p.db.close_idle(Duration::ZERO);
-        }
+        let suffix = format!("/{database}");
+        let mut map = self.tenant_dbs.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|k, p| {
+            let keep = !k.ends_with(&suffix);
+            if !keep {
+                p.db.close_idle(Duration::ZERO);
+            }
+            keep
+        });
     }
 
     fn forget(&self, region: &str) {

@@ -300,6 +300,18 @@ impl Rds for AwsRds {
         Ok(())
     }
 
+    async fn delete_without_snapshot(&self, aws_region: &str, id: &str) -> Result<(), RdsError> {
+        self.remember(aws_region, None, id);
+        self.client(aws_region)
+            .delete_db_instance()
+            .db_instance_identifier(id)
+            .skip_final_snapshot(true)
+            .send()
+            .await
+            .map_err(|e| failed("DeleteDBInstance", id, &e))?;
+        Ok(())
+    }
+
     async fn snapshots(&self, aws_region: &str, id: &str) -> Result<Vec<DbSnapshot>, RdsError> {
         let mut pages = self
             .client(aws_region)

@@ -113,7 +113,7 @@ pub struct DbSnapshot {
 pub enum RdsError {
     /// An instance with the identifier exists but is not tagged as the operator's.
     #[error(
-        "RDS instance {identifier} in {aws_region} exists but is not the operator's (its tags {found:?} lack {expected:?}); the operator never adopts an instance it did not create: choose another spec.database.rds.instanceIdentifier, or tag that instance if it really is this Region's"
+        "RDS instance {identifier} in {aws_region} exists but is not the operator's (its tags {found:?} lack {expected:?}); the operator never adopts an instance it did not create: choose another spec.database.rds.instanceIdentifier (a Dedicated tenant's phoenix-tenant-<hex> follows from its UID: remove or rename that instance), or tag that instance if it really is the operator's"
     )]
     NotOwned {
         /// The identifier.

@@ -36,6 +36,7 @@ pub fn tenant(name: &str) -> TenantRow {
         generation: 1,
         schema: None,
         database: None,
+        database_server: None,
     }
 }
 

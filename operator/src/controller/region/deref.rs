@@ -229,9 +229,24 @@ pub async fn writer(world: &World<'_>, region: &Region) -> Result<Arc<dyn Databa
     )?)
 }
 
+/// The writer database of a live `region`: an RDS instance is created when missing
+/// (what runs before the Region's dereference must not wait for an instance only the
+/// dereference would create).
+pub async fn live_writer(
+    world: &World<'_>,
+    region: &Region,
+) -> Result<Arc<dyn Database>, DerefError> {
+    let target = writer_target(world, region).await?;
+    Ok(world.providers.databases.open(
+        &region.name_any(),
+        &target,
+        world.settings.db_max_connections,
+    )?)
+}
+
 /// A connection failure because the writer's certificate was refused, said as such with
 /// the CA Secret to look at; any other error as it is.
-pub(super) fn untrusted(region: &Region, e: crate::db::DbError) -> DerefError {
+pub(crate) fn untrusted(region: &Region, e: crate::db::DbError) -> DerefError {
     use crate::db::DbError;
     let DbError::Connect { endpoint, reason } = &e else {
         return e.into();

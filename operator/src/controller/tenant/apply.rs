@@ -8,8 +8,10 @@ use phoenix_crds::{Placement, Tenant, TenantPhase};
 use super::plan::{RowChange, TenantPlan};
 use crate::controller::context::Context;
 use crate::controller::error::ApplyError;
+use crate::controller::error::PlanError;
 use crate::controller::providers::Database;
-use crate::controller::tenant::deref::TenantDb;
+use crate::controller::tenant::deref::{TenantDb, TenantServer};
+use crate::controller::tenant::rds::login_statements;
 use crate::db::DbError;
 use crate::db::tenant_database::{ServerWork, inside_changes, inside_template, logins};
 use crate::db::tenant_schema::SchemaWork;
@@ -50,6 +52,7 @@ pub struct Applied {
 pub async fn apply(
     db: Option<&Arc<dyn Database>>,
     tenant_db: Option<&TenantDb>,
+    own_server: Option<&TenantServer>,
     plan: &TenantPlan,
 ) -> Result<Applied, ApplyError> {
     let (
@@ -79,12 +82,26 @@ pub async fn apply(
                 reason: format!("database {} was not opened", server.database),
             }));
         };
-        db.apply_tenant_database(server).await?;
+        match own_server {
+            None => db.apply_tenant_database(server).await?,
+            Some(own) => {
+                prepare_own_server(own).await?;
+                own.db.0.apply_tenant_database(server).await?;
+            }
+        }
         applied.dedicated = Some(Box::new(converge_inside(tdb.as_ref(), server).await?));
     }
     applied.catalog_id = match (change, catalog_id) {
         (RowChange::Unchanged, Some(id)) => Some(*id),
-        _ => Some(db.upsert_tenant(row).await?),
+        _ => match own_server {
+            // Where its database is, in the row that makes the data plane serve it.
+            Some(own) => {
+                let mut row = row.clone();
+                row.database_server = Some(own.endpoint.clone());
+                Some(db.upsert_tenant(&row).await?)
+            }
+            None => Some(db.upsert_tenant(row).await?),
+        },
     };
     // A new Schema tenant's tables are pinned to the id its row just got.
     if let (Some(work), Some(id)) = (schema, applied.catalog_id)
@@ -94,6 +111,31 @@ pub async fn apply(
             .await?;
     }
     Ok(applied)
+}
+
+/// On a `Dedicated` tenant's own RDS instance, before its database is made: the region's
+/// data plane logins, with the password they have on the region writer (as SCRAM
+/// verifiers), then a check that none of them holds BYPASSRLS or SUPERUSER there (the
+/// master user cannot take those away: refused, as for a Region's roles).
+async fn prepare_own_server(own: &TenantServer) -> Result<(), ApplyError> {
+    let admin = own.db.0.as_ref();
+    admin.execute(&login_statements(&own.logins)).await?;
+    let names: Vec<&str> = own.logins.iter().map(|l| l.name.as_str()).collect();
+    let state = admin.state(&names).await?;
+    let attrs: Vec<(String, bool, bool)> = state
+        .roles
+        .iter()
+        .filter(|r| names.contains(&r.name.as_str()))
+        .map(|r| (r.name.clone(), r.superuser, r.bypass_rls))
+        .collect();
+    if let Some((name, su, _)) = attrs.iter().find(|(_, su, by)| *su || *by) {
+        return Err(ApplyError::Refused(Box::new(PlanError::UnsafeRole {
+            role: name.clone(),
+            attribute: if *su { "SUPERUSER" } else { "BYPASSRLS" },
+            login: format!("the master user of RDS instance {}", own.identifier),
+        })));
+    }
+    Ok(())
 }
 
 /// Inside a `Dedicated` tenant's database (which `server` made exist): the catalog's

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use kube::ResourceExt;
 use phoenix_catalog::TenantRow;
 use phoenix_crds::{Placement, Region};
 
@@ -42,6 +43,23 @@ pub struct TenantRefs {
     pub seen: Option<Seen>,
     /// A `Dedicated` tenant's own database (a bounded pool, opened lazily), for apply.
     pub tenant_db: Option<TenantDb>,
+    /// A `Dedicated` tenant's own RDS instance (on an RDS Region): where its database
+    /// lives instead of the region's server, for apply.
+    pub server: Option<TenantServer>,
+}
+
+/// The server of a `Dedicated` tenant's own RDS instance, as apply reaches it.
+#[derive(Clone, Debug)]
+pub struct TenantServer {
+    /// Its `postgres` database as the master user (role and database work).
+    pub db: TenantDb,
+    /// The region's data plane logins, made there with their region passwords.
+    pub logins: Vec<super::rds::Login>,
+    /// The instance's identifier.
+    pub identifier: String,
+    /// Where the operator and the data plane reach it (the endpoint RDS reports, through
+    /// the endpoint map), published in the catalog row.
+    pub endpoint: (String, u16),
 }
 
 /// A `Dedicated` tenant's own database, as apply reaches it.
@@ -67,8 +85,8 @@ pub async fn dereference(
         ))
     })?;
     // After a failover the promoted Region's database (a copy of the home's) serves it.
-    let region =
-        crate::controller::region::failover::serving_region(&world.regions, &home).unwrap_or(home);
+    let region = crate::controller::region::failover::serving_region(&world.regions, &home)
+        .unwrap_or_else(|| home.clone());
     let status = region.status.as_ref();
     if !status.is_some_and(|s| conditions::is_true(&s.conditions, types::READY)) {
         let why = status
@@ -80,29 +98,72 @@ pub async fn dereference(
             region_not_ready: Some(why),
             seen: None,
             tenant_db: None,
+            server: None,
         };
         return Ok((None, refs));
-    }
-    if desired.database.is_some() && region.spec.database.rds.is_some() {
-        return Err(DerefError::NotImplemented(
-            "a Dedicated tenant on an RDS region (spec.database.rds): its own RDS instance is not built yet; use Shared or Schema there, or a Region with spec.database.writer",
-        ));
     }
     let db = writer(world, &region).await?;
     let schema_version = db.schema_version().await?;
     let role = phoenix_catalog::schemas::tenant_role(&desired.uid);
     let mut database = None;
     let mut tenant_db = None;
+    let mut server = None;
     if let Some(name) = &desired.database
         && schema_version >= phoenix_catalog::latest_version()
     {
-        database = Some(db.tenant_database(name, &role).await?);
-        let target = writer_target(world, &region).await?;
-        tenant_db = Some(TenantDb(world.providers.databases.open_tenant_database(
-            &placement.region,
-            &target,
-            name,
-        )?));
+        let on_region = db.tenant_database(name, &role).await?;
+        let databases = &world.providers.databases;
+        // A tenant's own RDS instance belongs to its home Region (its tags, AWS region,
+        // shape and CA), whichever Region's database serves the catalog after a failover.
+        match &home.spec.database.rds {
+            None => {
+                let target = writer_target(world, &region).await?;
+                tenant_db = Some(TenantDb(databases.open_tenant_database(
+                    &placement.region,
+                    &target,
+                    name,
+                )?));
+                database = Some(on_region);
+            }
+            Some(rds_spec) => {
+                // Its own instance: the server work is read there, the template (the
+                // clinical tables, the logins' grants) stays the region's.
+                let (target, instance, endpoint) = super::rds::server_target(
+                    world,
+                    &home,
+                    rds_spec,
+                    &desired.name,
+                    &desired.uid,
+                    crate::controller::region::rds::Mode::Ensure,
+                )
+                .await?;
+                let admin = databases.open_tenant_database(
+                    &placement.region,
+                    &target,
+                    super::rds::ADMIN_DATABASE,
+                )?;
+                let mut seen = admin.tenant_database(name, &role).await?;
+                let logins = super::rds::region_logins(
+                    world,
+                    &region.name_any(),
+                    crate::db::tenant_database::logins(&on_region.template),
+                )
+                .await?;
+                seen.template = on_region.template;
+                database = Some(seen);
+                tenant_db = Some(TenantDb(databases.open_tenant_database(
+                    &placement.region,
+                    &target,
+                    name,
+                )?));
+                server = Some(TenantServer {
+                    db: TenantDb(admin),
+                    logins,
+                    endpoint,
+                    identifier: instance.identifier,
+                });
+            }
+        }
     }
     let (rls, rows, schema) = if schema_version >= phoenix_catalog::latest_version() {
         let schema = match &desired.schema {
@@ -131,6 +192,7 @@ pub async fn dereference(
             database,
         }),
         tenant_db,
+        server,
     };
     Ok((Some(db), refs))
 }

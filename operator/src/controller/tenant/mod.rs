@@ -9,6 +9,8 @@ pub mod deref;
 pub mod dns;
 pub mod placing;
 pub mod plan;
+pub mod rds;
+pub mod rds_release;
 pub mod serving;
 pub mod snapshot;
 pub mod status;
@@ -50,7 +52,13 @@ async fn converge(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
         let desired = plan::catalog_row(tenant, &placement);
         let (db, refs) = deref::dereference(&placement, &desired, &world).await?;
         let plan = plan::plan(tenant, &placement, &refs)?;
-        let applied = apply::apply(db.as_ref(), refs.tenant_db.as_ref(), &plan).await?;
+        let applied = apply::apply(
+            db.as_ref(),
+            refs.tenant_db.as_ref(),
+            refs.server.as_ref(),
+            &plan,
+        )
+        .await?;
         Ok::<_, Error>((placement, plan, applied))
     }
     .await;
@@ -205,95 +213,103 @@ async fn release(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
         .into());
     };
     // After a failover the data lives on the promoted Region's server (the home is fenced).
+    let home = region.clone();
     let region = super::region::failover::serving_region(&world.regions, &region).unwrap_or(region);
     let db = writer(&world, &region).await?;
     let apply_err = super::error::ApplyError::from;
     let mut events = Vec::new();
-    let note = match tenant.spec.database.deletion_policy {
-        DeletionPolicy::Retain => {
-            let retired = db.retire_tenant(&uid).await.map_err(apply_err)?;
-            let schema = match tenant.spec.database.isolation {
-                Isolation::Schema => format!(
-                    " (schema {} and its role kept)",
-                    phoenix_catalog::schemas::tenant_schema(&uid)
-                ),
-                Isolation::Dedicated => {
+    // A tenant's own RDS instance belongs to its home Region (ADR 0013).
+    let own_instance =
+        home.spec.database.rds.is_some() && tenant.spec.database.isolation == Isolation::Dedicated;
+    let note = match (own_instance, tenant.spec.database.deletion_policy) {
+        // Its database is its own RDS instance (ADR 0013).
+        (true, _) => rds_release::release(tenant, &home, db.as_ref(), &world).await?,
+        (false, policy) => match policy {
+            DeletionPolicy::Retain => {
+                let retired = db.retire_tenant(&uid).await.map_err(apply_err)?;
+                let schema = match tenant.spec.database.isolation {
+                    Isolation::Schema => format!(
+                        " (schema {} and its role kept)",
+                        phoenix_catalog::schemas::tenant_schema(&uid)
+                    ),
+                    Isolation::Dedicated => {
+                        let database = phoenix_catalog::schemas::tenant_database(&uid);
+                        world.providers.databases.close_tenant_database(&database);
+                        format!(" (database {database} and its role kept)")
+                    }
+                    Isolation::Shared => String::new(),
+                };
+                format!(
+                    "retained the tenant's data{schema} in region {}; catalog entry {}",
+                    placement.region,
+                    if retired {
+                        "marked retired"
+                    } else {
+                        "was already retired"
+                    }
+                )
+            }
+            DeletionPolicy::Delete => {
+                // A Schema tenant's rows go with its schema, before the catalog row their
+                // foreign keys point at.
+                let dropped = if tenant.spec.database.isolation == Isolation::Schema {
+                    let schema = phoenix_catalog::schemas::tenant_schema(&uid);
+                    let role = phoenix_catalog::schemas::tenant_role(&uid);
+                    let d = db
+                        .drop_tenant_schema(&schema, &role)
+                        .await
+                        .map_err(apply_err)?;
+                    format!(
+                        "; schema {schema} {} and role {role} {}",
+                        if d.schema {
+                            "dropped"
+                        } else {
+                            "was already gone"
+                        },
+                        if d.role {
+                            "dropped"
+                        } else {
+                            "was already gone"
+                        }
+                    )
+                } else if tenant.spec.database.isolation == Isolation::Dedicated {
+                    // Its rows go with its database; the operator's own pool on it first.
                     let database = phoenix_catalog::schemas::tenant_database(&uid);
+                    let role = phoenix_catalog::schemas::tenant_role(&uid);
                     world.providers.databases.close_tenant_database(&database);
-                    format!(" (database {database} and its role kept)")
-                }
-                Isolation::Shared => String::new(),
-            };
-            format!(
-                "retained the tenant's data{schema} in region {}; catalog entry {}",
-                placement.region,
-                if retired {
-                    "marked retired"
+                    let d = db
+                        .drop_tenant_database(&database, &role)
+                        .await
+                        .map_err(apply_err)?;
+                    format!(
+                        "; database {database} {} and role {role} {}",
+                        if d.database {
+                            format!("dropped ({} session(s) terminated)", d.sessions)
+                        } else {
+                            "was already gone".to_owned()
+                        },
+                        if d.role {
+                            "dropped"
+                        } else {
+                            "was already gone"
+                        }
+                    )
                 } else {
-                    "was already retired"
-                }
-            )
-        }
-        DeletionPolicy::Delete => {
-            // A Schema tenant's rows go with its schema, before the catalog row their
-            // foreign keys point at.
-            let dropped = if tenant.spec.database.isolation == Isolation::Schema {
-                let schema = phoenix_catalog::schemas::tenant_schema(&uid);
-                let role = phoenix_catalog::schemas::tenant_role(&uid);
-                let d = db
-                    .drop_tenant_schema(&schema, &role)
-                    .await
-                    .map_err(apply_err)?;
+                    String::new()
+                };
+                let deleted = db.delete_tenant(&uid).await.map_err(apply_err)?;
                 format!(
-                    "; schema {schema} {} and role {role} {}",
-                    if d.schema {
-                        "dropped"
-                    } else {
-                        "was already gone"
-                    },
-                    if d.role {
-                        "dropped"
-                    } else {
-                        "was already gone"
-                    }
+                    "deleted {} clinical row(s) and the catalog entry in region {}{dropped}",
+                    deleted.rows, placement.region
                 )
-            } else if tenant.spec.database.isolation == Isolation::Dedicated {
-                // Its rows go with its database; the operator's own pool on it first.
-                let database = phoenix_catalog::schemas::tenant_database(&uid);
-                let role = phoenix_catalog::schemas::tenant_role(&uid);
-                world.providers.databases.close_tenant_database(&database);
-                let d = db
-                    .drop_tenant_database(&database, &role)
-                    .await
-                    .map_err(apply_err)?;
-                format!(
-                    "; database {database} {} and role {role} {}",
-                    if d.database {
-                        format!("dropped ({} session(s) terminated)", d.sessions)
-                    } else {
-                        "was already gone".to_owned()
-                    },
-                    if d.role {
-                        "dropped"
-                    } else {
-                        "was already gone"
-                    }
-                )
-            } else {
-                String::new()
-            };
-            let deleted = db.delete_tenant(&uid).await.map_err(apply_err)?;
-            format!(
-                "deleted {} clinical row(s) and the catalog entry in region {}{dropped}",
-                deleted.rows, placement.region
-            )
-        }
-        DeletionPolicy::Snapshot => {
-            let (note, taken) =
-                snapshot::snapshot_then_delete(tenant, &region, db.as_ref(), ctx).await?;
-            events.extend(taken);
-            note
-        }
+            }
+            DeletionPolicy::Snapshot => {
+                let (note, taken) =
+                    snapshot::snapshot_then_delete(tenant, &region, db.as_ref(), ctx).await?;
+                events.extend(taken);
+                note
+            }
+        },
     };
     ctx.placements.lock().await.remove(&uid);
     tracing::info!(%note, "tenant cleaned up");

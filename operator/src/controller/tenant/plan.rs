@@ -80,6 +80,8 @@ pub fn catalog_row(tenant: &Tenant, placement: &Placement) -> TenantRow {
             .then(|| phoenix_catalog::schemas::tenant_schema(&tenant.uid().unwrap_or_default())),
         database: (tenant.spec.database.isolation == Isolation::Dedicated)
             .then(|| phoenix_catalog::schemas::tenant_database(&tenant.uid().unwrap_or_default())),
+        // Set by apply for a tenant with an RDS instance of its own (ADR 0013).
+        database_server: None,
     }
 }
 
@@ -310,6 +312,7 @@ mod tests {
                 database: None,
             }),
             tenant_db: None,
+            server: None,
         }
     }
 

@@ -50,13 +50,6 @@ pub async fn snapshot_then_delete(
     db: &dyn Database,
     ctx: &Context,
 ) -> Result<(String, Option<EventSpec>), Error> {
-    if tenant.spec.database.isolation == Isolation::Dedicated && region.spec.database.rds.is_some()
-    {
-        return Err(DerefError::NotImplemented(
-            "deletionPolicy Snapshot of a Dedicated tenant on an RDS region (an RDS final snapshot)",
-        )
-        .into());
-    }
     if tenant.spec.database.isolation == Isolation::Dedicated {
         // Its operator pool is closed first: the deletion ends every session on it.
         ctx.providers
