@@ -7,6 +7,7 @@ use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::middleware;
 
 use crate::auth::jwks::{self, HttpJwks, JwksCache};
+use crate::auth::verified::VerifiedTokens;
 use crate::catalog::Catalog;
 use crate::db::{Database, DatabaseProbe};
 use crate::limits::RateLimits;
@@ -43,6 +44,8 @@ pub struct AppStateInner {
     pub metrics: Metrics,
     /// The signing keys of the tenants' identity providers.
     pub jwks: JwksCache,
+    /// Bearer tokens already verified, by tenant (ADR 0015).
+    pub verified_tokens: VerifiedTokens,
     /// Browser login and session settings.
     pub login: LoginSettings,
     /// Every tenant's request rate bucket.
@@ -72,6 +75,7 @@ impl AppState {
             database,
             metrics,
             jwks: JwksCache::new(Arc::new(HttpJwks::new()), jwks::MIN_REFRESH),
+            verified_tokens: VerifiedTokens::default(),
             login: LoginSettings::default(),
             limits: RateLimits::default(),
             request: RequestSettings::default(),
@@ -82,6 +86,12 @@ impl AppState {
     /// Keys come from `jwks` instead of the issuers' endpoints (for tests).
     pub fn with_jwks(mut self, jwks: JwksCache) -> Self {
         Arc::make_mut(&mut self.0).jwks = jwks;
+        self
+    }
+
+    /// Verified bearer tokens are kept in `tokens` (a disabled cache verifies every time).
+    pub fn with_verified_tokens(mut self, tokens: VerifiedTokens) -> Self {
+        Arc::make_mut(&mut self.0).verified_tokens = tokens;
         self
     }
 

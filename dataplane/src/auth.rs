@@ -16,6 +16,7 @@ pub mod crypto;
 pub mod jwks;
 pub mod permission;
 pub mod token;
+pub mod verified;
 
 use std::sync::Arc;
 
@@ -27,7 +28,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
-use crate::catalog::TenantRecord;
+use crate::catalog::{SsoRow, TenantRecord};
 use crate::error::{ApiError, Report};
 use crate::login::{self, SESSION_COOKIE, flow};
 use crate::tenant::Tenant;
@@ -76,14 +77,43 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, TokenError> {
     Ok(token)
 }
 
-/// Validates `token` for `tenant`: header, key from the tenant's JWKS, signature, claims.
+/// Validates `token` for `tenant`: header, key from the tenant's JWKS, signature, claims —
+/// or finds it among the tokens already verified for the tenant's current SSO settings
+/// ([`verified`]).
 pub async fn authenticate_token(
     state: &AppState,
     tenant: &TenantRecord,
     token: &str,
 ) -> Result<Identity, TokenError> {
+    let Some(sso) = state.catalog.sso(tenant) else {
+        // A malformed token is told so first, whatever the tenant.
+        token::inspect_header(token)?;
+        return Err(TokenError::NoSso);
+    };
+    let cache = &state.verified_tokens;
+    if !cache.enabled() {
+        state.metrics.token_checked(false);
+        return verify_in_full(state, &sso, token).await.map(|(id, _)| id);
+    }
+    let key = verified::TokenKey::new(tenant.id, token);
+    let now = verified::now_seconds();
+    if let Some(identity) = cache.get(&key, &sso, now) {
+        state.metrics.token_checked(true);
+        return Ok(identity);
+    }
+    state.metrics.token_checked(false);
+    let (identity, expires_at) = verify_in_full(state, &sso, token).await?;
+    cache.insert(key, sso, identity.clone(), expires_at, now);
+    Ok(identity)
+}
+
+// Every check of a bearer token: header, key from the tenant's JWKS, signature, claims.
+async fn verify_in_full(
+    state: &AppState,
+    sso: &SsoRow,
+    token: &str,
+) -> Result<(Identity, i64), TokenError> {
     let (alg, kid) = token::inspect_header(token)?;
-    let sso = state.catalog.sso(tenant).ok_or(TokenError::NoSso)?;
     token::precheck_issuer(token, &sso.issuer)?;
     let jwk = state
         .jwks
@@ -91,7 +121,7 @@ pub async fn authenticate_token(
         .await
         .ok_or(TokenError::UnknownKey)?;
     let key = token::key_for(alg, &jwk)?;
-    token::verify(token, alg, &key, &sso)
+    token::verify_expiring(token, alg, &key, sso)
 }
 
 /// Why a request is not authenticated.

@@ -104,6 +104,24 @@ pub struct Config {
     )]
     pub fhir_bundle_max_entries: usize,
 
+    /// How long a verified bearer token is taken on trust before its signature is checked
+    /// again (never past its expiry; 0: check every request). Bounds how long a signing
+    /// key the issuer withdrew keeps admitting its tokens.
+    #[arg(
+        long = "token-cache-seconds",
+        env = "TOKEN_CACHE_SECONDS",
+        default_value_t = crate::auth::verified::DEFAULT_TTL.as_secs()
+    )]
+    pub token_cache_seconds: u64,
+
+    /// Most verified bearer tokens kept (0: none).
+    #[arg(
+        long = "token-cache-entries",
+        env = "TOKEN_CACHE_ENTRIES",
+        default_value_t = crate::auth::verified::DEFAULT_CAPACITY
+    )]
+    pub token_cache_entries: usize,
+
     /// Region label put on every metric and log line (e.g. us-east-1).
     #[arg(long = "region", env = "REGION")]
     pub region: Option<String>,
@@ -156,6 +174,8 @@ impl Config {
             database_url: database_url.into(),
             reader_url: None,
             read_consistency_wait_ms: DEFAULT_READ_CONSISTENCY_WAIT_MS,
+            token_cache_seconds: crate::auth::verified::DEFAULT_TTL.as_secs(),
+            token_cache_entries: crate::auth::verified::DEFAULT_CAPACITY,
             pool_size: DEFAULT_POOL_SIZE,
             database_ca_file: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
@@ -182,6 +202,14 @@ impl Config {
             region: self.region.as_deref().map(Into::into),
             max_bundle_entries: self.fhir_bundle_max_entries,
         }
+    }
+
+    /// The cache of verified bearer tokens this configuration asks for.
+    pub fn verified_tokens(&self) -> crate::auth::verified::VerifiedTokens {
+        crate::auth::verified::VerifiedTokens::new(
+            std::time::Duration::from_secs(self.token_cache_seconds),
+            self.token_cache_entries,
+        )
     }
 
     /// The browser login settings this configuration asks for.

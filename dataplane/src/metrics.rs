@@ -43,6 +43,11 @@ struct TenantLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     method: Cow<'static, str>,
     route: String,
@@ -75,6 +80,7 @@ pub struct Series {
     catalog_reloads: Counter,
     catalog_reload_failures: Counter,
     rate_limited: Family<TenantLabels, Counter>,
+    bearer_tokens: [Counter; 2],
     reads: ReadMetrics,
 }
 
@@ -133,6 +139,16 @@ impl Metrics {
             "Requests answered 429 because their tenant was over its requestsPerSecond",
             rate_limited.clone(),
         );
+        let bearer_family = Family::<TokenLabels, Counter>::default();
+        registry.register(
+            "dataplane_bearer_tokens",
+            "Bearer tokens presented, by how they were checked: found among the tokens \
+             verified before (cached) or checked in full, signature included (verified)",
+            bearer_family.clone(),
+        );
+        // Resolved once: the hot path increments without hashing labels.
+        let bearer_tokens = ["cached", "verified"]
+            .map(|result| bearer_family.get_or_create(&TokenLabels { result }).clone());
         let reads = ReadMetrics::register(&mut registry);
 
         Self(Arc::new(Series {
@@ -143,6 +159,7 @@ impl Metrics {
             catalog_reloads,
             catalog_reload_failures,
             rate_limited,
+            bearer_tokens,
             reads,
         }))
     }
@@ -178,6 +195,12 @@ impl Metrics {
                 tenant: tenant.to_owned(),
             })
             .inc();
+    }
+
+    /// Counts a bearer token presented: `cached` when it was found among the tokens
+    /// verified before, else it is checked in full (and accepted or refused).
+    pub fn token_checked(&self, cached: bool) {
+        self.bearer_tokens[usize::from(!cached)].inc();
     }
 
     /// Records a successful catalog reload that left `tenants` live tenants.

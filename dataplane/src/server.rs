@@ -153,6 +153,7 @@ impl Dataplane {
 
         let state = AppState::new(catalog.clone(), database, metrics)
             .with_login(config.login())
+            .with_verified_tokens(config.verified_tokens())
             .with_request_settings(config.request_settings());
         let sampled = state.database.clone();
         let served = state.database.clone();

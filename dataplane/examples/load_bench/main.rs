@@ -14,8 +14,9 @@
 //!    at exit) with `TENANTS` tenants (default 500): the first 10 large (2,000 patients,
 //!    20,000 encounters), the others small (100 patients, 500 encounters); SOAP notes for
 //!    70 % of the finished encounters (`seed.sql`). Every tenant trusts the Keycloak realm
-//!    `bench`, so one token of its physician alice is valid at every tenant: the token is
-//!    checked in full on every request (signature, issuer, audience, expiry) as any is.
+//!    `bench`, so one token of its physician alice is valid at every tenant: it is checked
+//!    in full (signature, issuer, audience, expiry) once per tenant, then found among the
+//!    verified tokens (ADR 0015) until it expires or a minute has passed.
 //! 2. The release data plane as its own process, as the data plane role (NOBYPASSRLS),
 //!    with its defaults (pool of 16, request log on, per-tenant limits raised out of the
 //!    way so they do not shape the load).
@@ -38,6 +39,11 @@
 //!    PostgreSQL server pinned to core 0 and everything else to the other cores, so the
 //!    database has the same CPU in every run (as when the data plane runs on machines of
 //!    its own).
+//!
+//! Environment: `ONLY=<text>` runs only the steps whose label contains it;
+//! `DATAPLANE_WORKERS=<n>` gives the data plane `n` tokio workers (as a CPU limit of `n`
+//! would), this process keeping its own; the data plane's other settings can be given as
+//! its environment variables (e.g. `DATABASE_POOL_SIZE`), which it inherits.
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -552,7 +558,13 @@ impl Dataplane {
     async fn start(bin: &Path, db: &TestDb, work: &Path) -> Self {
         let (port, admin) = (free_port(), free_port());
         let log = std::fs::File::create(work.join("dataplane.log")).expect("log file");
-        let child = Command::new(bin)
+        let mut command = Command::new(bin);
+        // `DATAPLANE_WORKERS=<n>`: the data plane's tokio workers (as a CPU limit would
+        // set them), without changing this process's.
+        if let Ok(workers) = std::env::var("DATAPLANE_WORKERS") {
+            command.env("TOKIO_WORKER_THREADS", workers);
+        }
+        let child = command
             .env("DATABASE_URL", db.dataplane_url())
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .env("ADMIN_LISTEN_ADDR", format!("127.0.0.1:{admin}"))

@@ -176,6 +176,17 @@ pub fn verify(
     key: &DecodingKey,
     sso: &SsoRow,
 ) -> Result<Identity, TokenError> {
+    verify_expiring(token, alg, key, sso).map(|(identity, _)| identity)
+}
+
+/// [`verify`], also giving the token's `exp` (Unix seconds): how long the identity may be
+/// taken on trust ([`super::verified`]).
+pub fn verify_expiring(
+    token: &str,
+    alg: Algorithm,
+    key: &DecodingKey,
+    sso: &SsoRow,
+) -> Result<(Identity, i64), TokenError> {
     let audiences: &[String] = if sso.audiences.is_empty() {
         std::slice::from_ref(&sso.client_id)
     } else {
@@ -191,7 +202,15 @@ pub fn verify(
     {
         return Err(TokenError::NotAccessToken);
     }
-    identity(&claims, sso)
+    // Required and checked by `decode`: a number, maybe with a fraction.
+    let expires_at = match claims.get("exp") {
+        Some(Value::Number(exp)) => exp
+            .as_i64()
+            .or_else(|| exp.as_f64().map(|exp| exp.floor() as i64)),
+        _ => None,
+    }
+    .ok_or_else(|| TokenError::Claim("exp".into()))?;
+    Ok((identity(&claims, sso)?, expires_at))
 }
 
 /// Verifies an ID token of a browser login (OpenID Connect Core 1.0, section 3.1.3.7): the
