@@ -96,7 +96,7 @@ pub async fn authenticate_token(
         return verify_in_full(state, &sso, token).await.map(|(id, _)| id);
     }
     let key = verified::TokenKey::new(tenant.id, token);
-    let now = verified::now_seconds();
+    let now = jiff::Timestamp::now().as_second();
     if let Some(identity) = cache.get(&key, &sso, now) {
         state.metrics.token_checked(true);
         return Ok(identity);

@@ -245,6 +245,33 @@ pub fn normalize_host(host: &str) -> String {
     host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase()
 }
 
+/// OIDC settings of an IdP at `issuer` for the crate's unit tests: keys at
+/// `<issuer>/certs`, client and audience `phoenix-dataplane`, standard claims, no role
+/// mapping or domain rule, SCIM off. Tests change what they need with struct update syntax.
+#[cfg(test)]
+pub(crate) fn test_sso(issuer: &str) -> SsoRow {
+    SsoRow {
+        idp_uid: "idp-uid".into(),
+        idp_name: "idp".into(),
+        protocol: phoenix_catalog::sso::Protocol::Oidc,
+        issuer: issuer.into(),
+        jwks_uri: format!("{issuer}/certs"),
+        client_id: "phoenix-dataplane".into(),
+        audiences: vec!["phoenix-dataplane".into()],
+        claim_subject: "sub".into(),
+        claim_email: "email".into(),
+        claim_groups: "groups".into(),
+        claim_name: "name".into(),
+        role_mapping: vec![],
+        allowed_email_domains: vec![],
+        scim_enabled: false,
+        generation: 1,
+        authorization_endpoint: None,
+        token_endpoint: None,
+        end_session_endpoint: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,26 +343,7 @@ mod tests {
     }
 
     fn sso(issuer: &str) -> SsoRow {
-        SsoRow {
-            idp_uid: "idp-uid".into(),
-            idp_name: "idp".into(),
-            protocol: phoenix_catalog::sso::Protocol::Oidc,
-            issuer: issuer.into(),
-            jwks_uri: format!("{issuer}/certs"),
-            client_id: "phoenix-dataplane".into(),
-            audiences: vec!["phoenix-dataplane".into()],
-            claim_subject: "sub".into(),
-            claim_email: "email".into(),
-            claim_groups: "groups".into(),
-            claim_name: "name".into(),
-            role_mapping: vec![],
-            allowed_email_domains: vec![],
-            scim_enabled: false,
-            generation: 1,
-            authorization_endpoint: None,
-            token_endpoint: None,
-            end_session_endpoint: None,
-        }
+        test_sso(issuer)
     }
 
     #[test]

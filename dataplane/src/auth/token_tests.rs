@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::*;
 use crate::catalog::SsoRow;
-use phoenix_catalog::sso::{Protocol, RoleGrant};
+use phoenix_catalog::sso::RoleGrant;
 
 const ISSUER: &str = "https://idp.example/realms/mercy";
 
@@ -20,17 +20,7 @@ fn jwk(key: &EncodingKey) -> Jwk {
 
 fn sso() -> SsoRow {
     SsoRow {
-        idp_uid: "uid".into(),
         idp_name: "mercy".into(),
-        protocol: Protocol::Oidc,
-        issuer: ISSUER.into(),
-        jwks_uri: format!("{ISSUER}/certs"),
-        client_id: "phoenix-dataplane".into(),
-        audiences: vec!["phoenix-dataplane".into()],
-        claim_subject: "sub".into(),
-        claim_email: "email".into(),
-        claim_groups: "groups".into(),
-        claim_name: "name".into(),
         role_mapping: vec![
             RoleGrant {
                 group: "physicians".into(),
@@ -41,12 +31,7 @@ fn sso() -> SsoRow {
                 role: "nurse".into(),
             },
         ],
-        allowed_email_domains: vec![],
-        scim_enabled: false,
-        generation: 1,
-        authorization_endpoint: None,
-        token_endpoint: None,
-        end_session_endpoint: None,
+        ..crate::catalog::test_sso(ISSUER)
     }
 }
 

@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -169,38 +169,12 @@ impl VerifiedTokens {
     }
 }
 
-/// The current time in Unix seconds.
-pub fn now_seconds() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn sso(issuer: &str) -> Arc<SsoRow> {
-        Arc::new(SsoRow {
-            idp_uid: "uid".into(),
-            idp_name: "idp".into(),
-            protocol: phoenix_catalog::sso::Protocol::Oidc,
-            issuer: issuer.into(),
-            jwks_uri: format!("{issuer}/certs"),
-            client_id: "phoenix".into(),
-            audiences: vec![],
-            claim_subject: "sub".into(),
-            claim_email: "email".into(),
-            claim_groups: "groups".into(),
-            claim_name: "name".into(),
-            role_mapping: vec![],
-            allowed_email_domains: vec![],
-            scim_enabled: false,
-            generation: 1,
-            authorization_endpoint: None,
-            token_endpoint: None,
-            end_session_endpoint: None,
-        })
+        Arc::new(crate::catalog::test_sso(issuer))
     }
 
     fn alice() -> Identity {

@@ -258,6 +258,50 @@ async fn ensure_replica(
     Ok(rds::ensure_read_replica(provider, aws_region, &spec).await?)
 }
 
+/// A `verify-full` connection to an RDS instance, and where it goes.
+pub struct Verified {
+    /// The connection settings.
+    pub pg: PgTarget,
+    /// The host connected to (the instance's endpoint, or where the endpoint map sends it).
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// The PEM CA the server's certificate is verified with.
+    pub ca: String,
+}
+
+/// How the operator connects to `instance` as `user` into `dbname`: `verify-full` against
+/// the CA of `rds.caSecretRef` (`whose` follows that name in errors, e.g. " of region x").
+pub async fn verify_full(
+    world: &World<'_>,
+    instance: &rds::Instance,
+    rds: &RdsInstance,
+    whose: &str,
+    user: &str,
+    password: &str,
+    dbname: &str,
+) -> Result<Verified, DerefError> {
+    let (host, port) = connectable(instance, &world.settings.rds_endpoints)
+        .ok_or_else(|| not_available(instance))?;
+    let ca = world.providers.secrets.get(&rds.ca_secret_ref).await?;
+    let origin = format!(
+        "secret {}/{} key {} (spec.database.rds.caSecretRef{whose})",
+        rds.ca_secret_ref.namespace, rds.ca_secret_ref.name, rds.ca_secret_ref.key
+    );
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&host)
+        .port(port)
+        .user(user)
+        .password(password.as_bytes())
+        .dbname(dbname);
+    let pg = PgTarget::from(config)
+        .with_ssl_mode(SslMode::VerifyFull)
+        .with_ca_pem(ca.as_bytes(), &origin)
+        .map_err(|e| DerefError::InvalidConnectionString(e.to_string()))?;
+    Ok(Verified { pg, host, port, ca })
+}
+
 /// How the writer of `region` (declaring `rds`) is reached, once its instance exists and
 /// is available. A Replica's instance is a read replica of its source's.
 pub async fn writer_target(
@@ -324,24 +368,16 @@ pub async fn writer_target(
         tracing::info!(region = %name, instance = %spec.identifier, "RDS instance created");
     }
     let instance = ensured.instance();
-    let (host, port) = connectable(instance, &world.settings.rds_endpoints)
-        .ok_or_else(|| not_available(instance))?;
-    let ca = world.providers.secrets.get(&rds.ca_secret_ref).await?;
-    let origin = format!(
-        "secret {}/{} key {} (spec.database.rds.caSecretRef)",
-        rds.ca_secret_ref.namespace, rds.ca_secret_ref.name, rds.ca_secret_ref.key
-    );
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(&host)
-        .port(port)
-        .user(&rds.master_username)
-        .password(password.as_bytes())
-        .dbname(&region.spec.database.database_name);
-    let pg = PgTarget::from(config)
-        .with_ssl_mode(SslMode::VerifyFull)
-        .with_ca_pem(ca.as_bytes(), &origin)
-        .map_err(|e| DerefError::InvalidConnectionString(e.to_string()))?;
+    let Verified { pg, host, port, ca } = verify_full(
+        world,
+        instance,
+        rds,
+        "",
+        &rds.master_username,
+        &password,
+        &region.spec.database.database_name,
+    )
+    .await?;
     Ok(DbTarget {
         pg,
         fingerprint: format!(

@@ -12,13 +12,12 @@
 
 use std::collections::BTreeMap;
 
-use phoenix_catalog::connect::{PgTarget, SslMode};
 use phoenix_crds::Region;
 use phoenix_crds::region::RdsInstance;
 
 use crate::controller::error::DerefError;
 use crate::controller::providers::DbTarget;
-use crate::controller::region::rds::{Mode, connectable, not_available};
+use crate::controller::region::rds::{Mode, Verified, verify_full};
 use crate::controller::world::World;
 use crate::db::owned::mark_sql;
 use crate::db::rls::quote_ident;
@@ -168,24 +167,16 @@ pub async fn server_target(
             rds::check_owned(found, aws_region, &spec.tags)?
         }
     };
-    let (host, port) = connectable(&instance, &world.settings.rds_endpoints)
-        .ok_or_else(|| not_available(&instance))?;
-    let ca = world.providers.secrets.get(&rds_spec.ca_secret_ref).await?;
-    let origin = format!(
-        "secret {}/{} key {} (spec.database.rds.caSecretRef of region {region_name})",
-        rds_spec.ca_secret_ref.namespace, rds_spec.ca_secret_ref.name, rds_spec.ca_secret_ref.key
-    );
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(&host)
-        .port(port)
-        .user(&spec.master_username)
-        .password(password.as_bytes())
-        .dbname(ADMIN_DATABASE);
-    let pg = PgTarget::from(config)
-        .with_ssl_mode(SslMode::VerifyFull)
-        .with_ca_pem(ca.as_bytes(), &origin)
-        .map_err(|e| DerefError::InvalidConnectionString(e.to_string()))?;
+    let Verified { pg, host, port, ca } = verify_full(
+        world,
+        &instance,
+        rds_spec,
+        &format!(" of region {region_name}"),
+        &spec.master_username,
+        &password,
+        ADMIN_DATABASE,
+    )
+    .await?;
     let target = DbTarget {
         pg,
         fingerprint: format!(
