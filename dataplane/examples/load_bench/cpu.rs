@@ -5,18 +5,14 @@
 //! postmaster's `cutime`/`cstime`), a running process by its own `utime`/`stime`, and a
 //! load generator that this benchmark spawned and waited for (oha, pgbench) by this
 //! process's children times. The streaming replica's replay is another server's and is not
-//! counted.
+//! counted. Of the server's CPU, its background processes' share (the checkpointer, the
+//! background and WAL writers, the WAL sender, autovacuum) is sampled apart every 100 ms:
+//! the work a read leaves behind, or that merely happened to run in the window.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-use phoenix_dataplane::audit::{Action, AuditEntry, Requester};
-use phoenix_dataplane::db::Database;
-use phoenix_dataplane::db::audited_read::AuditedRead;
-use phoenix_dataplane::db::tenant_tx::{Access, TxError};
-use phoenix_dataplane::fhir::{patient, store};
-use tokio_postgres::types::ToSql;
 
 /// `/proc/<pid>/stat` fields after the command name: utime, stime, cutime, cstime (ticks).
 fn times(pid: &str) -> Option<[u64; 4]> {
@@ -60,6 +56,25 @@ fn tick_us() -> f64 {
     1_000_000.0 / hz
 }
 
+/// The children of `pid` now (`/proc/<pid>/task/<pid>/children`: the postmaster is one
+/// thread).
+fn children(pid: &str) -> Vec<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .map(|list| list.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// Whether a server process works for no client: everything but client backends (the
+/// checkpointer, the background and WAL writers, WAL senders, autovacuum). A client
+/// backend names its client's address in its title, `postgres: user db 127.0.0.1(port) …`;
+/// a WAL sender does too, but it serves the replica, not a read.
+fn is_background(pid: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|title| {
+        let title = String::from_utf8_lossy(&title);
+        title.contains("walsender") || !title.contains('(')
+    })
+}
+
 /// CPU counters of the processes of one measurement.
 pub struct Cpu {
     postmaster: String,
@@ -76,6 +91,69 @@ pub struct Sample {
     children: u64,
 }
 
+/// What one run between two samples cost, and gave.
+pub struct Measured<T> {
+    before: Sample,
+    after: Sample,
+    /// Ticks the server's background processes spent in the window (within `postgres`).
+    background: u64,
+    /// Wall time of the run, in seconds.
+    pub seconds: f64,
+    pub out: T,
+}
+
+/// The server's background processes' CPU over a window, sampled every 100 ms by a thread
+/// of its own (a process that exits between two samples loses at most 100 ms of it). The
+/// exact total is the server's; this splits it.
+struct Background {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl Background {
+    fn start(postmaster: String) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            // Ticks of each background process when first seen (0 when it started within
+            // the window) and when last seen; client backends are looked at once.
+            let mut seen: HashMap<String, (u64, u64)> = HashMap::new();
+            let mut clients: HashSet<String> = HashSet::new();
+            let mut first = true;
+            loop {
+                for pid in children(&postmaster) {
+                    if clients.contains(&pid) {
+                        continue;
+                    }
+                    let Some(t) = times(&pid) else { continue };
+                    let ticks = t[0] + t[1];
+                    if let Some(entry) = seen.get_mut(&pid) {
+                        entry.1 = ticks;
+                    } else if is_background(&pid) {
+                        seen.insert(pid, (if first { ticks } else { 0 }, ticks));
+                    } else {
+                        clients.insert(pid);
+                    }
+                }
+                first = false;
+                if stopped.load(Ordering::Relaxed) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            seen.values()
+                .map(|(from, to)| to.saturating_sub(*from))
+                .sum()
+        });
+        Self { stop, thread }
+    }
+
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("the background sampler")
+    }
+}
+
 impl Cpu {
     /// The counters of the server whose backend `backend_pid` is, and of `dataplane`.
     pub fn new(backend_pid: i32, dataplane: Option<u32>) -> Self {
@@ -87,44 +165,45 @@ impl Cpu {
         }
     }
 
-    /// The PostgreSQL server's processes: the postmaster and its children (backends forked
-    /// later inherit the postmaster's CPU affinity).
-    fn server_pids(&self) -> Vec<String> {
-        let mut pids = vec![self.postmaster.clone()];
-        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-            let pid = entry.file_name().to_string_lossy().into_owned();
-            if pid.bytes().all(|b| b.is_ascii_digit())
-                && parent(&pid).as_deref() == Some(&self.postmaster)
-            {
-                pids.push(pid);
-            }
-        }
-        pids
-    }
-
-    /// Puts the PostgreSQL server on `server` CPUs and the data plane and this process (so
-    /// the load generators it spawns) on `rest` (`taskset` lists, e.g. `0` and `1`).
+    /// Puts the PostgreSQL server on `server` CPUs and every other process of the machine
+    /// on `rest` (`taskset` lists, e.g. `0` and `1`): the data plane and this process (so
+    /// the load generators it spawns), and the stack around them (its streaming replica
+    /// replaying the reads' audit entries, Keycloak, the API server). Backends forked
+    /// later inherit the postmaster's affinity. Kernel threads (no command line) stay where
+    /// they are, and a process that cannot be moved is left as it is.
     pub fn pin(&self, server: &str, rest: &str) {
-        for pid in self.server_pids() {
-            taskset(server, &pid);
+        let ours = children(&self.postmaster);
+        taskset(server, &self.postmaster);
+        for pid in &ours {
+            taskset(server, pid);
         }
         if let Some(pid) = self.dataplane {
             taskset(rest, &pid.to_string());
         }
         taskset(rest, &std::process::id().to_string());
-    }
-
-    pub fn sample(&self) -> Sample {
-        let mut postgres = times(&self.postmaster).map_or(0, |t| t.iter().sum());
         for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
             let pid = entry.file_name().to_string_lossy().into_owned();
             if pid.bytes().all(|b| b.is_ascii_digit())
-                && parent(&pid).as_deref() == Some(&self.postmaster)
-                && let Some(t) = times(&pid)
+                && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
+                && pid != self.postmaster
+                && !ours.contains(&pid)
             {
-                postgres += t[0] + t[1];
+                let _ = std::process::Command::new("taskset")
+                    .args(["-a", "-p", "-c", rest, &pid])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status();
             }
         }
+    }
+
+    fn sample(&self) -> Sample {
+        let postgres = times(&self.postmaster).map_or(0, |t| t.iter().sum::<u64>())
+            + children(&self.postmaster)
+                .iter()
+                .filter_map(|pid| times(pid))
+                .map(|t| t[0] + t[1])
+                .sum::<u64>();
         let dataplane = self
             .dataplane
             .and_then(|pid| times(&pid.to_string()))
@@ -139,115 +218,62 @@ impl Cpu {
     }
 
     /// Runs `work` between two samples, each taken once the processes have settled (a
-    /// second apart from any run, so exited backends have been counted by their parent);
-    /// also returns the run's wall time and its output.
-    pub async fn around<T>(&self, work: impl Future<Output = T>) -> (Sample, Sample, f64, T) {
+    /// second apart from any run, so exited backends have been counted by their parent).
+    pub async fn around<T>(&self, work: impl Future<Output = T>) -> Measured<T> {
         tokio::time::sleep(Duration::from_secs(1)).await;
+        let background = Background::start(self.postmaster.clone());
         let before = self.sample();
         let started = Instant::now();
         let out = work.await;
-        let elapsed = started.elapsed().as_secs_f64();
+        let seconds = started.elapsed().as_secs_f64();
         tokio::time::sleep(Duration::from_secs(1)).await;
-        (before, self.sample(), elapsed, out)
+        let after = self.sample();
+        Measured {
+            before,
+            after,
+            background: background.stop(),
+            seconds,
+            out,
+        }
     }
 
-    /// `| label | reads/s | PostgreSQL | data plane | load generator |` between two samples,
-    /// µs per read; `in_process` when the reads ran in this process (no data plane).
-    pub fn row(
+    /// `| label | reads/s | PostgreSQL | of it, background | data plane | load generator |`
+    /// for `reads` in `seconds` of a run, µs per read; `in_process` when the reads ran in
+    /// this process (no data plane).
+    pub fn row<T>(
         &self,
         label: &str,
         reads: u64,
         seconds: f64,
-        before: Sample,
-        after: Sample,
+        run: &Measured<T>,
         in_process: bool,
     ) -> String {
+        let (before, after) = (run.before, run.after);
         let per = |ticks: u64| ticks as f64 * self.tick_us / reads.max(1) as f64;
         let (dataplane, generator) = if in_process {
             (
-                per(after.this - before.this),
+                format!("{:.0}", per(after.this - before.this)),
                 "(in the data plane)".to_owned(),
             )
         } else {
             (
-                per(after.dataplane - before.dataplane),
+                if self.dataplane.is_none() {
+                    "—".to_owned()
+                } else {
+                    format!("{:.0}", per(after.dataplane - before.dataplane))
+                },
                 format!("{:.0}", per(after.children - before.children)),
             )
         };
         format!(
-            "| {label} | {:.0} | {:.0} | {} | {generator} |",
+            "| {label} | {:.0} | {:.0} | {:.0} | {dataplane} | {generator} |",
             reads as f64 / seconds,
             per(after.postgres - before.postgres),
-            if self.dataplane.is_none() && !in_process {
-                "—".to_owned()
-            } else {
-                format!("{dataplane:.0}")
-            },
+            per(run.background),
         )
     }
 }
 
-/// Patient reads through the data plane's own database code (`Database::audited_read` with
-/// the statement the route sends), without HTTP, tokens or JSON: `clients` at a time, for
-/// `seconds`. `pick` draws a tenant id and patient id. Returns the reads made.
-pub async fn database_reads(
-    database: Database,
-    clients: usize,
-    seconds: u64,
-    pick: impl Fn() -> (i64, String) + Send + Sync + 'static,
-) -> u64 {
-    let done = Arc::new(AtomicU64::new(0));
-    let pick = Arc::new(pick);
-    let end = Instant::now() + Duration::from_secs(seconds);
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (database, done, pick) = (database.clone(), done.clone(), pick.clone());
-        tasks.push(tokio::spawn(async move {
-            let kind = &patient::KIND;
-            while Instant::now() < end {
-                let (tenant_id, id) = pick();
-                let requester = Requester {
-                    tenant_id,
-                    actor: "alice".to_owned(),
-                    request_id: "load-bench".to_owned(),
-                    source: Some("127.0.0.1".to_owned()),
-                };
-                let entry = AuditEntry::new(Action::Read, kind.resource_type).id(&id);
-                let sql = store::read_sql(kind);
-                let params: [&(dyn ToSql + Sync); 3] = [&tenant_id, &id, &kind.resource_type];
-                let read = AuditedRead {
-                    sql: &sql,
-                    params: &params,
-                    found: store::READ_FOUND,
-                };
-                let found = database
-                    .audited_read(Access::Read, &requester, entry, read, |row| {
-                        Ok::<_, ReadError>(matches!(store::lookup(row)?, store::Lookup::Found(..)))
-                    })
-                    .await
-                    .unwrap_or_else(|ReadError(e)| panic!("a read through the database path: {e}"));
-                assert!(found, "patient {id} of tenant {tenant_id} exists");
-                done.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.expect("a reading task");
-    }
-    done.load(Ordering::Relaxed)
-}
-
-/// A read's failure, as the audit trail counts it.
-pub struct ReadError(TxError);
-
-impl From<TxError> for ReadError {
-    fn from(error: TxError) -> Self {
-        Self(error)
-    }
-}
-
-impl phoenix_dataplane::audit::Outcome for ReadError {
-    fn status(&self) -> axum::http::StatusCode {
-        axum::http::StatusCode::INTERNAL_SERVER_ERROR
-    }
-}
+/// The header of [`Cpu::row`]'s table, with a first column of its own.
+pub const TABLE: &str = "| round | path | reads/s | PostgreSQL µs/read | of it, background | \
+                         data plane µs/read | load generator µs/read |\n|---|---|---|---|---|---|---|";

@@ -32,15 +32,17 @@
 //!    the ceiling), as it was sent before (the entry and COMMIT in a second round trip), and
 //!    the read query with and without row-level security (the data plane role, then the
 //!    superuser).
-//! 5. Where a closed-loop read's CPU goes (`cpu.rs`), per read, in PostgreSQL, the data
-//!    plane and the load generator, for three paths: HTTP through the data plane, the data
-//!    plane's database code alone in this process (no HTTP, token or JSON), and the
-//!    ceiling's pgbench script; first with every process on every core, then with the
+//! 5. Where a closed-loop read's CPU goes (`split.rs`, counted by `cpu.rs`), per read, in
+//!    PostgreSQL (and of that, in its background processes), the data plane and the load
+//!    generator, for three paths: HTTP through the data plane, the data plane's database
+//!    code alone in this process (no HTTP, token or JSON), and the ceiling's pgbench
+//!    script; in rounds of the three, first with every process on every core, then with the
 //!    PostgreSQL server pinned to core 0 and everything else to the other cores, so the
 //!    database has the same CPU in every run (as when the data plane runs on machines of
 //!    its own).
 //!
 //! Environment: `ONLY=<text>` runs only the steps whose label contains it;
+//! `CPU_ROUNDS=<n>` sets the rounds of step 5 (default 3);
 //! `DATAPLANE_WORKERS=<n>` gives the data plane `n` tokio workers (as a CPU limit of `n`
 //! would), this process keeping its own; the data plane's other settings can be given as
 //! its environment variables (e.g. `DATABASE_POOL_SIZE`), which it inherits.
@@ -51,21 +53,21 @@ mod support;
 mod cpu;
 mod oha;
 mod pgbench;
+mod process;
+mod split;
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use oha::Oha;
 use pgbench::{Pgbench, read_scripts};
 use phoenix_catalog::sso::RoleGrant;
 use phoenix_dataplane::catalog::SsoRow;
+use process::{Dataplane, RssSampler};
 use rand::Rng;
 use serde_json::Value;
 use support::TestDb;
-use tokio::process::{Child, Command};
 
 /// Large tenants among the first ids.
 const LARGE: usize = 10;
@@ -297,16 +299,30 @@ async fn main() {
             tmin: ids[0],
             tmax: *ids.last().expect("tenants"),
         };
-        cpu_split(
-            &db,
-            &dataplane,
-            &oha,
-            &url_file("reads"),
-            &token,
-            &pgbench,
-            &ids,
+        let ids = ids.clone();
+        let pick = move || {
+            let mut rng = rand::rng();
+            let (t, patients) = if rng.random_bool(0.5) {
+                (rng.random_range(0..LARGE), LARGE_PATIENTS)
+            } else {
+                (rng.random_range(LARGE..ids.len()), SMALL_PATIENTS)
+            };
+            (ids[t], patient(rng.random_range(1..=patients)))
+        };
+        // `CPU_ROUNDS=<n>`: rounds of the three paths in each placement (default 3).
+        let rounds = std::env::var("CPU_ROUNDS")
+            .map_or(3, |n| n.parse().expect("CPU_ROUNDS is a number of rounds"));
+        split::cpu_split(&split::Paths {
+            db: &db,
+            dataplane: &dataplane,
+            oha: &oha,
+            reads: &url_file("reads"),
+            token: &token,
+            pgbench: &pgbench,
+            pick: Arc::new(pick),
             seconds,
-        )
+            rounds: rounds.max(1),
+        })
         .await;
     }
     println!(
@@ -385,94 +401,6 @@ async fn main() {
 }
 
 /// The bench tenant `i`'s SSO settings: the realm `bench`, groups mapped to roles.
-/// Where a closed-loop read's CPU goes, three ways: through HTTP (oha against the data
-/// plane), through the data plane's database code alone (in this process, no HTTP), and as
-/// the pgbench script of the ceiling.
-#[allow(clippy::too_many_arguments)]
-async fn cpu_split(
-    db: &TestDb,
-    dataplane: &Dataplane,
-    oha: &Oha,
-    reads: &Path,
-    token: &Token,
-    pgbench: &Pgbench,
-    ids: &[i64],
-    seconds: usize,
-) {
-    let backend: i32 = db
-        .admin()
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .expect("backend pid")
-        .get(0);
-    let cpu = cpu::Cpu::new(backend, Some(dataplane.pid));
-    let in_process = cpu::Cpu::new(backend, None);
-    let token = token.get().await;
-    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-    for (heading, pinned) in [
-        ("all processes share every core", false),
-        (
-            "PostgreSQL on core 0; the data plane and the load generators on the others",
-            true,
-        ),
-    ] {
-        if pinned {
-            cpu.pin("0", &format!("1-{}", cpus - 1));
-        }
-        println!(
-            "## CPU per read, closed loop, {heading} ({seconds} s each)\n\n\
-             | path | reads/s | PostgreSQL µs/read | data plane µs/read | load generator µs/read |\n\
-             |---|---|---|---|---|"
-        );
-        let (before, after, elapsed, result) =
-            cpu.around(oha.run(reads, &token, None, 0, &[])).await;
-        let http = result.requests() as f64 / elapsed;
-        let label = "HTTP: oha -c 50 → data plane (pool 16)";
-        println!(
-            "{}",
-            cpu.row(label, result.requests(), elapsed, before, after, false)
-        );
-
-        // The pool outlives the measurement: backends that exit while it is sampled could
-        // be missed (they leave the children list before their parent has counted them).
-        let database = db.database(16);
-        let ids = ids.to_vec();
-        let pick = move || {
-            let mut rng = rand::rng();
-            let (t, patients) = if rng.random_bool(0.5) {
-                (rng.random_range(0..LARGE), LARGE_PATIENTS)
-            } else {
-                (rng.random_range(LARGE..ids.len()), SMALL_PATIENTS)
-            };
-            (ids[t], patient(rng.random_range(1..=patients)))
-        };
-        let reads_alone = cpu::database_reads(database.clone(), 50, seconds as u64, pick);
-        let (before, after, elapsed, n) = in_process.around(reads_alone).await;
-        let alone = n as f64 / elapsed;
-        let label = "the data plane's database code alone (50 tasks, pool 16, no HTTP)";
-        println!("{}", in_process.row(label, n, elapsed, before, after, true));
-        drop(database);
-
-        let search_path = "&options=-c%20search_path%3Dclinical";
-        let url = format!("{}{search_path}", db.dataplane_url());
-        let (script, _, _) = read_scripts();
-        let (before, after, _, (tps, _)) =
-            in_process.around(pgbench.run("cpu", &script, &url)).await;
-        let label = "pgbench, the ceiling's script (16 clients, pipelined)";
-        let n = (tps * seconds as f64) as u64;
-        println!(
-            "{}",
-            in_process.row(label, n, seconds as f64, before, after, false)
-        );
-        println!(
-            "\nOf the ceiling: HTTP reads {:.0} %, the database code alone {:.0} %.\n",
-            100.0 * http / tps,
-            100.0 * alone / tps
-        );
-    }
-    cpu.pin(&format!("0-{}", cpus - 1), &format!("0-{}", cpus - 1));
-}
-
 fn sso(i: usize, issuer: &str) -> SsoRow {
     let grant = |group: &str, role: &str| RoleGrant {
         group: group.into(),
@@ -538,108 +466,6 @@ async fn size(db: &TestDb) -> String {
         .await
         .expect("database size")
         .get(0)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// The release data plane as a process of its own.
-struct Dataplane {
-    child: Child,
-    pid: u32,
-    port: u16,
-}
-
-impl Dataplane {
-    async fn start(bin: &Path, db: &TestDb, work: &Path) -> Self {
-        let (port, admin) = (free_port(), free_port());
-        let log = std::fs::File::create(work.join("dataplane.log")).expect("log file");
-        let mut command = Command::new(bin);
-        // `DATAPLANE_WORKERS=<n>`: the data plane's tokio workers (as a CPU limit would
-        // set them), without changing this process's.
-        if let Ok(workers) = std::env::var("DATAPLANE_WORKERS") {
-            command.env("TOKIO_WORKER_THREADS", workers);
-        }
-        let child = command
-            .env("DATABASE_URL", db.dataplane_url())
-            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-            .env("ADMIN_LISTEN_ADDR", format!("127.0.0.1:{admin}"))
-            .env("REGION", "us-east-1")
-            .env("PUBLIC_SCHEME", "http")
-            .stdout(log.try_clone().expect("log file"))
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        let pid = child.id().expect("the data plane's pid");
-        let http = support::http();
-        let ready = format!("http://127.0.0.1:{port}/readyz");
-        support::eventually("the data plane is ready", Duration::from_secs(60), || {
-            let (http, ready) = (&http, &ready);
-            async move {
-                match http.get(ready).send().await {
-                    Ok(r) if r.status().is_success() => Ok(()),
-                    Ok(r) => Err(format!("readyz {}", r.status())),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
-        })
-        .await;
-        eprintln!(
-            "data plane pid {pid} on 127.0.0.1:{port}, log {}",
-            work.join("dataplane.log").display()
-        );
-        Self { child, pid, port }
-    }
-
-    /// Peak resident memory of the process so far.
-    fn hwm_mib(&self) -> f64 {
-        status_kib(self.pid, "VmHWM:").unwrap_or(0) as f64 / 1024.0
-    }
-}
-
-impl Drop for Dataplane {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
-
-fn status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// The largest VmRSS seen since the last reset, sampled every 100 ms.
-#[derive(Clone)]
-struct RssSampler(Arc<AtomicU64>);
-
-impl RssSampler {
-    fn start(pid: u32) -> Self {
-        let max = Arc::new(AtomicU64::new(0));
-        let seen = max.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Some(kib) = status_kib(pid, "VmRSS:") {
-                    seen.fetch_max(kib, Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        });
-        Self(max)
-    }
-
-    fn reset(&self) {
-        self.0.store(0, Ordering::Relaxed);
-    }
-
-    fn max_mib(&self) -> f64 {
-        self.0.load(Ordering::Relaxed) as f64 / 1024.0
-    }
 }
 
 /// Access tokens of alice (physicians) in the realm `bench`, fetched per step (Keycloak's

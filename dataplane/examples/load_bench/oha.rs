@@ -81,6 +81,23 @@ impl OhaResult {
             .map_or(0, |codes| codes.values().filter_map(Value::as_u64).sum())
     }
 
+    /// Responses with a 2xx status.
+    pub fn ok(&self) -> u64 {
+        self.requests() - self.not_2xx()
+    }
+
+    fn not_2xx(&self) -> u64 {
+        self.0["statusCodeDistribution"]
+            .as_object()
+            .map_or(0, |codes| {
+                codes
+                    .iter()
+                    .filter(|(code, _)| !code.starts_with('2'))
+                    .filter_map(|(_, n)| n.as_u64())
+                    .sum()
+            })
+    }
+
     fn ms(&self, percentile: &str) -> f64 {
         self.0["latencyPercentiles"][percentile]
             .as_f64()
@@ -93,11 +110,7 @@ impl OhaResult {
             .as_object()
             .cloned()
             .unwrap_or_default();
-        let not_2xx: u64 = codes
-            .iter()
-            .filter(|(code, _)| !code.starts_with('2'))
-            .map(|(_, n)| n.as_u64().unwrap_or(0))
-            .sum();
+        let not_2xx = self.not_2xx();
         let errors: u64 = self.0["errorDistribution"]
             .as_object()
             .map(|e| e.values().filter_map(Value::as_u64).sum())
