@@ -12,7 +12,7 @@ use phoenix_crds::{Region, Tenant};
 
 use crate::guard::ScenarioGuard;
 use crate::pg_lineage::{PgLineage, PgServer};
-use crate::{NAMESPACE, eventually, kube_client, kubectl_ok, tenant_yaml};
+use crate::{NAMESPACE, Process, condition, eventually, kube_client, kubectl_ok, tenant_yaml};
 
 /// How long a Region or Tenant may take to get where a step waits for it.
 pub const WITHIN: Duration = Duration::from_secs(90);
@@ -104,6 +104,237 @@ pub fn region_condition(region: &Region, type_: &str) -> Option<(String, String,
 /// Whether `region` is Ready.
 pub fn region_ready(region: &Region) -> bool {
     region_condition(region, "Ready").is_some_and(|(s, _, _)| s == "True")
+}
+
+/// Whether `region` has the `type_` condition False for `reason`.
+pub fn region_failed(region: &Region, type_: &str, reason: &str) -> bool {
+    region_condition(region, type_).is_some_and(|(s, why, _)| s == "False" && why == reason)
+}
+
+/// Whether `region` is Ready as a Replica of Region `primary`.
+pub fn ready_replica_of(region: &Region, primary: &str) -> bool {
+    region_ready(region)
+        && region
+            .status
+            .as_ref()
+            .and_then(|s| s.failover.as_ref())
+            .is_some_and(|f| f.replica_of.as_deref() == Some(primary))
+}
+
+/// Waits for Region `primary` to be Ready, then for each of `replicas` to be Ready as a
+/// Replica of it.
+pub async fn regions_ready(primary: &str, replicas: &[String]) {
+    region_where(primary, "Ready", region_ready).await;
+    for r in replicas {
+        region_where(r, "Ready as a replica of the primary", |reg| {
+            ready_replica_of(reg, primary)
+        })
+        .await;
+    }
+}
+
+/// The operator of a failover scenario: reconciling Regions every 2 s, with `extra`
+/// environment.
+pub async fn operator(extra: &[(&str, &str)]) -> Process {
+    let mut env = extra.to_vec();
+    env.push(("REGION_RESYNC_SECONDS", "2"));
+    Process::operator_with("e2e-operator", 5, &env).await
+}
+
+/// Waits for each of `tenants` to be Ready with its home in Region `home`; their
+/// statuses.
+pub async fn tenants_ready_in(tenants: &[String], home: &str) -> Vec<phoenix_crds::TenantStatus> {
+    let mut statuses = Vec::new();
+    for t in tenants {
+        let t = tenant_where(t, "Ready in the primary region", |t| {
+            condition(t, "Ready").is_some_and(|(s, _, _)| s == "True")
+        })
+        .await;
+        let status = t.status.expect("status");
+        assert_eq!(status.placement.as_ref().expect("placement").region, home);
+        statuses.push(status);
+    }
+    statuses
+}
+
+/// Whether `client`'s server is in recovery (a standby).
+pub async fn in_recovery(client: &tokio_postgres::Client) -> bool {
+    client
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .expect("pg_is_in_recovery")
+        .get(0)
+}
+
+/// The old primary's data plane before a failover: its login, and a session on `server`
+/// that has written one patient (`before-failover`) of tenant `catalog_id`.
+pub struct OldDataPlane {
+    pub user: String,
+    pub password: String,
+    pub session: tokio_postgres::Client,
+}
+
+impl OldDataPlane {
+    /// Logs in as Region `region`'s data plane on `server` and writes; the lineage caught up.
+    pub async fn write_before_failover(region: &str, lineage: &PgLineage, catalog_id: i64) -> Self {
+        let (user, password) = dataplane_login(region).await;
+        let session = login(&lineage.primary, &user, &password)
+            .await
+            .expect("the old data plane logs in");
+        write_patient(&session, catalog_id, "before-failover")
+            .await
+            .expect("a write before the failover");
+        lineage.caught_up().await;
+        Self {
+            user,
+            password,
+            session,
+        }
+    }
+
+    /// Asserts the old primary takes no write from it any more: its open session fails
+    /// (for tenant `catalog_id`), and so does a new login.
+    pub async fn assert_refused(&self, lineage: &PgLineage, catalog_id: i64) {
+        let error = write_patient(&self.session, catalog_id, "split-brain")
+            .await
+            .expect_err("the old data plane's open session wrote on the old primary");
+        assert!(
+            error.contains("terminating connection")
+                || error.contains("closed")
+                || error.contains("read-only"),
+            "{error}"
+        );
+        let error = login(&lineage.primary, &self.user, &self.password)
+            .await
+            .map(|_| ())
+            .expect_err("the old data plane logged in again");
+        assert!(error.contains("not permitted to log in"), "{error}");
+    }
+}
+
+/// The outcome of flipping two Replicas of `old` at once: which one won.
+pub struct Promotion {
+    pub winner: String,
+    pub winner_i: usize,
+    pub loser: String,
+    pub loser_i: usize,
+}
+
+/// Flips the two `replicas` of Region `old` at once and waits until exactly one is
+/// promoted and its server out of recovery takes tenant `catalog_ids[1]`'s write as its
+/// own data plane login (not `old_user`) and has tenant `catalog_ids[0]`'s write made
+/// before the failover; prints the time from the flip to that write after `label`.
+pub async fn promote_and_wait(
+    label: &str,
+    lineage: &PgLineage,
+    old: &str,
+    replicas: &[String],
+    old_user: &str,
+    catalog_ids: &[i64],
+) -> Promotion {
+    let start = flip(replicas);
+    // Exactly one is promoted; the other names it and stays a standby.
+    let winner = eventually("one replica promoted", WITHIN, || async {
+        for r in replicas {
+            let reg = region_where(r, "exists", |_| true).await;
+            let f = reg.status.and_then(|s| s.failover).unwrap_or_default();
+            if f.promoted_from.as_deref() == Some(old) {
+                return Some(r.clone());
+            }
+        }
+        None
+    })
+    .await;
+    let winner_i = usize::from(winner != replicas[0]);
+    let (loser_i, loser) = (1 - winner_i, replicas[1 - winner_i].clone());
+    let elapsed = first_write(&winner, &lineage.standbys[winner_i], catalog_ids[1], start).await;
+    println!("{label}: spec change to first accepted write {elapsed:?}");
+    assert!(!in_recovery(&lineage.standbys[winner_i].admin().await).await);
+    // The write before the failover was replicated and is there.
+    let (user, password) = dataplane_login(&winner).await;
+    assert_ne!(
+        user, old_user,
+        "the promoted region has a data plane login of its own"
+    );
+    let promoted = login(&lineage.standbys[winner_i], &user, &password)
+        .await
+        .expect("login on the promoted server");
+    promoted
+        .batch_execute(&format!(
+            "SELECT set_config('app.tenant_id', '{}', false)",
+            catalog_ids[0]
+        ))
+        .await
+        .expect("set tenant");
+    let before: i64 = promoted
+        .query_one(
+            "SELECT count(*) FROM clinical.patients WHERE family_name = 'before-failover'",
+            &[],
+        )
+        .await
+        .expect("read the replicated write")
+        .get(0);
+    assert_eq!(before, 1);
+    Promotion {
+        winner,
+        winner_i,
+        loser,
+        loser_i,
+    }
+}
+
+/// Waits for the losing Replica of `promotion` to be refused as a split brain naming the
+/// winner, and asserts its server is still a standby (`what` says what was promoted if not).
+pub async fn assert_loser_refused(lineage: &PgLineage, promotion: &Promotion, what: &str) {
+    let refused = region_where(&promotion.loser, "refused as a split brain", |r| {
+        region_failed(r, "Ready", "SplitBrainRefused")
+    })
+    .await;
+    let (_, _, message) = region_condition(&refused, "Ready").expect("Ready");
+    assert!(
+        message.contains(&format!("region {} was already promoted", promotion.winner)),
+        "{message}"
+    );
+    assert!(
+        in_recovery(&lineage.standbys[promotion.loser_i].admin().await).await,
+        "{what}"
+    );
+}
+
+/// Waits for each of `tenants` to report Region `winner` as serving it, its DatabaseReady
+/// condition True for `FailedOver`; the tenants and that condition's message.
+pub async fn tenants_served_by(tenants: &[String], winner: &str) -> Vec<(Tenant, String)> {
+    let mut served = Vec::new();
+    for t in tenants {
+        let t = tenant_where(t, "served by the promoted region", |t| {
+            t.status.as_ref().and_then(|s| s.serving_region.as_deref()) == Some(winner)
+        })
+        .await;
+        let (status, reason, message) = condition(&t, "DatabaseReady").expect("DatabaseReady");
+        assert_eq!((status.as_str(), reason.as_str()), ("True", "FailedOver"));
+        served.push((t, message));
+    }
+    served
+}
+
+/// Waits for Region `winner` to report Region `old`'s primary fenced and `old` to be
+/// Superseded naming `winner`; the Superseded condition's message.
+pub async fn old_primary_superseded(winner: &str, old: &str) -> String {
+    region_where(winner, "old primary fenced", |r| {
+        region_condition(r, "OldPrimaryFenced")
+            .is_some_and(|(s, reason, _)| s == "True" && reason == "Fenced")
+    })
+    .await;
+    let superseded = region_where(old, "Superseded", |r| {
+        region_failed(r, "Ready", "Superseded")
+    })
+    .await;
+    let (_, _, message) = region_condition(&superseded, "Ready").expect("Ready");
+    assert!(
+        message.contains(&format!("region {winner} was promoted")),
+        "{message}"
+    );
+    message
 }
 
 /// Declares the Replica Regions `names` Primary (one merge patch each, sent back to back);

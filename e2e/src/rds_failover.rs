@@ -12,8 +12,6 @@
 //! instance, EXECUTE on `pg_promote`. Shared by `tests/rds_failover.rs` and
 //! `examples/failover_bench.rs --rds`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use crate::failover::names;
 use crate::guard::ScenarioGuard;
 use crate::pg_lineage::PgLineage;
@@ -43,20 +41,12 @@ pub struct RdsScenario {
     pub endpoint_map: String,
 }
 
-fn unique() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{:08x}", nanos % 0xffff_ffff)
-}
-
 impl RdsScenario {
     /// Names for `lineage` under `prefix` (identifiers unique per run: moto keeps
     /// instances for the stack's life), and the map to its servers.
     pub fn new(lineage: &PgLineage, prefix: &str) -> Self {
         let (primary, replicas) = names(prefix, lineage.standbys.len());
-        let id = unique();
+        let id = rds::unique_suffix();
         let identifiers: Vec<String> = std::iter::once(&primary)
             .chain(&replicas)
             .map(|r| format!("phoenix-{r}-{id}"))
@@ -151,12 +141,7 @@ spec:
     /// source's).
     pub fn declare(&self, guard: &ScenarioGuard, residency: &str) {
         let ca = std::fs::read_to_string(stack_var("PG_CA_FILE")).expect("read PG_CA_FILE");
-        let secret = |name: &str, key: &str, value: &str| {
-            let value = serde_json::to_string(value).expect("json");
-            format!(
-                "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {NAMESPACE}\nstringData:\n  {key}: {value}\n"
-            )
-        };
+        let secret = rds::secret_yaml;
         let mut manifest = secret(&format!("{}-ca", self.primary), "ca.crt", &ca);
         manifest.push_str(&secret(
             &format!("{}-master", self.primary),

@@ -13,9 +13,8 @@
 //! map is read at the operator's start: a first operator creates the instances (and
 //! cannot reach them), a second one started with the map finishes the work.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use phoenix_crds::Region;
 use phoenix_e2e::guard::ScenarioGuard;
@@ -25,21 +24,6 @@ use phoenix_e2e::*;
 const WITHIN: Duration = Duration::from_secs(120);
 const AWS_REGION: &str = "eu-west-1";
 const RESIDENCY: &str = "ZZRDSDED";
-
-fn suffix() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{:08x}", nanos % 0xffff_ffff)
-}
-
-fn secret_yaml(name: &str, key: &str, value: &str) -> String {
-    let value = serde_json::to_string(value).expect("json string");
-    format!(
-        "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {NAMESPACE}\nstringData:\n  {key}: {value}\n"
-    )
-}
 
 fn region_yaml(name: &str, identifier: &str, dbname: &str, master: &str) -> String {
     format!(
@@ -72,101 +56,6 @@ fn hex_of(uid: &str) -> String {
         .to_owned()
 }
 
-fn endpoint_map(identifiers: &[String]) -> String {
-    let port = stack_var("PG_PORT_EU_WEST_1");
-    identifiers
-        .iter()
-        .map(|id| format!("{}=127.0.0.1:{port}", rds::moto_host(id, AWS_REGION)))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// Deletes the Region and its Secrets (the operator still running), then what the
-/// stand-in server holds: the region's and the tenants' databases and roles.
-struct Cleanup {
-    region: String,
-    dbname: String,
-    master: String,
-    hexes: Vec<String>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = try_kubectl(
-            &[
-                "delete",
-                "region",
-                &self.region,
-                "--ignore-not-found",
-                "--timeout=60s",
-            ],
-            None,
-        );
-        let mut secrets = vec![
-            format!("{}-master", self.region),
-            format!("{}-ca", self.region),
-        ];
-        secrets.extend(
-            self.hexes
-                .iter()
-                .map(|h| format!("phoenix-tenant-{h}-master")),
-        );
-        let mut args = vec!["delete", "secret", "-n", NAMESPACE, "--ignore-not-found"];
-        args.extend(secrets.iter().map(String::as_str));
-        let _ = try_kubectl(&args, None);
-        let (dbname, master, region, hexes) = (
-            self.dbname.clone(),
-            self.master.clone(),
-            self.region.replace('-', "_"),
-            self.hexes.clone(),
-        );
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            runtime.block_on(async {
-                let db = pg(AWS_REGION).await;
-                let mut databases = vec![dbname];
-                databases.extend(hexes.iter().map(|h| format!("tdb_{h}")));
-                for d in databases {
-                    let _ = db
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {d} WITH (FORCE)"))
-                        .await;
-                }
-                let mut roles: Vec<String> = db
-                    .query(
-                        "SELECT rolname FROM pg_roles WHERE rolname = $1 OR rolname LIKE '%' || $2",
-                        &[&master, &region],
-                    )
-                    .await
-                    .ok()?
-                    .into_iter()
-                    .map(|r| r.get(0))
-                    .collect();
-                for h in &hexes {
-                    roles.push(format!("phoenix_tenant_{h}"));
-                    roles.push(format!("phoenix_master_{h}"));
-                }
-                for role in roles {
-                    let _ = db
-                        .batch_execute(&format!("DROP ROLE IF EXISTS \"{role}\""))
-                        .await;
-                }
-                Some(())
-            })
-        })
-        .join();
-    }
-}
-
-async fn secret_value(name: &str, key: &str) -> Option<String> {
-    let secrets: Api<Secret> = Api::namespaced(kube_client().await, NAMESPACE);
-    let secret = secrets.get_opt(name).await.ok()??;
-    let raw = secret.data?.get(key)?.0.clone();
-    String::from_utf8(raw).ok()
-}
-
 async fn region_ready(regions: &Api<Region>, name: &str) -> bool {
     regions
         .get(name)
@@ -194,21 +83,7 @@ async fn tags_of(client: &aws_sdk_rds::Client, identifier: &str) -> Vec<(String,
         .and_then(|i| i.db_instance_arn())
         .expect("an ARN")
         .to_owned();
-    client
-        .list_tags_for_resource()
-        .resource_name(arn)
-        .send()
-        .await
-        .expect("tags")
-        .tag_list()
-        .iter()
-        .map(|t| {
-            (
-                t.key().unwrap_or_default().to_owned(),
-                t.value().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
+    rds::tags(client, &arn).await
 }
 
 async fn instance_gone(client: &aws_sdk_rds::Client, identifier: &str) -> bool {
@@ -252,46 +127,26 @@ async fn a_dedicated_tenant_on_an_rds_region_gets_its_own_instance_and_deletion_
 {
     let _serial = SERIAL.lock().await;
     install_platform();
-    let id = suffix();
+    let id = rds::unique_suffix();
     let name = format!("rds-ded-{id}");
     let identifier = format!("phoenix-e2e-ded-{id}");
     let dbname = format!("rds_ded_{id}");
     let master = format!("rds_master_ded_{id}");
     let extra = [("REGION_RESYNC_SECONDS", "2")];
-    let first_map = endpoint_map(std::slice::from_ref(&identifier));
-    let mut operator = Some(
-        Process::operator_with(
-            "e2e-operator",
-            3,
-            &[("PHOENIX_RDS_ENDPOINT_MAP", first_map.as_str()), extra[0]],
-        )
-        .await,
-    );
-    let mut cleanup = Cleanup {
-        region: name.clone(),
-        dbname: dbname.clone(),
-        master: master.clone(),
-        hexes: Vec::new(),
-    };
-    let ca = std::fs::read_to_string(stack_var("PG_CA_FILE")).expect("read PG_CA_FILE");
-    kubectl_ok(
-        &["apply", "-f", "-"],
-        Some(&secret_yaml(&format!("{name}-ca"), "ca.crt", &ca)),
-    );
+    let first_map = rds::stack_endpoint_map(std::slice::from_ref(&identifier), AWS_REGION);
+    let mut operator = Some(rds::operator(3, &first_map, &extra).await);
+    let mut cleanup = rds::RegionCleanup::new(AWS_REGION, &name, &dbname, &master);
+    rds::apply_stack_ca(&name);
     kubectl_ok(
         &["apply", "-f", "-"],
         Some(&region_yaml(&name, &identifier, &dbname, &master)),
     );
     let region_password = eventually("the Region's master password", WITHIN, || async {
-        secret_value(&format!("{name}-master"), "password").await
+        rds::secret_value(&format!("{name}-master"), "password").await
     })
     .await;
+    rds::create_master_user(AWS_REGION, &master, &region_password).await;
     let db = pg(AWS_REGION).await;
-    db.batch_execute(&format!(
-        "CREATE ROLE {master} LOGIN CREATEROLE CREATEDB NOSUPERUSER PASSWORD '{region_password}'"
-    ))
-    .await
-    .expect("the Region's master user");
     let regions: Api<Region> = Api::all(kube_client().await);
     eventually("the RDS region Ready", WITHIN, || async {
         region_ready(&regions, &name).await.then_some(())
@@ -322,16 +177,12 @@ async fn a_dedicated_tenant_on_an_rds_region_gets_its_own_instance_and_deletion_
         cleanup.hexes.push(hex.clone());
         let instance = format!("phoenix-tenant-{hex}");
         let password = eventually("the tenant's master password", WITHIN, || async {
-            secret_value(&format!("{instance}-master"), "password").await
+            rds::secret_value(&format!("{instance}-master"), "password").await
         })
         .await;
         assert!(password.len() >= 32, "a strong password");
         // What RDS does for the instance's master user, on the stand-in server.
-        db.batch_execute(&format!(
-            "CREATE ROLE phoenix_master_{hex} LOGIN CREATEROLE CREATEDB NOSUPERUSER PASSWORD '{password}'"
-        ))
-        .await
-        .expect("the tenant's master user");
+        rds::create_master_user(AWS_REGION, &format!("phoenix_master_{hex}"), &password).await;
         eventually("the tenant's instance in moto", WITHIN, || async {
             (!instance_gone(&rds_client, &instance).await).then_some(())
         })
@@ -357,16 +208,9 @@ async fn a_dedicated_tenant_on_an_rds_region_gets_its_own_instance_and_deletion_
     drop(operator.take());
     let mut ids = vec![identifier.clone()];
     ids.extend(tenants.iter().map(|t| t.3.clone()));
-    let map = endpoint_map(&ids);
-    operator = Some(
-        Process::operator_with(
-            "e2e-operator",
-            3,
-            &[("PHOENIX_RDS_ENDPOINT_MAP", map.as_str()), extra[0]],
-        )
-        .await,
-    );
-    let dataplane_url = secret_value(&format!("phoenix-dataplane-{name}"), "databaseUrl")
+    let map = rds::stack_endpoint_map(&ids, AWS_REGION);
+    operator = Some(rds::operator(3, &map, &extra).await);
+    let dataplane_url = rds::secret_value(&format!("phoenix-dataplane-{name}"), "databaseUrl")
         .await
         .expect("the data plane Secret");
     let ca_file = stack_var("PG_CA_FILE");
@@ -476,7 +320,7 @@ async fn a_dedicated_tenant_on_an_rds_region_gets_its_own_instance_and_deletion_
             assert!(snapshots.is_empty(), "{snapshots:?}");
         }
         assert_eq!(
-            secret_value(&format!("{instance}-master"), "password").await,
+            rds::secret_value(&format!("{instance}-master"), "password").await,
             None,
             "the master password Secret goes with the instance"
         );

@@ -17,14 +17,6 @@ use phoenix_e2e::*;
 
 const RESIDENCY: &str = "FOR";
 
-async fn in_recovery(client: &tokio_postgres::Client) -> bool {
-    client
-        .query_one("SELECT pg_is_in_recovery()", &[])
-        .await
-        .expect("pg_is_in_recovery")
-        .get(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flipping_rds_replicas_promotes_one_read_replica_and_fences_the_source() {
     let _serial = SERIAL.lock().await;
@@ -32,32 +24,13 @@ async fn flipping_rds_replicas_promotes_one_read_replica_and_fences_the_source()
     let lineage = PgLineage::start_tls("rds-failover", 2).await;
     let scenario = RdsScenario::new(&lineage, "rfo");
     scenario.prepare_master(&lineage).await;
-    let _operator = Process::operator_with(
-        "e2e-operator",
-        5,
-        &[
-            ("PHOENIX_RDS_ENDPOINT_MAP", scenario.endpoint_map.as_str()),
-            ("REGION_RESYNC_SECONDS", "2"),
-        ],
-    )
-    .await;
+    let _operator = operator(&[("PHOENIX_RDS_ENDPOINT_MAP", scenario.endpoint_map.as_str())]).await;
     let guard = ScenarioGuard::new("rds-failover");
     let (old, replicas) = (scenario.primary.clone(), scenario.replicas.clone());
     forget_claims(&replicas);
     scenario.forget_secrets();
     scenario.declare(&guard, RESIDENCY);
-    region_where(&old, "Ready", region_ready).await;
-    for r in &replicas {
-        region_where(r, "Ready as a replica of the source", |reg| {
-            region_ready(reg)
-                && reg
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.failover.as_ref())
-                    .is_some_and(|f| f.replica_of.as_deref() == Some(old.as_str()))
-        })
-        .await;
-    }
+    regions_ready(&old, &replicas).await;
 
     // The replicas' instances in moto: read replicas of the source (by ARN across AWS
     // regions, by identifier within one), tagged as the operator's.
@@ -92,109 +65,47 @@ async fn flipping_rds_replicas_promotes_one_read_replica_and_fences_the_source()
             reported == Some(expected_source.as_str()) || reported == Some(source_arn.as_str()),
             "{id} replicates {reported:?}, not {expected_source}"
         );
-        let tags = client
-            .list_tags_for_resource()
-            .resource_name(instance.db_instance_arn().expect("an ARN"))
-            .send()
-            .await
-            .expect("tags");
-        let tag = |k: &str| {
-            tags.tag_list()
-                .iter()
-                .find(|t| t.key() == Some(k))
-                .and_then(|t| t.value())
-                .map(str::to_owned)
-        };
+        let tags = rds::tags(&client, instance.db_instance_arn().expect("an ARN")).await;
+        let tag = |k: &str| rds::tag(&tags, k);
         assert_eq!(
-            tag("phoenixguardian.io/managed-by").as_deref(),
+            tag("phoenixguardian.io/managed-by"),
             Some("phoenix-operator")
         );
-        assert_eq!(
-            tag("phoenixguardian.io/region").as_deref(),
-            Some(r.as_str())
-        );
-        assert_eq!(
-            tag("phoenixguardian.io/purpose").as_deref(),
-            Some("region-replica")
-        );
+        assert_eq!(tag("phoenixguardian.io/region"), Some(r.as_str()));
+        assert_eq!(tag("phoenixguardian.io/purpose"), Some("region-replica"));
         assert!(!moto_promoted(id, aws).await, "{id} is a read replica");
     }
 
     let tenants = declare_tenants(&guard, "rfo", RESIDENCY, 2);
-    let mut catalog_ids = Vec::new();
-    for t in &tenants {
-        let t = tenant_where(t, "Ready in the source region", |t| {
-            condition(t, "Ready").is_some_and(|(s, _, _)| s == "True")
-        })
-        .await;
-        let status = t.status.expect("status");
-        assert_eq!(status.placement.expect("placement").region, old);
-        catalog_ids.push(status.endpoints.expect("endpoints").catalog_id);
-    }
-    let (old_user, old_password) = dataplane_login(&old).await;
-    let old_session = login(&lineage.primary, &old_user, &old_password)
+    let catalog_ids: Vec<i64> = tenants_ready_in(&tenants, &old)
         .await
-        .expect("the old data plane logs in");
-    write_patient(&old_session, catalog_ids[0], "before-failover")
-        .await
-        .expect("a write before the failover");
-    lineage.caught_up().await;
+        .into_iter()
+        .map(|status| status.endpoints.expect("endpoints").catalog_id)
+        .collect();
+    let old_dp = OldDataPlane::write_before_failover(&old, &lineage, catalog_ids[0]).await;
 
-    let start = flip(&replicas);
-
-    let winner = eventually("one replica promoted", WITHIN, || async {
-        for r in &replicas {
-            let reg = region_where(r, "exists", |_| true).await;
-            let f = reg.status.and_then(|s| s.failover).unwrap_or_default();
-            if f.promoted_from.as_deref() == Some(old.as_str()) {
-                return Some(r.clone());
-            }
-        }
-        None
-    })
+    let promotion = promote_and_wait(
+        "RDS failover",
+        &lineage,
+        &old,
+        &replicas,
+        &old_dp.user,
+        &catalog_ids,
+    )
     .await;
-    let winner_i = usize::from(winner != replicas[0]);
-    let (loser_i, loser) = (1 - winner_i, replicas[1 - winner_i].clone());
-    let elapsed = first_write(&winner, &lineage.standbys[winner_i], catalog_ids[1], start).await;
-    println!("RDS failover: spec change to first accepted write {elapsed:?}");
-    assert!(!in_recovery(&lineage.standbys[winner_i].admin().await).await);
-    let (user, password) = dataplane_login(&winner).await;
-    assert_ne!(user, old_user, "the promoted region has its own login");
-    let promoted = login(&lineage.standbys[winner_i], &user, &password)
-        .await
-        .expect("login on the promoted server");
-    promoted
-        .batch_execute(&format!(
-            "SELECT set_config('app.tenant_id', '{}', false)",
-            catalog_ids[0]
-        ))
-        .await
-        .expect("set tenant");
-    let before: i64 = promoted
-        .query_one(
-            "SELECT count(*) FROM clinical.patients WHERE family_name = 'before-failover'",
-            &[],
-        )
-        .await
-        .expect("read the replicated write")
-        .get(0);
-    assert_eq!(before, 1);
+    let (winner, winner_i, loser_i) = (
+        promotion.winner.clone(),
+        promotion.winner_i,
+        promotion.loser_i,
+    );
 
     // The loser: refused with the same claim, neither its instance nor its server promoted.
-    let refused = region_where(&loser, "refused as a split brain", |r| {
-        region_condition(r, "Ready")
-            .is_some_and(|(s, reason, _)| s == "False" && reason == "SplitBrainRefused")
-    })
+    assert_loser_refused(
+        &lineage,
+        &promotion,
+        "the refused replica's server was promoted: split brain",
+    )
     .await;
-    let (_, _, message) = region_condition(&refused, "Ready").expect("Ready");
-    assert!(
-        message.contains(&format!("region {winner} was already promoted")),
-        "{message}"
-    );
-    assert!(
-        in_recovery(&lineage.standbys[loser_i].admin().await).await,
-        "the refused replica's server was promoted: split brain"
-    );
     assert!(
         !moto_promoted(
             &scenario.identifiers[loser_i + 1],
@@ -205,45 +116,11 @@ async fn flipping_rds_replicas_promotes_one_read_replica_and_fences_the_source()
     );
 
     // Tenants follow the promoted Region.
-    for t in &tenants {
-        let t = tenant_where(t, "served by the promoted region", |t| {
-            t.status.as_ref().and_then(|s| s.serving_region.as_deref()) == Some(winner.as_str())
-        })
-        .await;
-        let (status, reason, _) = condition(&t, "DatabaseReady").expect("DatabaseReady");
-        assert_eq!((status.as_str(), reason.as_str()), ("True", "FailedOver"));
-    }
+    tenants_served_by(&tenants, &winner).await;
 
     // The old primary is fenced and its Region knows it.
-    region_where(&winner, "old primary fenced", |r| {
-        region_condition(r, "OldPrimaryFenced")
-            .is_some_and(|(s, reason, _)| s == "True" && reason == "Fenced")
-    })
-    .await;
-    let superseded = region_where(&old, "Superseded", |r| {
-        region_condition(r, "Ready")
-            .is_some_and(|(s, reason, _)| s == "False" && reason == "Superseded")
-    })
-    .await;
-    let (_, _, message) = region_condition(&superseded, "Ready").expect("Ready");
-    assert!(
-        message.contains(&format!("region {winner} was promoted")),
-        "{message}"
-    );
-    let error = write_patient(&old_session, catalog_ids[0], "split-brain")
-        .await
-        .expect_err("the old data plane's open session wrote on the old primary");
-    assert!(
-        error.contains("terminating connection")
-            || error.contains("closed")
-            || error.contains("read-only"),
-        "{error}"
-    );
-    let error = login(&lineage.primary, &old_user, &old_password)
-        .await
-        .map(|_| ())
-        .expect_err("the old data plane logged in again");
-    assert!(error.contains("not permitted to log in"), "{error}");
+    old_primary_superseded(&winner, &old).await;
+    old_dp.assert_refused(&lineage, catalog_ids[0]).await;
 
     // moto: the winner's instance was promoted (PromoteReadReplica), and the Event says so.
     assert!(
@@ -288,15 +165,7 @@ async fn an_rds_replica_is_refused_a_foreign_instance_and_a_source_not_on_rds() 
     install_platform();
     let lineage = PgLineage::start_tls("rds-failover-refused", 1).await;
     let scenario = RdsScenario::new(&lineage, "rfx");
-    let _operator = Process::operator_with(
-        "e2e-operator",
-        5,
-        &[
-            ("PHOENIX_RDS_ENDPOINT_MAP", scenario.endpoint_map.as_str()),
-            ("REGION_RESYNC_SECONDS", "2"),
-        ],
-    )
-    .await;
+    let _operator = operator(&[("PHOENIX_RDS_ENDPOINT_MAP", scenario.endpoint_map.as_str())]).await;
     let guard = ScenarioGuard::new("rds-failover-refused");
     let (foreign_id, foreign_aws) = (&scenario.identifiers[1], &scenario.aws_regions[1]);
     let client = rds::client(foreign_aws).await;
@@ -350,16 +219,9 @@ spec:
       caSecretRef: {{namespace: {NAMESPACE}, name: rfx-a-ca, key: ca.crt}}
 "
     ));
-    let failed_with = |reason: &'static str| {
-        move |r: &phoenix_crds::Region| {
-            region_condition(r, "Ready").is_some_and(|(s, why, _)| s == "False" && why == reason)
-        }
-    };
-    let foreign = region_where(
-        &scenario.replicas[0],
-        "refused the foreign instance",
-        failed_with("RdsInstanceNotOwned"),
-    )
+    let foreign = region_where(&scenario.replicas[0], "refused the foreign instance", |r| {
+        region_failed(r, "Ready", "RdsInstanceNotOwned")
+    })
     .await;
     let (_, _, message) = region_condition(&foreign, "Ready").expect("Ready");
     assert!(
@@ -380,7 +242,7 @@ spec:
     );
     assert_eq!(instance.master_username(), Some("someone_else"));
     let not_rds = region_where("rfx-r", "refused: source not on RDS", |r| {
-        failed_with("RdsReplicaRefused")(r)
+        region_failed(r, "Ready", "RdsReplicaRefused")
     })
     .await;
     let (_, _, message) = region_condition(&not_rds, "Ready").expect("Ready");
@@ -419,15 +281,7 @@ async fn a_replica_promoted_before_its_record_is_taken_over_by_the_flip() {
     let lineage = PgLineage::start_tls("rds-failover-crash", 1).await;
     let scenario = RdsScenario::new(&lineage, "rfc");
     scenario.prepare_master(&lineage).await;
-    let _operator = Process::operator_with(
-        "e2e-operator",
-        5,
-        &[
-            ("PHOENIX_RDS_ENDPOINT_MAP", scenario.endpoint_map.as_str()),
-            ("REGION_RESYNC_SECONDS", "2"),
-        ],
-    )
-    .await;
+    let _operator = operator(&[("PHOENIX_RDS_ENDPOINT_MAP", scenario.endpoint_map.as_str())]).await;
     let guard = ScenarioGuard::new("rds-failover-crash");
     let (old, replicas) = (scenario.primary.clone(), scenario.replicas.clone());
     forget_claims(&replicas);
@@ -435,11 +289,7 @@ async fn a_replica_promoted_before_its_record_is_taken_over_by_the_flip() {
     scenario.declare(&guard, "FRC");
     region_where(&old, "Ready", region_ready).await;
     region_where(&replicas[0], "Ready as a replica", |r| {
-        region_ready(r)
-            && r.status
-                .as_ref()
-                .and_then(|s| s.failover.as_ref())
-                .is_some_and(|f| f.replica_of.as_deref() == Some(old.as_str()))
+        ready_replica_of(r, &old)
     })
     .await;
     // What the crashed pass did: the API call, and RDS's promotion of the server.
@@ -458,8 +308,7 @@ async fn a_replica_promoted_before_its_record_is_taken_over_by_the_flip() {
         .expect("promote the server");
     // Still recorded as a Replica, whose server is no longer a standby.
     region_where(&replicas[0], "not a standby any more", |r| {
-        region_condition(r, "Ready")
-            .is_some_and(|(s, reason, _)| s == "False" && reason == "ReplicaNotInRecovery")
+        region_failed(r, "Ready", "ReplicaNotInRecovery")
     })
     .await;
 
@@ -484,8 +333,7 @@ async fn a_replica_promoted_before_its_record_is_taken_over_by_the_flip() {
     })
     .await;
     region_where(&old, "Superseded", |r| {
-        region_condition(r, "Ready")
-            .is_some_and(|(s, reason, _)| s == "False" && reason == "Superseded")
+        region_failed(r, "Ready", "Superseded")
     })
     .await;
     assert!(moto_promoted(id, aws).await);

@@ -7,9 +7,8 @@
 //! never shows in the Region's status, in an Event or in the operator's log. A wrong CA
 //! gives a condition that says so.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use phoenix_crds::Region;
 use phoenix_e2e::guard::ScenarioGuard;
@@ -19,21 +18,6 @@ use phoenix_e2e::*;
 const WITHIN: Duration = Duration::from_secs(120);
 /// The AWS region of the instances and the stack server standing in for them.
 const AWS_REGION: &str = "eu-west-1";
-
-fn suffix() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{:08x}", nanos % 0xffff_ffff)
-}
-
-fn secret_yaml(name: &str, key: &str, value: &str) -> String {
-    let value = serde_json::to_string(value).expect("json string");
-    format!(
-        "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {NAMESPACE}\nstringData:\n  {key}: {value}\n"
-    )
-}
 
 fn region_yaml(name: &str, identifier: &str, dbname: &str, master: &str, ca: &str) -> String {
     format!(
@@ -61,80 +45,6 @@ spec:
 }
 
 /// The endpoint map sending `identifiers`' moto endpoints to the stack's eu-west-1 server.
-fn endpoint_map(identifiers: &[&str]) -> String {
-    let port = stack_var("PG_PORT_EU_WEST_1");
-    identifiers
-        .iter()
-        .map(|id| format!("{}=127.0.0.1:{port}", rds::moto_host(id, AWS_REGION)))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// Deletes the Region (while the operator still runs), then its database, its roles and
-/// its Secrets, when dropped.
-struct Cleanup {
-    region: String,
-    dbname: String,
-    master: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = try_kubectl(
-            &[
-                "delete",
-                "region",
-                &self.region,
-                "--ignore-not-found",
-                "--timeout=60s",
-            ],
-            None,
-        );
-        let _ = try_kubectl(
-            &[
-                "delete",
-                "secret",
-                "-n",
-                NAMESPACE,
-                "--ignore-not-found",
-                &format!("{}-master", self.region),
-                &format!("{}-ca", self.region),
-            ],
-            None,
-        );
-        let (dbname, master, region) = (
-            self.dbname.clone(),
-            self.master.clone(),
-            self.region.replace('-', "_"),
-        );
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            runtime.block_on(async {
-                let db = pg(AWS_REGION).await;
-                db.batch_execute(&format!("DROP DATABASE IF EXISTS {dbname} WITH (FORCE)"))
-                    .await
-                    .ok()?;
-                let roles = db
-                    .query(
-                        "SELECT rolname FROM pg_roles WHERE rolname = $1 OR rolname LIKE '%' || $2",
-                        &[&master, &region],
-                    )
-                    .await
-                    .ok()?;
-                for row in roles {
-                    let role: String = row.get(0);
-                    let _ = db.batch_execute(&format!("DROP ROLE \"{role}\"")).await;
-                }
-                Some(())
-            })
-        })
-        .join();
-    }
-}
-
 async fn ready_condition(regions: &Api<Region>, name: &str) -> Option<(String, String, String)> {
     let region = regions.get(name).await.ok()?;
     let c = region
@@ -145,42 +55,19 @@ async fn ready_condition(regions: &Api<Region>, name: &str) -> Option<(String, S
     Some((c.status, c.reason, c.message))
 }
 
-async fn secret_value(name: &str, key: &str) -> Option<String> {
-    let secrets: Api<Secret> = Api::namespaced(kube_client().await, NAMESPACE);
-    let secret = secrets.get_opt(name).await.ok()??;
-    let raw = secret.data?.get(key)?.0.clone();
-    String::from_utf8(raw).ok()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_rds_region_creates_its_instance_and_becomes_ready_through_the_endpoint_map() {
     let _serial = SERIAL.lock().await;
     install_platform();
-    let id = suffix();
+    let id = rds::unique_suffix();
     let name = format!("rds-e2e-{id}");
     let identifier = format!("phoenix-e2e-{id}");
     let dbname = format!("rds_e2e_{id}");
     let master = format!("rds_master_{id}");
-    let map = endpoint_map(&[&identifier]);
-    let operator = Process::operator_with(
-        "e2e-operator",
-        3600,
-        &[
-            ("PHOENIX_RDS_ENDPOINT_MAP", map.as_str()),
-            ("REGION_RESYNC_SECONDS", "2"),
-        ],
-    )
-    .await;
-    let _cleanup = Cleanup {
-        region: name.clone(),
-        dbname: dbname.clone(),
-        master: master.clone(),
-    };
-    let ca = std::fs::read_to_string(stack_var("PG_CA_FILE")).expect("read PG_CA_FILE");
-    kubectl_ok(
-        &["apply", "-f", "-"],
-        Some(&secret_yaml(&format!("{name}-ca"), "ca.crt", &ca)),
-    );
+    let map = rds::stack_endpoint_map(&[&identifier], AWS_REGION);
+    let operator = rds::operator(3600, &map, &[("REGION_RESYNC_SECONDS", "2")]).await;
+    let _cleanup = rds::RegionCleanup::new(AWS_REGION, &name, &dbname, &master);
+    rds::apply_stack_ca(&name);
     // No master password Secret: the operator generates it.
     kubectl_ok(
         &["apply", "-f", "-"],
@@ -193,7 +80,7 @@ async fn an_rds_region_creates_its_instance_and_becomes_ready_through_the_endpoi
         )),
     );
     let password = eventually("the generated master password", WITHIN, || async {
-        secret_value(&format!("{name}-master"), "password").await
+        rds::secret_value(&format!("{name}-master"), "password").await
     })
     .await;
     assert!(password.len() >= 32, "a strong password");
@@ -208,36 +95,18 @@ async fn an_rds_region_creates_its_instance_and_becomes_ready_through_the_endpoi
         .expect("the operator created the instance");
     let instance = found.db_instances().first().expect("one instance");
     assert_eq!(instance.master_username(), Some(master.as_str()));
-    let tags = rds
-        .list_tags_for_resource()
-        .resource_name(instance.db_instance_arn().expect("an ARN"))
-        .send()
-        .await
-        .expect("tags");
-    let tag = |k: &str| {
-        tags.tag_list()
-            .iter()
-            .find(|t| t.key() == Some(k))
-            .and_then(|t| t.value())
-            .map(str::to_owned)
-    };
+    let tags = rds::tags(&rds, instance.db_instance_arn().expect("an ARN")).await;
+    let tag = |k: &str| rds::tag(&tags, k);
     assert_eq!(
-        tag("phoenixguardian.io/managed-by").as_deref(),
+        tag("phoenixguardian.io/managed-by"),
         Some("phoenix-operator")
     );
-    assert_eq!(
-        tag("phoenixguardian.io/region").as_deref(),
-        Some(name.as_str())
-    );
+    assert_eq!(tag("phoenixguardian.io/region"), Some(name.as_str()));
 
     // What RDS does for the master user, done on the stand-in server: a login with
     // CREATEROLE and CREATEDB, not a superuser, with the generated password.
+    rds::create_master_user(AWS_REGION, &master, &password).await;
     let db = pg(AWS_REGION).await;
-    db.batch_execute(&format!(
-        "CREATE ROLE {master} LOGIN CREATEROLE CREATEDB NOSUPERUSER PASSWORD '{password}'"
-    ))
-    .await
-    .expect("the master user");
 
     let regions: Api<Region> = Api::all(kube_client().await);
     let (_, reason, message) = eventually("the RDS region Ready", WITHIN, || async {
@@ -258,7 +127,7 @@ async fn an_rds_region_creates_its_instance_and_becomes_ready_through_the_endpoi
         .expect("the region database exists")
         .get(0);
     assert_eq!(owner, master);
-    let url = secret_value(&format!("phoenix-dataplane-{name}"), "databaseUrl")
+    let url = rds::secret_value(&format!("phoenix-dataplane-{name}"), "databaseUrl")
         .await
         .expect("the data plane Secret");
     assert!(
@@ -320,7 +189,7 @@ async fn an_rds_region_creates_its_instance_and_becomes_ready_through_the_endpoi
 
     // The master user cannot take BYPASSRLS away (only a superuser can, and on RDS nobody
     // is one): a data plane role someone gave it is refused, not used.
-    let role = secret_value(&format!("phoenix-dataplane-{name}"), "username")
+    let role = rds::secret_value(&format!("phoenix-dataplane-{name}"), "username")
         .await
         .expect("the data plane login");
     db.batch_execute(&format!("ALTER ROLE {role} BYPASSRLS"))
@@ -354,37 +223,19 @@ async fn an_rds_region_creates_its_instance_and_becomes_ready_through_the_endpoi
 async fn an_rds_region_verified_against_the_wrong_ca_says_so() {
     let _serial = SERIAL.lock().await;
     install_platform();
-    let id = suffix();
+    let id = rds::unique_suffix();
     let name = format!("rds-e2e-ca-{id}");
     let identifier = format!("phoenix-e2e-ca-{id}");
     let dbname = format!("rds_e2e_ca_{id}");
     let master = format!("rds_master_ca_{id}");
-    let map = endpoint_map(&[&identifier]);
-    let _operator = Process::operator_with(
-        "e2e-operator",
-        3600,
-        &[
-            ("PHOENIX_RDS_ENDPOINT_MAP", map.as_str()),
-            ("REGION_RESYNC_SECONDS", "2"),
-        ],
-    )
-    .await;
-    let _cleanup = Cleanup {
-        region: name.clone(),
-        dbname,
-        master: master.clone(),
-    };
+    let map = rds::stack_endpoint_map(&[&identifier], AWS_REGION);
+    let _operator = rds::operator(3600, &map, &[("REGION_RESYNC_SECONDS", "2")]).await;
+    let _cleanup = rds::RegionCleanup::new(AWS_REGION, &name, &dbname, &master);
     let password = format!("pw-{id}-0123456789abcdef");
-    pg(AWS_REGION)
-        .await
-        .batch_execute(&format!(
-            "CREATE ROLE {master} LOGIN CREATEROLE CREATEDB NOSUPERUSER PASSWORD '{password}'"
-        ))
-        .await
-        .expect("the master user");
+    rds::create_master_user(AWS_REGION, &master, &password).await;
     let unrelated = include_str!("../../catalog/tests/fixtures/unrelated-ca.crt");
-    let secrets = secret_yaml(&format!("{name}-ca"), "ca.crt", unrelated)
-        + &secret_yaml(&format!("{name}-master"), "password", &password);
+    let secrets = rds::secret_yaml(&format!("{name}-ca"), "ca.crt", unrelated)
+        + &rds::secret_yaml(&format!("{name}-master"), "password", &password);
     kubectl_ok(&["apply", "-f", "-"], Some(&secrets));
     kubectl_ok(
         &["apply", "-f", "-"],
@@ -417,24 +268,20 @@ async fn an_rds_region_verified_against_the_wrong_ca_says_so() {
 async fn a_master_password_secret_without_the_key_gets_it_and_keeps_its_other_keys() {
     let _serial = SERIAL.lock().await;
     install_platform();
-    let id = suffix();
+    let id = rds::unique_suffix();
     let name = format!("rds-e2e-key-{id}");
     let identifier = format!("phoenix-e2e-key-{id}");
-    let map = endpoint_map(&[&identifier]);
-    let _operator = Process::operator_with(
-        "e2e-operator",
-        3600,
-        &[("PHOENIX_RDS_ENDPOINT_MAP", map.as_str())],
-    )
-    .await;
-    let _cleanup = Cleanup {
-        region: name.clone(),
-        dbname: format!("rds_e2e_key_{id}"),
-        master: format!("rds_master_key_{id}"),
-    };
+    let map = rds::stack_endpoint_map(&[&identifier], AWS_REGION);
+    let _operator = rds::operator(3600, &map, &[]).await;
+    let _cleanup = rds::RegionCleanup::new(
+        AWS_REGION,
+        &name,
+        &format!("rds_e2e_key_{id}"),
+        &format!("rds_master_key_{id}"),
+    );
     let ca = std::fs::read_to_string(stack_var("PG_CA_FILE")).expect("read PG_CA_FILE");
-    let secrets = secret_yaml(&format!("{name}-ca"), "ca.crt", &ca)
-        + &secret_yaml(&format!("{name}-master"), "note", "kept by its owner");
+    let secrets = rds::secret_yaml(&format!("{name}-ca"), "ca.crt", &ca)
+        + &rds::secret_yaml(&format!("{name}-master"), "note", "kept by its owner");
     kubectl_ok(&["apply", "-f", "-"], Some(&secrets));
     kubectl_ok(
         &["apply", "-f", "-"],
@@ -447,12 +294,12 @@ async fn a_master_password_secret_without_the_key_gets_it_and_keeps_its_other_ke
         )),
     );
     let password = eventually("the generated master password", WITHIN, || async {
-        secret_value(&format!("{name}-master"), "password").await
+        rds::secret_value(&format!("{name}-master"), "password").await
     })
     .await;
     assert!(password.len() >= 32);
     assert_eq!(
-        secret_value(&format!("{name}-master"), "note")
+        rds::secret_value(&format!("{name}-master"), "note")
             .await
             .as_deref(),
         Some("kept by its owner")
@@ -460,7 +307,7 @@ async fn a_master_password_secret_without_the_key_gets_it_and_keeps_its_other_ke
     // The next passes read it back rather than generating another.
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
-        secret_value(&format!("{name}-master"), "password").await,
+        rds::secret_value(&format!("{name}-master"), "password").await,
         Some(password)
     );
 }
@@ -469,7 +316,7 @@ async fn a_master_password_secret_without_the_key_gets_it_and_keeps_its_other_ke
 async fn plan_shows_the_instance_it_would_create_and_creates_nothing() {
     let _serial = SERIAL.lock().await;
     install_platform();
-    let id = suffix();
+    let id = rds::unique_suffix();
     let name = format!("rds-e2e-plan-{id}");
     let identifier = format!("phoenix-e2e-plan-{id}");
     let manifest = std::env::temp_dir().join(format!("{name}.yaml"));
@@ -525,7 +372,7 @@ async fn plan_shows_the_instance_it_would_create_and_creates_nothing() {
         "plan created {identifier}"
     );
     assert_eq!(
-        secret_value(&format!("{name}-master"), "password").await,
+        rds::secret_value(&format!("{name}-master"), "password").await,
         None
     );
 }
