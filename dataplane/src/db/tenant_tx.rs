@@ -4,8 +4,9 @@
 //! handler sends `BEGIN`, the tenant setting (`phoenix_catalog::rls::SET_TENANT_SQL`) and the
 //! statement together: tokio-postgres writes a request when its future is first polled, so
 //! polling the three concurrently puts them on the wire in one go, and the prepared-statement
-//! cache of the pooled connection means the steady state sends no Parse at all. It commits
-//! when the handler's work succeeds and rolls back when it fails.
+//! cache of the pooled connection (BEGIN included, so the server does not parse it again on
+//! every request) means the steady state sends no Parse at all. It commits when the
+//! handler's work succeeds and rolls back when it fails.
 //!
 //! A future dropped mid-transaction (the client went away) must not hand an open
 //! transaction, or the tenant setting, to the next request: the connection is then detached
@@ -203,7 +204,8 @@ impl TenantTx {
                 setup: None,
             });
         }
-        let (set_tenant, statement) = futures::try_join!(
+        let (begin, set_tenant, statement) = futures::try_join!(
+            client.prepare_cached("BEGIN"),
             client.prepare_cached(SET_TENANT_SQL),
             client.prepare_cached(sql)
         )?;
@@ -211,7 +213,11 @@ impl TenantTx {
         Ok(NextStatement {
             client,
             statement,
-            setup: Some((set_tenant, &self.tenant)),
+            setup: Some(Setup {
+                begin,
+                set_tenant,
+                tenant: &self.tenant,
+            }),
         })
     }
 
@@ -272,9 +278,11 @@ impl TenantTx {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, TxError> {
         let next = self.prepare(sql).await?;
+        // Prepared, as BEGIN is: the server parses neither again on this connection.
+        let commit = next.client.prepare_cached("COMMIT").await?;
         let (row, committed) = futures::join!(
             next.send(next.client.query_opt(&next.statement, params)),
-            next.client.simple_query("COMMIT")
+            next.client.execute(&commit, &[])
         );
         let committed = committed.map_err(TxError::from);
         self.phase = Phase::Done;
@@ -315,12 +323,19 @@ fn position_of(messages: &[SimpleQueryMessage], tenant: &str) -> Option<Lsn> {
     position
 }
 
-/// A prepared statement about to be sent; the first of a transaction carries its setup
-/// (the prepared tenant setting and the tenant id).
+/// A prepared statement about to be sent; the first of a transaction carries its setup.
 struct NextStatement<'a> {
     client: &'a Object,
     statement: Statement,
-    setup: Option<(Statement, &'a str)>,
+    setup: Option<Setup<'a>>,
+}
+
+/// What opens a tenant transaction: BEGIN and the tenant setting, both prepared (a simple
+/// query would be parsed by the server on every request), and the tenant id.
+struct Setup<'a> {
+    begin: Statement,
+    set_tenant: Statement,
+    tenant: &'a str,
 }
 
 impl NextStatement<'_> {
@@ -334,13 +349,13 @@ impl NextStatement<'_> {
         &self,
         request: impl Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, TxError> {
-        let Some((set_tenant, tenant)) = &self.setup else {
+        let Some(setup) = &self.setup else {
             return Ok(request.await?);
         };
-        let params: [&(dyn ToSql + Sync); 1] = [tenant];
+        let params: [&(dyn ToSql + Sync); 1] = [&setup.tenant];
         let (begun, set, result) = futures::join!(
-            self.client.batch_execute("BEGIN"),
-            self.client.query_one(set_tenant, &params),
+            self.client.execute(&setup.begin, &[]),
+            self.client.query_one(&setup.set_tenant, &params),
             request
         );
         begun?;
