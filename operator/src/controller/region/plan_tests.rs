@@ -308,10 +308,8 @@ fn a_rotation_request_creates_the_second_login_like_the_first_and_starts_phase_o
     );
     assert!(
         sql.contains(
-            &format!(
-                "GRANT DELETE, INSERT, SELECT, UPDATE ON TABLE clinical.patients TO {DP2}"
-            )
-            .as_str()
+            &format!("GRANT DELETE, INSERT, SELECT, UPDATE ON TABLE clinical.patients TO {DP2}")
+                .as_str()
         ),
         "{sql:#?}"
     );

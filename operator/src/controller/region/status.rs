@@ -409,7 +409,6 @@ mod tests {
         );
     }
 
-
     #[test]
     fn the_status_names_the_login_and_the_one_draining() {
         let spec = serde_json::from_value(serde_json::json!({
