@@ -15,8 +15,9 @@ use phoenix_operator::controller::region::apply::provision;
 use phoenix_operator::snapshot::store::{S3Store, SnapshotStore, StoreError};
 use phoenix_operator::snapshot::{Snapshot, SnapshotError, snapshot_then_delete};
 use snapshot_support::{
-    Watching, broken_links, bucket, content, destination, dsn_of, restore_cmd, seed, seed_other,
-    tenant,
+    Watching, appends_and_verifies, assert_nothing_deleted, broken_links, bucket, catalog_rows,
+    catalog_state, content, destination, expected_after_restore, manifest_counts, restore_ok,
+    restore_refused_again, seed, seed_other, sorted, tenant, total,
 };
 use support::TestDb;
 use tokio_postgres::Client;
@@ -91,15 +92,7 @@ async fn a_shared_tenant_is_snapshotted_before_its_rows_go_and_restores_into_a_n
         snap.schema_version,
         phoenix_catalog::migrations::latest_version()
     );
-    let mut manifest_counts: Vec<(String, i64)> = snap
-        .counts()
-        .into_iter()
-        .map(|(t, n)| (t, i64::try_from(n).expect("few rows")))
-        .collect();
-    manifest_counts.sort();
-    let mut expected = before.clone();
-    expected.sort();
-    assert_eq!(manifest_counts, expected);
+    assert_eq!(manifest_counts(&snap), sorted(&before));
     assert!(
         snap.tables
             .iter()
@@ -113,82 +106,30 @@ async fn a_shared_tenant_is_snapshotted_before_its_rows_go_and_restores_into_a_n
         taken.deleted.rows,
         before.iter().map(|(_, n)| *n as u64).sum::<u64>()
     );
-    let catalog: i64 = admin
-        .query_one(
-            "SELECT count(*) FROM catalog.tenants WHERE uid = $1",
-            &[&source.uid],
-        )
-        .await
-        .expect("catalog")
-        .get(0);
-    assert_eq!(catalog, 0);
+    assert_eq!(catalog_rows(&admin, &source.uid).await, 0);
     assert_eq!(counts(&admin, other).await, other_before);
 
     // Restore into a new tenant through the command of the runbook.
     let target = tenant("restored");
     let new_id = region.upsert_tenant(&target).await.expect("target tenant");
     assert_ne!(new_id, id);
-    let dsn = dsn_of(&db);
-    let out = restore_cmd(&bucket, &taken.at.key, "restored", &dsn);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "restore failed: {stdout}{stderr}");
+    let stdout = restore_ok(&bucket, &taken.at.key, "restored", &db);
     assert!(
         stdout.contains("audit trail: 3 entries verified"),
         "{stdout}"
     );
-    assert!(
-        !stdout.contains("postgres://") && !stderr.contains("postgres://"),
-        "a DSN was printed"
-    );
-
     let after = counts(&admin, new_id).await;
-    for ((table, was), (_, now)) in before.iter().zip(&after) {
-        let expected = if ["clinical.login_attempts", "clinical.sessions"].contains(&table.as_str())
-        {
-            0
-        } else {
-            *was
-        };
-        assert_eq!(*now, expected, "{table}: {was} before, {now} restored");
-    }
+    assert_eq!(after, expected_after_restore(&before));
     // Same rows: ids, versions, text with tabs and newlines, times to the microsecond.
     assert_eq!(content(&admin, new_id, None).await, before_content);
     // The restored trail verifies under the new id, and new entries chain on from it.
     assert_eq!(broken_links(&admin, new_id, None).await, 0);
-    admin
-        .execute(
-            "INSERT INTO clinical.audit_events (tenant_id, actor, action, resource_type, status, request_id) VALUES ($1, 'ann', 'read', 'Patient', 200, 'after')",
-            &[&new_id],
-        )
-        .await
-        .expect("append after the restore");
-    let (seq,): (i64,) = admin
-        .query_one(
-            "SELECT max(seq) FROM clinical.audit_events WHERE tenant_id = $1",
-            &[&new_id],
-        )
-        .await
-        .map(|r| (r.get(0),))
-        .expect("seq");
-    assert_eq!(seq, 4);
-    assert_eq!(broken_links(&admin, new_id, None).await, 0);
-    // The trigger is back: the appended entry got its time and hash from the database.
+    appends_and_verifies(&admin, new_id, None).await;
     assert_eq!(counts(&admin, other).await, other_before);
 
     // A second restore into the same tenant is refused and changes nothing.
-    let again = restore_cmd(&bucket, &taken.at.key, "restored", &dsn);
-    let stderr = String::from_utf8_lossy(&again.stderr);
-    assert!(!again.status.success());
-    assert!(stderr.contains("already has"), "{stderr}");
-    assert_eq!(
-        counts(&admin, new_id)
-            .await
-            .iter()
-            .map(|(_, n)| *n)
-            .sum::<i64>(),
-        after.iter().map(|(_, n)| *n).sum::<i64>() + 1
-    );
+    restore_refused_again(&bucket, &taken.at.key, "restored", &db);
+    assert_eq!(total(&counts(&admin, new_id).await), total(&after) + 1);
 }
 
 #[tokio::test]
@@ -217,16 +158,9 @@ async fn a_missing_bucket_fails_the_cleanup_and_keeps_every_row() {
     assert!(message.contains(&missing), "{message}");
     assert!(message.contains("data is kept"), "{message}");
     assert_eq!(counts(&admin, id).await, before);
-    let state: String = admin
-        .query_one(
-            "SELECT state FROM catalog.tenants WHERE uid = $1",
-            &[&source.uid],
-        )
-        .await
-        .expect("the catalog row is still there")
-        .get(0);
     assert_eq!(
-        state, "retired",
+        catalog_state(&admin, &source.uid).await,
+        "retired",
         "the data plane stops serving it, nothing is dropped"
     );
 }
@@ -255,11 +189,5 @@ async fn a_row_written_after_the_snapshot_stops_the_deletion() {
         err.to_string().contains("rows changed after the snapshot"),
         "{err}"
     );
-    let after = counts(&admin, id).await;
-    let history = after
-        .iter()
-        .find(|(t, _)| t == "clinical.fhir_history")
-        .map(|(_, n)| *n);
-    assert_eq!(history, Some(3), "nothing was deleted: {after:?}");
-    assert!(after.iter().all(|(_, n)| *n > 0));
+    assert_nothing_deleted(&counts(&admin, id).await);
 }

@@ -7,7 +7,7 @@
 mod snapshot_support;
 mod support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use phoenix_catalog::TenantRow;
 use phoenix_catalog::schemas::{tenant_database, tenant_role};
@@ -16,11 +16,11 @@ use phoenix_operator::controller::region::apply::provision;
 use phoenix_operator::controller::tenant::apply::converge_dedicated;
 use phoenix_operator::db::PgDatabase;
 use phoenix_operator::db::tenant_schema_observe::Dropped;
-use phoenix_operator::snapshot::restore::NOT_RESTORED;
-use phoenix_operator::snapshot::store::{S3Store, SnapshotStore};
+use phoenix_operator::snapshot::store::SnapshotStore;
 use phoenix_operator::snapshot::{Snapshot, snapshot_then_delete};
 use snapshot_support::{
-    Roles, Watching, bucket, counts, destination, dsn_of, restore_cmd, seed, tenant,
+    Roles, Watching, bucket, catalog_rows, counts, destination, expected_after_restore,
+    manifest_counts, restore_ok, seed, sorted, tenant,
 };
 use support::TestDb;
 use tokio_postgres::Client;
@@ -83,17 +83,6 @@ async fn database_and_role(admin: &Client, uid: &str) -> (bool, bool) {
     (r.get(0), r.get(1))
 }
 
-fn watching(inner: S3Store, admin: Client, id: i64) -> Watching {
-    Watching {
-        inner,
-        admin,
-        tenant_id: id,
-        schema: None,
-        seen_at_put: Mutex::new(Vec::new()),
-        meanwhile: None,
-    }
-}
-
 #[tokio::test]
 async fn a_dedicated_tenant_is_snapshotted_before_its_database_goes_and_restores_into_a_shared_tenant()
  {
@@ -117,7 +106,7 @@ async fn a_dedicated_tenant_is_snapshotted_before_its_database_goes_and_restores
         "the rows are in the tenant's database, not the region's"
     );
     let bucket = bucket().await;
-    let store = watching(S3Store::from_env().await, inside, id);
+    let store = Watching::through(inside, id, None).await;
 
     let taken = snapshot_then_delete(
         &*region,
@@ -142,15 +131,7 @@ async fn a_dedicated_tenant_is_snapshotted_before_its_database_goes_and_restores
     assert_eq!(snap.tenant.catalog_id, id);
     assert_eq!(snap.tenant.isolation, "Dedicated", "the source isolation");
     assert_eq!(snap.schema_version, phoenix_catalog::latest_version());
-    let mut manifest: Vec<(String, i64)> = snap
-        .counts()
-        .into_iter()
-        .map(|(t, n)| (t, i64::try_from(n).expect("few rows")))
-        .collect();
-    manifest.sort();
-    let mut expected = before.clone();
-    expected.sort();
-    assert_eq!(manifest, expected);
+    assert_eq!(manifest_counts(&snap), sorted(&before));
 
     // Database, role and catalog row are gone.
     assert_eq!(database_and_role(&admin, &source.uid).await, (false, false));
@@ -165,41 +146,17 @@ async fn a_dedicated_tenant_is_snapshotted_before_its_database_goes_and_restores
         taken.deleted.rows,
         before.iter().map(|(_, n)| *n as u64).sum::<u64>()
     );
-    let catalog: i64 = admin
-        .query_one(
-            "SELECT count(*) FROM catalog.tenants WHERE uid = $1",
-            &[&source.uid],
-        )
-        .await
-        .expect("catalog")
-        .get(0);
-    assert_eq!(catalog, 0);
+    assert_eq!(catalog_rows(&admin, &source.uid).await, 0);
 
     // Into a new Shared tenant, through the runbook's command: the same rows, counted.
     let target = tenant("restored");
     let new_id = region.upsert_tenant(&target).await.expect("target");
-    let out = restore_cmd(&bucket, &taken.at.key, "restored", &dsn_of(&db));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "restore failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = restore_ok(&bucket, &taken.at.key, "restored", &db);
+    assert_eq!(
+        sorted(&counts(&admin, new_id, None).await),
+        sorted(&expected_after_restore(&before)),
+        "restored rows: {stdout}"
     );
-    let mut after = counts(&admin, new_id, None).await;
-    after.sort();
-    let mut wanted: Vec<(String, i64)> = expected
-        .iter()
-        .map(|(t, n)| {
-            let n = if NOT_RESTORED.contains(&t.as_str()) {
-                0
-            } else {
-                *n
-            };
-            (t.clone(), n)
-        })
-        .collect();
-    wanted.sort();
-    assert_eq!(after, wanted, "restored rows: {stdout}");
 }
 
 #[tokio::test]
@@ -215,7 +172,7 @@ async fn a_row_written_after_the_snapshot_keeps_the_dedicated_database() {
     let (id, inside) = dedicated_in(&db, &*region, &source).await;
     seed(&inside, id, None).await;
     let bucket = bucket().await;
-    let mut store = watching(S3Store::from_env().await, inside, id);
+    let mut store = Watching::through(inside, id, None).await;
     store.meanwhile = Some(format!(
         "INSERT INTO clinical.medication_requests (tenant_id, patient_id, status, resource)
          SELECT tenant_id, id, 'active', '{{}}' FROM clinical.patients WHERE tenant_id = {id} LIMIT 1"

@@ -16,12 +16,13 @@ use phoenix_operator::controller::providers::Database;
 use phoenix_operator::controller::region::apply::provision;
 use phoenix_operator::controller::tenant::apply::converge_schema;
 use phoenix_operator::db::tenant_schema_observe::Dropped;
-use phoenix_operator::snapshot::restore::NOT_RESTORED;
 use phoenix_operator::snapshot::store::SnapshotStore;
 use phoenix_operator::snapshot::{Snapshot, snapshot_then_delete};
 use snapshot_support::{
-    Roles, Watching, broken_links, bucket, content, counts, destination, dsn_of, restore_cmd,
-    schema_tenant, seed, seed_other, tenant,
+    Roles, Watching, appends_and_verifies, assert_nothing_deleted, broken_links, bucket,
+    catalog_rows, catalog_state, content, counts, destination, expected_after_restore,
+    manifest_counts, restore_ok, restore_refused_again, schema_tenant, seed, seed_other, sorted,
+    tenant, total,
 };
 use support::TestDb;
 use tokio_postgres::Client;
@@ -47,61 +48,6 @@ async fn schema_and_role(admin: &Client, uid: &str) -> (bool, bool) {
         .await
         .expect("look for the schema and role");
     (row.get(0), row.get(1))
-}
-
-/// Restores `key` into tenant `into` with the runbook's command; its stdout.
-fn restore_ok(bucket: &str, key: &str, into: &str, db: &TestDb) -> String {
-    let out = restore_cmd(bucket, key, into, &dsn_of(db));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "restore into {into} failed: {stdout}{stderr}"
-    );
-    assert!(
-        !stdout.contains("postgres://") && !stderr.contains("postgres://"),
-        "a DSN was printed"
-    );
-    stdout
-}
-
-/// The restored counts: the snapshot's, but sign-in state left out.
-fn expected_after_restore(before: &[(String, i64)]) -> Vec<(String, i64)> {
-    before
-        .iter()
-        .map(|(t, n)| {
-            let n = if NOT_RESTORED.contains(&t.as_str()) {
-                0
-            } else {
-                *n
-            };
-            (t.clone(), n)
-        })
-        .collect()
-}
-
-/// Appends an audit entry for `id` (the trigger must be back), then checks the chain.
-async fn appends_and_verifies(admin: &Client, id: i64, schema: Option<&str>) {
-    let ns = schema.map_or_else(|| "clinical".to_owned(), |s| format!("\"{s}\""));
-    admin
-        .execute(
-            &format!(
-                "INSERT INTO {ns}.audit_events (tenant_id, actor, action, resource_type, status, request_id) VALUES ($1, 'ann', 'read', 'Patient', 200, 'after')"
-            ),
-            &[&id],
-        )
-        .await
-        .expect("append after the restore");
-    let seq: i64 = admin
-        .query_one(
-            &format!("SELECT max(seq) FROM {ns}.audit_events WHERE tenant_id = $1"),
-            &[&id],
-        )
-        .await
-        .expect("seq")
-        .get(0);
-    assert_eq!(seq, 4, "the new entry follows the three restored ones");
-    assert_eq!(broken_links(admin, id, schema).await, 0);
 }
 
 #[tokio::test]
@@ -156,15 +102,11 @@ async fn a_schema_tenant_is_snapshotted_before_its_schema_goes_and_restores_into
     assert_eq!(snap.tenant.uid, source.uid);
     assert_eq!(snap.tenant.catalog_id, id);
     assert_eq!(snap.tenant.isolation, "Schema", "the source isolation");
-    let mut manifest: Vec<(String, i64)> = snap
-        .counts()
-        .into_iter()
-        .map(|(t, n)| (t, i64::try_from(n).expect("few rows")))
-        .collect();
-    manifest.sort();
-    let mut expected = before.clone();
-    expected.sort();
-    assert_eq!(manifest, expected, "same tables as a Shared snapshot");
+    assert_eq!(
+        manifest_counts(&snap),
+        sorted(&before),
+        "same tables as a Shared snapshot"
+    );
 
     // Schema, role and catalog row are gone; the other tenant's rows are not.
     assert_eq!(schema_and_role(&admin, &source.uid).await, (false, false));
@@ -179,15 +121,7 @@ async fn a_schema_tenant_is_snapshotted_before_its_schema_goes_and_restores_into
         taken.deleted.rows,
         before.iter().map(|(_, n)| *n as u64).sum::<u64>()
     );
-    let catalog: i64 = admin
-        .query_one(
-            "SELECT count(*) FROM catalog.tenants WHERE uid = $1",
-            &[&source.uid],
-        )
-        .await
-        .expect("catalog")
-        .get(0);
-    assert_eq!(catalog, 0);
+    assert_eq!(catalog_rows(&admin, &source.uid).await, 0);
     assert_eq!(counts(&admin, other, None).await, other_before);
 
     // Into a new Schema tenant: rows into its schema under its id.
@@ -231,20 +165,11 @@ async fn a_schema_tenant_is_snapshotted_before_its_schema_goes_and_restores_into
     assert_eq!(counts(&admin, other, None).await, other_before);
 
     // A second restore into the Schema tenant is refused and changes nothing.
-    let again = restore_cmd(&bucket, &taken.at.key, "restored", &dsn_of(&db));
-    let stderr = String::from_utf8_lossy(&again.stderr);
-    assert!(!again.status.success());
-    assert!(stderr.contains("already has"), "{stderr}");
-    let total: i64 = counts(&admin, new_id, Some(&new_schema))
-        .await
-        .iter()
-        .map(|(_, n)| *n)
-        .sum();
-    let restored: i64 = expected_after_restore(&before)
-        .iter()
-        .map(|(_, n)| *n)
-        .sum();
-    assert_eq!(total, restored + 1);
+    restore_refused_again(&bucket, &taken.at.key, "restored", &db);
+    assert_eq!(
+        total(&counts(&admin, new_id, Some(&new_schema)).await),
+        total(&expected_after_restore(&before)) + 1
+    );
 }
 
 #[tokio::test]
@@ -320,20 +245,6 @@ async fn a_row_written_into_the_schema_after_the_snapshot_keeps_the_schema_and_r
         "{err}"
     );
     assert_eq!(schema_and_role(&admin, &source.uid).await, (true, true));
-    let after = counts(&admin, id, Some(&schema)).await;
-    let history = after
-        .iter()
-        .find(|(t, _)| t == "clinical.fhir_history")
-        .map(|(_, n)| *n);
-    assert_eq!(history, Some(3), "nothing was dropped: {after:?}");
-    assert!(after.iter().all(|(_, n)| *n > 0));
-    let state: String = admin
-        .query_one(
-            "SELECT state FROM catalog.tenants WHERE uid = $1",
-            &[&source.uid],
-        )
-        .await
-        .expect("the catalog row is still there")
-        .get(0);
-    assert_eq!(state, "retired");
+    assert_nothing_deleted(&counts(&admin, id, Some(&schema)).await);
+    assert_eq!(catalog_state(&admin, &source.uid).await, "retired");
 }

@@ -1,6 +1,7 @@
 //! What the snapshot tests share: moto's S3, a tenant seeded in every tenant table (in the
 //! shared `clinical` tables or in a `Schema` tenant's own schema), its rows counted and
-//! read as text, its audit chain verified, and the runbook's restore command.
+//! read as text, its audit chain verified, the snapshot's manifest, the catalog row, and
+//! the runbook's restore command with what a restore must and must not do.
 
 #![allow(dead_code)]
 
@@ -9,11 +10,12 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use phoenix_catalog::schemas::{tenant_role, tenant_schema};
 use phoenix_catalog::{TENANT_TABLES, TenantRow};
-use phoenix_operator::snapshot::Destination;
 use phoenix_operator::snapshot::dump::physical;
+use phoenix_operator::snapshot::restore::NOT_RESTORED;
 use phoenix_operator::snapshot::store::{
     Listed, ObjectLocation, S3Store, SnapshotStore, StoreError,
 };
+use phoenix_operator::snapshot::{Destination, Snapshot};
 use tokio_postgres::Client;
 
 use crate::support::{self, TestDb};
@@ -238,6 +240,103 @@ pub async fn broken_links(admin: &Client, id: i64, schema: Option<&str>) -> i64 
         .get(0)
 }
 
+/// Appends an audit entry for tenant `id` (in `schema`, or `clinical`) after a restore:
+/// the chain's trigger must be back, number it after the three restored entries and give
+/// it a hash that verifies.
+pub async fn appends_and_verifies(admin: &Client, id: i64, schema: Option<&str>) {
+    let ns = schema.map_or_else(|| "clinical".to_owned(), |s| format!("\"{s}\""));
+    admin
+        .execute(
+            &format!(
+                "INSERT INTO {ns}.audit_events (tenant_id, actor, action, resource_type, status, request_id) VALUES ($1, 'ann', 'read', 'Patient', 200, 'after')"
+            ),
+            &[&id],
+        )
+        .await
+        .expect("append after the restore");
+    let seq: i64 = admin
+        .query_one(
+            &format!("SELECT max(seq) FROM {ns}.audit_events WHERE tenant_id = $1"),
+            &[&id],
+        )
+        .await
+        .expect("seq")
+        .get(0);
+    assert_eq!(seq, 4, "the new entry follows the three restored ones");
+    assert_eq!(broken_links(admin, id, schema).await, 0);
+}
+
+/// The rows per table that a snapshot's manifest names, sorted by table.
+pub fn manifest_counts(snap: &Snapshot) -> Vec<(String, i64)> {
+    let mut counts: Vec<(String, i64)> = snap
+        .counts()
+        .into_iter()
+        .map(|(t, n)| (t, i64::try_from(n).expect("few rows")))
+        .collect();
+    counts.sort();
+    counts
+}
+
+/// `counts`, sorted by table (the order a manifest's are compared in).
+pub fn sorted(counts: &[(String, i64)]) -> Vec<(String, i64)> {
+    let mut counts = counts.to_vec();
+    counts.sort();
+    counts
+}
+
+/// What a restore of a snapshot holding `before` writes: the same rows, sign-in state
+/// ([`NOT_RESTORED`]) left out.
+pub fn expected_after_restore(before: &[(String, i64)]) -> Vec<(String, i64)> {
+    before
+        .iter()
+        .map(|(t, n)| {
+            let n = if NOT_RESTORED.contains(&t.as_str()) {
+                0
+            } else {
+                *n
+            };
+            (t.clone(), n)
+        })
+        .collect()
+}
+
+/// Rows in all of `counts`' tables.
+pub fn total(counts: &[(String, i64)]) -> i64 {
+    counts.iter().map(|(_, n)| *n).sum()
+}
+
+/// Asserts that a failed snapshot deleted nothing: the history row the store's `meanwhile`
+/// wrote is there beside the two seeded ones, and every table still has rows.
+pub fn assert_nothing_deleted(after: &[(String, i64)]) {
+    let history = after
+        .iter()
+        .find(|(t, _)| t == "clinical.fhir_history")
+        .map(|(_, n)| *n);
+    assert_eq!(history, Some(3), "nothing was deleted: {after:?}");
+    assert!(after.iter().all(|(_, n)| *n > 0), "{after:?}");
+}
+
+/// Catalog rows of tenant `uid` (0 or 1).
+pub async fn catalog_rows(admin: &Client, uid: &str) -> i64 {
+    admin
+        .query_one(
+            "SELECT count(*) FROM catalog.tenants WHERE uid = $1",
+            &[&uid],
+        )
+        .await
+        .expect("count catalog rows")
+        .get(0)
+}
+
+/// The catalog state of tenant `uid`, whose row must still be there.
+pub async fn catalog_state(admin: &Client, uid: &str) -> String {
+    admin
+        .query_one("SELECT state FROM catalog.tenants WHERE uid = $1", &[&uid])
+        .await
+        .expect("the catalog row is still there")
+        .get(0)
+}
+
 /// The admin DSN of the stack, pointed at the test database.
 pub fn dsn_of(db: &TestDb) -> String {
     let admin = support::admin_dsn();
@@ -271,6 +370,32 @@ pub fn restore_cmd(bucket: &str, key: &str, into: &str, dsn: &str) -> std::proce
         .expect("run phoenix-operator snapshot restore")
 }
 
+/// Restores `key` into tenant `into` with the runbook's command, asserting it succeeds
+/// and prints no DSN; its stdout.
+pub fn restore_ok(bucket: &str, key: &str, into: &str, db: &TestDb) -> String {
+    let out = restore_cmd(bucket, key, into, &dsn_of(db));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "restore into {into} failed: {stdout}{stderr}"
+    );
+    assert!(
+        !stdout.contains("postgres://") && !stderr.contains("postgres://"),
+        "a DSN was printed"
+    );
+    stdout
+}
+
+/// Asserts that restoring `key` into tenant `into` again is refused, saying the tenant
+/// already has rows.
+pub fn restore_refused_again(bucket: &str, key: &str, into: &str, db: &TestDb) {
+    let again = restore_cmd(bucket, key, into, &dsn_of(db));
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success(), "a second restore into {into} ran");
+    assert!(stderr.contains("already has"), "{stderr}");
+}
+
 /// The real store, noting the source tenant's rows at the moment each object is written.
 pub struct Watching {
     pub inner: S3Store,
@@ -285,10 +410,17 @@ pub struct Watching {
 }
 
 impl Watching {
+    /// Watching tenant `tenant_id`'s rows in the test database.
     pub async fn new(db: &TestDb, tenant_id: i64, schema: Option<&str>) -> Self {
+        Self::through(db.admin().await, tenant_id, schema).await
+    }
+
+    /// Watching tenant `tenant_id`'s rows through `admin` (a `Dedicated` tenant's own
+    /// database).
+    pub async fn through(admin: Client, tenant_id: i64, schema: Option<&str>) -> Self {
         Self {
             inner: S3Store::from_env().await,
-            admin: db.admin().await,
+            admin,
             tenant_id,
             schema: schema.map(str::to_owned),
             seen_at_put: Mutex::new(Vec::new()),
