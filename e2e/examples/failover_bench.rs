@@ -52,15 +52,7 @@ async fn run(i: usize, on_rds: bool) -> Duration {
         Some(s) => s.declare(&guard, RESIDENCY),
         None => declare_regions(&guard, &lineage, &prefix, RESIDENCY),
     }
-    region_where(&old, "Ready", region_ready).await;
-    region_where(&replicas[0], "Ready as a replica", |r| {
-        region_ready(r)
-            && r.status
-                .as_ref()
-                .and_then(|s| s.failover.as_ref())
-                .is_some_and(|f| f.replica_of.is_some())
-    })
-    .await;
+    regions_ready(&old, &replicas).await;
     let tenant = declare_tenants(&guard, &prefix, RESIDENCY, 1).remove(0);
     let t = tenant_where(&tenant, "Ready", |t| {
         condition(t, "Ready").is_some_and(|(s, _, _)| s == "True")
