@@ -188,31 +188,51 @@ impl TenantTx {
             .await
     }
 
-    // Statements come from the connection's cache: a Parse round trip only the first time
-    // a connection sees `sql`. Before the first statement the tenant setting is prepared
-    // too (both Parses in flight together) and the transaction counts as open: from here
-    // on, dropping it closes the connection.
     async fn prepare(&mut self, sql: &str) -> Result<NextStatement<'_>, TxError> {
+        self.prepare_with(sql, false).await
+    }
+
+    // Statements come from the connection's cache: a Parse round trip only the first time
+    // a connection sees `sql`. Before the first statement BEGIN and the tenant setting are
+    // prepared too, and COMMIT when `commit` (the statement is the transaction's last),
+    // all the Parses in flight together; the transaction then counts as open: from here
+    // on, dropping it closes the connection.
+    async fn prepare_with(
+        &mut self,
+        sql: &str,
+        commit: bool,
+    ) -> Result<NextStatement<'_>, TxError> {
         let client = match &self.client {
             Some(client) => client,
             None => unreachable!("TenantTx used after drop"),
         };
+        let commit = async {
+            if commit {
+                client.prepare_cached("COMMIT").await.map(Some)
+            } else {
+                Ok(None)
+            }
+        };
         if self.phase != Phase::Idle {
+            let (statement, commit) = futures::try_join!(client.prepare_cached(sql), commit)?;
             return Ok(NextStatement {
                 client,
-                statement: client.prepare_cached(sql).await?,
+                statement,
+                commit,
                 setup: None,
             });
         }
-        let (begin, set_tenant, statement) = futures::try_join!(
+        let (begin, set_tenant, statement, commit) = futures::try_join!(
             client.prepare_cached("BEGIN"),
             client.prepare_cached(SET_TENANT_SQL),
-            client.prepare_cached(sql)
+            client.prepare_cached(sql),
+            commit
         )?;
         self.phase = Phase::Open;
         Ok(NextStatement {
             client,
             statement,
+            commit,
             setup: Some(Setup {
                 begin,
                 set_tenant,
@@ -249,24 +269,26 @@ impl TenantTx {
         position: bool,
     ) -> Result<Option<Lsn>, TxError> {
         let params = record.params();
-        let commit = if position {
-            COMMIT_RETURNING_POSITION
-        } else {
-            "COMMIT"
+        // The COMMIT that reads the position is two statements, so a simple query; the
+        // plain one is prepared.
+        let next = self.prepare_with(APPEND_SQL, !position).await?;
+        let append = next.send(next.client.execute(&next.statement, &params));
+        let (appended, committed) = match &next.commit {
+            Some(commit) => {
+                let (appended, committed) =
+                    futures::join!(append, next.client.execute(commit, &[]));
+                (appended, committed.map(|_| None))
+            }
+            None => {
+                let (appended, committed) =
+                    futures::join!(append, next.client.simple_query(COMMIT_RETURNING_POSITION));
+                (appended, committed.map(Some))
+            }
         };
-        let next = self.prepare(APPEND_SQL).await?;
-        let (appended, committed) = futures::join!(
-            next.send(next.client.execute(&next.statement, &params)),
-            next.client.simple_query(commit)
-        );
         let messages = committed?;
         self.phase = Phase::Done;
         appended?;
-        Ok(if position {
-            position_of(&messages, &self.tenant)
-        } else {
-            None
-        })
+        Ok(messages.and_then(|m| position_of(&m, &self.tenant)))
     }
 
     // Runs `sql` (at most one row) and commits, the two pipelined with BEGIN and the tenant
@@ -277,12 +299,11 @@ impl TenantTx {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, TxError> {
-        let next = self.prepare(sql).await?;
-        // Prepared, as BEGIN is: the server parses neither again on this connection.
-        let commit = next.client.prepare_cached("COMMIT").await?;
+        let next = self.prepare_with(sql, true).await?;
+        let commit = next.commit.as_ref().expect("prepared with its COMMIT");
         let (row, committed) = futures::join!(
             next.send(next.client.query_opt(&next.statement, params)),
-            next.client.execute(&commit, &[])
+            next.client.execute(commit, &[])
         );
         let committed = committed.map_err(TxError::from);
         self.phase = Phase::Done;
@@ -327,6 +348,8 @@ fn position_of(messages: &[SimpleQueryMessage], tenant: &str) -> Option<Lsn> {
 struct NextStatement<'a> {
     client: &'a Object,
     statement: Statement,
+    /// COMMIT, prepared when the statement is the transaction's last.
+    commit: Option<Statement>,
     setup: Option<Setup<'a>>,
 }
 
