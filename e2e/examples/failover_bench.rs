@@ -22,6 +22,7 @@ use phoenix_e2e::failover::*;
 use phoenix_e2e::guard::ScenarioGuard;
 use phoenix_e2e::pg_lineage::PgLineage;
 use phoenix_e2e::rds_failover::RdsScenario;
+use phoenix_e2e::scenario::is_ready;
 use phoenix_e2e::*;
 
 const RESIDENCY: &str = "FOB";
@@ -54,10 +55,7 @@ async fn run(i: usize, on_rds: bool) -> Duration {
     }
     regions_ready(&old, &replicas).await;
     let tenant = declare_tenants(&guard, &prefix, RESIDENCY, 1).remove(0);
-    let t = tenant_where(&tenant, "Ready", |t| {
-        condition(t, "Ready").is_some_and(|(s, _, _)| s == "True")
-    })
-    .await;
+    let t = tenant_where(&tenant, "Ready", is_ready).await;
     let catalog_id = t
         .status
         .and_then(|s| s.endpoints)

@@ -12,7 +12,10 @@ use phoenix_crds::{Region, Tenant};
 
 use crate::guard::ScenarioGuard;
 use crate::pg_lineage::{PgLineage, PgServer};
-use crate::{NAMESPACE, Process, condition, eventually, kube_client, kubectl_ok, tenant_yaml};
+use crate::scenario::is_ready;
+use crate::{
+    NAMESPACE, Process, condition, eventually, kube_client, kubectl_ok, secret_yaml, tenant_yaml,
+};
 
 /// How long a Region or Tenant may take to get where a step waits for it.
 pub const WITHIN: Duration = Duration::from_secs(90);
@@ -21,13 +24,6 @@ pub const WITHIN: Duration = Duration::from_secs(90);
 pub fn names(prefix: &str, replicas: usize) -> (String, Vec<String>) {
     let replica = |i: usize| format!("{prefix}-{}", char::from(b'b' + i as u8));
     (format!("{prefix}-a"), (0..replicas).map(replica).collect())
-}
-
-fn secret_yaml(name: &str, dsn: &str) -> String {
-    let dsn = serde_json::to_string(dsn).expect("json");
-    format!(
-        "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {NAMESPACE}\nstringData:\n  dsn: {dsn}\n"
-    )
 }
 
 fn region_yaml(name: &str, residency: &str, replica_of: Option<&str>) -> String {
@@ -43,10 +39,18 @@ fn region_yaml(name: &str, residency: &str, replica_of: Option<&str>) -> String 
 /// Declares the lineage's servers as Regions (the primary, then a Replica per standby).
 pub fn declare_regions(guard: &ScenarioGuard, lineage: &PgLineage, prefix: &str, residency: &str) {
     let (primary, replicas) = names(prefix, lineage.standbys.len());
-    let mut manifest = secret_yaml(&format!("{primary}-db"), &lineage.primary.dsn("phoenix"));
+    let mut manifest = secret_yaml(
+        &format!("{primary}-db"),
+        "dsn",
+        &lineage.primary.dsn("phoenix"),
+    );
     manifest.push_str(&region_yaml(&primary, residency, None));
     for (name, server) in replicas.iter().zip(&lineage.standbys) {
-        manifest.push_str(&secret_yaml(&format!("{name}-db"), &server.dsn("phoenix")));
+        manifest.push_str(&secret_yaml(
+            &format!("{name}-db"),
+            "dsn",
+            &server.dsn("phoenix"),
+        ));
         manifest.push_str(&region_yaml(name, residency, Some(&primary)));
     }
     guard.apply(&manifest);
@@ -146,10 +150,7 @@ pub async fn operator(extra: &[(&str, &str)]) -> Process {
 pub async fn tenants_ready_in(tenants: &[String], home: &str) -> Vec<phoenix_crds::TenantStatus> {
     let mut statuses = Vec::new();
     for t in tenants {
-        let t = tenant_where(t, "Ready in the primary region", |t| {
-            condition(t, "Ready").is_some_and(|(s, _, _)| s == "True")
-        })
-        .await;
+        let t = tenant_where(t, "Ready in the primary region", is_ready).await;
         let status = t.status.expect("status");
         assert_eq!(status.placement.as_ref().expect("placement").region, home);
         statuses.push(status);

@@ -249,11 +249,22 @@ pub fn install_platform() {
     );
 }
 
-fn secret_yaml(name: &str, key: &str, value: &str) -> String {
+/// A Secret `name` in the operator's namespace holding `value` under `key`, as a YAML
+/// document to apply.
+pub fn secret_yaml(name: &str, key: &str, value: &str) -> String {
     let value = serde_json::to_string(value).expect("json string");
     format!(
         "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {NAMESPACE}\nstringData:\n  {key}: {value}\n"
     )
+}
+
+/// The value under `key` of Secret `name` in the operator's namespace, when there.
+pub async fn secret_value(name: &str, key: &str) -> Option<String> {
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(kube_client().await, NAMESPACE);
+    let secret = secrets.get_opt(name).await.ok()??;
+    let raw = secret.data?.get(key)?.0.clone();
+    String::from_utf8(raw).ok()
 }
 
 /// A process killed when dropped.

@@ -5,11 +5,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::{NAMESPACE, Process, kubectl_ok, pg, secret_yaml, stack_var, try_kubectl};
 use aws_sdk_rds::Client;
-use k8s_openapi::api::core::v1::Secret;
-use kube::Api;
-
-use crate::{NAMESPACE, Process, kube_client, kubectl_ok, pg, stack_var, try_kubectl};
 
 /// A client for the stack's moto (`AWS_ENDPOINT_URL`).
 pub async fn client(aws_region: &str) -> Client {
@@ -43,14 +40,6 @@ pub fn unique_suffix() -> String {
     format!("{:08x}", nanos % 0xffff_ffff)
 }
 
-/// A Secret `name` in the operator's namespace holding `value` under `key`.
-pub fn secret_yaml(name: &str, key: &str, value: &str) -> String {
-    let value = serde_json::to_string(value).expect("json string");
-    format!(
-        "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {NAMESPACE}\nstringData:\n  {key}: {value}\n"
-    )
-}
-
 /// Applies Secret `<region>-ca` holding the stack's PostgreSQL CA (`PG_CA_FILE`).
 pub fn apply_stack_ca(region: &str) {
     let ca = std::fs::read_to_string(stack_var("PG_CA_FILE")).expect("read PG_CA_FILE");
@@ -79,14 +68,6 @@ pub async fn operator(resync_seconds: u64, map: &str, extra: &[(&str, &str)]) ->
     let mut env = vec![("PHOENIX_RDS_ENDPOINT_MAP", map)];
     env.extend_from_slice(extra);
     Process::operator_with("e2e-operator", resync_seconds, &env).await
-}
-
-/// The value under `key` of Secret `name` in the operator's namespace, when there.
-pub async fn secret_value(name: &str, key: &str) -> Option<String> {
-    let secrets: Api<Secret> = Api::namespaced(kube_client().await, NAMESPACE);
-    let secret = secrets.get_opt(name).await.ok()??;
-    let raw = secret.data?.get(key)?.0.clone();
-    String::from_utf8(raw).ok()
 }
 
 /// What RDS does for the master user, done on the stack's server of `aws_region`: a login

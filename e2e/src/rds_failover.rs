@@ -141,7 +141,7 @@ spec:
     /// source's).
     pub fn declare(&self, guard: &ScenarioGuard, residency: &str) {
         let ca = std::fs::read_to_string(stack_var("PG_CA_FILE")).expect("read PG_CA_FILE");
-        let secret = rds::secret_yaml;
+        let secret = crate::secret_yaml;
         let mut manifest = secret(&format!("{}-ca", self.primary), "ca.crt", &ca);
         manifest.push_str(&secret(
             &format!("{}-master", self.primary),

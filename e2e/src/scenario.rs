@@ -54,13 +54,9 @@ pub async fn catalog_names(region: &str, like: &str) -> Vec<(String, String, Str
 
 /// The data plane connection string the operator generated for `region`.
 pub async fn dataplane_url(region: &str) -> String {
-    let secrets: Api<Secret> = Api::namespaced(kube_client().await, NAMESPACE);
-    let secret = secrets
-        .get(&format!("phoenix-dataplane-{region}"))
+    crate::secret_value(&format!("phoenix-dataplane-{region}"), "databaseUrl")
         .await
-        .expect("the operator created the data plane Secret");
-    let data = secret.data.expect("secret data");
-    String::from_utf8(data["databaseUrl"].0.clone()).expect("utf-8 url")
+        .expect("the operator created the data plane Secret, with a databaseUrl")
 }
 
 /// The CA the operator put beside the data plane's credentials of `region` (key `ca.crt`,

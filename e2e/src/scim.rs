@@ -1,11 +1,7 @@
 //! SCIM against a running data plane: the tenant's generated token read from the Secret the
 //! operator writes, and users provisioned the way an identity provider does it.
 
-use k8s_openapi::api::core::v1::Secret;
-use kube::Api;
 use serde_json::{Value, json};
-
-use crate::{NAMESPACE, kube_client};
 
 /// The core User schema.
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
@@ -17,13 +13,7 @@ pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 /// The SCIM token of IdPConnection `idp`, from Secret `phoenix-scim-<idp>`; `None` while
 /// the operator has not written it.
 pub async fn scim_token(idp: &str) -> Option<String> {
-    let secrets: Api<Secret> = Api::namespaced(kube_client().await, NAMESPACE);
-    let secret = secrets
-        .get_opt(&format!("phoenix-scim-{idp}"))
-        .await
-        .ok()??;
-    let bytes = secret.data?.get("token")?.0.clone();
-    String::from_utf8(bytes).ok()
+    crate::secret_value(&format!("phoenix-scim-{idp}"), "token").await
 }
 
 /// A SCIM client of one tenant at one data plane.

@@ -11,6 +11,7 @@ use std::time::Duration;
 use phoenix_e2e::failover::*;
 use phoenix_e2e::guard::ScenarioGuard;
 use phoenix_e2e::pg_lineage::PgLineage;
+use phoenix_e2e::scenario::is_ready;
 use phoenix_e2e::*;
 
 const RESIDENCY: &str = "FOX";
@@ -127,10 +128,7 @@ async fn an_unreachable_old_primary_is_fenced_when_it_comes_back() {
     declare_regions(&guard, &lineage, "fd", "FOD");
     regions_ready(&old, &replicas).await;
     let tenant = declare_tenants(&guard, "fd", "FOD", 1).remove(0);
-    let t = tenant_where(&tenant, "Ready", |t| {
-        condition(t, "Ready").is_some_and(|(s, _, _)| s == "True")
-    })
-    .await;
+    let t = tenant_where(&tenant, "Ready", is_ready).await;
     let catalog_id = t
         .status
         .and_then(|s| s.endpoints)

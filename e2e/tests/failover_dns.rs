@@ -14,13 +14,6 @@ use phoenix_e2e::*;
 
 const RESIDENCY: &str = "FODNS";
 
-fn secret_yaml(name: &str, dsn: &str) -> String {
-    let dsn = serde_json::to_string(dsn).expect("json");
-    format!(
-        "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {NAMESPACE}\nstringData:\n  dsn: {dsn}\n"
-    )
-}
-
 fn region_yaml(name: &str, aws: &str, replica_of: Option<&str>) -> String {
     let role = match replica_of {
         Some(source) => format!("Replica\n  replicaOf: {source}"),
@@ -78,10 +71,11 @@ async fn after_a_failover_the_old_regions_latency_record_points_at_the_promoted_
     let (old, replicas) = names("fodns", 1);
     let new = replicas[0].clone();
     forget_claims(&replicas);
-    let mut manifest = secret_yaml(&format!("{old}-db"), &lineage.primary.dsn("phoenix"));
+    let mut manifest = secret_yaml(&format!("{old}-db"), "dsn", &lineage.primary.dsn("phoenix"));
     manifest.push_str(&region_yaml(&old, "us-east-1", None));
     manifest.push_str(&secret_yaml(
         &format!("{new}-db"),
+        "dsn",
         &lineage.standbys[0].dsn("phoenix"),
     ));
     manifest.push_str(&region_yaml(&new, "eu-west-1", Some(&old)));

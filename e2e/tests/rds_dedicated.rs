@@ -142,7 +142,7 @@ async fn a_dedicated_tenant_on_an_rds_region_gets_its_own_instance_and_deletion_
         Some(&region_yaml(&name, &identifier, &dbname, &master)),
     );
     let region_password = eventually("the Region's master password", WITHIN, || async {
-        rds::secret_value(&format!("{name}-master"), "password").await
+        secret_value(&format!("{name}-master"), "password").await
     })
     .await;
     rds::create_master_user(AWS_REGION, &master, &region_password).await;
@@ -177,7 +177,7 @@ async fn a_dedicated_tenant_on_an_rds_region_gets_its_own_instance_and_deletion_
         cleanup.hexes.push(hex.clone());
         let instance = format!("phoenix-tenant-{hex}");
         let password = eventually("the tenant's master password", WITHIN, || async {
-            rds::secret_value(&format!("{instance}-master"), "password").await
+            secret_value(&format!("{instance}-master"), "password").await
         })
         .await;
         assert!(password.len() >= 32, "a strong password");
@@ -210,7 +210,7 @@ async fn a_dedicated_tenant_on_an_rds_region_gets_its_own_instance_and_deletion_
     ids.extend(tenants.iter().map(|t| t.3.clone()));
     let map = rds::stack_endpoint_map(&ids, AWS_REGION);
     operator = Some(rds::operator(3, &map, &extra).await);
-    let dataplane_url = rds::secret_value(&format!("phoenix-dataplane-{name}"), "databaseUrl")
+    let dataplane_url = secret_value(&format!("phoenix-dataplane-{name}"), "databaseUrl")
         .await
         .expect("the data plane Secret");
     let ca_file = stack_var("PG_CA_FILE");
@@ -320,7 +320,7 @@ async fn a_dedicated_tenant_on_an_rds_region_gets_its_own_instance_and_deletion_
             assert!(snapshots.is_empty(), "{snapshots:?}");
         }
         assert_eq!(
-            rds::secret_value(&format!("{instance}-master"), "password").await,
+            secret_value(&format!("{instance}-master"), "password").await,
             None,
             "the master password Secret goes with the instance"
         );

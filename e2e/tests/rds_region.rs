@@ -80,7 +80,7 @@ async fn an_rds_region_creates_its_instance_and_becomes_ready_through_the_endpoi
         )),
     );
     let password = eventually("the generated master password", WITHIN, || async {
-        rds::secret_value(&format!("{name}-master"), "password").await
+        secret_value(&format!("{name}-master"), "password").await
     })
     .await;
     assert!(password.len() >= 32, "a strong password");
@@ -127,7 +127,7 @@ async fn an_rds_region_creates_its_instance_and_becomes_ready_through_the_endpoi
         .expect("the region database exists")
         .get(0);
     assert_eq!(owner, master);
-    let url = rds::secret_value(&format!("phoenix-dataplane-{name}"), "databaseUrl")
+    let url = secret_value(&format!("phoenix-dataplane-{name}"), "databaseUrl")
         .await
         .expect("the data plane Secret");
     assert!(
@@ -189,7 +189,7 @@ async fn an_rds_region_creates_its_instance_and_becomes_ready_through_the_endpoi
 
     // The master user cannot take BYPASSRLS away (only a superuser can, and on RDS nobody
     // is one): a data plane role someone gave it is refused, not used.
-    let role = rds::secret_value(&format!("phoenix-dataplane-{name}"), "username")
+    let role = secret_value(&format!("phoenix-dataplane-{name}"), "username")
         .await
         .expect("the data plane login");
     db.batch_execute(&format!("ALTER ROLE {role} BYPASSRLS"))
@@ -234,8 +234,8 @@ async fn an_rds_region_verified_against_the_wrong_ca_says_so() {
     let password = format!("pw-{id}-0123456789abcdef");
     rds::create_master_user(AWS_REGION, &master, &password).await;
     let unrelated = include_str!("../../catalog/tests/fixtures/unrelated-ca.crt");
-    let secrets = rds::secret_yaml(&format!("{name}-ca"), "ca.crt", unrelated)
-        + &rds::secret_yaml(&format!("{name}-master"), "password", &password);
+    let secrets = secret_yaml(&format!("{name}-ca"), "ca.crt", unrelated)
+        + &secret_yaml(&format!("{name}-master"), "password", &password);
     kubectl_ok(&["apply", "-f", "-"], Some(&secrets));
     kubectl_ok(
         &["apply", "-f", "-"],
@@ -280,8 +280,8 @@ async fn a_master_password_secret_without_the_key_gets_it_and_keeps_its_other_ke
         &format!("rds_master_key_{id}"),
     );
     let ca = std::fs::read_to_string(stack_var("PG_CA_FILE")).expect("read PG_CA_FILE");
-    let secrets = rds::secret_yaml(&format!("{name}-ca"), "ca.crt", &ca)
-        + &rds::secret_yaml(&format!("{name}-master"), "note", "kept by its owner");
+    let secrets = secret_yaml(&format!("{name}-ca"), "ca.crt", &ca)
+        + &secret_yaml(&format!("{name}-master"), "note", "kept by its owner");
     kubectl_ok(&["apply", "-f", "-"], Some(&secrets));
     kubectl_ok(
         &["apply", "-f", "-"],
@@ -294,12 +294,12 @@ async fn a_master_password_secret_without_the_key_gets_it_and_keeps_its_other_ke
         )),
     );
     let password = eventually("the generated master password", WITHIN, || async {
-        rds::secret_value(&format!("{name}-master"), "password").await
+        secret_value(&format!("{name}-master"), "password").await
     })
     .await;
     assert!(password.len() >= 32);
     assert_eq!(
-        rds::secret_value(&format!("{name}-master"), "note")
+        secret_value(&format!("{name}-master"), "note")
             .await
             .as_deref(),
         Some("kept by its owner")
@@ -307,7 +307,7 @@ async fn a_master_password_secret_without_the_key_gets_it_and_keeps_its_other_ke
     // The next passes read it back rather than generating another.
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
-        rds::secret_value(&format!("{name}-master"), "password").await,
+        secret_value(&format!("{name}-master"), "password").await,
         Some(password)
     );
 }
@@ -372,7 +372,7 @@ async fn plan_shows_the_instance_it_would_create_and_creates_nothing() {
         "plan created {identifier}"
     );
     assert_eq!(
-        rds::secret_value(&format!("{name}-master"), "password").await,
+        secret_value(&format!("{name}-master"), "password").await,
         None
     );
 }

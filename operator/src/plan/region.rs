@@ -39,25 +39,22 @@ fn region_changes(name: &str, settings: &Settings, endpoint: &str, p: &RegionPla
             d.summary.clone(),
         ));
     }
+    let secret = format!(
+        "secret {}/{}",
+        settings.namespace,
+        region::dataplane_secret_name(name)
+    );
     if p.create_secret {
         out.push(Change::new(
             "create",
-            format!(
-                "secret {}/{}",
-                settings.namespace,
-                region::dataplane_secret_name(name)
-            ),
+            secret.clone(),
             "the data plane's credentials (generated)",
         ));
     }
     if p.repoint_secret {
         out.push(Change::new(
             "update",
-            format!(
-                "secret {}/{}",
-                settings.namespace,
-                region::dataplane_secret_name(name)
-            ),
+            secret,
             format!(
                 "name the region's own role {} (the old role keeps working)",
                 crate::db::owned::dataplane_role(name)

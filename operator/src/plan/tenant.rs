@@ -62,14 +62,13 @@ pub(super) async fn plan_tenant(
             dedicated,
             ..
         }) => {
+            // A Tenant not created yet (a manifest, dry-run applied: no status) has only a
+            // dry run's UID, so the names derived from it are not known yet.
+            let known = t.status.as_ref().is_some_and(|s| s.placement.is_some());
             if let Some(w) = &dedicated {
-                let known = t.status.as_ref().is_some_and(|s| s.placement.is_some());
                 changes.extend(dedicated::changes(w, known, &placement.region));
             }
             if let Some(w) = &schema {
-                // A Tenant not created yet (a manifest, dry-run applied: no status) has only
-                // a dry run's UID, so the names it will get are not known yet.
-                let known = t.status.as_ref().is_some_and(|s| s.placement.is_some());
                 let name = |text: &str| {
                     if known {
                         text.to_owned()

@@ -244,11 +244,11 @@ pub async fn broken_links(admin: &Client, id: i64, schema: Option<&str>) -> i64 
 /// the chain's trigger must be back, number it after the three restored entries and give
 /// it a hash that verifies.
 pub async fn appends_and_verifies(admin: &Client, id: i64, schema: Option<&str>) {
-    let ns = schema.map_or_else(|| "clinical".to_owned(), |s| format!("\"{s}\""));
+    let audit = physical("clinical.audit_events", schema);
     admin
         .execute(
             &format!(
-                "INSERT INTO {ns}.audit_events (tenant_id, actor, action, resource_type, status, request_id) VALUES ($1, 'ann', 'read', 'Patient', 200, 'after')"
+                "INSERT INTO {audit} (tenant_id, actor, action, resource_type, status, request_id) VALUES ($1, 'ann', 'read', 'Patient', 200, 'after')"
             ),
             &[&id],
         )
@@ -256,7 +256,7 @@ pub async fn appends_and_verifies(admin: &Client, id: i64, schema: Option<&str>)
         .expect("append after the restore");
     let seq: i64 = admin
         .query_one(
-            &format!("SELECT max(seq) FROM {ns}.audit_events WHERE tenant_id = $1"),
+            &format!("SELECT max(seq) FROM {audit} WHERE tenant_id = $1"),
             &[&id],
         )
         .await
