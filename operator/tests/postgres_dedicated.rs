@@ -17,27 +17,8 @@ use phoenix_operator::db::PgDatabase;
 use phoenix_operator::db::roles::DATAPLANE_ROLE;
 use phoenix_operator::db::tenant_schema::tables;
 use support::TestDb;
+use support::tenants::dedicated_tenant;
 use tokio_postgres::Client;
-
-fn dedicated_tenant(name: &str) -> TenantRow {
-    let uid = format!("uid-{name}-{}", support::rand_suffix());
-    TenantRow {
-        schema: None,
-        database: Some(tenant_database(&uid)),
-        database_server: None,
-        uid,
-        name: name.to_owned(),
-        display_name: format!("{name} hospital"),
-        hostname: format!("{name}-{}.example.test", support::rand_suffix()),
-        home_region: "us-east-1".to_owned(),
-        data_residency: vec!["US".to_owned()],
-        isolation: phoenix_catalog::Isolation::Dedicated,
-        state: phoenix_catalog::TenantState::Active,
-        requests_per_second: 100,
-        max_users: 100,
-        generation: 1,
-    }
-}
 
 /// Drops the tenants' databases, then their roles, when the test ends (passed or failed).
 struct Cleanup(std::sync::Mutex<Vec<String>>);
@@ -54,33 +35,19 @@ impl Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let uids = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let admin =
-                    phoenix_catalog::connect::parse(&support::admin_dsn()).expect("admin DSN");
-                if let Ok(client) = admin.connect().await {
-                    for uid in uids {
-                        let _ = client
-                            .batch_execute(&format!(
-                                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                                tenant_database(&uid)
-                            ))
-                            .await;
-                        let _ = client
-                            .batch_execute(&format!(
-                                "DROP ROLE IF EXISTS \"{}\"",
-                                tenant_role(&uid)
-                            ))
-                            .await;
-                    }
-                }
-            });
-        })
-        .join();
+        support::cleanup_as_admin(
+            uids.iter()
+                .flat_map(|uid| {
+                    [
+                        format!(
+                            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                            tenant_database(uid)
+                        ),
+                        format!("DROP ROLE IF EXISTS \"{}\"", tenant_role(uid)),
+                    ]
+                })
+                .collect(),
+        );
     }
 }
 

@@ -6,33 +6,14 @@ mod support;
 
 use std::sync::Arc;
 
-use phoenix_catalog::TenantRow;
 use phoenix_operator::controller::providers::Database;
 use phoenix_operator::controller::region::apply::provision;
 use phoenix_operator::db::rls::{Drift, POLICY_NAME};
 use phoenix_operator::db::roles::{DATAPLANE_ROLE, OWNER_ROLE};
 use phoenix_operator::db::{DbError, NameConflict};
 use support::TestDb;
+use support::tenants::tenant;
 use tokio_postgres::Client;
-
-fn tenant(name: &str) -> TenantRow {
-    TenantRow {
-        uid: format!("uid-{name}-{}", support::rand_suffix()),
-        name: name.to_owned(),
-        display_name: format!("{name} hospital"),
-        hostname: format!("{name}-{}.example.test", support::rand_suffix()),
-        home_region: "us-east-1".to_owned(),
-        data_residency: vec!["US".to_owned()],
-        isolation: phoenix_catalog::Isolation::Shared,
-        state: phoenix_catalog::TenantState::Active,
-        requests_per_second: 100,
-        max_users: 100,
-        generation: 1,
-        schema: None,
-        database: None,
-        database_server: None,
-    }
-}
 
 /// A migrated database with two tenants, each with `rows` patients.
 async fn two_tenants(db: &TestDb, rows: i64) -> (Arc<dyn Database>, i64, i64) {

@@ -230,22 +230,7 @@ async fn a_createrole_login_that_is_not_a_superuser_provisions_and_refuses_bypas
     assert_eq!(owner, OWNER_ROLE);
 
     // Tenant deletion under forced RLS works without superuser too.
-    let row = phoenix_catalog::TenantRow {
-        uid: format!("uid-managed-{suffix}"),
-        name: "managed".to_owned(),
-        display_name: "managed hospital".to_owned(),
-        hostname: format!("managed-{suffix}.example.test"),
-        home_region: "us-east-1".to_owned(),
-        data_residency: vec!["US".to_owned()],
-        isolation: phoenix_catalog::Isolation::Shared,
-        state: phoenix_catalog::TenantState::Active,
-        requests_per_second: 100,
-        max_users: 100,
-        generation: 1,
-        schema: None,
-        database: None,
-        database_server: None,
-    };
+    let row = support::tenants::tenant("managed");
     let id = region.upsert_tenant(&row).await.expect("catalog row");
     admin
         .execute(

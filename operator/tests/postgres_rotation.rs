@@ -230,22 +230,9 @@ async fn a_rotation_moves_to_an_equal_second_login_and_retires_the_first_once_dr
     // The new login reads under RLS: only the tenant it is set to.
     let mut tenant_ids = Vec::new();
     for t in ["alpha", "beta"] {
-        let row = phoenix_catalog::TenantRow {
-            uid: format!("uid-{t}-{suffix}"),
-            name: t.to_owned(),
-            display_name: t.to_owned(),
-            hostname: format!("{t}-{suffix}.example.test"),
-            home_region: name.clone(),
-            data_residency: vec!["EU".to_owned()],
-            isolation: phoenix_catalog::Isolation::Shared,
-            state: phoenix_catalog::TenantState::Active,
-            requests_per_second: 100,
-            max_users: 100,
-            generation: 1,
-            schema: None,
-            database: None,
-            database_server: None,
-        };
+        let mut row = support::tenants::tenant(t);
+        row.home_region = name.clone();
+        row.data_residency = vec!["EU".to_owned()];
         let id = region_db.upsert_tenant(&row).await.expect("catalog row");
         admin
             .execute(

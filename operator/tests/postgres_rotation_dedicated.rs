@@ -35,30 +35,12 @@ struct Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let (database, roles) = (self.database.clone(), self.roles.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let admin =
-                    phoenix_catalog::connect::parse(&support::admin_dsn()).expect("admin DSN");
-                if let Ok(client) = admin.connect().await {
-                    let _ = client
-                        .batch_execute(&format!(
-                            "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
-                        ))
-                        .await;
-                    for role in roles {
-                        let _ = client
-                            .batch_execute(&format!("DROP ROLE IF EXISTS \"{role}\""))
-                            .await;
-                    }
-                }
-            });
-        })
-        .join();
+        let drop_database = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.database);
+        let drop_roles = self
+            .roles
+            .iter()
+            .map(|role| format!("DROP ROLE IF EXISTS \"{role}\""));
+        support::cleanup_as_admin(std::iter::once(drop_database).chain(drop_roles).collect());
     }
 }
 

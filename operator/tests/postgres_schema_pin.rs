@@ -5,57 +5,12 @@
 
 mod support;
 
-use phoenix_catalog::TenantRow;
-use phoenix_catalog::schemas::{tenant_role, tenant_schema};
+use phoenix_catalog::schemas::tenant_role;
 use phoenix_operator::controller::region::apply::provision;
 use phoenix_operator::controller::tenant::apply::converge_schema;
 use support::TestDb;
+use support::tenants::{Roles, schema_tenant};
 use tokio_postgres::Client;
-
-fn schema_tenant(name: &str) -> TenantRow {
-    let uid = format!("uid-{name}-{}", support::rand_suffix());
-    TenantRow {
-        schema: Some(tenant_schema(&uid)),
-        database: None,
-        database_server: None,
-        uid,
-        name: name.to_owned(),
-        display_name: format!("{name} hospital"),
-        hostname: format!("{name}-{}.example.test", support::rand_suffix()),
-        home_region: "us-east-1".to_owned(),
-        data_residency: vec!["US".to_owned()],
-        isolation: phoenix_catalog::Isolation::Schema,
-        state: phoenix_catalog::TenantState::Active,
-        requests_per_second: 100,
-        max_users: 100,
-        generation: 1,
-    }
-}
-
-/// Drops the tenant's server-wide role when the test ends, passed or failed.
-struct Role(String);
-
-impl Drop for Role {
-    fn drop(&mut self) {
-        let role = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let admin =
-                    phoenix_catalog::connect::parse(&support::admin_dsn()).expect("admin DSN");
-                if let Ok(client) = admin.connect().await {
-                    let _ = client
-                        .batch_execute(&format!("DROP ROLE IF EXISTS \"{role}\""))
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
 
 /// (table, constraint) of the foreign keys from `schema` to the catalog schema.
 async fn catalog_fks(admin: &Client, schema: &str) -> Vec<(String, String)> {
@@ -112,7 +67,8 @@ async fn clinical_catalog_fks(admin: &Client) -> Vec<(String, String, String)> {
 #[tokio::test]
 async fn a_schema_tenant_has_no_foreign_key_to_the_catalog_and_a_check_pins_its_rows() {
     let row = schema_tenant("pin");
-    let _role = Role(tenant_role(&row.uid));
+    let roles = Roles::new();
+    roles.of_tenant(&row);
     let db = TestDb::new("schema_pin").await;
     let region = db.region();
     provision(&*region, None).await.expect("provision");
@@ -178,7 +134,8 @@ async fn a_schema_tenant_has_no_foreign_key_to_the_catalog_and_a_check_pins_its_
 #[tokio::test]
 async fn an_old_copy_with_foreign_keys_to_the_catalog_converges_to_pins() {
     let row = schema_tenant("oldcopy");
-    let _role = Role(tenant_role(&row.uid));
+    let roles = Roles::new();
+    roles.of_tenant(&row);
     let db = TestDb::new("schema_pin_old").await;
     let region = db.region();
     provision(&*region, None).await.expect("provision");

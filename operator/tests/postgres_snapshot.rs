@@ -17,9 +17,10 @@ use phoenix_operator::snapshot::{Snapshot, SnapshotError, snapshot_then_delete};
 use snapshot_support::{
     Watching, appends_and_verifies, assert_nothing_deleted, broken_links, bucket, catalog_rows,
     catalog_state, content, destination, expected_after_restore, manifest_counts, restore_ok,
-    restore_refused_again, seed, seed_other, sorted, tenant, total,
+    restore_refused_again, seed, seed_other, sorted, total,
 };
 use support::TestDb;
+use support::tenants::tenant;
 use tokio_postgres::Client;
 
 /// A provisioned region database with `Shared` tenant `source` holding rows in every

@@ -19,41 +19,22 @@ use phoenix_operator::db::tenant_schema_observe::Dropped;
 use phoenix_operator::snapshot::store::SnapshotStore;
 use phoenix_operator::snapshot::{Snapshot, snapshot_then_delete};
 use snapshot_support::{
-    Roles, Watching, bucket, catalog_rows, counts, destination, expected_after_restore,
-    manifest_counts, restore_ok, seed, sorted, tenant,
+    Watching, bucket, catalog_rows, counts, destination, expected_after_restore, manifest_counts,
+    restore_ok, seed, sorted,
 };
 use support::TestDb;
+use support::tenants::{Roles, dedicated_tenant, tenant};
 use tokio_postgres::Client;
-
-fn dedicated_tenant(name: &str) -> TenantRow {
-    let mut row = tenant(name);
-    row.isolation = phoenix_catalog::Isolation::Dedicated;
-    row.database = Some(tenant_database(&row.uid));
-    row
-}
 
 /// Drops a tenant's database (before the roles guard drops its role).
 struct DropDatabase(String);
 
 impl Drop for DropDatabase {
     fn drop(&mut self) {
-        let name = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let admin =
-                    phoenix_catalog::connect::parse(&support::admin_dsn()).expect("admin DSN");
-                if let Ok(client) = admin.connect().await {
-                    let _ = client
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                        .await;
-                }
-            });
-        })
-        .join();
+        support::cleanup_as_admin(vec![format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            self.0
+        )]);
     }
 }
 

@@ -19,12 +19,12 @@ use phoenix_operator::db::tenant_schema_observe::Dropped;
 use phoenix_operator::snapshot::store::SnapshotStore;
 use phoenix_operator::snapshot::{Snapshot, snapshot_then_delete};
 use snapshot_support::{
-    Roles, Watching, appends_and_verifies, assert_nothing_deleted, broken_links, bucket,
-    catalog_rows, catalog_state, content, counts, destination, expected_after_restore,
-    manifest_counts, restore_ok, restore_refused_again, schema_tenant, seed, seed_other, sorted,
-    tenant, total,
+    Watching, appends_and_verifies, assert_nothing_deleted, broken_links, bucket, catalog_rows,
+    catalog_state, content, counts, destination, expected_after_restore, manifest_counts,
+    restore_ok, restore_refused_again, seed, seed_other, sorted, total,
 };
 use support::TestDb;
+use support::tenants::{Roles, schema_tenant, tenant};
 use tokio_postgres::Client;
 
 /// Converges `row`'s schema with the operator's code, then writes its catalog row; its id.

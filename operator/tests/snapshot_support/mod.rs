@@ -8,8 +8,7 @@
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use phoenix_catalog::schemas::{tenant_role, tenant_schema};
-use phoenix_catalog::{TENANT_TABLES, TenantRow};
+use phoenix_catalog::TENANT_TABLES;
 use phoenix_operator::snapshot::dump::physical;
 use phoenix_operator::snapshot::restore::NOT_RESTORED;
 use phoenix_operator::snapshot::store::{
@@ -21,34 +20,6 @@ use tokio_postgres::Client;
 use crate::support::{self, TestDb};
 
 pub const AWS_REGION: &str = "us-east-1";
-
-/// A `Shared` tenant's catalog row.
-pub fn tenant(name: &str) -> TenantRow {
-    TenantRow {
-        uid: format!("uid-{name}-{}", support::rand_suffix()),
-        name: name.to_owned(),
-        display_name: format!("{name} hospital"),
-        hostname: format!("{name}-{}.example.test", support::rand_suffix()),
-        home_region: "us-east-1".to_owned(),
-        data_residency: vec!["US".to_owned()],
-        isolation: phoenix_catalog::Isolation::Shared,
-        state: phoenix_catalog::TenantState::Active,
-        requests_per_second: 100,
-        max_users: 100,
-        generation: 1,
-        schema: None,
-        database: None,
-        database_server: None,
-    }
-}
-
-/// A `Schema` tenant's catalog row (its schema named after its UID).
-pub fn schema_tenant(name: &str) -> TenantRow {
-    let mut row = tenant(name);
-    row.isolation = phoenix_catalog::Isolation::Schema;
-    row.schema = Some(tenant_schema(&row.uid));
-    row
-}
 
 /// moto's S3 from the stack, through the operator's own client configuration; an unset
 /// endpoint fails the test.
@@ -450,46 +421,5 @@ impl SnapshotStore for Watching {
     }
     async fn list(&self, r: &str, b: &str, p: &str) -> Result<Vec<Listed>, StoreError> {
         self.inner.list(r, b, p).await
-    }
-}
-
-/// Drops the server-wide roles of the `Schema` tenants a test made when it ends, passed or
-/// failed; declared before the test's database, so that the database is gone first.
-pub struct Roles(Mutex<Vec<String>>);
-
-impl Roles {
-    pub fn new() -> Self {
-        Self(Mutex::new(Vec::new()))
-    }
-
-    pub fn of_tenant(&self, row: &TenantRow) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(tenant_role(&row.uid));
-    }
-}
-
-impl Drop for Roles {
-    fn drop(&mut self) {
-        let roles = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let admin =
-                    phoenix_catalog::connect::parse(&support::admin_dsn()).expect("admin DSN");
-                if let Ok(client) = admin.connect().await {
-                    for role in roles {
-                        let _ = client
-                            .batch_execute(&format!("DROP ROLE IF EXISTS \"{role}\""))
-                            .await;
-                    }
-                }
-            });
-        })
-        .join();
     }
 }

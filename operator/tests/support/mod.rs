@@ -9,6 +9,8 @@ use phoenix_operator::controller::providers::Database;
 use phoenix_operator::db::PgDatabase;
 use tokio_postgres::Client;
 
+pub mod tenants;
+
 /// The stack's TLS-only primary (its DSN is verify-full with the stack's CA).
 pub const TLS_ADMIN_DSN_VAR: &str = "PG_ADMIN_DSN_EU_WEST_1";
 
@@ -81,24 +83,43 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let admin = self.admin.clone();
-        let name = self.name.clone();
-        // Drop synchronously on a helper thread: Drop cannot await.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                if let Ok(client) = admin.connect().await {
-                    let _ = client
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                }
-            });
-        })
-        .join();
+        cleanup_on(
+            self.admin.clone(),
+            vec![format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )],
+        );
     }
+}
+
+/// Runs `statements` in order as the stack's admin, for the guards that clean up when a
+/// test ends, passed or failed; see [`cleanup_on`].
+pub fn cleanup_as_admin(statements: Vec<String>) {
+    cleanup_on(
+        phoenix_catalog::connect::parse(&admin_dsn()).expect("admin DSN"),
+        statements,
+    );
+}
+
+/// Runs `statements` in order on the server of `admin`, each on its own with its error
+/// ignored (what it drops may be gone already), and returns when they ran. It blocks on a
+/// thread of its own, as `Drop` cannot await.
+pub fn cleanup_on(admin: PgTarget, statements: Vec<String>) {
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            if let Ok(client) = admin.connect().await {
+                for sql in statements {
+                    let _ = client.batch_execute(&sql).await;
+                }
+            }
+        });
+    })
+    .join();
 }
 
 /// Drops database `name` on the server of `admin`, with its connections.
@@ -117,4 +138,13 @@ pub fn rand_suffix() -> String {
         .take(10)
         .map(|c| char::from(c).to_ascii_lowercase())
         .collect()
+}
+
+/// The single `bigint` that `sql` selects (a count).
+pub async fn count(
+    c: &impl tokio_postgres::GenericClient,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> i64 {
+    c.query_one(sql, params).await.expect(sql).get(0)
 }
